@@ -1,0 +1,17 @@
+/*
+ * cli.h - m365ctl subcommands.  Each gets the configuration file name and
+ * its own arguments (argv[0] is the subcommand) and returns the exit status:
+ * 0 success, 1 the check found problems, 2 usage error.
+ */
+#ifndef M3_CLI_H
+#define M3_CLI_H
+
+#include "conf.h"
+
+int cmd_check_config(const char *conf_file, int argc, char **argv);
+int cmd_explain(const char *conf_file, int argc, char **argv);
+
+/* cli_load - load the configuration, printing every diagnostic; NULL on error */
+struct conf *cli_load(const char *conf_file, int quiet_ok);
+
+#endif

@@ -1,0 +1,1364 @@
+/*
+ * conf.c - the configuration schema (libconfuse) and the build of the
+ * struct conf snapshot: every value typed, every reference resolved, every
+ * rule checked, each problem reported with its file and line.
+ *
+ * Every option is declared once, in the tables below, as a "located
+ * string": libconfuse hands each raw value to loc_parse(), which records the
+ * file and line it came from.  Typing (numbers, booleans, enumerations,
+ * addresses) happens here afterwards, so that every message can name the
+ * exact line.  Defaults live in the build functions next to their checks.
+ */
+#include "config.h"
+
+#include <confuse.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "conf.h"
+#include "conf_text.h"
+#include "util.h"
+
+/* Defaults (DESIGN.md section 3; Exchange Online's published limits). */
+#define DEF_USER	      "m365relay"
+#define DEF_STATE_DIR	      "/var/lib/m365relay"
+#define DEF_MILTER_SOCKET     "unix:/run/m365relay/milter.sock"
+#define DEF_MILTER_TIMEOUT    300
+#define DEF_SMTP_HOST	      "smtp.office365.com"
+#define DEF_SMTP_PORT	      587
+#define DEF_MX_PORT	      25
+#define DEF_AUTHORITY	      "https://login.microsoftonline.com"
+#define DEF_SCOPE	      "https://outlook.office365.com/.default"
+#define DEF_MESSAGES	      {30, 60}
+#define DEF_RECIPIENTS	      {10000, 86400}
+#define DEF_SESSIONS	      3
+#define DEF_RCPT_PER_MESSAGE  500
+#define MAX_SESSIONS	      3    /* Exchange Online: a 4th session gets 432 4.3.2 */
+#define MAX_RCPT_PER_MESSAGE  1000 /* Exchange Online's customizable maximum */
+#define MAX_CONF_FILE	      (1024 * 1024)
+
+/* Located strings ----------------------------------------------------------- */
+
+struct locstr {
+	char *s;
+	char *file;
+	int line;
+};
+
+static int
+loc_parse(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	struct locstr *ls = calloc(1, sizeof(*ls));
+
+	(void)opt;
+	if (ls == NULL)
+		return -1;
+	ls->s = strdup(value);
+	ls->file = strdup(cfg->filename ? cfg->filename : "?");
+	ls->line = cfg->line;
+	if (ls->s == NULL || ls->file == NULL) {
+		free(ls->s);
+		free(ls->file);
+		free(ls);
+		return -1;
+	}
+	*(void **)result = ls;
+	return 0;
+}
+
+static void
+loc_free(void *p)
+{
+	struct locstr *ls = p;
+
+	if (ls != NULL) {
+		free(ls->s);
+		free(ls->file);
+		free(ls);
+	}
+}
+
+#define OPT(name)  CFG_PTR_CB(name, NULL, CFGF_NODEFAULT, loc_parse, loc_free)
+#define LIST(name) CFG_PTR_LIST_CB(name, NULL, CFGF_NODEFAULT, loc_parse, loc_free)
+#define SECTION(name, opts) CFG_SEC(name, opts, CFGF_MULTI | CFGF_TITLE)
+
+/* The schema ---------------------------------------------------------------- */
+
+static cfg_opt_t milter_opts[] = {
+	OPT("socket"), OPT("pid_file"), OPT("on_error"), OPT("timeout"),
+	CFG_END()};
+
+static cfg_opt_t tenant_opts[] = {
+	LIST("accepted_domains"), OPT("mx_endpoint"), OPT("mx_port"),
+	OPT("egress_ip"),	  OPT("direct_send"), OPT("smtp_host"),
+	OPT("smtp_port"),	  OPT("authority"),   OPT("tenant_id"),
+	OPT("scope"),		  CFG_END()};
+
+static cfg_opt_t app_opts[] = {
+	OPT("tenant"),	 OPT("client_id"),     OPT("client_secret_file"),
+	OPT("certificate_file"), OPT("key_file"), OPT("assertion"),
+	CFG_END()};
+
+static cfg_opt_t mailbox_opts[] = {
+	OPT("auth"),	 OPT("app"),	    OPT("password_file"),
+	LIST("send_as"), OPT("messages"),   OPT("recipients"),
+	OPT("sessions"), OPT("recipients_per_message"), CFG_END()};
+
+static cfg_opt_t connector_opts[] = {
+	OPT("tenant"), OPT("type"), OPT("certificate_file"), OPT("key_file"),
+	CFG_END()};
+
+static cfg_opt_t submitter_opts[] = {
+	LIST("clients"),	  LIST("sasl_logins"), LIST("cert_subjects"),
+	OPT("domain"),		  OPT("mailbox"),      LIST("envelope_senders"),
+	LIST("send_as"),	  CFG_END()};
+
+static cfg_opt_t domain_opts[] = {
+	OPT("mode"),	  OPT("default_sender"),      OPT("mailbox"),
+	OPT("connector"), OPT("rewrite_header_from"), CFG_END()};
+
+static cfg_opt_t main_opts[] = {
+	OPT("user"),
+	OPT("state_dir"),
+	OPT("domain_file"),
+	CFG_SEC("milter", milter_opts, CFGF_NONE),
+	SECTION("tenant", tenant_opts),
+	SECTION("app", app_opts),
+	SECTION("mailbox", mailbox_opts),
+	SECTION("connector", connector_opts),
+	SECTION("submitter", submitter_opts),
+	SECTION("domain", domain_opts),
+	CFG_END()};
+
+static cfg_opt_t domain_file_opts[] = {SECTION("domain", domain_opts),
+				       CFG_END()};
+
+/* Diagnostics ---------------------------------------------------------------- */
+
+void
+diag_add(struct diag *d, bool error, const char *fmt, ...)
+{
+	va_list ap;
+	char *line;
+
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 16;
+		char **l = realloc(d->lines, cap * sizeof(*l));
+		bool *e;
+		if (l == NULL)
+			return;
+		d->lines = l;
+		e = realloc(d->is_error, cap * sizeof(*e));
+		if (e == NULL)
+			return;
+		d->is_error = e;
+		d->cap = cap;
+	}
+	va_start(ap, fmt);
+	if (vasprintf(&line, fmt, ap) < 0)
+		line = NULL;
+	va_end(ap);
+	if (line == NULL)
+		return;
+	d->lines[d->n] = line;
+	d->is_error[d->n] = error;
+	d->n++;
+	if (error)
+		d->n_errors++;
+	else
+		d->n_warnings++;
+}
+
+void
+diag_free(struct diag *d)
+{
+	size_t i;
+
+	for (i = 0; i < d->n; i++)
+		free(d->lines[i]);
+	free(d->lines);
+	free(d->is_error);
+	memset(d, 0, sizeof(*d));
+}
+
+/* The build context ----------------------------------------------------------- */
+
+struct build {
+	struct conf *conf;
+	struct diag *diag;
+	struct conf_text main_text, domain_text;
+	const char *main_file, *domain_file;
+	int errors_before;
+};
+
+static void berr(struct build *b, struct conf_loc loc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void bwarn(struct build *b, struct conf_loc loc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+vdiag(struct build *b, bool error, struct conf_loc loc, const char *fmt,
+      va_list ap)
+{
+	char msg[1024];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	diag_add(b->diag, error, "%s:%d: %s: %s", loc.file, loc.line,
+		 error ? "error" : "warning", msg);
+}
+
+static void
+berr(struct build *b, struct conf_loc loc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vdiag(b, true, loc, fmt, ap);
+	va_end(ap);
+}
+
+static void
+bwarn(struct build *b, struct conf_loc loc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vdiag(b, false, loc, fmt, ap);
+	va_end(ap);
+}
+
+/* Where a section of this kind and title opens (its first definition). */
+static struct conf_loc
+sec_loc(struct build *b, cfg_t *sec, const char *kind)
+{
+	const char *title = cfg_title(sec);
+	const struct sec_mark *m;
+	struct conf_loc loc;
+
+	loc.file = arena_strdup(b->conf->arena,
+				sec->filename ? sec->filename : b->main_file);
+	loc.line = sec->line;
+	if (b->domain_file != NULL && sec->filename != NULL &&
+	    strcmp(sec->filename, b->domain_file) == 0)
+		m = conf_text_find(&b->domain_text, kind, title, 0);
+	else
+		m = conf_text_find(&b->main_text, kind, title, 0);
+	if (m != NULL)
+		loc.line = m->line;
+	return loc;
+}
+
+static const struct locstr *
+get(cfg_t *sec, const char *name)
+{
+	return cfg_size(sec, name) > 0 ? cfg_getptr(sec, name) : NULL;
+}
+
+static struct conf_loc
+vloc(struct build *b, const struct locstr *ls)
+{
+	struct conf_loc loc = {arena_strdup(b->conf->arena, ls->file), ls->line};
+	return loc;
+}
+
+static const char *
+get_str(struct build *b, cfg_t *sec, const char *name, const char *def)
+{
+	const struct locstr *ls = get(sec, name);
+	return arena_strdup(b->conf->arena, ls ? ls->s : def);
+}
+
+static int
+get_uint(struct build *b, cfg_t *sec, const char *name, unsigned long def,
+	 unsigned long min, unsigned long max, unsigned long *out)
+{
+	const struct locstr *ls = get(sec, name);
+	char *end;
+	unsigned long v;
+
+	*out = def;
+	if (ls == NULL)
+		return 0;
+	errno = 0;
+	v = strtoul(ls->s, &end, 10);
+	if (ls->s[0] < '0' || ls->s[0] > '9' || *end != '\0' || errno != 0) {
+		berr(b, vloc(b, ls), "%s: \"%s\" is not a number", name, ls->s);
+		return -1;
+	}
+	if (v < min || v > max) {
+		berr(b, vloc(b, ls), "%s: %lu is out of range (%lu..%lu)", name,
+		     v, min, max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+get_bool(struct build *b, cfg_t *sec, const char *name, bool def, bool *out)
+{
+	static const char *yes[] = {"true", "yes", "on"};
+	static const char *no[] = {"false", "no", "off"};
+	const struct locstr *ls = get(sec, name);
+	size_t i;
+
+	*out = def;
+	if (ls == NULL)
+		return 0;
+	for (i = 0; i < NELEM(yes); i++) {
+		if (m3_casecmp(ls->s, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (m3_casecmp(ls->s, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	berr(b, vloc(b, ls), "%s: \"%s\" is not true or false", name, ls->s);
+	return -1;
+}
+
+struct enum_name {
+	const char *name;
+	int value;
+};
+
+static int
+get_enum(struct build *b, cfg_t *sec, const char *name,
+	 const struct enum_name *names, int def, int *out)
+{
+	const struct locstr *ls = get(sec, name);
+	char choices[256] = "";
+	size_t i;
+
+	*out = def;
+	if (ls == NULL)
+		return 0;
+	for (i = 0; names[i].name != NULL; i++) {
+		if (m3_casecmp(ls->s, names[i].name) == 0) {
+			*out = names[i].value;
+			return 0;
+		}
+		if (i > 0)
+			m3_strlcat(choices, " | ", sizeof(choices));
+		m3_strlcat(choices, names[i].name, sizeof(choices));
+	}
+	berr(b, vloc(b, ls), "%s: \"%s\" is not one of %s", name, ls->s,
+	     choices);
+	return -1;
+}
+
+/* get_path - a file name; a relative one starts at the main file's directory */
+static const char *
+get_path(struct build *b, cfg_t *sec, const char *name, struct conf_loc *loc)
+{
+	const struct locstr *ls = get(sec, name);
+	char *p;
+
+	if (ls == NULL)
+		return NULL;
+	if (loc != NULL)
+		*loc = vloc(b, ls);
+	if (ls->s[0] == '/' || ls->s[0] == '\0')
+		return arena_strdup(b->conf->arena, ls->s);
+	if (asprintf(&p, "%s/%s", b->conf->dir, ls->s) < 0)
+		return NULL;
+	{
+		const char *r = arena_strdup(b->conf->arena, p);
+		free(p);
+		return r;
+	}
+}
+
+/*
+ * check_file - the file exists and is a regular file; a secret one must not
+ * be readable or writable by group or others (as ssh insists for keys).
+ */
+static void
+check_file(struct build *b, struct conf_loc loc, const char *opt,
+	   const char *path, bool secret)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		berr(b, loc, "%s: %s: %s", opt, path, strerror(errno));
+		return;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		berr(b, loc, "%s: %s: not a regular file", opt, path);
+		return;
+	}
+	if (secret && (st.st_mode & 077) != 0)
+		berr(b, loc,
+		     "%s: %s: mode %04o lets group or others at a secret; "
+		     "run: chmod 600 %s",
+		     opt, path, (unsigned)(st.st_mode & 07777), path);
+}
+
+/* A list of strings, each checked by fn (which reports), copied to the arena. */
+static const char **
+get_list(struct build *b, cfg_t *sec, const char *name, size_t *n,
+	 int (*check)(struct build *, const struct locstr *, const char *))
+{
+	size_t i, count = cfg_size(sec, name);
+	const char **out;
+
+	*n = 0;
+	if (count == 0)
+		return NULL;
+	out = arena_alloc(b->conf->arena, count * sizeof(*out));
+	if (out == NULL)
+		return NULL;
+	for (i = 0; i < count; i++) {
+		const struct locstr *ls = cfg_getnptr(sec, name, (unsigned)i);
+		if (check != NULL && check(b, ls, name) < 0)
+			continue;
+		out[(*n)++] = arena_strdup(b->conf->arena, ls->s);
+	}
+	return out;
+}
+
+static int
+check_addr_pattern(struct build *b, const struct locstr *ls, const char *name)
+{
+	struct addr_err e;
+
+	if (addr_pattern_check(ls->s, &e) < 0) {
+		berr(b, vloc(b, ls), "%s: \"%s\" is not an address pattern: %s",
+		     name, ls->s, e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+check_domain_pattern(struct build *b, const struct locstr *ls,
+		     const char *name)
+{
+	struct addr_err e;
+
+	if (domain_pattern_check(ls->s, &e) < 0) {
+		berr(b, vloc(b, ls), "%s: \"%s\" is not a domain: %s", name,
+		     ls->s, e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+parse_addr_value(struct build *b, struct conf_loc loc, const char *what,
+		 const char *s, struct addr *a)
+{
+	struct addr_err e;
+
+	if (addr_parse_path(s, strlen(s), false, a, &e) < 0) {
+		berr(b, loc, "%s: \"%s\" is not a valid address: %s", what, s,
+		     e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* Lookups --------------------------------------------------------------------- */
+
+#define FIND_BY_NAME(fn, type, arr, n)                                         \
+	static const type *fn(const struct conf *conf, const char *name)      \
+	{                                                                      \
+		size_t i;                                                      \
+		for (i = 0; i < conf->n; i++)                                  \
+			if (conf->arr[i].name != NULL &&                       \
+			    strcmp(conf->arr[i].name, name) == 0)              \
+				return &conf->arr[i];                          \
+		return NULL;                                                   \
+	}
+
+FIND_BY_NAME(find_tenant, struct tenant, tenants, n_tenants)
+FIND_BY_NAME(find_app, struct app, apps, n_apps)
+FIND_BY_NAME(find_connector, struct connector, connectors, n_connectors)
+
+const struct tenant *
+conf_tenant_of_domain(const struct conf *conf, const char *domain)
+{
+	size_t i, j;
+
+	for (i = 0; i < conf->n_tenants; i++)
+		for (j = 0; j < conf->tenants[i].n_accepted; j++)
+			if (domain_match(conf->tenants[i].accepted[j], domain))
+				return &conf->tenants[i];
+	return NULL;
+}
+
+const struct mailbox_conf *
+conf_mailbox(const struct conf *conf, const struct addr *a)
+{
+	size_t i;
+
+	for (i = 0; i < conf->n_mailboxes; i++)
+		if (conf->mailboxes[i].name != NULL &&
+		    addr_equal(&conf->mailboxes[i].addr, a))
+			return &conf->mailboxes[i];
+	return NULL;
+}
+
+const struct domain_policy *
+conf_domain(const struct conf *conf, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < conf->n_domains; i++)
+		if (conf->domains[i].name != NULL &&
+		    m3_casecmp(conf->domains[i].name, name) == 0)
+			return &conf->domains[i];
+	return NULL;
+}
+
+/* A reference to a tenant: named, or implied when there is only one. */
+static const struct tenant *
+ref_tenant(struct build *b, cfg_t *sec, struct conf_loc loc)
+{
+	const struct locstr *ls = get(sec, "tenant");
+	const struct tenant *t;
+
+	if (ls == NULL) {
+		if (b->conf->n_tenants == 1)
+			return &b->conf->tenants[0];
+		if (b->conf->n_tenants > 1)
+			berr(b, loc, "there are several tenants: say which "
+				     "with tenant = \"NAME\"");
+		return NULL;
+	}
+	t = find_tenant(b->conf, ls->s);
+	if (t == NULL)
+		berr(b, vloc(b, ls), "tenant \"%s\" is not defined", ls->s);
+	return t;
+}
+
+/* Names and enumerations ---------------------------------------------------- */
+
+static const struct enum_name mode_names[] = {
+	{"auto", MODE_AUTO},
+	{"smtp-auth", MODE_SMTP_AUTH},
+	{"direct-send", MODE_DIRECT_SEND},
+	{"relay", MODE_RELAY},
+	{NULL, 0}};
+
+static const struct enum_name auth_names[] = {
+	{"oauth", AUTH_OAUTH}, {"basic", AUTH_BASIC}, {NULL, 0}};
+
+static const struct enum_name alg_names[] = {
+	{"ps256", ASSERTION_PS256}, {"rs256", ASSERTION_RS256}, {NULL, 0}};
+
+static const struct enum_name connector_names[] = {
+	{"certificate", CONNECTOR_CERTIFICATE}, {"ip", CONNECTOR_IP}, {NULL, 0}};
+
+static const struct enum_name fail_names[] = {{"tempfail", FAIL_TEMPFAIL},
+					      {"accept", FAIL_ACCEPT},
+					      {"reject", FAIL_REJECT},
+					      {NULL, 0}};
+
+const char *
+mode_name(enum mode mode)
+{
+	size_t i;
+
+	for (i = 0; mode_names[i].name != NULL; i++)
+		if (mode_names[i].value == (int)mode)
+			return mode_names[i].name;
+	return "unknown";
+}
+
+int
+limit_parse(const char *s, struct limit *l, const char **err)
+{
+	char *end;
+	unsigned long count, n, mult;
+
+	if (*s < '0' || *s > '9') {
+		*err = "expected COUNT/WINDOW, e.g. 30/60s or 10000/24h";
+		return -1;
+	}
+	errno = 0;
+	count = strtoul(s, &end, 10);
+	if (errno != 0 || *end != '/' || end[1] < '0' || end[1] > '9') {
+		*err = "expected COUNT/WINDOW, e.g. 30/60s or 10000/24h";
+		return -1;
+	}
+	n = strtoul(end + 1, &end, 10);
+	switch (*end) {
+	case 's':
+		mult = 1;
+		break;
+	case 'm':
+		mult = 60;
+		break;
+	case 'h':
+		mult = 3600;
+		break;
+	case 'd':
+		mult = 86400;
+		break;
+	default:
+		*err = "the window needs a unit: s, m, h or d (e.g. 60s)";
+		return -1;
+	}
+	if (end[1] != '\0' || errno != 0 || n > 7 * 86400) {
+		*err = "expected COUNT/WINDOW, e.g. 30/60s or 10000/24h";
+		return -1;
+	}
+	l->count = count;
+	l->window = n * mult;
+	return 0;
+}
+
+const char *
+limit_format(const struct limit *l, char *buf, size_t size)
+{
+	if (l->window % 86400 == 0 && l->window >= 86400 &&
+	    l->window != 86400)
+		snprintf(buf, size, "%lu/%lud", l->count, l->window / 86400);
+	else if (l->window % 3600 == 0 && l->window >= 3600)
+		snprintf(buf, size, "%lu/%luh", l->count, l->window / 3600);
+	else
+		snprintf(buf, size, "%lu/%lus", l->count, l->window);
+	return buf;
+}
+
+static int
+get_limit(struct build *b, cfg_t *sec, const char *name, struct limit def,
+	  unsigned long max_count, unsigned long max_window, struct limit *out)
+{
+	const struct locstr *ls = get(sec, name);
+	const char *err;
+	struct limit l;
+
+	*out = def;
+	if (ls == NULL)
+		return 0;
+	if (limit_parse(ls->s, &l, &err) < 0) {
+		berr(b, vloc(b, ls), "%s: \"%s\": %s", name, ls->s, err);
+		return -1;
+	}
+	if (l.count < 1 || l.count > max_count || l.window < 1 ||
+	    l.window > max_window) {
+		berr(b, vloc(b, ls),
+		     "%s: \"%s\" is out of range (count 1..%lu, window 1s..%lus)",
+		     name, ls->s, max_count, max_window);
+		return -1;
+	}
+	if (l.count * def.window > def.count * l.window)
+		bwarn(b, vloc(b, ls),
+		      "%s: %s allows more than Exchange Online's %lu per %lus; "
+		      "Microsoft will throttle or refuse the excess",
+		      name, ls->s, def.count, def.window);
+	*out = l;
+	return 0;
+}
+
+/* Sections ---------------------------------------------------------------------- */
+
+static void
+build_globals(struct build *b, cfg_t *root)
+{
+	struct conf *c = b->conf;
+	cfg_t *m = cfg_size(root, "milter") ? cfg_getsec(root, "milter") : NULL;
+	unsigned long timeout = DEF_MILTER_TIMEOUT;
+	int v = FAIL_TEMPFAIL;
+	const struct locstr *ls;
+
+	c->user = get_str(b, root, "user", DEF_USER);
+	c->state_dir = get_str(b, root, "state_dir", DEF_STATE_DIR);
+	c->milter.socket = DEF_MILTER_SOCKET;
+	c->milter.on_error = FAIL_TEMPFAIL;
+	c->milter.timeout = DEF_MILTER_TIMEOUT;
+	if (m == NULL)
+		return;
+	c->milter.socket = get_str(b, m, "socket", DEF_MILTER_SOCKET);
+	ls = get(m, "socket");
+	if (ls != NULL && strncmp(ls->s, "unix:", 5) != 0 &&
+	    strncmp(ls->s, "local:", 6) != 0 && strncmp(ls->s, "inet:", 5) != 0 &&
+	    strncmp(ls->s, "inet6:", 6) != 0)
+		berr(b, vloc(b, ls),
+		     "socket: \"%s\" must be unix:/path or inet:port@host", ls->s);
+	c->milter.pid_file = get_path(b, m, "pid_file", NULL);
+	get_enum(b, m, "on_error", fail_names, FAIL_TEMPFAIL, &v);
+	c->milter.on_error = (enum fail_action)v;
+	get_uint(b, m, "timeout", DEF_MILTER_TIMEOUT, 1, 3600, &timeout);
+	c->milter.timeout = (int)timeout;
+}
+
+static void
+build_tenant(struct build *b, cfg_t *sec, struct tenant *t)
+{
+	unsigned long port;
+	const struct locstr *ls;
+	size_t i;
+
+	t->name = arena_strdup(b->conf->arena, cfg_title(sec));
+	t->loc = sec_loc(b, sec, "tenant");
+	t->accepted = get_list(b, sec, "accepted_domains", &t->n_accepted,
+			       check_domain_pattern);
+	if (cfg_size(sec, "accepted_domains") == 0)
+		berr(b, t->loc,
+		     "tenant \"%s\": accepted_domains is missing (the domains "
+		     "verified in Microsoft 365)",
+		     t->name);
+	for (i = 0; i < t->n_accepted; i++)
+		m3_lower((char *)t->accepted[i]);
+	t->mx_endpoint = get_str(b, sec, "mx_endpoint", NULL);
+	ls = get(sec, "mx_endpoint");
+	if (ls != NULL) {
+		struct addr_err e;
+		if (addr_parse_domain(ls->s, strlen(ls->s), &e) < 0)
+			berr(b, vloc(b, ls), "mx_endpoint: \"%s\" is not a host name: %s",
+			     ls->s, e.msg);
+	}
+	get_uint(b, sec, "mx_port", DEF_MX_PORT, 1, 65535, &port);
+	t->mx_port = (unsigned)port;
+	ls = get(sec, "egress_ip");
+	if (ls != NULL) {
+		struct ipaddr ip;
+		if (ip_parse(ls->s, &ip) < 0)
+			berr(b, vloc(b, ls), "egress_ip: \"%s\" is not an IP address",
+			     ls->s);
+		t->egress_ip = arena_strdup(b->conf->arena, ls->s);
+	}
+	get_bool(b, sec, "direct_send", true, &t->direct_send);
+	t->smtp_host = get_str(b, sec, "smtp_host", DEF_SMTP_HOST);
+	get_uint(b, sec, "smtp_port", DEF_SMTP_PORT, 1, 65535, &port);
+	t->smtp_port = (unsigned)port;
+	t->authority = get_str(b, sec, "authority", DEF_AUTHORITY);
+	ls = get(sec, "authority");
+	if (ls != NULL && strncmp(ls->s, "https://", 8) != 0)
+		berr(b, vloc(b, ls), "authority: \"%s\" must be an https:// URL",
+		     ls->s);
+	t->scope = get_str(b, sec, "scope", DEF_SCOPE);
+	t->tenant_id = get_str(b, sec, "tenant_id", NULL);
+	if (t->tenant_id == NULL) {
+		for (i = 0; i < t->n_accepted; i++)
+			if (t->accepted[i][0] != '*') {
+				t->tenant_id = t->accepted[i];
+				break;
+			}
+	}
+}
+
+static void
+build_app(struct build *b, cfg_t *sec, struct app *a)
+{
+	struct conf_loc floc;
+	int v = ASSERTION_PS256;
+
+	a->name = arena_strdup(b->conf->arena, cfg_title(sec));
+	a->loc = sec_loc(b, sec, "app");
+	a->tenant = ref_tenant(b, sec, a->loc);
+	a->client_id = get_str(b, sec, "client_id", NULL);
+	if (a->client_id == NULL)
+		berr(b, a->loc, "app \"%s\": client_id is missing", a->name);
+	a->secret_file = get_path(b, sec, "client_secret_file", &floc);
+	if (a->secret_file != NULL)
+		check_file(b, floc, "client_secret_file", a->secret_file, true);
+	a->certificate_file = get_path(b, sec, "certificate_file", &floc);
+	if (a->certificate_file != NULL)
+		check_file(b, floc, "certificate_file", a->certificate_file, false);
+	a->key_file = get_path(b, sec, "key_file", &floc);
+	if (a->key_file != NULL)
+		check_file(b, floc, "key_file", a->key_file, true);
+	get_enum(b, sec, "assertion", alg_names, ASSERTION_PS256, &v);
+	a->assertion = (enum assertion_alg)v;
+	if (a->secret_file != NULL && a->certificate_file != NULL)
+		berr(b, a->loc,
+		     "app \"%s\": give client_secret_file or certificate_file, "
+		     "not both",
+		     a->name);
+	else if (a->secret_file == NULL && a->certificate_file == NULL)
+		berr(b, a->loc,
+		     "app \"%s\": needs client_secret_file or certificate_file "
+		     "and key_file",
+		     a->name);
+	else if (a->certificate_file != NULL && a->key_file == NULL)
+		berr(b, a->loc, "app \"%s\": certificate_file needs key_file",
+		     a->name);
+}
+
+static void
+build_connector(struct build *b, cfg_t *sec, struct connector *k)
+{
+	struct conf_loc floc;
+	int v = CONNECTOR_CERTIFICATE;
+
+	k->name = arena_strdup(b->conf->arena, cfg_title(sec));
+	k->loc = sec_loc(b, sec, "connector");
+	k->tenant = ref_tenant(b, sec, k->loc);
+	if (get(sec, "type") == NULL)
+		berr(b, k->loc, "connector \"%s\": type is missing (certificate | ip)",
+		     k->name);
+	get_enum(b, sec, "type", connector_names, CONNECTOR_CERTIFICATE, &v);
+	k->kind = (enum connector_kind)v;
+	k->certificate_file = get_path(b, sec, "certificate_file", &floc);
+	if (k->certificate_file != NULL)
+		check_file(b, floc, "certificate_file", k->certificate_file, false);
+	k->key_file = get_path(b, sec, "key_file", &floc);
+	if (k->key_file != NULL)
+		check_file(b, floc, "key_file", k->key_file, true);
+	if (k->kind == CONNECTOR_CERTIFICATE &&
+	    (k->certificate_file == NULL || k->key_file == NULL))
+		berr(b, k->loc,
+		     "connector \"%s\": a certificate connector needs "
+		     "certificate_file and key_file",
+		     k->name);
+	if (k->kind == CONNECTOR_IP && k->certificate_file != NULL)
+		bwarn(b, k->loc,
+		      "connector \"%s\": an IP connector ignores certificate_file",
+		      k->name);
+	if (k->kind == CONNECTOR_IP && k->tenant != NULL &&
+	    k->tenant->egress_ip == NULL)
+		bwarn(b, k->loc,
+		      "connector \"%s\": an IP connector relies on the tenant's "
+		      "egress_ip, which is not set",
+		      k->name);
+}
+
+static void
+build_mailbox(struct build *b, cfg_t *sec, struct mailbox_conf *m)
+{
+	const struct limit def_msg = DEF_MESSAGES, def_rcpt = DEF_RECIPIENTS;
+	const struct locstr *app = get(sec, "app");
+	struct conf_loc floc;
+	unsigned long v;
+	int auth;
+
+	m->name = arena_strdup(b->conf->arena, cfg_title(sec));
+	m->loc = sec_loc(b, sec, "mailbox");
+	if (parse_addr_value(b, m->loc, "mailbox", m->name, &m->addr) == 0) {
+		m->tenant = conf_tenant_of_domain(b->conf, m->addr.domain);
+		if (m->tenant == NULL)
+			berr(b, m->loc,
+			     "mailbox \"%s\": %s is not an accepted domain of "
+			     "any tenant",
+			     m->name, m->addr.domain);
+	}
+	m->password_file = get_path(b, sec, "password_file", &floc);
+	if (m->password_file != NULL)
+		check_file(b, floc, "password_file", m->password_file, true);
+	auth = app != NULL ? AUTH_OAUTH : m->password_file ? AUTH_BASIC : -1;
+	get_enum(b, sec, "auth", auth_names, auth, &auth);
+	if (app != NULL) {
+		m->app = find_app(b->conf, app->s);
+		if (m->app == NULL)
+			berr(b, vloc(b, app), "app \"%s\" is not defined", app->s);
+	}
+	if (auth < 0) {
+		berr(b, m->loc,
+		     "mailbox \"%s\": give app = \"NAME\" (OAuth) or "
+		     "password_file (Basic)",
+		     m->name);
+	} else if (auth == AUTH_OAUTH && app == NULL) {
+		berr(b, m->loc, "mailbox \"%s\": auth = oauth needs app = \"NAME\"",
+		     m->name);
+	} else if (auth == AUTH_BASIC && m->password_file == NULL) {
+		berr(b, m->loc, "mailbox \"%s\": auth = basic needs password_file",
+		     m->name);
+	} else if (auth == AUTH_BASIC) {
+		bwarn(b, m->loc,
+		      "mailbox \"%s\" uses Basic authentication, which Microsoft "
+		      "turns off by default at the end of 2026; use an app (OAuth)",
+		      m->name);
+	}
+	m->auth = auth == AUTH_BASIC ? AUTH_BASIC : AUTH_OAUTH;
+	if (m->app != NULL && m->tenant != NULL && m->app->tenant != NULL &&
+	    m->app->tenant != m->tenant)
+		berr(b, m->loc, "mailbox \"%s\" is in tenant \"%s\" but app \"%s\" "
+				"belongs to tenant \"%s\"",
+		     m->name, m->tenant->name, m->app->name, m->app->tenant->name);
+	m->send_as = get_list(b, sec, "send_as", &m->n_send_as, check_addr_pattern);
+	get_limit(b, sec, "messages", def_msg, 10000, 86400, &m->messages);
+	get_limit(b, sec, "recipients", def_rcpt, 1000000, 7 * 86400,
+		  &m->recipients);
+	get_uint(b, sec, "sessions", DEF_SESSIONS, 1, MAX_SESSIONS, &v);
+	m->sessions = (unsigned)v;
+	get_uint(b, sec, "recipients_per_message", DEF_RCPT_PER_MESSAGE, 1,
+		 MAX_RCPT_PER_MESSAGE, &v);
+	m->recipients_per_message = (unsigned)v;
+}
+
+/* mailbox_may_send_as - the mailbox itself, or one of its Send As patterns */
+static bool
+mailbox_may_send_as(const struct mailbox_conf *m, const struct addr *a)
+{
+	size_t i;
+
+	if (addr_equal(&m->addr, a))
+		return true;
+	for (i = 0; i < m->n_send_as; i++)
+		if (addr_match(m->send_as[i], a))
+			return true;
+	return false;
+}
+
+static void
+build_domain(struct build *b, cfg_t *sec, struct domain_policy *d)
+{
+	const struct locstr *ls;
+	struct addr_err e;
+	int mode = MODE_AUTO;
+
+	d->name = arena_strdup(b->conf->arena, cfg_title(sec));
+	d->loc = sec_loc(b, sec, "domain");
+	if (addr_parse_domain(d->name, strlen(d->name), &e) < 0) {
+		berr(b, d->loc, "domain \"%s\" is not a domain name: %s", d->name,
+		     e.msg);
+		return;
+	}
+	d->tenant = conf_tenant_of_domain(b->conf, d->name);
+	if (d->tenant == NULL)
+		berr(b, d->loc,
+		     "domain \"%s\" is not an accepted domain of any tenant",
+		     d->name);
+	get_enum(b, sec, "mode", mode_names, MODE_AUTO, &mode);
+	d->mode = (enum mode)mode;
+	get_bool(b, sec, "rewrite_header_from", false, &d->rewrite_header_from);
+
+	ls = get(sec, "default_sender");
+	if (ls == NULL) {
+		berr(b, d->loc, "domain \"%s\": default_sender is missing",
+		     d->name);
+	} else if (parse_addr_value(b, vloc(b, ls), "default_sender", ls->s,
+				    &d->default_sender) == 0 &&
+		   d->tenant != NULL &&
+		   conf_tenant_of_domain(b->conf, d->default_sender.domain) !=
+			   d->tenant) {
+		berr(b, vloc(b, ls),
+		     "default_sender: %s is outside the accepted domains of "
+		     "tenant \"%s\"",
+		     ls->s, d->tenant->name);
+	}
+	ls = get(sec, "mailbox");
+	if (ls != NULL) {
+		struct addr a;
+		if (parse_addr_value(b, vloc(b, ls), "mailbox", ls->s, &a) == 0) {
+			d->mailbox = conf_mailbox(b->conf, &a);
+			if (d->mailbox == NULL)
+				berr(b, vloc(b, ls), "mailbox \"%s\" is not defined",
+				     ls->s);
+		}
+	}
+	ls = get(sec, "connector");
+	if (ls != NULL) {
+		d->connector = find_connector(b->conf, ls->s);
+		if (d->connector == NULL)
+			berr(b, vloc(b, ls), "connector \"%s\" is not defined",
+			     ls->s);
+		else if (d->tenant != NULL && d->connector->tenant != d->tenant)
+			berr(b, vloc(b, ls),
+			     "connector \"%s\" belongs to another tenant",
+			     ls->s);
+	}
+
+	/* Every domain must have a way to deliver. */
+	if (d->mode == MODE_SMTP_AUTH && d->mailbox == NULL && get(sec, "mailbox") == NULL)
+		berr(b, d->loc, "domain \"%s\": mode smtp-auth needs mailbox",
+		     d->name);
+	if (d->mode == MODE_RELAY && d->connector == NULL && get(sec, "connector") == NULL)
+		berr(b, d->loc, "domain \"%s\": mode relay needs connector",
+		     d->name);
+	if (d->tenant != NULL && !d->tenant->direct_send &&
+	    (d->mode == MODE_DIRECT_SEND ||
+	     (d->mode == MODE_AUTO && get(sec, "mailbox") == NULL &&
+	      get(sec, "connector") == NULL)))
+		berr(b, d->loc,
+		     "domain \"%s\": tenant \"%s\" refuses Direct Send "
+		     "(direct_send = false); give the domain a mailbox or a "
+		     "connector",
+		     d->name, d->tenant->name);
+	if (d->mailbox != NULL && !addr_is_null(&d->default_sender) &&
+	    !mailbox_may_send_as(d->mailbox, &d->default_sender))
+		berr(b, d->loc,
+		     "domain \"%s\": mailbox %s has no Send As on the default "
+		     "sender; Microsoft would answer 5.7.60 / 5.2.252 SendAsDenied",
+		     d->name, d->mailbox->name);
+}
+
+static int
+check_cidr_item(struct build *b, const struct locstr *ls, const char *name)
+{
+	struct cidr c;
+	const char *err;
+
+	if (cidr_parse(ls->s, &c, &err) < 0) {
+		berr(b, vloc(b, ls), "%s: \"%s\" is not a valid CIDR: %s", name,
+		     ls->s, err);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+build_submitter(struct build *b, cfg_t *sec, struct submitter *s)
+{
+	const struct locstr *ls;
+	const char **cl;
+	size_t i, n;
+
+	s->name = arena_strdup(b->conf->arena, cfg_title(sec));
+	s->loc = sec_loc(b, sec, "submitter");
+	cl = get_list(b, sec, "clients", &n, check_cidr_item);
+	s->clients = n ? arena_alloc(b->conf->arena, n * sizeof(*s->clients))
+		       : NULL;
+	for (i = 0; i < n && s->clients != NULL; i++) {
+		const char *err;
+		if (cidr_parse(cl[i], &s->clients[i], &err) == 0)
+			s->n_clients++;
+	}
+	s->sasl_logins = get_list(b, sec, "sasl_logins", &s->n_sasl_logins, NULL);
+	s->cert_subjects =
+		get_list(b, sec, "cert_subjects", &s->n_cert_subjects, NULL);
+	if (cfg_size(sec, "clients") + cfg_size(sec, "sasl_logins") +
+		    cfg_size(sec, "cert_subjects") == 0)
+		berr(b, s->loc,
+		     "submitter \"%s\": give clients, sasl_logins or "
+		     "cert_subjects, or it can never be recognised",
+		     s->name);
+	s->envelope_senders = get_list(b, sec, "envelope_senders",
+				       &s->n_envelope_senders,
+				       check_addr_pattern);
+	s->send_as = get_list(b, sec, "send_as", &s->n_send_as,
+			      check_addr_pattern);
+	if (cfg_size(sec, "envelope_senders") == 0) {
+		s->envelope_senders = s->send_as;
+		s->n_envelope_senders = s->n_send_as;
+	}
+	ls = get(sec, "domain");
+	if (ls != NULL) {
+		s->domain = conf_domain(b->conf, ls->s);
+		if (s->domain == NULL)
+			berr(b, vloc(b, ls), "domain \"%s\" is not defined", ls->s);
+	} else if (b->conf->n_domains == 1) {
+		s->domain = &b->conf->domains[0];
+	} else {
+		berr(b, s->loc, "submitter \"%s\": domain = \"NAME\" is missing",
+		     s->name);
+	}
+	ls = get(sec, "mailbox");
+	if (ls != NULL) {
+		struct addr a;
+		if (parse_addr_value(b, vloc(b, ls), "mailbox", ls->s, &a) == 0) {
+			s->mailbox = conf_mailbox(b->conf, &a);
+			if (s->mailbox == NULL)
+				berr(b, vloc(b, ls), "mailbox \"%s\" is not defined",
+				     ls->s);
+		}
+	}
+}
+
+/* Cross-section rules ----------------------------------------------------------- */
+
+static void
+check_duplicates(struct build *b, const struct conf_text *t, const char *file)
+{
+	static const char *kinds[] = {"tenant", "app", "mailbox", "connector",
+				      "submitter", "domain", "milter"};
+	size_t i, j, k;
+
+	for (k = 0; k < NELEM(kinds); k++) {
+		for (i = 0; i < t->n_marks; i++) {
+			const struct sec_mark *m = &t->marks[i];
+			if (m->depth != 0 || strcmp(m->name, kinds[k]) != 0)
+				continue;
+			for (j = 0; j < i; j++) {
+				const struct sec_mark *p = &t->marks[j];
+				if (p->depth == 0 && strcmp(p->name, m->name) == 0 &&
+				    m3_casecmp(p->title, m->title) == 0) {
+					struct conf_loc loc = {file, m->line};
+					if (m->has_title)
+						berr(b, loc,
+						     "%s \"%s\" is defined twice "
+						     "(first at line %d)",
+						     m->name, m->title, p->line);
+					else
+						berr(b, loc,
+						     "section %s is given twice "
+						     "(first at line %d)",
+						     m->name, p->line);
+					break;
+				}
+			}
+		}
+	}
+}
+
+static void
+check_cross(struct build *b)
+{
+	struct conf *c = b->conf;
+	size_t i, j, k, l;
+
+	/* An accepted domain belongs to one tenant. */
+	for (i = 0; i < c->n_tenants; i++)
+		for (j = 0; j < c->tenants[i].n_accepted; j++)
+			for (k = i + 1; k < c->n_tenants; k++)
+				for (l = 0; l < c->tenants[k].n_accepted; l++)
+					if (m3_casecmp(c->tenants[i].accepted[j],
+						       c->tenants[k].accepted[l]) == 0)
+						berr(b, c->tenants[k].loc,
+						     "accepted domain %s is in "
+						     "tenant \"%s\" and tenant \"%s\"",
+						     c->tenants[k].accepted[l],
+						     c->tenants[i].name,
+						     c->tenants[k].name);
+	/* A client block, login or subject names one submitter. */
+	for (i = 0; i < c->n_submitters; i++) {
+		const struct submitter *s = &c->submitters[i];
+		for (k = i + 1; k < c->n_submitters; k++) {
+			const struct submitter *t = &c->submitters[k];
+			for (j = 0; j < s->n_clients; j++)
+				for (l = 0; l < t->n_clients; l++)
+					if (cidr_equal(&s->clients[j], &t->clients[l])) {
+						char ip[64];
+						ip_format(&t->clients[l].net, ip, sizeof(ip));
+						berr(b, t->loc,
+						     "submitter \"%s\": client "
+						     "%s/%u is already submitter \"%s\"",
+						     t->name, ip, t->clients[l].prefix,
+						     s->name);
+					}
+			for (j = 0; j < s->n_sasl_logins; j++)
+				for (l = 0; l < t->n_sasl_logins; l++)
+					if (m3_casecmp(s->sasl_logins[j],
+						       t->sasl_logins[l]) == 0)
+						berr(b, t->loc,
+						     "submitter \"%s\": SASL login "
+						     "\"%s\" is already submitter \"%s\"",
+						     t->name, t->sasl_logins[l],
+						     s->name);
+			for (j = 0; j < s->n_cert_subjects; j++)
+				for (l = 0; l < t->n_cert_subjects; l++)
+					if (strcmp(s->cert_subjects[j],
+						   t->cert_subjects[l]) == 0)
+						berr(b, t->loc,
+						     "submitter \"%s\": certificate "
+						     "subject \"%s\" is already "
+						     "submitter \"%s\"",
+						     t->name, t->cert_subjects[l],
+						     s->name);
+		}
+	}
+	if (c->n_tenants == 0)
+		berr(b, (struct conf_loc){c->file, 1},
+		     "no tenant is defined: add tenant \"NAME\" { accepted_domains "
+		     "= {...} }");
+	if (c->n_submitters == 0)
+		bwarn(b, (struct conf_loc){c->file, 1},
+		      "no submitter is defined: every client will be refused");
+}
+
+/* Parsing --------------------------------------------------------------------- */
+
+static struct build *cur_build; /* for the libconfuse error callback */
+
+static void
+cfg_errfn(cfg_t *cfg, const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	diag_add(cur_build->diag, true, "%s:%d: error: %s",
+		 cfg && cfg->filename ? cfg->filename : "?", cfg ? cfg->line : 0,
+		 msg);
+}
+
+static int
+read_file(const char *path, char **data, size_t *len, struct build *b)
+{
+	FILE *fp = fopen(path, "r");
+	char *buf;
+	size_t n;
+
+	if (fp == NULL) {
+		diag_add(b->diag, true, "%s: error: cannot open: %s", path,
+			 strerror(errno));
+		return -1;
+	}
+	buf = malloc(MAX_CONF_FILE + 1);
+	if (buf == NULL) {
+		fclose(fp);
+		return -1;
+	}
+	n = fread(buf, 1, MAX_CONF_FILE + 1, fp);
+	if (ferror(fp)) {
+		diag_add(b->diag, true, "%s: error: cannot read: %s", path,
+			 strerror(errno));
+		fclose(fp);
+		free(buf);
+		return -1;
+	}
+	fclose(fp);
+	if (n > MAX_CONF_FILE) {
+		diag_add(b->diag, true, "%s: error: larger than %d bytes", path,
+			 MAX_CONF_FILE);
+		free(buf);
+		return -1;
+	}
+	*data = buf;
+	*len = n;
+	return 0;
+}
+
+/* parse_one - comments out, then libconfuse; NULL on a syntax error */
+static cfg_t *
+parse_one(struct build *b, const char *path, cfg_opt_t *opts,
+	  struct conf_text *text)
+{
+	char *data;
+	size_t len;
+	cfg_t *cfg;
+	FILE *fp;
+	int rc;
+
+	if (read_file(path, &data, &len, b) < 0)
+		return NULL;
+	if (memchr(data, '\0', len) != NULL) {
+		diag_add(b->diag, true, "%s: error: contains a NUL byte", path);
+		free(data);
+		return NULL;
+	}
+	rc = conf_text_prepare(data, len, text);
+	free(data);
+	if (rc < 0)
+		return NULL;
+	cfg = cfg_init(opts, CFGF_NONE);
+	if (cfg == NULL)
+		return NULL;
+	cfg_set_error_function(cfg, cfg_errfn);
+	/* cfg_parse_fp() keeps a filename set beforehand: messages name it. */
+	free(cfg->filename);
+	cfg->filename = strdup(path);
+	fp = fmemopen(text->buf, text->len ? text->len : 1, "r");
+	if (fp == NULL || cfg->filename == NULL) {
+		if (fp != NULL)
+			fclose(fp);
+		cfg_free(cfg);
+		return NULL;
+	}
+	rc = text->len ? cfg_parse_fp(cfg, fp) : CFG_SUCCESS;
+	fclose(fp);
+	if (rc != CFG_SUCCESS) {
+		cfg_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
+#define BUILD_ALL(root, kind, arr, n, fn)                                       \
+	do {                                                                   \
+		size_t i_, cnt_ = cfg_size(root, kind);                        \
+		c->arr = cnt_ ? arena_alloc(c->arena, cnt_ * sizeof(*c->arr))  \
+			      : NULL;                                          \
+		for (i_ = 0; i_ < cnt_ && c->arr != NULL; i_++)                \
+			fn(&b, cfg_getnsec(root, kind, (unsigned)i_),          \
+			   &c->arr[c->n++]);                                   \
+	} while (0)
+
+struct conf *
+conf_load(const char *path, struct diag *diag)
+{
+	struct build b;
+	struct conf *c;
+	struct arena *arena;
+	cfg_t *root = NULL, *dom = NULL;
+	const struct locstr *df;
+	char *slash;
+	size_t i, n_dom;
+
+	memset(&b, 0, sizeof(b));
+	b.diag = diag;
+	cur_build = &b;
+	arena = arena_new();
+	if (arena == NULL)
+		return NULL;
+	c = arena_alloc(arena, sizeof(*c));
+	if (c == NULL) {
+		arena_free(arena);
+		return NULL;
+	}
+	c->arena = arena;
+	b.conf = c;
+	c->file = b.main_file = arena_strdup(arena, path);
+	slash = strrchr(c->file, '/');
+	c->dir = slash ? arena_strndup(arena, c->file, (size_t)(slash - c->file))
+		       : ".";
+	if (c->dir[0] == '\0')
+		c->dir = "/";
+
+	root = parse_one(&b, path, main_opts, &b.main_text);
+	if (root == NULL)
+		goto out;
+	df = get(root, "domain_file");
+	if (df != NULL) {
+		c->domain_file = get_path(&b, root, "domain_file", NULL);
+		b.domain_file = c->domain_file;
+		dom = parse_one(&b, c->domain_file, domain_file_opts,
+				&b.domain_text);
+		if (dom == NULL)
+			goto out;
+	}
+	check_duplicates(&b, &b.main_text, b.main_file);
+	if (dom != NULL)
+		check_duplicates(&b, &b.domain_text, b.domain_file);
+
+	build_globals(&b, root);
+	/* Order matters: each kind refers only to kinds built before it. */
+	BUILD_ALL(root, "tenant", tenants, n_tenants, build_tenant);
+	BUILD_ALL(root, "app", apps, n_apps, build_app);
+	BUILD_ALL(root, "connector", connectors, n_connectors, build_connector);
+	BUILD_ALL(root, "mailbox", mailboxes, n_mailboxes, build_mailbox);
+
+	n_dom = cfg_size(root, "domain") + (dom ? cfg_size(dom, "domain") : 0);
+	c->domains = n_dom ? arena_alloc(arena, n_dom * sizeof(*c->domains)) : NULL;
+	for (i = 0; i < cfg_size(root, "domain") && c->domains; i++)
+		build_domain(&b, cfg_getnsec(root, "domain", (unsigned)i),
+			     &c->domains[c->n_domains++]);
+	for (i = 0; dom && i < cfg_size(dom, "domain") && c->domains; i++)
+		build_domain(&b, cfg_getnsec(dom, "domain", (unsigned)i),
+			     &c->domains[c->n_domains++]);
+	/* A domain named in both files: the main file's marks do not see it. */
+	for (i = 0; i < c->n_domains; i++) {
+		size_t j;
+		for (j = 0; j < i; j++)
+			if (c->domains[i].name && c->domains[j].name &&
+			    m3_casecmp(c->domains[i].name, c->domains[j].name) == 0 &&
+			    strcmp(c->domains[i].loc.file, c->domains[j].loc.file) != 0)
+				berr(&b, c->domains[i].loc,
+				     "domain \"%s\" is defined twice (first at %s:%d)",
+				     c->domains[i].name, c->domains[j].loc.file,
+				     c->domains[j].loc.line);
+	}
+	BUILD_ALL(root, "submitter", submitters, n_submitters, build_submitter);
+	check_cross(&b);
+out:
+	if (root != NULL)
+		cfg_free(root);
+	if (dom != NULL)
+		cfg_free(dom);
+	conf_text_free(&b.main_text);
+	conf_text_free(&b.domain_text);
+	cur_build = NULL;
+	if (diag->n_errors > 0 || root == NULL) {
+		if (diag->n_errors == 0)
+			diag_add(diag, true, "%s: error: cannot load", path);
+		arena_free(arena);
+		return NULL;
+	}
+	return c;
+}
+
+void
+conf_free(struct conf *conf)
+{
+	if (conf != NULL)
+		arena_free(conf->arena);
+}

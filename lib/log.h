@@ -1,0 +1,36 @@
+/*
+ * log.h - the one logging API of m365relay.
+ *
+ * Everything goes to syslog, facility mail, or to stderr in foreground and
+ * command-line use.  Per-message lines start with the Postfix queue id so
+ * that `grep QUEUEID /var/log/mail.log` tells a message's whole story.
+ * Never log a secret or a message body.
+ *
+ * log_warn() and log_err() append ": strerror(errno)"; the -x variants do
+ * not (OpenSMTPD's convention).  Nothing here exits.
+ */
+#ifndef M3_LOG_H
+#define M3_LOG_H
+
+#include <stdarg.h>
+
+enum log_dest {
+	LOG_TO_STDERR, /* command line, foreground daemons, tests */
+	LOG_TO_SYSLOG, /* daemons; facility mail */
+};
+
+/* log_open - choose ident, destination and whether debug lines show */
+void log_open(const char *ident, enum log_dest dest, int debug);
+/* log_set_debug - turn debug lines on or off */
+void log_set_debug(int debug);
+/* log_debug_enabled - whether debug lines are written (skip costly work) */
+int log_debug_enabled(void);
+
+void log_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_errx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,137 @@
+/*
+ * policy.h - the verdict engine: who may send as whom, which sender the
+ * message leaves with, which recipients it may reach, and how it goes.
+ *
+ * A pure function of (configuration, submission): no I/O, no clock, no
+ * globals.  The milter calls the stages as the SMTP transaction unfolds
+ * (policy_mail at MAIL FROM, policy_rcpt at each RCPT TO, policy_eom at end
+ * of message); tests and the transport call policy_evaluate(), which runs
+ * them all in order.  DESIGN.md section 4, steps 1 to 5:
+ *
+ *  1. submitter: SASL login, then certificate subject, then the most
+ *     specific client block; no match -> 550 5.7.1.
+ *  2. envelope sender: kept if in an accepted domain and allowed for the
+ *     submitter, else rewritten to the domain's default sender; <> is kept.
+ *  3. recipients: internal (an accepted domain of the tenant) or external;
+ *     external ones are refused at RCPT when the domain has no way to reach
+ *     them (Direct Send only, 5.7.54).
+ *  4. Send As: the header From (and Sender) must be allowed for the
+ *     submitter, and in smtp-auth mode for the mailbox, else
+ *     550 5.7.60 SMTP; Client does not have permissions to send as this sender.
+ *     A foreign From (not an accepted domain) is rewritten to the default
+ *     sender instead when the domain says rewrite_header_from, keeping the
+ *     display name and putting the original address in Reply-To.
+ *  5. mode: the domain's pinned mode, or (auto) direct-send when every
+ *     recipient is internal and the tenant allows it, else relay through
+ *     the domain's connector, else smtp-auth with its mailbox.
+ *
+ * Every refusal carries its SMTP reply (code, enhanced code, text) and a
+ * short reason token for the log.
+ */
+#ifndef M3_POLICY_H
+#define M3_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "addr.h"
+#include "cidr.h"
+#include "conf.h"
+
+enum verdict { VERDICT_ACCEPT, VERDICT_REJECT, VERDICT_TEMPFAIL };
+
+struct reply {
+	enum verdict verdict;
+	char code[4];	/* "550" */
+	char xcode[12]; /* "5.7.60" */
+	char text[480]; /* without code and enhanced code */
+	const char *reason; /* log token, e.g. "send-as-denied" */
+};
+
+/* Who is talking to the gateway (what the MTA tells the milter). */
+struct identity {
+	const struct ipaddr *client; /* NULL if unknown */
+	const char *sasl_login;	     /* NULL or "" when not authenticated */
+	const char *cert_subject;    /* NULL or "" without a client certificate */
+};
+
+enum from_action {
+	FROM_KEEP,    /* header From stays as it is */
+	FROM_REWRITE, /* replaced by new_from (and Reply-To maybe added) */
+	FROM_ADD,     /* there was none; new_from is added */
+};
+
+struct rcpt_verdict {
+	struct addr addr;
+	bool internal;
+	struct reply reply;
+};
+
+/* The state of one message across the stages; zero it before policy_mail. */
+struct policy_msg {
+	char client_text[64];
+	const struct submitter *submitter;
+	const struct domain_policy *domain;
+	const struct tenant *tenant;
+
+	struct addr env_sender; /* as received (empty if unparseable or <>) */
+	bool sender_null, sender_unparseable;
+	bool sender_rewritten;
+	struct addr final_sender; /* what the message leaves with */
+
+	size_t n_internal, n_external, n_refused;
+
+	enum mode mode;
+	bool mode_chosen; /* policy_eom got as far as step 5 */
+	const struct mailbox_conf *mailbox;  /* smtp-auth */
+	const struct connector *connector; /* relay */
+
+	struct addr from;	      /* header From as received, if parsed */
+	enum from_action from_action;
+	char new_from[ADDR_DISPLAY_MAX * 2 + ADDR_TEXT_MAX + 8];
+	char new_reply_to[ADDR_DISPLAY_MAX * 2 + ADDR_TEXT_MAX + 8]; /* "" = none */
+	bool delete_sender;	      /* remove the Sender header(s) */
+
+	struct reply reply; /* the message's verdict so far */
+};
+
+/* The headers policy_eom looks at (raw values, unfolded or not). */
+struct msg_headers {
+	const char *const *from;
+	size_t n_from;
+	const char *const *sender;
+	size_t n_sender;
+	size_t n_reply_to;
+};
+
+/* A whole submission, for policy_evaluate(). */
+struct submission {
+	struct identity id;
+	const char *env_sender; /* as in MAIL FROM: "<a@b>", "<>" or bare */
+	const char *const *rcpts;
+	size_t n_rcpts;
+	struct msg_headers headers;
+};
+
+/* policy_mail - steps 1 and 2 at MAIL FROM; m->reply says accept or refuse */
+void policy_mail(const struct conf *conf, const struct identity *id,
+		 const char *env_sender, struct policy_msg *m);
+/* policy_rcpt - step 3 for one recipient; counts it in m if accepted */
+void policy_rcpt(const struct conf *conf, struct policy_msg *m,
+		 const char *rcpt, struct rcpt_verdict *rv);
+/* policy_eom - steps 4 and 5 at end of message; sets m->reply */
+void policy_eom(const struct conf *conf, struct policy_msg *m,
+		const struct msg_headers *h);
+/* policy_evaluate - every stage in order; rv (cap entries) gets each recipient's verdict */
+void policy_evaluate(const struct conf *conf, const struct submission *s,
+		     struct policy_msg *m, struct rcpt_verdict *rv, size_t cap);
+
+/* policy_find_submitter - step 1 alone (NULL if nobody matches) */
+const struct submitter *policy_find_submitter(const struct conf *conf,
+					      const struct identity *id);
+/* reply_format - "550 5.7.60 text" */
+const char *reply_format(const struct reply *r, char *buf, size_t size);
+/* policy_summary - the key=value fields of the verdict log line */
+const char *policy_summary(const struct policy_msg *m, char *buf, size_t size);
+
+#endif
