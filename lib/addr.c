@@ -250,6 +250,10 @@ canon_local(struct cur *c, const char *v, size_t len, char *out)
 
 	if (len == 0)
 		return fail(c, "empty local part");
+	for (i = 0; i < len; i++)
+		if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+			return fail(c, "control character in local part "
+				       "(cannot be sent over SMTP)");
 	if (is_dot_atom(v, len)) {
 		if (len > ADDR_LOCAL_MAX)
 			return fail(c, "local part longer than 64 octets");
@@ -554,6 +558,55 @@ read_phrase(struct cur *c, struct val *disp)
 	}
 }
 
+/*
+ * read_header_domain - dot-atom or domain literal, allowing the obs-domain
+ * form with CFWS around the dots; the result is then held to the same
+ * rules as an envelope domain.
+ */
+static int
+read_header_domain(struct cur *c, char *out)
+{
+	char tmp[ADDR_DOMAIN_MAX + 1];
+	struct cur v;
+	size_t n = 0;
+
+	if (peek(c) == '[')
+		return parse_literal(c, out);
+	for (;;) {
+		const unsigned char *s = c->p;
+		size_t len;
+		while (c->p < c->end && (*c->p >= 0x80 || is_atext(*c->p)))
+			c->p++;
+		len = (size_t)(c->p - s);
+		if (len == 0)
+			return fail_char(c, "domain");
+		if (n + len + 1 > ADDR_DOMAIN_MAX)
+			return fail(c, "domain: longer than 255 octets");
+		memcpy(tmp + n, s, len);
+		n += len;
+		if (skip_cfws(c) < 0)
+			return -1;
+		if (peek(c) != '.')
+			break;
+		c->p++;
+		tmp[n++] = '.';
+		if (skip_cfws(c) < 0)
+			return -1;
+	}
+	tmp[n] = '\0';
+	v.base = v.p = (const unsigned char *)tmp;
+	v.end = v.base + n;
+	v.err = c->err;
+	if (parse_domain_at(&v, out) < 0 || v.p != v.end) {
+		if (v.p != v.end)
+			fail_char(&v, "domain");
+		if (c->err != NULL)
+			c->err->off = (size_t)(c->p - c->base);
+		return -1;
+	}
+	return 0;
+}
+
 /* read_addr_spec - local-part "@" domain, with the obs- forms (CFWS around words) */
 static int
 read_addr_spec(struct cur *c, struct addr *out)
@@ -588,9 +641,7 @@ read_addr_spec(struct cur *c, struct addr *out)
 	c->p++;
 	if (skip_cfws(c) < 0)
 		return -1;
-	if (parse_domain_at(c, out->domain) < 0)
-		return -1;
-	return 0;
+	return read_header_domain(c, out->domain);
 }
 
 /* read_angle_addr - "<" [obs-route] addr-spec ">" */
@@ -653,9 +704,9 @@ read_mailbox(struct cur *c, struct list_out *lo, bool *group_start,
 		c->p = start;
 		disp->len = 0;
 		disp->buf[0] = '\0';
+		c->comment[0] = '\0';
 		if (read_addr_spec(c, &a) < 0)
 			return -1;
-		c->comment[0] = '\0';
 		if (skip_cfws(c) < 0)
 			return -1;
 		/* "user@example.com (Name)": old-style display name in a comment */

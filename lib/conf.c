@@ -43,6 +43,9 @@
 
 /* Located strings ----------------------------------------------------------- */
 
+/* The file being parsed; libconfuse's parser is not reentrant anyway. */
+static const char *parsing_file = "?";
+
 struct locstr {
 	char *s;
 	char *file;
@@ -58,7 +61,8 @@ loc_parse(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	if (ls == NULL)
 		return -1;
 	ls->s = strdup(value);
-	ls->file = strdup(cfg->filename ? cfg->filename : "?");
+	/* Sections that exist before parsing (milter) have no file name. */
+	ls->file = strdup(cfg->filename ? cfg->filename : parsing_file);
 	ls->line = cfg->line;
 	if (ls->s == NULL || ls->file == NULL) {
 		free(ls->s);
@@ -159,7 +163,7 @@ diag_add(struct diag *d, bool error, const char *fmt, ...)
 		d->cap = cap;
 	}
 	va_start(ap, fmt);
-	if (vasprintf(&line, fmt, ap) < 0)
+	if (vasprintf(&line, fmt, ap) < 0) /* NOLINT: checked by diag_add's attribute */
 		line = NULL;
 	va_end(ap);
 	if (line == NULL)
@@ -199,6 +203,9 @@ static void berr(struct build *b, struct conf_loc loc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void bwarn(struct build *b, struct conf_loc loc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+static void vdiag(struct build *b, bool error, struct conf_loc loc,
+		  const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
 
 static void
 vdiag(struct build *b, bool error, struct conf_loc loc, const char *fmt,
@@ -606,7 +613,8 @@ limit_parse(const char *s, struct limit *l, const char **err)
 		*err = "the window needs a unit: s, m, h or d (e.g. 60s)";
 		return -1;
 	}
-	if (end[1] != '\0' || errno != 0 || n > 7 * 86400) {
+	if (end[1] != '\0' || errno != 0 || n > 7 * 86400 ||
+	    n * mult > 7 * 86400) {
 		*err = "expected COUNT/WINDOW, e.g. 30/60s or 10000/24h";
 		return -1;
 	}
@@ -1160,6 +1168,9 @@ check_cross(struct build *b)
 
 static struct build *cur_build; /* for the libconfuse error callback */
 
+static void cfg_errfn(cfg_t *cfg, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+
 static void
 cfg_errfn(cfg_t *cfg, const char *fmt, va_list ap)
 {
@@ -1244,8 +1255,18 @@ parse_one(struct build *b, const char *path, cfg_opt_t *opts,
 		cfg_free(cfg);
 		return NULL;
 	}
+	parsing_file = path;
 	rc = text->len ? cfg_parse_fp(cfg, fp) : CFG_SUCCESS;
+	parsing_file = "?";
 	fclose(fp);
+	if (rc == CFG_SUCCESS && text->open_depth > 0) {
+		/* libconfuse 3.3 takes the end of the file as closing braces. */
+		diag_add(b->diag, true,
+			 "%s:%d: error: section %s opened here is never closed "
+			 "(missing '}')",
+			 path, text->open_line, text->open_name);
+		rc = CFG_PARSE_ERROR;
+	}
 	if (rc != CFG_SUCCESS) {
 		cfg_free(cfg);
 		return NULL;

@@ -62,6 +62,7 @@ conf_text_prepare(const char *data, size_t len, struct conf_text *t)
 	char tokbuf[sizeof(title)];
 	enum state st = S_NAME;
 	int line = 1, name_line = 0, depth = 0;
+	size_t stack[16], stack_n = 0; /* marks of the open sections */
 	size_t i = 0;
 	char *b;
 
@@ -159,6 +160,7 @@ conf_text_prepare(const char *data, size_t len, struct conf_text *t)
 				st = S_AFTER;
 			} else if (tok == T_CLOSE && depth > 0) {
 				depth--;
+				stack_n = stack_n > 0 ? stack_n - 1 : 0;
 			}
 			break;
 		case S_AFTER:
@@ -167,6 +169,8 @@ conf_text_prepare(const char *data, size_t len, struct conf_text *t)
 			} else if (tok == T_OPEN) {
 				if (add_mark(t, name, NULL, name_line, depth) < 0)
 					return -1;
+				if (stack_n < NELEM(stack))
+					stack[stack_n++] = t->n_marks - 1;
 				depth++;
 				st = S_NAME;
 			} else if (tok == T_WORD || tok == T_STR) {
@@ -182,6 +186,8 @@ conf_text_prepare(const char *data, size_t len, struct conf_text *t)
 			if (tok == T_OPEN) {
 				if (add_mark(t, name, title, name_line, depth) < 0)
 					return -1;
+				if (stack_n < NELEM(stack))
+					stack[stack_n++] = t->n_marks - 1;
 				depth++;
 			}
 			st = S_NAME;
@@ -198,6 +204,12 @@ conf_text_prepare(const char *data, size_t len, struct conf_text *t)
 				st = S_NAME;
 			break;
 		}
+	}
+	t->open_depth = depth;
+	if (depth > 0 && stack_n > 0) {
+		const struct sec_mark *m = &t->marks[stack[stack_n - 1]];
+		t->open_line = m->line;
+		m3_strlcpy(t->open_name, m->name, sizeof(t->open_name));
 	}
 	return 0;
 }

@@ -22,6 +22,9 @@ struct conf_text {
 	size_t len;
 	struct sec_mark *marks;
 	size_t n_marks, cap_marks;
+	int open_depth;	     /* sections still open at the end (0 if well formed) */
+	int open_line;	     /* where the innermost of them opened */
+	char open_name[32];
 };
 
 /* conf_text_prepare - copy data, blank out comments, find section openings */

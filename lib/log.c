@@ -36,6 +36,9 @@ log_debug_enabled(void)
 	return log_debug_on;
 }
 
+static void vlog(int pri, int with_errno, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
 static void
 vlog(int pri, int with_errno, const char *fmt, va_list ap)
 {

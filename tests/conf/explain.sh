@@ -1,0 +1,67 @@
+#!/bin/sh
+# explain.sh - m365ctl explain reports the policy's decision for a
+# submission against the shipped samples (what an administrator runs to
+# ask "what happens to mail from this scanner?").
+set -eu
+: "${top_srcdir:=.}" "${top_builddir:=.}"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cp "$top_srcdir/conf/m365relay.conf" "$top_srcdir/conf/domains.conf" "$tmp/"
+mkdir -p "$tmp/secrets" "$tmp/certs"
+echo s > "$tmp/secrets/relay-app.secret"
+echo c > "$tmp/certs/relay.contoso.com.pem"
+echo k > "$tmp/certs/relay.contoso.com.key"
+chmod 600 "$tmp/secrets/relay-app.secret" "$tmp/certs/relay.contoso.com.key"
+ctl() { "$top_builddir/cli/m365ctl" -c "$tmp/m365relay.conf" explain "$@"; }
+fail() { echo "FAIL: $*"; exit 1; }
+expect() { # expect OUTPUT TEXT
+	case $1 in *"$2"*) echo "ok: $2" ;; *) fail "missing \"$2\" in:
+$1" ;; esac
+}
+
+# A LAN scanner with a made-up sender writes to a colleague.
+out=$(ctl --client 192.168.10.7 --sender '<scanner@printer.local>' \
+	--rcpt '<alice@contoso.com>' --from '"Scanner 3F" <scanner@printer.local>') ||
+	fail "scanner refused: $out"
+expect "$out" "sender:      <scanner@printer.local> rewritten to <scanner@contoso.com>"
+expect "$out" "header From: rewritten to Scanner 3F <scanner@contoso.com>"
+expect "$out" "Reply-To:    added Scanner 3F <scanner@printer.local>"
+expect "$out" "delivery:    direct-send"
+
+# The same scanner writing outside goes through the connector.
+out=$(ctl --client 192.168.10.7 --sender '<noreply@contoso.com>' \
+	--rcpt '<bob@gmail.com>' --from 'noreply@contoso.com')
+expect "$out" "delivery:    relay through connector onprem"
+
+# Claiming to be somebody else is refused with Microsoft's words; exit 1.
+if out=$(ctl --client 192.168.10.7 --sender '<noreply@contoso.com>' \
+	--rcpt '<bob@contoso.com>' --from '"noreply@contoso.com" <ceo@contoso.com>'); then
+	fail "Send As not refused"
+fi
+expect "$out" "verdict:     550 5.7.60 SMTP; Client does not have permissions to send as this sender"
+
+# An unknown client.
+if out=$(ctl --client 198.51.100.1 --sender '<>' --rcpt '<bob@contoso.com>'); then
+	fail "unknown client accepted"
+fi
+expect "$out" "verdict:     550 5.7.1 Client [198.51.100.1] is not allowed"
+
+# fabrikam.com is pinned to Direct Send: an external recipient is refused.
+cat >> "$tmp/m365relay.conf" <<'CONF'
+submitter "fab-printers" {
+	clients = { "10.20.0.0/16" }
+	domain = "fabrikam.com"
+	send_as = { "@fabrikam.com" }
+}
+CONF
+out=$(ctl --client 10.20.1.1 --sender '<mfp@fabrikam.com>' --rcpt '<a@fabrikam.com>' \
+	--rcpt '<x@gmail.com>' --from 'mfp@fabrikam.com')
+expect "$out" "recipient:   <x@gmail.com> refused: 550 5.7.54 Direct Send can only reach the organisation's own mailboxes"
+expect "$out" "recipient:   <a@fabrikam.com> internal"
+
+# Usage errors exit 2.
+set +e
+ctl --sender '<a@b.c>' >/dev/null 2>&1; rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "missing --rcpt gave exit $rc, expected 2"
+echo "ok: explain"

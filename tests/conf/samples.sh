@@ -1,0 +1,40 @@
+#!/bin/sh
+# samples.sh - the annotated samples in conf/ are accepted as shipped by
+# m365ctl check-config and by the -n mode of both daemons.  The files the
+# samples name (relative to the configuration directory) are created with
+# the modes an administrator must give them.
+set -eu
+: "${top_srcdir:=.}" "${top_builddir:=.}"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+cp "$top_srcdir/conf/m365relay.conf" "$top_srcdir/conf/domains.conf" "$tmp/"
+mkdir -p "$tmp/secrets" "$tmp/certs"
+echo "secret-value" > "$tmp/secrets/relay-app.secret"
+chmod 600 "$tmp/secrets/relay-app.secret"
+echo "certificate" > "$tmp/certs/relay.contoso.com.pem"
+echo "key" > "$tmp/certs/relay.contoso.com.key"
+chmod 600 "$tmp/certs/relay.contoso.com.key"
+
+fail() { echo "FAIL: $*"; exit 1; }
+
+out=$("$top_builddir/cli/m365ctl" -c "$tmp/m365relay.conf" check-config 2>&1) ||
+	fail "check-config refused the samples: $out"
+echo "$out"
+[ "$out" = "configuration OK" ] || fail "unexpected output: $out"
+
+out=$("$top_builddir/milter/m365-milter" -n -c "$tmp/m365relay.conf" 2>&1) ||
+	fail "m365-milter -n refused the samples: $out"
+out=$("$top_builddir/transport/m365-transport" -n -c "$tmp/m365relay.conf" 2>&1) ||
+	fail "m365-transport -n refused the samples: $out"
+
+# The same samples with the secret opened up must be refused, naming it.
+chmod 644 "$tmp/secrets/relay-app.secret"
+if out=$("$top_builddir/cli/m365ctl" -c "$tmp/m365relay.conf" check-config 2>&1); then
+	fail "check-config accepted a world-readable secret"
+fi
+case $out in
+*"m365relay.conf:77: error: client_secret_file: $tmp/secrets/relay-app.secret: mode 0644"*) ;;
+*) fail "unexpected message: $out" ;;
+esac
+echo "ok: samples accepted; an opened-up secret refused with file:line"

@@ -1,0 +1,315 @@
+/*
+ * check_conf.c - configuration loading: defaults, typing, references, line
+ * numbers, the domain file, limits.  (Broken files, one per rule, are in
+ * tests/conf/bad/ and run through m365ctl check-config.)
+ */
+#include "config.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "conf_text.h"
+#include "testconf.h"
+
+static const char *minimal =
+	"tenant \"contoso\" {\n"
+	"  accepted_domains = { \"contoso.com\" }\n"
+	"}\n"
+	"domain \"contoso.com\" {\n"
+	"  default_sender = \"scanner@contoso.com\"\n"
+	"}\n"
+	"submitter \"lan\" {\n"
+	"  clients = { \"192.168.1.0/24\" }\n"
+	"}\n";
+
+START_TEST(test_defaults)
+{
+	struct diag d = {0};
+	struct conf *c = tc_load(minimal, NULL, &d);
+
+	tc_diag_print(&d);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(d.n_errors, 0);
+	ck_assert_str_eq(c->user, "m365relay");
+	ck_assert_str_eq(c->state_dir, "/var/lib/m365relay");
+	ck_assert_str_eq(c->milter.socket, "unix:/run/m365relay/milter.sock");
+	ck_assert_int_eq(c->milter.on_error, FAIL_TEMPFAIL);
+	ck_assert_int_eq(c->n_tenants, 1);
+	ck_assert_str_eq(c->tenants[0].smtp_host, "smtp.office365.com");
+	ck_assert_int_eq(c->tenants[0].smtp_port, 587);
+	ck_assert_int_eq(c->tenants[0].mx_port, 25);
+	ck_assert_str_eq(c->tenants[0].authority, "https://login.microsoftonline.com");
+	ck_assert_str_eq(c->tenants[0].scope, "https://outlook.office365.com/.default");
+	ck_assert_str_eq(c->tenants[0].tenant_id, "contoso.com");
+	ck_assert(c->tenants[0].direct_send);
+	ck_assert_int_eq(c->n_domains, 1);
+	ck_assert_int_eq(c->domains[0].mode, MODE_AUTO);
+	ck_assert(!c->domains[0].rewrite_header_from);
+	/* The only domain policy applies to a submitter that names none. */
+	ck_assert_ptr_eq(c->submitters[0].domain, &c->domains[0]);
+	conf_free(c);
+	diag_free(&d);
+	tc_cleanup();
+}
+END_TEST
+
+static const char *full =
+	"// a comment\n"
+	"# another\n"
+	"/* a block\n   comment */\n"
+	"user = nobody\n"
+	"state_dir = \"/tmp/state\"\n"
+	"domain_file = \"domains.conf\"\n"
+	"milter { socket = \"inet:8891@127.0.0.1\" on_error = reject timeout = 30 }\n"
+	"tenant \"contoso\" {\n"
+	"  accepted_domains = { \"Contoso.COM\", # a comment in a list\n"
+	"                       \"*.contoso.com\" }\n"
+	"  authority = https://login.microsoftonline.us  # unquoted, // inside a word\n"
+	"  smtp_host = \"smtp.office365.us\"\n"
+	"  direct_send = no\n"
+	"}\n"
+	"app \"a1\" { client_id = \"cid\" client_secret_file = \"app.secret\" }\n"
+	"mailbox \"mb@contoso.com\" {\n"
+	"  app = \"a1\"\n"
+	"  send_as = { \"@contoso.com\" }\n"
+	"  messages = \"5/2s\"\n"
+	"  recipients = \"100/1h\"\n"
+	"  sessions = 2\n"
+	"  recipients_per_message = 50\n"
+	"}\n"
+	"mailbox \"basic@contoso.com\" { password_file = \"ops.pw\" }\n"
+	"connector \"c1\" { type = certificate certificate_file = \"relay.crt\" key_file = \"relay.key\" }\n"
+	"submitter \"erp\" { sasl_logins = { \"erp\" } domain = \"contoso.com\" mailbox = \"mb@contoso.com\" }\n";
+
+static const char *full_domains =
+	"domain \"contoso.com\" {\n"
+	"  mode = smtp-auth\n"
+	"  default_sender = \"noreply@contoso.com\"\n"
+	"  mailbox = \"MB@contoso.com\"\n"
+	"  connector = \"c1\"\n"
+	"  rewrite_header_from = yes\n"
+	"}\n";
+
+START_TEST(test_full)
+{
+	struct diag d = {0};
+	struct conf *c = tc_load(full, full_domains, &d);
+	const struct mailbox_conf *mb;
+	char path[300];
+
+	tc_diag_print(&d);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_str_eq(c->user, "nobody");
+	ck_assert_str_eq(c->milter.socket, "inet:8891@127.0.0.1");
+	ck_assert_int_eq(c->milter.on_error, FAIL_REJECT);
+	ck_assert_int_eq(c->milter.timeout, 30);
+	ck_assert_int_eq(c->tenants[0].n_accepted, 2);
+	ck_assert_str_eq(c->tenants[0].accepted[0], "contoso.com"); /* folded */
+	ck_assert_str_eq(c->tenants[0].authority, "https://login.microsoftonline.us");
+	ck_assert(!c->tenants[0].direct_send);
+	/* Relative files start at the configuration's directory. */
+	snprintf(path, sizeof(path), "%s/app.secret", tc_dir);
+	ck_assert_str_eq(c->apps[0].secret_file, path);
+	mb = &c->mailboxes[0];
+	ck_assert_ptr_eq(mb->app, &c->apps[0]);
+	ck_assert_int_eq(mb->auth, AUTH_OAUTH);
+	ck_assert_int_eq(mb->messages.count, 5);
+	ck_assert_int_eq(mb->messages.window, 2);
+	ck_assert_int_eq(mb->recipients.count, 100);
+	ck_assert_int_eq(mb->recipients.window, 3600);
+	ck_assert_int_eq(mb->sessions, 2);
+	ck_assert_int_eq(mb->recipients_per_message, 50);
+	ck_assert_int_eq(c->mailboxes[1].auth, AUTH_BASIC);
+	/* Basic authentication loads, with a warning about its retirement. */
+	ck_assert(tc_diag_has(&d, "Basic authentication"));
+	ck_assert_int_eq(d.n_errors, 0);
+	ck_assert_int_eq(c->n_domains, 1);
+	ck_assert_int_eq(c->domains[0].mode, MODE_SMTP_AUTH);
+	ck_assert_ptr_eq(c->domains[0].mailbox, mb); /* case-insensitive reference */
+	ck_assert_ptr_eq(c->domains[0].connector, &c->connectors[0]);
+	ck_assert(c->domains[0].rewrite_header_from);
+	ck_assert_ptr_eq(c->submitters[0].mailbox, mb);
+	ck_assert_str_eq(c->domains[0].loc.file, tc_path("domains.conf"));
+	ck_assert_int_eq(c->domains[0].loc.line, 1);
+	conf_free(c);
+	diag_free(&d);
+	tc_cleanup();
+}
+END_TEST
+
+/*
+ * Regression: Debian's libconfuse 3.3 counts comment lines twice.  An error
+ * after several comments must still name its own line.
+ */
+START_TEST(test_lines_after_comments)
+{
+	const char *text = "# 1\n"
+			   "# 2\n"
+			   "// 3\n"
+			   "/* 4\n"
+			   "   5 */\n"
+			   "tenant \"t\" {   # 6\n"
+			   "  # 7\n"
+			   "  accepted_domains = { \"a.example\", # 8\n"
+			   "     \"b.example\" }  # 9\n"
+			   "  bogus = 1       # 10\n"
+			   "}\n";
+	struct diag d = {0};
+	struct conf *c = tc_load(text, NULL, &d);
+
+	ck_assert_ptr_null(c);
+	tc_diag_print(&d);
+	ck_assert_msg(tc_diag_has(&d, "main.conf:10: error: no such option 'bogus'"),
+		      "line of the unknown option");
+	diag_free(&d);
+	tc_cleanup();
+}
+END_TEST
+
+START_TEST(test_section_lines)
+{
+	const char *text = "tenant \"t\" {\n"
+			   "  accepted_domains = { \"a.example\" }\n"
+			   "}\n"
+			   "\n"
+			   "mailbox \"m@a.example\" {\n"
+			   "  send_as = { \"x@a.example\" }\n"
+			   "}\n";
+	struct diag d = {0};
+	struct conf *c = tc_load(text, NULL, &d);
+
+	ck_assert_ptr_null(c);
+	tc_diag_print(&d);
+	/* A rule about the whole section names the line the section opens on. */
+	ck_assert(tc_diag_has(&d, "main.conf:5: error: mailbox \"m@a.example\": give app"));
+	diag_free(&d);
+	tc_cleanup();
+}
+END_TEST
+
+START_TEST(test_every_error_reported)
+{
+	const char *text = "tenant \"t\" {\n"
+			   "  accepted_domains = { \"a.example\" }\n"
+			   "  mx_port = 70000\n"
+			   "}\n"
+			   "domain \"a.example\" {\n"
+			   "  default_sender = \"x@elsewhere.example\"\n"
+			   "  mode = fastest\n"
+			   "}\n"
+			   "submitter \"s\" {\n"
+			   "  clients = { \"10.0.0.1/8\" }\n"
+			   "}\n";
+	struct diag d = {0};
+	struct conf *c = tc_load(text, NULL, &d);
+
+	ck_assert_ptr_null(c);
+	tc_diag_print(&d);
+	ck_assert_int_eq(d.n_errors, 4);
+	ck_assert(tc_diag_has(&d, "main.conf:3: error: mx_port: 70000 is out of range"));
+	ck_assert(tc_diag_has(&d, "main.conf:6: error: default_sender: x@elsewhere.example is outside"));
+	ck_assert(tc_diag_has(&d, "main.conf:7: error: mode: \"fastest\" is not one of auto | smtp-auth"));
+	ck_assert(tc_diag_has(&d, "main.conf:10: error: clients: \"10.0.0.1/8\" is not a valid CIDR"));
+	diag_free(&d);
+	tc_cleanup();
+}
+END_TEST
+
+START_TEST(test_missing_file)
+{
+	struct diag d = {0};
+	struct conf *c = conf_load("/nonexistent/m365relay.conf", &d);
+
+	ck_assert_ptr_null(c);
+	ck_assert_int_eq(d.n_errors, 1);
+	ck_assert_str_eq(d.lines[0],
+			 "/nonexistent/m365relay.conf: error: cannot open: No such "
+			 "file or directory");
+	diag_free(&d);
+}
+END_TEST
+
+START_TEST(test_limit_parse)
+{
+	struct limit l;
+	const char *err;
+	char buf[32];
+
+	ck_assert_int_eq(limit_parse("30/60s", &l, &err), 0);
+	ck_assert_int_eq(l.count, 30);
+	ck_assert_int_eq(l.window, 60);
+	ck_assert_str_eq(limit_format(&l, buf, sizeof(buf)), "30/60s");
+	ck_assert_int_eq(limit_parse("10000/24h", &l, &err), 0);
+	ck_assert_int_eq(l.window, 86400);
+	ck_assert_str_eq(limit_format(&l, buf, sizeof(buf)), "10000/24h");
+	ck_assert_int_eq(limit_parse("30/1m", &l, &err), 0);
+	ck_assert_int_eq(l.window, 60);
+	ck_assert_int_eq(limit_parse("1/2d", &l, &err), 0);
+	ck_assert_int_eq(l.window, 172800);
+	ck_assert_str_eq(limit_format(&l, buf, sizeof(buf)), "1/2d");
+	ck_assert_int_lt(limit_parse("30/60", &l, &err), 0);
+	ck_assert_int_lt(limit_parse("30 per minute", &l, &err), 0);
+	ck_assert_int_lt(limit_parse("/60s", &l, &err), 0);
+	ck_assert_int_lt(limit_parse("30/60sx", &l, &err), 0);
+	ck_assert_int_lt(limit_parse("-1/60s", &l, &err), 0);
+	ck_assert_int_lt(limit_parse("1/8d", &l, &err), 0);
+}
+END_TEST
+
+START_TEST(test_conf_text)
+{
+	const char *in = "a = \"x # not a comment\" # comment\n"
+			 "b = https://host/path // comment\n"
+			 "s \"t\" { c = 'q // q' }\n"
+			 "/* x\n y */ m { }\n";
+	struct conf_text t;
+
+	ck_assert_int_eq(conf_text_prepare(in, strlen(in), &t), 0);
+	ck_assert_ptr_nonnull(strstr(t.buf, "\"x # not a comment\""));
+	ck_assert_ptr_null(strstr(t.buf, "# comment"));
+	ck_assert_ptr_nonnull(strstr(t.buf, "https://host/path"));
+	ck_assert_ptr_null(strstr(t.buf, "// comment"));
+	ck_assert_ptr_nonnull(strstr(t.buf, "'q // q'"));
+	ck_assert_int_eq(strlen(t.buf), strlen(in)); /* same length, same lines */
+	ck_assert_int_eq(t.n_marks, 2);
+	ck_assert_str_eq(t.marks[0].name, "s");
+	ck_assert_str_eq(t.marks[0].title, "t");
+	ck_assert_int_eq(t.marks[0].line, 3);
+	ck_assert_str_eq(t.marks[1].name, "m");
+	ck_assert(!t.marks[1].has_title);
+	ck_assert_int_eq(t.marks[1].line, 5);
+	conf_text_free(&t);
+}
+END_TEST
+
+static Suite *
+conf_suite(void)
+{
+	Suite *s = suite_create("conf");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_full);
+	tcase_add_test(tc, test_lines_after_comments);
+	tcase_add_test(tc, test_section_lines);
+	tcase_add_test(tc, test_every_error_reported);
+	tcase_add_test(tc, test_missing_file);
+	tcase_add_test(tc, test_limit_parse);
+	tcase_add_test(tc, test_conf_text);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(conf_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
