@@ -301,14 +301,8 @@ read_qstring(struct cur *c, struct val *v, bool smtp)
 				if (!(ch == '\t' && !smtp))
 					return fail_char(c, "quoted pair");
 			}
-			if (ch >= 0x80) {
-				const unsigned char *s = c->p;
-				if (utf8_step(c) < 0)
-					return -1;
-				if (val_add(c, v, s, (size_t)(c->p - s)) < 0)
-					return -1;
-				continue;
-			}
+			if (ch >= 0x80)
+				continue; /* a quoted UTF-8 character: taken next round */
 			b = (unsigned char)ch;
 			c->p++;
 			if (val_add(c, v, &b, 1) < 0)

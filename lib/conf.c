@@ -21,6 +21,7 @@
 
 #include "conf.h"
 #include "conf_text.h"
+#include "log.h"
 #include "util.h"
 
 /* Defaults (DESIGN.md section 3; Exchange Online's published limits). */
@@ -1375,6 +1376,19 @@ out:
 		return NULL;
 	}
 	return c;
+}
+
+struct conf *
+conf_load_logged(const char *path)
+{
+	struct diag diag = {0};
+	struct conf *conf = conf_load(path, &diag);
+	size_t i;
+
+	for (i = 0; i < diag.n; i++)
+		log_line(diag.is_error[i], diag.lines[i]);
+	diag_free(&diag);
+	return conf;
 }
 
 void

@@ -166,6 +166,8 @@ struct diag {
 
 /* conf_load - read, resolve and validate path; NULL if any error (see diag) */
 struct conf *conf_load(const char *path, struct diag *diag);
+/* conf_load_logged - conf_load(), every diagnostic sent to the log */
+struct conf *conf_load_logged(const char *path);
 /* conf_free - release a snapshot (NULL is fine) */
 void conf_free(struct conf *conf);
 

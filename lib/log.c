@@ -81,3 +81,12 @@ LOG_FN(log_warn, LOG_WARNING, 1)
 LOG_FN(log_warnx, LOG_WARNING, 0)
 LOG_FN(log_info, LOG_INFO, 0)
 LOG_FN(log_debug, LOG_DEBUG, 0)
+
+void
+log_line(int error, const char *line)
+{
+	if (log_dest == LOG_TO_SYSLOG)
+		syslog(error ? LOG_ERR : LOG_WARNING, "%s", line);
+	else
+		fprintf(stderr, "%s: %s\n", log_ident, line);
+}

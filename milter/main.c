@@ -28,9 +28,7 @@ main(int argc, char **argv)
 {
 	const char *conf_file = M3_CONFIG_FILE;
 	int check = 0, foreground = 0, ch;
-	struct diag diag = {0};
 	struct conf *conf;
-	size_t i;
 
 	while ((ch = getopt(argc, argv, "c:fnh")) != -1) {
 		switch (ch) {
@@ -53,10 +51,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	log_open("m365-milter", check || foreground ? LOG_TO_STDERR : LOG_TO_SYSLOG, 0);
-	conf = conf_load(conf_file, &diag);
-	for (i = 0; i < diag.n; i++)
-		fprintf(stderr, "%s\n", diag.lines[i]);
-	diag_free(&diag);
+	conf = conf_load_logged(conf_file);
 	if (conf == NULL) {
 		log_errx("%s: configuration not usable", conf_file);
 		return 1;

@@ -22,10 +22,8 @@ int
 main(int argc, char **argv)
 {
 	const char *conf_file = M3_CONFIG_FILE;
-	struct diag diag = {0};
 	struct conf *conf;
 	int check = 0, ch;
-	size_t i;
 
 	opterr = 0;
 	while ((ch = getopt(argc, argv, "c:nq:f:s:")) != -1) {
@@ -41,20 +39,14 @@ main(int argc, char **argv)
 		}
 	}
 	log_open("m365-transport", check ? LOG_TO_STDERR : LOG_TO_SYSLOG, 0);
-	conf = conf_load(conf_file, &diag);
+	conf = conf_load_logged(conf_file);
 	if (check) {
-		for (i = 0; i < diag.n; i++)
-			fprintf(stderr, "%s\n", diag.lines[i]);
-		diag_free(&diag);
 		if (conf == NULL)
 			return 1;
 		printf("configuration OK\n");
 		conf_free(conf);
 		return 0;
 	}
-	for (i = 0; i < diag.n; i++)
-		log_warnx("%s", diag.lines[i]);
-	diag_free(&diag);
 	conf_free(conf);
 	printf("4.3.0 m365-transport cannot deliver yet in this version; "
 	       "message deferred\n");

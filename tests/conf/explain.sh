@@ -3,17 +3,8 @@
 # submission against the shipped samples (what an administrator runs to
 # ask "what happens to mail from this scanner?").
 set -eu
-: "${top_srcdir:=.}" "${top_builddir:=.}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cp "$top_srcdir/conf/m365relay.conf" "$top_srcdir/conf/domains.conf" "$tmp/"
-mkdir -p "$tmp/secrets" "$tmp/certs"
-echo s > "$tmp/secrets/relay-app.secret"
-echo c > "$tmp/certs/relay.contoso.com.pem"
-echo k > "$tmp/certs/relay.contoso.com.key"
-chmod 600 "$tmp/secrets/relay-app.secret" "$tmp/certs/relay.contoso.com.key"
+. "${top_srcdir:-.}/tests/conf/sample-sandbox.sh"
 ctl() { "$top_builddir/cli/m365ctl" -c "$tmp/m365relay.conf" explain "$@"; }
-fail() { echo "FAIL: $*"; exit 1; }
 expect() { # expect OUTPUT TEXT
 	case $1 in *"$2"*) echo "ok: $2" ;; *) fail "missing \"$2\" in:
 $1" ;; esac

@@ -4,19 +4,7 @@
 # samples name (relative to the configuration directory) are created with
 # the modes an administrator must give them.
 set -eu
-: "${top_srcdir:=.}" "${top_builddir:=.}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-cp "$top_srcdir/conf/m365relay.conf" "$top_srcdir/conf/domains.conf" "$tmp/"
-mkdir -p "$tmp/secrets" "$tmp/certs"
-echo "secret-value" > "$tmp/secrets/relay-app.secret"
-chmod 600 "$tmp/secrets/relay-app.secret"
-echo "certificate" > "$tmp/certs/relay.contoso.com.pem"
-echo "key" > "$tmp/certs/relay.contoso.com.key"
-chmod 600 "$tmp/certs/relay.contoso.com.key"
-
-fail() { echo "FAIL: $*"; exit 1; }
+. "${top_srcdir:-.}/tests/conf/sample-sandbox.sh"
 
 out=$("$top_builddir/cli/m365ctl" -c "$tmp/m365relay.conf" check-config 2>&1) ||
 	fail "check-config refused the samples: $out"

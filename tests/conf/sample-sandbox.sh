@@ -1,0 +1,15 @@
+# sample-sandbox.sh - sourced by the shell tests: copy the shipped samples
+# into a scratch directory ($tmp, removed on exit) with the files they name,
+# at the modes an administrator must give them.  Sets $tmp and $ctl.
+: "${top_srcdir:=.}" "${top_builddir:=.}"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cp "$top_srcdir/conf/m365relay.conf" "$top_srcdir/conf/domains.conf" "$tmp/"
+mkdir -p "$tmp/secrets" "$tmp/certs"
+echo "secret-value" > "$tmp/secrets/relay-app.secret"
+echo "certificate" > "$tmp/certs/relay.contoso.com.pem"
+echo "key" > "$tmp/certs/relay.contoso.com.key"
+chmod 600 "$tmp/secrets/relay-app.secret" "$tmp/certs/relay.contoso.com.key"
+ctl=$top_builddir/cli/m365ctl
+
+fail() { echo "FAIL: $*"; exit 1; }
