@@ -122,6 +122,16 @@ policy_mail(const struct conf *conf, const struct identity *id,
 	else
 		m3_strlcpy(m->client_text, "unknown", sizeof(m->client_text));
 
+	if (env_sender == NULL)
+		env_sender = "";
+	if (addr_parse_path(env_sender, strlen(env_sender), true,
+			    &m->env_sender, &e) < 0) {
+		memset(&m->env_sender, 0, sizeof(m->env_sender));
+		m->sender_unparseable = true;
+	} else if (addr_is_null(&m->env_sender)) {
+		m->sender_null = true;
+	}
+
 	s = policy_find_submitter(conf, id);
 	if (s == NULL) {
 		set_reply(&m->reply, VERDICT_REJECT, "550", "5.7.1",
@@ -142,16 +152,6 @@ policy_mail(const struct conf *conf, const struct identity *id,
 			  "config-incomplete",
 			  "Gateway configuration incomplete for this client");
 		return;
-	}
-
-	if (env_sender == NULL)
-		env_sender = "";
-	if (addr_parse_path(env_sender, strlen(env_sender), true,
-			    &m->env_sender, &e) < 0) {
-		memset(&m->env_sender, 0, sizeof(m->env_sender));
-		m->sender_unparseable = true;
-	} else if (addr_is_null(&m->env_sender)) {
-		m->sender_null = true;
 	}
 
 	if (m->sender_null) {
@@ -465,11 +465,12 @@ policy_summary(const struct policy_msg *m, char *buf, size_t size)
 	addr_format(&m->final_sender, fin, sizeof(fin));
 	addr_format(&m->from, from, sizeof(from));
 	snprintf(buf, size,
-		 "client=[%s] submitter=%s sender=<%s> -> <%s> from=<%s> "
+		 "client=[%s] submitter=%s sender=<%s>%s%s%s from=<%s> "
 		 "from_action=%s mode=%s mailbox=%s connector=%s internal=%zu "
 		 "external=%zu refused=%zu verdict=%s reason=%s",
 		 m->client_text, m->submitter ? m->submitter->name : "-", env,
-		 fin, from, from_act,
+		 m->sender_rewritten ? " -> <" : "", m->sender_rewritten ? fin : "",
+		 m->sender_rewritten ? ">" : "", from, from_act,
 		 m->mode_chosen ? mode_name(m->mode) : "-",
 		 m->mailbox ? m->mailbox->name : "-",
 		 m->connector ? m->connector->name : "-", m->n_internal,

@@ -1,8 +1,5 @@
 /*
- * m365-milter - main(): argv, configuration, logging.  The daemon itself
- * (libmilter callbacks, privilege drop, reload) is the [milter] work item;
- * today this program checks its configuration (-n) and says plainly that
- * it cannot run yet.
+ * m365-milter - main(): argv, configuration, logging, then daemon_run().
  */
 #include "config.h"
 
@@ -12,31 +9,37 @@
 
 #include "conf.h"
 #include "log.h"
+#include "milter.h"
 
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: m365-milter [-f] [-n] [-c FILE]\n"
-			"  -c FILE  configuration (default %s)\n"
-			"  -n       check the configuration and exit\n"
-			"  -f       stay in the foreground, log to stderr\n",
+	fprintf(stderr,
+		"usage: m365-milter [-dfn] [-c FILE]\n"
+		"  -c FILE  configuration (default %s)\n"
+		"  -n       check the configuration and exit\n"
+		"  -f       stay in the foreground, log to stderr\n"
+		"  -d       debug logging\n",
 		M3_CONFIG_FILE);
 }
 
 int
 main(int argc, char **argv)
 {
-	const char *conf_file = M3_CONFIG_FILE;
-	int check = 0, foreground = 0, ch;
+	struct daemon_opts o = {M3_CONFIG_FILE, false};
+	int check = 0, debug = 0, ch;
 	struct conf *conf;
 
-	while ((ch = getopt(argc, argv, "c:fnh")) != -1) {
+	while ((ch = getopt(argc, argv, "c:dfnh")) != -1) {
 		switch (ch) {
 		case 'c':
-			conf_file = optarg;
+			o.conf_file = optarg;
+			break;
+		case 'd':
+			debug = 1;
 			break;
 		case 'f':
-			foreground = 1;
+			o.foreground = true;
 			break;
 		case 'n':
 			check = 1;
@@ -50,10 +53,11 @@ main(int argc, char **argv)
 		usage();
 		return 2;
 	}
-	log_open("m365-milter", check || foreground ? LOG_TO_STDERR : LOG_TO_SYSLOG, 0);
-	conf = conf_load_logged(conf_file);
+	log_open("m365-milter",
+		 check || o.foreground ? LOG_TO_STDERR : LOG_TO_SYSLOG, debug);
+	conf = conf_load_logged(o.conf_file);
 	if (conf == NULL) {
-		log_errx("%s: configuration not usable", conf_file);
+		log_errx("%s: configuration not usable", o.conf_file);
 		return 1;
 	}
 	if (check) {
@@ -61,7 +65,5 @@ main(int argc, char **argv)
 		conf_free(conf);
 		return 0;
 	}
-	log_errx("the milter daemon is not built yet; only -n works in this version");
-	conf_free(conf);
-	return 1;
+	return daemon_run(&o, conf);
 }

@@ -1,0 +1,485 @@
+/*
+ * callbacks.c - the libmilter callbacks: the only file that calls smfi_*.
+ *
+ * Each callback translates what the MTA says into the policy engine's
+ * structs, calls the engine, and translates its verdict back into milter
+ * replies and message changes (STYLE.md habit 3).  No decision is made here.
+ *
+ * Failure outcomes are chosen in one place, internal_error(): an
+ * unexpected failure (out of memory, an smfi_* call refused) answers what
+ * `milter { on_error }` says, tempfail by default, so nothing is lost.
+ * Malformed input is not an internal error: the policy answers it.
+ */
+#include "config.h"
+
+#include <libmilter/mfapi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "milter.h"
+#include "policy.h"
+#include "route.h"
+#include "util.h"
+
+#define KEEP_VALUES 2 /* header values kept per name; more only counted */
+
+struct hvals {
+	char *v[KEEP_VALUES];
+	size_t n; /* how many the message had */
+};
+
+/* Per connection (and the message in progress on it). */
+struct mctx {
+	struct snapshot *snap;
+	struct ipaddr client;
+	bool have_client;
+	bool nr_hdr; /* the MTA does not wait for a reply to each header */
+
+	bool in_msg, logged;
+	char qid[64];
+	struct policy_msg pm;
+	struct hvals from, sender;
+	size_t n_reply_to, n_route;
+	struct reply refusal; /* the last recipient refusal, for the log */
+	bool refused;
+};
+
+/* Helpers ----------------------------------------------------------------------- */
+
+static void
+hvals_clear(struct hvals *h)
+{
+	size_t i;
+
+	for (i = 0; i < KEEP_VALUES; i++) {
+		free(h->v[i]);
+		h->v[i] = NULL;
+	}
+	h->n = 0;
+}
+
+/*
+ * hvals_add - keep a copy of a header value.  Values longer than the
+ * parser accepts are cut one byte past its limit, so that they are
+ * refused as too long rather than held in full.
+ */
+static int
+hvals_add(struct hvals *h, const char *value)
+{
+	if (h->n < KEEP_VALUES) {
+		h->v[h->n] = strndup(value, ADDR_HEADER_MAX + 1);
+		if (h->v[h->n] == NULL)
+			return -1;
+	}
+	h->n++;
+	return 0;
+}
+
+static void
+msg_reset(struct mctx *m)
+{
+	hvals_clear(&m->from);
+	hvals_clear(&m->sender);
+	m->n_reply_to = m->n_route = 0;
+	m->in_msg = m->logged = false;
+	m->qid[0] = '\0';
+	m->refused = false;
+	memset(&m->pm, 0, sizeof(m->pm));
+}
+
+static const char *
+qid(const struct mctx *m)
+{
+	return m->qid[0] ? m->qid : "NOQUEUE";
+}
+
+/* msg_log - the one line per message: its whole story for an operator */
+static void
+msg_log(struct mctx *m)
+{
+	char buf[2048];
+
+	if (m->logged || !m->in_msg)
+		return;
+	m->logged = true;
+	if (m->pm.reply.verdict == VERDICT_ACCEPT &&
+	    m->pm.n_internal + m->pm.n_external == 0) {
+		/* The transaction ended before end of message. */
+		if (m->refused)
+			m->pm.reply = m->refusal; /* every recipient was refused */
+		else
+			m->pm.reply.reason = "aborted";
+	}
+	policy_summary(&m->pm, buf, sizeof(buf));
+	if (m->pm.reply.verdict != VERDICT_ACCEPT)
+		log_info("%s: %s reply=\"%s %s %s\"", qid(m), buf, m->pm.reply.code,
+			 m->pm.reply.xcode, m->pm.reply.text);
+	else
+		log_info("%s: %s", qid(m), buf);
+}
+
+/*
+ * set_reply - smfi_setreply with text made safe for it: libmilter treats
+ * the text as a format (a lone '%' voids it) and refuses CR or LF.
+ */
+static int
+set_reply(SMFICTX *ctx, const struct reply *r)
+{
+	char text[sizeof(r->text) * 2];
+	size_t i, o = 0;
+
+	for (i = 0; r->text[i] != '\0' && o + 3 < sizeof(text); i++) {
+		unsigned char ch = (unsigned char)r->text[i];
+		if (ch == '%') {
+			text[o++] = '%';
+			text[o++] = '%';
+		} else {
+			text[o++] = (char)(ch < 0x20 || ch == 0x7f ? ' ' : ch);
+		}
+	}
+	text[o] = '\0';
+	return smfi_setreply(ctx, (char *)r->code, (char *)r->xcode, text);
+}
+
+static sfsistat
+verdict_status(SMFICTX *ctx, const struct reply *r)
+{
+	if (r->verdict == VERDICT_ACCEPT)
+		return SMFIS_CONTINUE;
+	if (set_reply(ctx, r) != MI_SUCCESS)
+		log_warnx("smfi_setreply refused \"%s %s %s\"", r->code, r->xcode,
+			  r->text);
+	return r->verdict == VERDICT_REJECT ? SMFIS_REJECT : SMFIS_TEMPFAIL;
+}
+
+/* internal_error - the configured answer when we cannot decide */
+static sfsistat
+internal_error(SMFICTX *ctx, struct mctx *m, const char *what)
+{
+	enum fail_action act = FAIL_TEMPFAIL;
+	struct reply r;
+
+	if (m != NULL && m->snap != NULL)
+		act = m->snap->conf->milter.on_error;
+	log_errx("%s: internal error: %s; answering %s", m ? qid(m) : "NOQUEUE",
+		 what,
+		 act == FAIL_ACCEPT   ? "accept"
+		 : act == FAIL_REJECT ? "reject"
+				      : "tempfail");
+	if (m != NULL)
+		m->logged = true;
+	memset(&r, 0, sizeof(r));
+	switch (act) {
+	case FAIL_ACCEPT:
+		return SMFIS_ACCEPT;
+	case FAIL_REJECT:
+		r.verdict = VERDICT_REJECT;
+		m3_strlcpy(r.code, "550", sizeof(r.code));
+		m3_strlcpy(r.xcode, "5.3.0", sizeof(r.xcode));
+		m3_strlcpy(r.text, "Gateway internal error", sizeof(r.text));
+		break;
+	case FAIL_TEMPFAIL:
+		r.verdict = VERDICT_TEMPFAIL;
+		m3_strlcpy(r.code, "451", sizeof(r.code));
+		m3_strlcpy(r.xcode, "4.3.0", sizeof(r.xcode));
+		m3_strlcpy(r.text, "Gateway temporary internal error; try again later",
+			   sizeof(r.text));
+		break;
+	}
+	return verdict_status(ctx, &r);
+}
+
+static struct mctx *
+mctx_of(SMFICTX *ctx)
+{
+	struct mctx *m = smfi_getpriv(ctx);
+
+	if (m == NULL) {
+		m = calloc(1, sizeof(*m));
+		if (m == NULL || smfi_setpriv(ctx, m) != MI_SUCCESS) {
+			free(m);
+			return NULL;
+		}
+	}
+	return m;
+}
+
+static const char *
+macro(SMFICTX *ctx, const char *name)
+{
+	const char *v = smfi_getsymval(ctx, (char *)name);
+	return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+/* Callbacks ----------------------------------------------------------------------- */
+
+/*
+ * Ask only for what the policy uses: no HELO, DATA, body, end-of-header or
+ * unknown-command callbacks, and no reply to each header, so the MTA sends
+ * less and waits less.  The macros the policy needs at MAIL are requested
+ * explicitly ({cert_subject} is a HELO macro in Postfix's defaults).
+ */
+static sfsistat
+cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
+	     unsigned long f2, unsigned long f3, unsigned long *pf0,
+	     unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
+{
+	const unsigned long actions = SMFIF_CHGFROM | SMFIF_ADDHDRS |
+				      SMFIF_CHGHDRS | SMFIF_SETSYMLIST;
+	const unsigned long steps = SMFIP_NOHELO | SMFIP_NOBODY |
+				    SMFIP_NOUNKNOWN | SMFIP_NODATA |
+				    SMFIP_NOEOH | SMFIP_NR_HDR;
+	struct mctx *m = mctx_of(ctx);
+
+	(void)f2;
+	(void)f3;
+	if (m == NULL)
+		return SMFIS_TEMPFAIL;
+	if ((f0 & (SMFIF_CHGFROM | SMFIF_ADDHDRS | SMFIF_CHGHDRS)) !=
+	    (SMFIF_CHGFROM | SMFIF_ADDHDRS | SMFIF_CHGHDRS))
+		log_errx("the MTA does not offer changing the sender and headers "
+			 "(milter protocol 6); messages that need a rewrite will "
+			 "be answered with on_error");
+	*pf0 = f0 & actions;
+	*pf1 = f1 & steps;
+	*pf2 = *pf3 = 0;
+	m->nr_hdr = (*pf1 & SMFIP_NR_HDR) != 0;
+	if (f0 & SMFIF_SETSYMLIST)
+		smfi_setsymlist(ctx, SMFIM_ENVFROM,
+				"{auth_authen} {cert_subject} {i} i");
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+cb_connect(SMFICTX *ctx, char *host, _SOCK_ADDR *addr)
+{
+	struct mctx *m = mctx_of(ctx);
+
+	(void)host;
+	if (m == NULL)
+		return internal_error(ctx, NULL, "out of memory at connect");
+	m->have_client = ip_from_sockaddr(addr, &m->client) == 0;
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+cb_envfrom(SMFICTX *ctx, char **argv)
+{
+	struct mctx *m = mctx_of(ctx);
+	struct identity id;
+	const char *q;
+
+	if (m == NULL)
+		return internal_error(ctx, NULL, "out of memory at MAIL");
+	msg_log(m);
+	msg_reset(m);
+	/* Each message uses the configuration current when it starts. */
+	snap_put(m->snap);
+	m->snap = snap_get();
+	if (m->snap == NULL)
+		return internal_error(ctx, m, "no configuration");
+	m->in_msg = true;
+	q = macro(ctx, "i");
+	if (q == NULL)
+		q = macro(ctx, "{i}");
+	if (q != NULL)
+		m3_strlcpy(m->qid, q, sizeof(m->qid));
+
+	id.client = m->have_client ? &m->client : NULL;
+	id.sasl_login = macro(ctx, "{auth_authen}");
+	id.cert_subject = macro(ctx, "{cert_subject}");
+	policy_mail(m->snap->conf, &id, argv[0], &m->pm);
+	if (m->pm.reply.verdict != VERDICT_ACCEPT)
+		msg_log(m);
+	return verdict_status(ctx, &m->pm.reply);
+}
+
+static sfsistat
+cb_envrcpt(SMFICTX *ctx, char **argv)
+{
+	struct mctx *m = smfi_getpriv(ctx);
+	struct rcpt_verdict rv;
+
+	if (m == NULL || m->snap == NULL || !m->in_msg)
+		return internal_error(ctx, m, "RCPT without MAIL");
+	policy_rcpt(m->snap->conf, &m->pm, argv[0], &rv);
+	if (rv.reply.verdict != VERDICT_ACCEPT) {
+		m->refusal = rv.reply;
+		m->refused = true;
+		log_info("%s: recipient %s refused: %s %s %s reason=%s", qid(m),
+			 argv[0], rv.reply.code, rv.reply.xcode, rv.reply.text,
+			 rv.reply.reason);
+	}
+	return verdict_status(ctx, &rv.reply);
+}
+
+static sfsistat
+cb_header(SMFICTX *ctx, char *name, char *value)
+{
+	struct mctx *m = smfi_getpriv(ctx);
+	int rc = 0;
+
+	if (m == NULL || !m->in_msg)
+		return internal_error(ctx, m, "header outside a message");
+	if (m3_casecmp(name, "From") == 0)
+		rc = hvals_add(&m->from, value);
+	else if (m3_casecmp(name, "Sender") == 0)
+		rc = hvals_add(&m->sender, value);
+	else if (m3_casecmp(name, "Reply-To") == 0)
+		m->n_reply_to++;
+	else if (m3_casecmp(name, ROUTE_HEADER) == 0)
+		m->n_route++;
+	if (rc < 0)
+		return internal_error(ctx, m, "out of memory keeping a header");
+	return m->nr_hdr ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
+
+/* delete_all - every instance of a header, last first so indexes hold */
+static int
+delete_all(SMFICTX *ctx, const char *name, size_t n)
+{
+	for (; n > 0; n--)
+		if (smfi_chgheader(ctx, (char *)name, (int)n, NULL) != MI_SUCCESS)
+			return -1;
+	return 0;
+}
+
+static sfsistat
+cb_eom(SMFICTX *ctx)
+{
+	struct mctx *m = smfi_getpriv(ctx);
+	struct msg_headers h;
+	struct route route;
+	char buf[1024];
+	const char *q;
+
+	if (m == NULL || m->snap == NULL || !m->in_msg)
+		return internal_error(ctx, m, "end of message without MAIL");
+	if (m->qid[0] == '\0' && (q = macro(ctx, "i")) != NULL)
+		m3_strlcpy(m->qid, q, sizeof(m->qid)); /* Sendmail sets {i} late */
+
+	memset(&h, 0, sizeof(h));
+	h.from = (const char *const *)m->from.v;
+	h.n_from = m->from.n;
+	h.sender = (const char *const *)m->sender.v;
+	h.n_sender = m->sender.n;
+	h.n_reply_to = m->n_reply_to;
+	policy_eom(m->snap->conf, &m->pm, &h);
+	if (m->pm.reply.verdict != VERDICT_ACCEPT) {
+		msg_log(m);
+		return verdict_status(ctx, &m->pm.reply);
+	}
+
+	/* Apply the verdict: the route header is ours alone. */
+	if (delete_all(ctx, ROUTE_HEADER, m->n_route) < 0)
+		return internal_error(ctx, m, "cannot remove a client's route header");
+	if (m->pm.sender_rewritten) {
+		char a[ADDR_TEXT_MAX + 3];
+		a[0] = '<';
+		if (addr_format(&m->pm.final_sender, a + 1, sizeof(a) - 2) < 0)
+			return internal_error(ctx, m, "sender too long");
+		m3_strlcat(a, ">", sizeof(a));
+		if (smfi_chgfrom(ctx, a, NULL) != MI_SUCCESS)
+			return internal_error(ctx, m, "cannot change the envelope sender");
+	}
+	if (m->pm.from_action == FROM_REWRITE &&
+	    smfi_chgheader(ctx, "From", 1, m->pm.new_from) != MI_SUCCESS)
+		return internal_error(ctx, m, "cannot rewrite the From header");
+	if (m->pm.from_action == FROM_ADD &&
+	    smfi_addheader(ctx, "From", m->pm.new_from) != MI_SUCCESS)
+		return internal_error(ctx, m, "cannot add a From header");
+	if (m->pm.new_reply_to[0] != '\0' &&
+	    smfi_addheader(ctx, "Reply-To", m->pm.new_reply_to) != MI_SUCCESS)
+		return internal_error(ctx, m, "cannot add a Reply-To header");
+	if (m->pm.delete_sender && delete_all(ctx, "Sender", m->sender.n) < 0)
+		return internal_error(ctx, m, "cannot remove the Sender header");
+	route_from_policy(&m->pm, &route);
+	if (route_format(&route, buf, sizeof(buf)) < 0 ||
+	    smfi_addheader(ctx, ROUTE_HEADER, buf) != MI_SUCCESS)
+		return internal_error(ctx, m, "cannot add the route header");
+	msg_log(m);
+	msg_reset(m);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+cb_abort(SMFICTX *ctx)
+{
+	struct mctx *m = smfi_getpriv(ctx);
+
+	if (m != NULL) {
+		msg_log(m);
+		msg_reset(m);
+	}
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+cb_close(SMFICTX *ctx)
+{
+	struct mctx *m = smfi_getpriv(ctx);
+
+	if (m != NULL) {
+		msg_log(m);
+		msg_reset(m);
+		snap_put(m->snap);
+		free(m);
+		smfi_setpriv(ctx, NULL);
+	}
+	return SMFIS_CONTINUE;
+}
+
+/* Registration --------------------------------------------------------------------- */
+
+static struct smfiDesc desc = {
+	.xxfi_name = "m365-milter",
+	.xxfi_version = SMFI_VERSION,
+	.xxfi_flags = SMFIF_CHGFROM | SMFIF_ADDHDRS | SMFIF_CHGHDRS |
+		      SMFIF_SETSYMLIST,
+	.xxfi_connect = cb_connect,
+	.xxfi_envfrom = cb_envfrom,
+	.xxfi_envrcpt = cb_envrcpt,
+	.xxfi_header = cb_header,
+	.xxfi_eom = cb_eom,
+	.xxfi_abort = cb_abort,
+	.xxfi_close = cb_close,
+	.xxfi_negotiate = cb_negotiate,
+};
+
+int
+milter_register(void)
+{
+	if (smfi_register(desc) != MI_SUCCESS) {
+		log_errx("smfi_register failed");
+		return -1;
+	}
+	return 0;
+}
+
+int
+milter_open(const struct conf *conf)
+{
+	const char *sock = conf->milter.socket;
+
+	if (smfi_setconn((char *)sock) != MI_SUCCESS) {
+		log_errx("milter socket %s: not usable", sock);
+		return -1;
+	}
+	smfi_settimeout(conf->milter.timeout);
+	/* true: remove a stale unix socket left by a crash. */
+	if (smfi_opensocket(true) != MI_SUCCESS) {
+		log_errx("milter socket %s: cannot listen (in use, or no "
+			 "permission?)",
+			 sock);
+		return -1;
+	}
+	return 0;
+}
+
+int
+milter_run(void)
+{
+	return smfi_main() == MI_SUCCESS ? 0 : -1;
+}

@@ -1,0 +1,338 @@
+/*
+ * daemon.c - m365-milter's process life, top to bottom:
+ *
+ *   bind the socket (as root) -> detach -> pid file -> drop to the service
+ *   user -> supervisor, which runs the libmilter worker as a child.
+ *
+ * Why a supervisor: libmilter owns SIGHUP (its signal thread treats it as
+ * "stop"), and a second thread waiting for the same signal in the same
+ * process would race it.  So the supervisor, a separate process, receives
+ * SIGHUP, checks the file, and asks the worker to reload with SIGUSR1,
+ * which libmilter leaves alone; both reload all or nothing (snapshot.c).  SIGTERM
+ * and SIGINT are passed on and the supervisor exits once the worker has
+ * finished its sessions.  A worker that dies any other way is restarted:
+ * the listening socket stays open in the supervisor, so the MTA only sees
+ * the sessions that were in flight fail (and answers its
+ * milter_default_action, tempfail as we tell administrators to set it).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "milter.h"
+#include "util.h"
+
+#define RESTART_DELAY 1 /* seconds between worker restarts */
+
+static const char *conf_file;
+
+/* unix_socket_path - the file of a unix:/local: socket, or NULL */
+static const char *
+unix_socket_path(const char *sock)
+{
+	if (strncmp(sock, "unix:", 5) == 0)
+		return sock + 5;
+	if (strncmp(sock, "local:", 6) == 0)
+		return sock + 6;
+	if (sock[0] == '/')
+		return sock;
+	return NULL;
+}
+
+/*
+ * make_socket_dir - create the unix socket's directory if it is missing
+ * (systemd's RuntimeDirectory= usually has), owned by the service user so
+ * that the milter can remove its socket when it stops.
+ */
+static int
+make_socket_dir(const char *sock, const struct passwd *pw)
+{
+	char dir[4096];
+	char *slash;
+	struct stat st;
+
+	m3_strlcpy(dir, sock, sizeof(dir));
+	slash = strrchr(dir, '/');
+	if (slash == NULL || slash == dir)
+		return 0;
+	*slash = '\0';
+	if (stat(dir, &st) == 0)
+		return 0;
+	if (mkdir(dir, 0750) < 0) {
+		log_err("cannot create %s for the milter socket", dir);
+		return -1;
+	}
+	if (pw != NULL && chown(dir, pw->pw_uid, pw->pw_gid) < 0)
+		log_warn("chown %s", dir);
+	return 0;
+}
+
+static int
+write_pid_file(const char *path, const struct passwd *pw)
+{
+	char buf[32];
+	int fd, n;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		log_warn("pid file %s", path);
+		return -1;
+	}
+	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (write(fd, buf, (size_t)n) != n)
+		log_warn("pid file %s", path);
+	if (pw != NULL && fchown(fd, pw->pw_uid, pw->pw_gid) < 0)
+		log_warn("pid file %s: chown", path);
+	close(fd);
+	return 0;
+}
+
+static int
+detach(void)
+{
+	pid_t pid = fork();
+	int fd;
+
+	if (pid < 0) {
+		log_err("fork");
+		return -1;
+	}
+	if (pid > 0)
+		_exit(0);
+	if (setsid() < 0)
+		log_warn("setsid");
+	if (chdir("/") < 0)
+		log_warn("chdir /");
+	fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	return 0;
+}
+
+static int
+drop_privileges(const struct passwd *pw)
+{
+	if (pw == NULL)
+		return 0;
+	if (pw->pw_uid == 0) {
+		log_warnx("running as root: set user = to an unprivileged account");
+		return 0;
+	}
+	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0) {
+		log_err("cannot become user %s", pw->pw_name);
+		return -1;
+	}
+	if (setuid(0) == 0) { /* the drop must be permanent */
+		log_errx("could regain root after dropping privileges");
+		return -1;
+	}
+	return 0;
+}
+
+/* Worker --------------------------------------------------------------------------- */
+
+static void *
+reload_thread(void *arg)
+{
+	sigset_t set;
+	int sig;
+
+	(void)arg;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGUSR1)
+			snap_reload(conf_file);
+	}
+	return NULL;
+}
+
+static void
+worker(void)
+{
+	sigset_t set;
+	pthread_t tid;
+
+	/* Die with the supervisor, even if it is killed outright. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() == 1)
+		_exit(0);
+	/* SIGUSR1 stays blocked here: only reload_thread takes it. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGCHLD);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	if (pthread_create(&tid, NULL, reload_thread, NULL) != 0) {
+		log_errx("cannot start the reload thread");
+		_exit(1);
+	}
+	pthread_detach(tid);
+	_exit(milter_run() == 0 ? 0 : 1);
+}
+
+static pid_t
+spawn_worker(void)
+{
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		log_err("fork");
+		return -1;
+	}
+	if (pid == 0)
+		worker();
+	return pid;
+}
+
+/* Supervisor -------------------------------------------------------------------------- */
+
+static int
+supervise(void)
+{
+	sigset_t set;
+	pid_t child;
+	int stopping = 0, sig, status;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGCHLD);
+	child = spawn_worker();
+	if (child < 0)
+		return 1;
+	log_info("started (worker %ld)", (long)child);
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		switch (sig) {
+		case SIGHUP:
+			/*
+			 * Validate here first: a broken file is reported once
+			 * and the worker is left alone.  The supervisor keeps
+			 * the good snapshot for any worker it restarts.
+			 */
+			log_info("SIGHUP: reloading %s", conf_file);
+			if (snap_reload(conf_file) == 0 && child > 0)
+				kill(child, SIGUSR1);
+			break;
+		case SIGTERM:
+		case SIGINT:
+			if (stopping++ == 0) {
+				log_info("stopping");
+				if (child > 0)
+					kill(child, SIGTERM);
+			}
+			if (child <= 0)
+				return 0;
+			break;
+		case SIGCHLD:
+			while (child > 0 && waitpid(child, &status, WNOHANG) == child) {
+				child = 0;
+				if (stopping)
+					return 0;
+				if (WIFSIGNALED(status))
+					log_errx("worker killed by signal %d; restarting",
+						 WTERMSIG(status));
+				else
+					log_errx("worker exited with status %d; restarting",
+						 WEXITSTATUS(status));
+				sleep(RESTART_DELAY);
+				child = spawn_worker();
+				if (child > 0)
+					log_info("worker %ld started", (long)child);
+			}
+			break;
+		}
+	}
+}
+
+int
+daemon_run(const struct daemon_opts *o, struct conf *conf)
+{
+	const char *path = unix_socket_path(conf->milter.socket);
+	struct passwd *pw = NULL;
+	char *pid_file = NULL, *sock_path = NULL;
+	sigset_t set;
+	int rc;
+
+	conf_file = o->conf_file;
+	if (geteuid() == 0) {
+		pw = getpwnam(conf->user);
+		if (pw == NULL) {
+			log_errx("user \"%s\" does not exist: create it (useradd "
+				 "--system %s) or set user = in %s",
+				 conf->user, conf->user, conf_file);
+			return 1;
+		}
+	}
+	/*
+	 * Block the signals the supervisor waits for before any thread or
+	 * child exists, so that none of them is lost or taken by default.
+	 */
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+
+	if (milter_register() < 0)
+		return 1;
+	if (path != NULL && make_socket_dir(path, pw) < 0)
+		return 1;
+	umask(0117); /* the unix socket: 0660, owner and group only */
+	if (milter_open(conf) < 0)
+		return 1;
+	if (path != NULL && pw != NULL && chown(path, pw->pw_uid, pw->pw_gid) < 0)
+		log_warn("chown %s", path);
+	if (!o->foreground && detach() < 0)
+		return 1;
+	umask(022);
+	/* A reload frees conf: keep what is needed at exit. */
+	if (path != NULL)
+		sock_path = strdup(path);
+	if (conf->milter.pid_file != NULL) {
+		pid_file = strdup(conf->milter.pid_file);
+		write_pid_file(pid_file, pw);
+	}
+	if (drop_privileges(pw) < 0)
+		return 1;
+	snap_init(conf);
+	rc = supervise();
+	snap_shutdown();
+	if (pid_file != NULL && unlink(pid_file) < 0)
+		log_warn("pid file %s", pid_file);
+	if (sock_path != NULL && unlink(sock_path) < 0 && errno != ENOENT)
+		log_warn("socket %s", sock_path);
+	free(pid_file);
+	free(sock_path);
+	log_info("stopped");
+	return rc;
+}

@@ -1,0 +1,53 @@
+/*
+ * milter.h - m365-milter's internal interfaces.
+ *
+ * Lifetimes: main.c wires; daemon.c owns the process (pid file, privileges,
+ * the supervisor that turns SIGHUP into a reload and restarts a crashed
+ * worker); snapshot.c owns the configuration in the worker (refcounted,
+ * swapped whole on reload); callbacks.c is the only file that calls smfi_*.
+ */
+#ifndef M3_MILTER_H
+#define M3_MILTER_H
+
+#include <stdbool.h>
+
+#include "conf.h"
+
+/* snapshot.c ----------------------------------------------------------------- */
+
+struct snapshot {
+	struct conf *conf;
+	unsigned refs; /* holders, plus one while it is the current snapshot */
+};
+
+/* snap_init - make conf the current snapshot (takes ownership) */
+void snap_init(struct conf *conf);
+/* snap_get - take a reference to the current snapshot */
+struct snapshot *snap_get(void);
+/* snap_put - drop a reference (NULL is fine); frees a replaced snapshot */
+void snap_put(struct snapshot *s);
+/* snap_reload - load path; swap it in only if it is valid; 0 if swapped */
+int snap_reload(const char *path);
+/* snap_shutdown - drop the current snapshot */
+void snap_shutdown(void);
+
+/* callbacks.c ------------------------------------------------------------------ */
+
+/* milter_register - smfi_register with our callbacks; -1 on failure */
+int milter_register(void);
+/* milter_open - smfi_setconn/settimeout/opensocket for the configured socket */
+int milter_open(const struct conf *conf);
+/* milter_run - smfi_main; returns when libmilter stops */
+int milter_run(void);
+
+/* daemon.c --------------------------------------------------------------------- */
+
+struct daemon_opts {
+	const char *conf_file;
+	bool foreground;
+};
+
+/* daemon_run - privileges, pid file, supervisor and worker; the exit status */
+int daemon_run(const struct daemon_opts *o, struct conf *conf);
+
+#endif

@@ -1,0 +1,22 @@
+-- Step 3: Direct Send cannot reach outside; the external recipient is
+-- refused at RCPT, the internal one goes on.
+-- expect-log: Q4A: recipient <x@gmail.com> refused: 550 5.7.54 Direct Send can only reach the organisation's own mailboxes; <x@gmail.com> is outside fabrikam.com reason=direct-send-external
+-- expect-log: Q4A: client=[10.1.2.3] submitter=printers sender=<mfp@fabrikam.com> from=<mfp@fabrikam.com> from_action=keep mode=direct-send mailbox=- connector=- internal=2 external=0 refused=1 verdict=accept reason=ok
+-- expect-log: Q4B: client=[10.1.2.3] submitter=printers sender=<mfp@fabrikam.com> from=<> from_action=keep mode=- mailbox=- connector=- internal=0 external=0 refused=1 verdict=reject reason=direct-send-external
+dofile(common)
+start()
+local conn = session("10.1.2.3")
+check(mail(conn, "<mfp@fabrikam.com>", {i = "Q4A"}) == SMFIR_CONTINUE, "MAIL")
+check(rcpt(conn, "<a@fabrikam.com>") == SMFIR_CONTINUE, "internal recipient accepted")
+check(rcpt(conn, "<x@gmail.com>") == SMFIR_REPLYCODE, "external recipient refused at RCPT")
+check(rcpt(conn, "<b@contoso.com>") == SMFIR_CONTINUE, "another accepted domain is internal")
+check(eom(conn, {{"From", "MFP <mfp@fabrikam.com>"}}) == SMFIR_CONTINUE, "message accepted")
+check(mt.getheader(conn, ROUTE, 0) ==
+	"v=1; mode=direct-send; tenant=contoso; domain=fabrikam.com; submitter=printers",
+	"route: direct-send")
+
+-- Only external recipients: the transaction dies at RCPT and is logged once.
+check(mail(conn, "<mfp@fabrikam.com>", {i = "Q4B"}) == SMFIR_CONTINUE, "second MAIL")
+check(rcpt(conn, "<x@gmail.com>") == SMFIR_REPLYCODE, "refused")
+assert(mt.abort(conn) == nil)
+mt.disconnect(conn)
