@@ -4,12 +4,7 @@
 -- expect-log: Q9A: internal error: cannot change the envelope sender; answering tempfail
 dofile(common)
 start()
-local conn = mt.connect(SOCK, 100, 0.05)
-assert(conn, "connect")
--- Offer header changes but not CHGFROM (miltertest takes the protocol
--- options third and the actions fourth, whatever its manual says).
-assert(mt.negotiate(conn, nil, nil, SMFIF_ADDHDRS + SMFIF_CHGHDRS) == nil, "negotiate")
-assert(mt.conninfo(conn, "scanner.lan", "192.168.10.7") == nil, "conninfo")
+local conn = session_without_chgfrom("192.168.10.7")
 check(mail(conn, "<scanner@printer.local>", {i = "Q9A"}) == SMFIR_CONTINUE, "MAIL")
 check(rcpt(conn, "<alice@contoso.com>") == SMFIR_CONTINUE, "RCPT")
 check(eom(conn, {{"From", "scanner@contoso.com"}}) == SMFIR_REPLYCODE, "internal error answered")

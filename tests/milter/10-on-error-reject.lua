@@ -3,10 +3,7 @@
 -- expect-log: Q10: internal error: cannot change the envelope sender; answering reject
 dofile(common)
 start()
-local conn = mt.connect(SOCK, 100, 0.05)
-assert(conn, "connect")
-assert(mt.negotiate(conn, nil, nil, SMFIF_ADDHDRS + SMFIF_CHGHDRS) == nil, "negotiate")
-assert(mt.conninfo(conn, "scanner.lan", "192.168.10.7") == nil, "conninfo")
+local conn = session_without_chgfrom("192.168.10.7")
 check(mail(conn, "<scanner@printer.local>", {i = "Q10"}) == SMFIR_CONTINUE, "MAIL")
 check(rcpt(conn, "<alice@contoso.com>") == SMFIR_CONTINUE, "RCPT")
 check(eom(conn, {{"From", "scanner@contoso.com"}}) == SMFIR_REPLYCODE, "internal error answered")

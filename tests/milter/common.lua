@@ -18,6 +18,17 @@ function session(ip)
 	return conn
 end
 
+-- session_without_chgfrom(ip) - an MTA that offers header changes but
+-- not changing the sender (miltertest takes the protocol options third
+-- and the actions fourth, whatever its manual says)
+function session_without_chgfrom(ip)
+	local conn = mt.connect(SOCK, 100, 0.05)
+	assert(conn, "cannot connect to the milter at " .. SOCK)
+	assert(mt.negotiate(conn, nil, nil, SMFIF_ADDHDRS + SMFIF_CHGHDRS) == nil, "negotiate")
+	assert(mt.conninfo(conn, "client.example", ip) == nil, "conninfo")
+	return conn
+end
+
 function mail(conn, sender, macros)
 	if macros ~= nil then
 		-- One packet: a second SMFIC_MACRO for MAIL replaces the first.
