@@ -1,0 +1,82 @@
+"""simlib.py - start, drive and stop m365sim.py from Python tests.
+
+    sim = Simulator(workdir, config)      # makes certificates, starts it
+    sim.ports["smtp"], sim.control("config", {...}), sim.state()
+    sim.stop()
+
+Also used by the transport and end-to-end tests (run with Debian's
+/usr/bin/python3).
+"""
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def make_certs(certdir):
+    if not os.path.exists(os.path.join(certdir, "ca.pem")):
+        subprocess.run(["sh", os.path.join(HERE, "mkcerts.sh"), certdir], check=True)
+    return certdir
+
+
+class Simulator:
+    def __init__(self, workdir, config, certdir=None):
+        self.dir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.certs = make_certs(certdir or os.path.join(workdir, "certs"))
+        with open(os.path.join(workdir, "sim.json"), "w") as f:
+            json.dump(config, f)
+        ports = os.path.join(workdir, "ports.json")
+        if os.path.exists(ports):
+            os.unlink(ports)
+        self.log = open(os.path.join(workdir, "sim.log"), "w")
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", os.path.join(HERE, "m365sim.py"), "--state-dir", workdir,
+             "--certs", self.certs, "--config", os.path.join(workdir, "sim.json")],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(200):
+            if os.path.exists(ports):
+                break
+            if self.proc.poll() is not None:
+                raise RuntimeError("m365sim exited: see " + self.log.name)
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("m365sim did not start")
+        with open(ports) as f:
+            self.ports = json.load(f)
+        self.ca = os.path.join(self.certs, "ca.pem")
+
+    def control(self, what, data=None):
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d/%s" % (self.ports["control"], what),
+            data=json.dumps(data or {}).encode(), method="POST",
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.load(r)
+
+    def state(self):
+        with urllib.request.urlopen("http://127.0.0.1:%d/state" % self.ports["control"], timeout=10) as r:
+            return json.load(r)
+
+    def records(self):
+        return self.state()["records"]
+
+    def refused(self):
+        return self.state()["refused"]
+
+    def token_url(self, tenant="contoso.onmicrosoft.com"):
+        return "https://localhost:%d/%s/oauth2/v2.0/token" % (self.ports["token"], tenant)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
