@@ -10,15 +10,12 @@ import base64
 import hashlib
 import json
 import os
-import re
 import shutil
 import smtplib
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 import urllib.error
