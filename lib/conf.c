@@ -97,6 +97,12 @@ static cfg_opt_t milter_opts[] = {
 	OPT("socket"), OPT("pid_file"), OPT("on_error"), OPT("timeout"),
 	CFG_END()};
 
+static cfg_opt_t store_opts[] = {
+	OPT("backend"),	   OPT("path"),	      OPT("size"),
+	OPT("redis_host"), OPT("redis_port"), OPT("redis_db"),
+	OPT("redis_password_file"), OPT("prefix"), OPT("on_error"),
+	CFG_END()};
+
 static cfg_opt_t tenant_opts[] = {
 	LIST("accepted_domains"), OPT("mx_endpoint"), OPT("mx_port"),
 	OPT("egress_ip"),	  OPT("direct_send"), OPT("smtp_host"),
@@ -131,6 +137,7 @@ static cfg_opt_t main_opts[] = {
 	OPT("state_dir"),
 	OPT("domain_file"),
 	CFG_SEC("milter", milter_opts, CFGF_NONE),
+	CFG_SEC("store", store_opts, CFGF_NONE),
 	SECTION("tenant", tenant_opts),
 	SECTION("app", app_opts),
 	SECTION("mailbox", mailbox_opts),
@@ -564,6 +571,9 @@ static const struct enum_name alg_names[] = {
 static const struct enum_name connector_names[] = {
 	{"certificate", CONNECTOR_CERTIFICATE}, {"ip", CONNECTOR_IP}, {NULL, 0}};
 
+static const struct enum_name backend_names[] = {
+	{"lmdb", STORE_BACKEND_LMDB}, {"redis", STORE_BACKEND_REDIS}, {NULL, 0}};
+
 static const struct enum_name fail_names[] = {{"tempfail", FAIL_TEMPFAIL},
 					      {"accept", FAIL_ACCEPT},
 					      {"reject", FAIL_REJECT},
@@ -698,6 +708,46 @@ build_globals(struct build *b, cfg_t *root)
 	c->milter.on_error = (enum fail_action)v;
 	get_uint(b, m, "timeout", DEF_MILTER_TIMEOUT, 1, 3600, &timeout);
 	c->milter.timeout = (int)timeout;
+}
+
+static void
+build_store(struct build *b, cfg_t *root)
+{
+	struct store_conf *st = &b->conf->store;
+	cfg_t *sec = cfg_size(root, "store") ? cfg_getsec(root, "store") : NULL;
+	struct conf_loc floc;
+	unsigned long v;
+	int e = STORE_BACKEND_LMDB;
+	char *p;
+
+	st->size_mb = 64;
+	st->redis_port = 6379;
+	st->prefix = "m365relay:";
+	st->on_error = FAIL_TEMPFAIL;
+	if (asprintf(&p, "%s/store.mdb", b->conf->state_dir) >= 0) {
+		st->path = arena_strdup(b->conf->arena, p);
+		free(p);
+	}
+	if (sec == NULL)
+		return;
+	get_enum(b, sec, "backend", backend_names, STORE_BACKEND_LMDB, &e);
+	st->backend = (enum store_backend_kind)e;
+	if (get(sec, "path") != NULL)
+		st->path = get_path(b, sec, "path", NULL);
+	get_uint(b, sec, "size", 64, 1, 65536, &v);
+	st->size_mb = v;
+	st->redis_host = get_str(b, sec, "redis_host", "127.0.0.1");
+	get_uint(b, sec, "redis_port", 6379, 1, 65535, &v);
+	st->redis_port = (unsigned)v;
+	get_uint(b, sec, "redis_db", 0, 0, 1024, &v);
+	st->redis_db = (unsigned)v;
+	st->redis_password_file = get_path(b, sec, "redis_password_file", &floc);
+	if (st->redis_password_file != NULL)
+		check_file(b, floc, "redis_password_file", st->redis_password_file, true);
+	st->prefix = get_str(b, sec, "prefix", "m365relay:");
+	e = FAIL_TEMPFAIL;
+	get_enum(b, sec, "on_error", fail_names, FAIL_TEMPFAIL, &e);
+	st->on_error = (enum fail_action)e;
 }
 
 static void
@@ -1070,7 +1120,7 @@ static void
 check_duplicates(struct build *b, const struct conf_text *t, const char *file)
 {
 	static const char *kinds[] = {"tenant", "app", "mailbox", "connector",
-				      "submitter", "domain", "milter"};
+				      "submitter", "domain", "milter", "store"};
 	size_t i, j, k;
 
 	for (k = 0; k < NELEM(kinds); k++) {
@@ -1333,6 +1383,7 @@ conf_load(const char *path, struct diag *diag)
 		check_duplicates(&b, &b.domain_text, b.domain_file);
 
 	build_globals(&b, root);
+	build_store(&b, root);
 	/* Order matters: each kind refers only to kinds built before it. */
 	BUILD_ALL(root, "tenant", tenants, n_tenants, build_tenant);
 	BUILD_ALL(root, "app", apps, n_apps, build_app);

@@ -133,6 +133,20 @@ struct milter_conf {
 	int timeout; /* seconds, libmilter's I/O timeout */
 };
 
+enum store_backend_kind { STORE_BACKEND_LMDB, STORE_BACKEND_REDIS };
+
+struct store_conf {
+	enum store_backend_kind backend;
+	const char *path;     /* LMDB file; default <state_dir>/store.mdb */
+	unsigned long size_mb; /* LMDB map size */
+	const char *redis_host; /* host, or a unix socket path */
+	unsigned redis_port;
+	unsigned redis_db;
+	const char *redis_password_file;
+	const char *prefix; /* Redis key prefix */
+	enum fail_action on_error; /* what the milter answers when the store fails */
+};
+
 struct conf {
 	struct arena *arena;
 	const char *file;	 /* the main file, as given */
@@ -141,6 +155,7 @@ struct conf {
 	const char *user;	 /* unprivileged service user */
 	const char *state_dir;
 	struct milter_conf milter;
+	struct store_conf store;
 
 	struct tenant *tenants;
 	size_t n_tenants;

@@ -1,0 +1,68 @@
+/*
+ * window.h - the limit algorithms on plain arrays, shared by every store
+ * backend (LMDB applies them inside a write transaction; the Redis Lua
+ * scripts implement the same rules, and one test suite holds both to them).
+ *
+ * Times are integer milliseconds.  An event at t is inside the window
+ * (now - W, now]: it leaves at exactly t + W.
+ *
+ *  - Messages: exact sliding window.  The last `count` admission times
+ *    are kept; a new one fits when fewer than `count` lie in the window.
+ *  - Recipients: buckets of width B = W / 96 (15 minutes for 24 h, at
+ *    least 1 ms).  A bucket counts while any part of it lies in the window,
+ *    so the sum never undercounts: never over the limit, at most one bucket
+ *    early (DESIGN.md section 5).
+ *  - Sessions: holders, each with a liveness identity; dead ones are pruned
+ *    by the caller's check before counting.
+ *
+ * Pure; no allocation: callers pass arrays and capacities.
+ */
+#ifndef M3_WINDOW_H
+#define M3_WINDOW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WINDOW_BUCKETS 96
+
+/* Message window: stamps[] sorted ascending, *n of them (n <= cap). */
+/* win_msg_take - admit one at now if it fits; else 0 and *free_at */
+int win_msg_take(uint64_t *stamps, size_t *n, size_t cap, uint64_t count,
+		 uint64_t window_ms, uint64_t now, uint64_t *free_at);
+/* win_msg_count - how many lie in the window; *free_at when the next may go */
+uint64_t win_msg_count(const uint64_t *stamps, size_t n, uint64_t count,
+		       uint64_t window_ms, uint64_t now, uint64_t *free_at);
+
+struct bucket {
+	uint64_t start; /* ms, a multiple of the bucket width */
+	uint64_t count;
+};
+
+/* win_bucket_width - B for a window */
+uint64_t win_bucket_width(uint64_t window_ms);
+/* win_rcpt_take - add k recipients at now if the sum stays <= count; else 0 and *free_at */
+int win_rcpt_take(struct bucket *b, size_t *n, size_t cap, uint64_t count,
+		  uint64_t window_ms, uint64_t k, uint64_t now, uint64_t *free_at);
+/* win_rcpt_sum - recipients counted at now; *free_at when one more may go */
+uint64_t win_rcpt_sum(const struct bucket *b, size_t n, uint64_t count,
+		      uint64_t window_ms, uint64_t now, uint64_t *free_at);
+
+struct holder {
+	uint64_t boot;	/* hash of the boot id: a reboot frees every slot */
+	uint64_t start; /* process start time (clock ticks since boot) */
+	uint32_t pid;
+	uint32_t pad;
+	uint64_t since; /* ms, when taken */
+};
+
+/* win_slot_take - prune dead holders (alive() decides), then take a slot if fewer than max */
+int win_slot_take(struct holder *h, size_t *n, size_t cap, uint64_t max,
+		  const struct holder *me, bool (*alive)(const struct holder *));
+/* win_slot_release - remove me; 1 if it was there */
+int win_slot_release(struct holder *h, size_t *n, const struct holder *me);
+/* win_slot_count - live holders */
+uint64_t win_slot_count(const struct holder *h, size_t n,
+			bool (*alive)(const struct holder *));
+
+#endif

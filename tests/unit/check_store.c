@@ -1,0 +1,263 @@
+/*
+ * check_store.c - the store contract, run against a backend chosen by
+ * M365_TEST_STORE (lmdb, the default, or redis with M365_TEST_REDIS_PORT:
+ * tests/store/redis.sh starts a redis-server of its own and runs this
+ * binary again).  Fake clock; real processes for the slot test.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "store.h"
+#include "testconf.h"
+
+static struct conf *conf;
+static struct store *st;
+
+static struct conf *
+load(const char *extra)
+{
+	char text[2048];
+	struct diag d = {0};
+	struct conf *c;
+	const char *be = getenv("M365_TEST_STORE");
+	const char *port = getenv("M365_TEST_REDIS_PORT");
+	char store[256];
+
+	if (be != NULL && strcmp(be, "redis") == 0)
+		snprintf(store, sizeof(store),
+			 "store { backend = redis redis_port = %s prefix = \"t%d:\" }\n",
+			 port ? port : "6379", (int)getpid());
+	else
+		snprintf(store, sizeof(store), "store { path = \"store.mdb\" size = 1 }\n");
+	snprintf(text, sizeof(text),
+		 "%s%s"
+		 "tenant \"t\" { accepted_domains = { \"contoso.com\" } }\n"
+		 "mailbox \"a@contoso.com\" { password_file = \"ops.pw\" }\n"
+		 "domain \"contoso.com\" { default_sender = \"a@contoso.com\" }\n"
+		 "submitter \"s\" { clients = { \"10.0.0.0/8\" } }\n",
+		 store, extra ? extra : "");
+	c = tc_load(text, NULL, &d);
+	if (c == NULL)
+		tc_diag_print(&d);
+	diag_free(&d);
+	return c;
+}
+
+static void
+setup(void)
+{
+	struct store_err e;
+
+	conf = load(NULL);
+	ck_assert_ptr_nonnull(conf);
+	st = store_open(conf, &e);
+	ck_assert_msg(st != NULL, "open: %s", e.msg);
+}
+
+static void
+teardown(void)
+{
+	store_close(st);
+	conf_free(conf);
+	tc_cleanup();
+}
+
+START_TEST(test_messages_exact)
+{
+	struct limit l = {30, 60};
+	struct store_err e;
+	uint64_t free_at;
+	int i;
+
+	for (i = 0; i < 30; i++)
+		ck_assert_int_eq(store_msg_take(st, "out", "A@contoso.com", &l, 1000 + i,
+						&free_at, &e), STORE_OK);
+	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", &l, 1030, &free_at, &e),
+			 STORE_FULL);
+	ck_assert_uint_eq(free_at, 61000);
+	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", &l, 60999, &free_at, &e),
+			 STORE_FULL);
+	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", &l, 61000, &free_at, &e),
+			 STORE_OK);
+	/* Another namespace counts on its own. */
+	ck_assert_int_eq(store_msg_take(st, "adm", "a@contoso.com", &l, 61000, &free_at, &e),
+			 STORE_OK);
+}
+END_TEST
+
+START_TEST(test_recipients)
+{
+	struct limit l = {100, 86400};
+	struct store_err e;
+	uint64_t free_at, t0 = 900000ULL * 10;
+
+	ck_assert_int_eq(store_rcpt_take(st, "out", "a@contoso.com", &l, 60, t0, &free_at, &e), STORE_OK);
+	ck_assert_int_eq(store_rcpt_take(st, "out", "a@contoso.com", &l, 40, t0 + 3600000, &free_at, &e), STORE_OK);
+	ck_assert_int_eq(store_rcpt_take(st, "out", "a@contoso.com", &l, 1, t0 + 3600001, &free_at, &e), STORE_FULL);
+	ck_assert_uint_eq(free_at, t0 + 900000 + 86400000ULL);
+	ck_assert_int_eq(store_rcpt_take(st, "out", "a@contoso.com", &l, 60, free_at, &free_at, &e), STORE_OK);
+}
+END_TEST
+
+START_TEST(test_usage_and_persistence)
+{
+	struct limit l = {30, 60};
+	struct store_usage u;
+	struct store_err e;
+	uint64_t free_at, now = store_now();
+	const struct mailbox_conf *m = &conf->mailboxes[0];
+	int i;
+
+	for (i = 0; i < 25; i++)
+		ck_assert_int_eq(store_msg_take(st, "adm", m->name, &l, now, &free_at, &e), STORE_OK);
+	ck_assert_int_eq(store_rcpt_take(st, "adm", m->name, &m->recipients, 7, now, &free_at, &e), STORE_OK);
+	/* A new process (or a reboot) sees the same counts. */
+	store_close(st);
+	st = store_open(conf, &e);
+	ck_assert_ptr_nonnull(st);
+	ck_assert_int_eq(store_usage(st, "adm", m, now, &u, &e), STORE_OK);
+	ck_assert_uint_eq(u.msgs, 25);
+	ck_assert_uint_eq(u.rcpts, 7);
+	ck_assert_uint_eq(u.sessions, 0);
+	for (i = 0; i < 5; i++)
+		ck_assert_int_eq(store_msg_take(st, "adm", m->name, &l, now, &free_at, &e), STORE_OK);
+	ck_assert_int_eq(store_msg_take(st, "adm", m->name, &l, now, &free_at, &e), STORE_FULL);
+}
+END_TEST
+
+/* A child takes a slot and waits; the parent kills some of them. */
+static pid_t
+holder_child(int *ready_fd)
+{
+	int p[2];
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct store_err e;
+		struct store *s2 = store_open(conf, &e);
+		struct holder me;
+		char r;
+		store_self(&me, store_now());
+		r = s2 && store_slot_take(s2, "a@contoso.com", 3, &me, &e) == STORE_OK ? 'y' : 'n';
+		if (write(p[1], &r, 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	close(p[1]);
+	*ready_fd = p[0];
+	return pid;
+}
+
+START_TEST(test_slots_freed_when_holder_dies)
+{
+	struct holder me;
+	struct store_err e;
+	pid_t kids[3];
+	int i, fd, status;
+	char r;
+
+	for (i = 0; i < 3; i++) {
+		kids[i] = holder_child(&fd);
+		ck_assert_int_eq(read(fd, &r, 1), 1);
+		close(fd);
+		ck_assert_msg(r == 'y', "child %d could not take a slot", i);
+	}
+	store_self(&me, store_now());
+	ck_assert_int_eq(store_slot_take(st, "a@contoso.com", 3, &me, &e), STORE_FULL);
+	kill(kids[1], SIGKILL);
+	waitpid(kids[1], &status, 0);
+	ck_assert_int_eq(store_slot_take(st, "a@contoso.com", 3, &me, &e), STORE_OK);
+	ck_assert_int_eq(store_slot_release(st, "a@contoso.com", &me, &e), STORE_OK);
+	kill(kids[0], SIGKILL);
+	kill(kids[2], SIGKILL);
+	waitpid(kids[0], &status, 0);
+	waitpid(kids[2], &status, 0);
+	ck_assert_int_eq(store_slot_take(st, "a@contoso.com", 1, &me, &e), STORE_OK);
+}
+END_TEST
+
+START_TEST(test_journal)
+{
+	enum journal_state js;
+	struct store_err e;
+	char reply[600];
+
+	ck_assert_int_eq(store_journal_get(st, "Q1", "x@example.net", &js, reply, sizeof(reply), &e), STORE_OK);
+	ck_assert_int_eq(js, JOURNAL_NONE);
+	ck_assert_int_eq(store_journal_put(st, "Q1", "x@example.net", JOURNAL_ACCEPTED, "250 2.0.0 OK", 1, &e), STORE_OK);
+	ck_assert_int_eq(store_journal_put(st, "Q1", "y@example.net", JOURNAL_FAILED, "550 5.1.10 RecipientNotFound", 1, &e), STORE_OK);
+	ck_assert_int_eq(store_journal_put(st, "Q10", "x@example.net", JOURNAL_ACCEPTED, "", 1, &e), STORE_OK);
+	ck_assert_int_eq(store_journal_get(st, "Q1", "y@example.net", &js, reply, sizeof(reply), &e), STORE_OK);
+	ck_assert_int_eq(js, JOURNAL_FAILED);
+	ck_assert_str_eq(reply, "550 5.1.10 RecipientNotFound");
+	ck_assert_int_eq(store_journal_drop(st, "Q1", &e), STORE_OK);
+	ck_assert_int_eq(store_journal_get(st, "Q1", "x@example.net", &js, reply, sizeof(reply), &e), STORE_OK);
+	ck_assert_int_eq(js, JOURNAL_NONE);
+	/* Dropping Q1 leaves Q10 alone. */
+	ck_assert_int_eq(store_journal_get(st, "Q10", "x@example.net", &js, reply, sizeof(reply), &e), STORE_OK);
+	ck_assert_int_eq(js, JOURNAL_ACCEPTED);
+}
+END_TEST
+
+START_TEST(test_lmdb_full_and_unwritable)
+{
+	struct store_err e;
+	char rcpt[64], big[JOURNAL_REPLY_MAX];
+	int i, rc = STORE_OK;
+
+	if (getenv("M365_TEST_STORE") && strcmp(getenv("M365_TEST_STORE"), "redis") == 0)
+		return; /* LMDB only: Redis failures are tests/store/redis.sh's */
+	/* A 1 MiB map fills up: a clean error, never a crash. */
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	for (i = 0; i < 10000 && rc == STORE_OK; i++) {
+		snprintf(rcpt, sizeof(rcpt), "r%d@example.net", i);
+		rc = store_journal_put(st, "QFULL", rcpt, JOURNAL_ACCEPTED, big, 1, &e);
+	}
+	ck_assert_int_eq(rc, STORE_FAIL);
+	ck_assert_msg(strstr(e.msg, "store full") != NULL, "%s", e.msg);
+	/* A place where the file cannot be created (root ignores modes, so
+	 * a missing directory it is): open fails and says where and why. */
+	store_close(st);
+	st = NULL;
+	conf->store.path = "/nonexistent-m365relay/store.mdb";
+	st = store_open(conf, &e);
+	ck_assert_ptr_null(st);
+	ck_assert_str_eq(e.msg, "LMDB /nonexistent-m365relay/store.mdb: No such file or directory");
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("store");
+	TCase *tc = tcase_create("contract");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_messages_exact);
+	tcase_add_test(tc, test_recipients);
+	tcase_add_test(tc, test_usage_and_persistence);
+	tcase_add_test(tc, test_slots_freed_when_holder_dies);
+	tcase_add_test(tc, test_journal);
+	tcase_add_test(tc, test_lmdb_full_and_unwritable);
+	tcase_set_timeout(tc, 60);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,164 @@
+/*
+ * check_window.c - the limit rules on a fake clock: exact at the
+ * boundaries, and never over the limit under random load.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "window.h"
+
+START_TEST(test_msg_boundaries)
+{
+	uint64_t st[30], free_at;
+	size_t n = 0, i;
+
+	/* 30 per 60 s, taken at t = 1000..1029 ms. */
+	for (i = 0; i < 30; i++)
+		ck_assert(win_msg_take(st, &n, 30, 30, 60000, 1000 + i, &free_at));
+	ck_assert(!win_msg_take(st, &n, 30, 30, 60000, 1030, &free_at));
+	ck_assert_uint_eq(free_at, 61000); /* the first leaves at t + W */
+	ck_assert(!win_msg_take(st, &n, 30, 30, 60000, 60999, &free_at));
+	ck_assert(win_msg_take(st, &n, 30, 30, 60000, 61000, &free_at));
+	ck_assert(!win_msg_take(st, &n, 30, 30, 60000, 61000, &free_at));
+	ck_assert_uint_eq(free_at, 61001);
+	ck_assert_uint_eq(win_msg_count(st, n, 30, 60000, 61000, &free_at), 30);
+	ck_assert_uint_eq(win_msg_count(st, n, 30, 60000, 200000, &free_at), 0);
+	ck_assert_uint_eq(free_at, 200000);
+}
+END_TEST
+
+START_TEST(test_msg_random_never_over)
+{
+	/* Whatever the arrival pattern, no window of W holds more than N. */
+	uint64_t st[5], all[4000], free_at, t = 0;
+	size_t n = 0, na = 0, i, j;
+
+	srandom(42);
+	for (i = 0; i < 20000 && na < 4000; i++) {
+		t += (uint64_t)(random() % 700);
+		if (win_msg_take(st, &n, 5, 5, 2000, t, &free_at))
+			all[na++] = t;
+		else
+			ck_assert_uint_gt(free_at, t);
+	}
+	ck_assert_uint_gt(na, 100);
+	for (i = 0; i < na; i++) {
+		size_t in = 0;
+		for (j = i; j < na && all[j] < all[i] + 2000; j++)
+			in++;
+		ck_assert_uint_le(in, 5);
+	}
+}
+END_TEST
+
+START_TEST(test_rcpt_buckets)
+{
+	struct bucket b[WINDOW_BUCKETS + 8];
+	const uint64_t W = 86400000, B = W / 96;
+	uint64_t free_at, t0 = 10 * B + 123;
+	size_t n = 0;
+
+	ck_assert_uint_eq(win_bucket_width(W), 900000); /* 15 minutes */
+	ck_assert(win_rcpt_take(b, &n, 104, 100, W, 60, t0, &free_at));
+	ck_assert(win_rcpt_take(b, &n, 104, 100, W, 40, t0 + 3600000, &free_at));
+	ck_assert(!win_rcpt_take(b, &n, 104, 100, W, 1, t0 + 3600001, &free_at));
+	/* The first bucket (start 10B) counts until its end leaves the window. */
+	ck_assert_uint_eq(free_at, 10 * B + B + W);
+	ck_assert(!win_rcpt_take(b, &n, 104, 100, W, 1, free_at - 1, &free_at));
+	ck_assert(win_rcpt_take(b, &n, 104, 100, W, 60, 11 * B + W, &free_at));
+	/* Never more than the limit in one message. */
+	ck_assert(!win_rcpt_take(b, &n, 104, 100, W, 101, 11 * B + W, &free_at));
+	ck_assert_uint_eq(free_at, UINT64_MAX);
+	ck_assert_uint_eq(win_rcpt_sum(b, n, 100, W, 11 * B + W, NULL), 100);
+}
+END_TEST
+
+START_TEST(test_rcpt_random_never_over)
+{
+	/* Exact accounting of everything admitted: never over the limit in any
+	 * window, and admission is at most one bucket late. */
+	struct bucket b[WINDOW_BUCKETS + 8];
+	static uint64_t when[20000], howmany[20000];
+	const uint64_t W = 96000, B = 1000, LIM = 50;
+	uint64_t t = 0, free_at;
+	size_t n = 0, na = 0, i, j;
+
+	srandom(7);
+	for (i = 0; i < 20000; i++) {
+		uint64_t k = 1 + (uint64_t)(random() % 5);
+		t += (uint64_t)(random() % 400);
+		if (win_rcpt_take(b, &n, WINDOW_BUCKETS + 8, LIM, W, k, t, &free_at)) {
+			when[na] = t;
+			howmany[na++] = k;
+		} else {
+			/* Refused: justified by a window at most one bucket
+			 * longer, (t - W - B, t]. */
+			uint64_t exact = 0;
+			for (j = 0; j < na; j++)
+				if (when[j] + W + B > t)
+					exact += howmany[j];
+			ck_assert_uint_gt(exact + k, LIM);
+		}
+	}
+	for (i = 0; i < na; i++) {
+		uint64_t sum = 0;
+		for (j = i; j < na && when[j] < when[i] + W; j++)
+			sum += howmany[j];
+		ck_assert_uint_le(sum, LIM);
+	}
+}
+END_TEST
+
+static bool
+alive_odd(const struct holder *h)
+{
+	return h->pid % 2 == 1;
+}
+
+START_TEST(test_slots)
+{
+	struct holder h[8], a = {1, 10, 1, 0, 0}, b2 = {1, 10, 3, 0, 0},
+			    c = {1, 10, 5, 0, 0}, d = {1, 10, 7, 0, 0},
+			    dead = {1, 10, 2, 0, 0};
+	size_t n = 0;
+
+	ck_assert(win_slot_take(h, &n, 8, 3, &dead, alive_odd));
+	ck_assert(win_slot_take(h, &n, 8, 3, &a, alive_odd));
+	ck_assert(win_slot_take(h, &n, 8, 3, &b2, alive_odd));
+	/* The dead holder is pruned, so a third live one fits. */
+	ck_assert(win_slot_take(h, &n, 8, 3, &c, alive_odd));
+	ck_assert_uint_eq(n, 3);
+	ck_assert(!win_slot_take(h, &n, 8, 3, &d, alive_odd));
+	ck_assert(win_slot_take(h, &n, 8, 3, &a, alive_odd)); /* already held */
+	ck_assert_uint_eq(n, 3);
+	ck_assert(win_slot_release(h, &n, &b2));
+	ck_assert(!win_slot_release(h, &n, &b2));
+	ck_assert(win_slot_take(h, &n, 8, 3, &d, alive_odd));
+	ck_assert_uint_eq(win_slot_count(h, n, alive_odd), 3);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("window");
+	TCase *tc = tcase_create("core");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, test_msg_boundaries);
+	tcase_add_test(tc, test_msg_random_never_over);
+	tcase_add_test(tc, test_rcpt_buckets);
+	tcase_add_test(tc, test_rcpt_random_never_over);
+	tcase_add_test(tc, test_slots);
+	tcase_set_timeout(tc, 60);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
