@@ -103,6 +103,14 @@ static cfg_opt_t store_opts[] = {
 	OPT("redis_password_file"), OPT("prefix"), OPT("on_error"),
 	CFG_END()};
 
+static cfg_opt_t transport_opts[] = {
+	OPT("helo_name"),	OPT("ca_file"),		 OPT("max_size"),
+	OPT("timeout_connect"), OPT("timeout_greeting"), OPT("timeout_command"),
+	OPT("timeout_data"),	OPT("timeout_block"),	 OPT("timeout_dot"),
+	OPT("pacing_wait"),	OPT("direct_send_tls"),	 OPT("local_submitter"),
+	OPT("sendmail"),	OPT("token_margin"),	 OPT("token_timeout"),
+	CFG_END()};
+
 static cfg_opt_t tenant_opts[] = {
 	LIST("accepted_domains"), OPT("mx_endpoint"), OPT("mx_port"),
 	OPT("egress_ip"),	  OPT("direct_send"), OPT("smtp_host"),
@@ -138,6 +146,7 @@ static cfg_opt_t main_opts[] = {
 	OPT("domain_file"),
 	CFG_SEC("milter", milter_opts, CFGF_NONE),
 	CFG_SEC("store", store_opts, CFGF_NONE),
+	CFG_SEC("transport", transport_opts, CFGF_NONE),
 	SECTION("tenant", tenant_opts),
 	SECTION("app", app_opts),
 	SECTION("mailbox", mailbox_opts),
@@ -574,6 +583,9 @@ static const struct enum_name connector_names[] = {
 static const struct enum_name backend_names[] = {
 	{"lmdb", STORE_BACKEND_LMDB}, {"redis", STORE_BACKEND_REDIS}, {NULL, 0}};
 
+static const struct enum_name tls_names[] = {
+	{"required", TLS_REQUIRED}, {"opportunistic", TLS_OPPORTUNISTIC}, {NULL, 0}};
+
 static const struct enum_name fail_names[] = {{"tempfail", FAIL_TEMPFAIL},
 					      {"accept", FAIL_ACCEPT},
 					      {"reject", FAIL_REJECT},
@@ -748,6 +760,76 @@ build_store(struct build *b, cfg_t *root)
 	e = FAIL_TEMPFAIL;
 	get_enum(b, sec, "on_error", fail_names, FAIL_TEMPFAIL, &e);
 	st->on_error = (enum fail_action)e;
+}
+
+/* A timeout in seconds: 1 s to an hour. */
+static int
+get_timeout(struct build *b, cfg_t *sec, const char *name, int def)
+{
+	unsigned long v;
+
+	get_uint(b, sec, name, (unsigned long)def, 1, 3600, &v);
+	return (int)v;
+}
+
+/* After the submitters: local_submitter refers to one. */
+static void
+build_transport(struct build *b, cfg_t *root)
+{
+	struct transport_conf *t = &b->conf->transport;
+	cfg_t *sec = cfg_size(root, "transport") ? cfg_getsec(root, "transport") : NULL;
+	const struct locstr *ls;
+	struct conf_loc floc;
+	unsigned long v;
+	int e = TLS_REQUIRED;
+	size_t i;
+
+	t->max_size = 36700160; /* 35 MiB, Exchange Online's default */
+	t->timeout_connect = 30;
+	t->timeout_greeting = t->timeout_command = 300; /* RFC 5321 4.5.3.2 */
+	t->timeout_data = 120;
+	t->timeout_block = 180;
+	t->timeout_dot = 600;
+	t->pacing_wait = 120;
+	t->sendmail = "/usr/sbin/sendmail";
+	t->token_margin = 300;
+	t->token_timeout = 30;
+	if (sec == NULL)
+		return;
+	t->helo_name = get_str(b, sec, "helo_name", NULL);
+	ls = get(sec, "helo_name");
+	if (ls != NULL) {
+		struct addr_err ae;
+		if (addr_parse_domain(ls->s, strlen(ls->s), &ae) < 0)
+			berr(b, vloc(b, ls), "helo_name: \"%s\" is not a host name: %s",
+			     ls->s, ae.msg);
+	}
+	t->ca_file = get_path(b, sec, "ca_file", &floc);
+	if (t->ca_file != NULL)
+		check_file(b, floc, "ca_file", t->ca_file, false);
+	get_uint(b, sec, "max_size", t->max_size, 1024, 157286400, &v);
+	t->max_size = v;
+	t->timeout_connect = get_timeout(b, sec, "timeout_connect", 30);
+	t->timeout_greeting = get_timeout(b, sec, "timeout_greeting", 300);
+	t->timeout_command = get_timeout(b, sec, "timeout_command", 300);
+	t->timeout_data = get_timeout(b, sec, "timeout_data", 120);
+	t->timeout_block = get_timeout(b, sec, "timeout_block", 180);
+	t->timeout_dot = get_timeout(b, sec, "timeout_dot", 600);
+	get_uint(b, sec, "pacing_wait", 120, 0, 3600, &v);
+	t->pacing_wait = (int)v;
+	get_enum(b, sec, "direct_send_tls", tls_names, TLS_REQUIRED, &e);
+	t->direct_send_tls = (enum tls_policy)e;
+	ls = get(sec, "local_submitter");
+	if (ls != NULL) {
+		for (i = 0; i < b->conf->n_submitters; i++)
+			if (strcmp(b->conf->submitters[i].name, ls->s) == 0)
+				t->local_submitter = &b->conf->submitters[i];
+		if (t->local_submitter == NULL)
+			berr(b, vloc(b, ls), "submitter \"%s\" is not defined", ls->s);
+	}
+	t->sendmail = get_str(b, sec, "sendmail", "/usr/sbin/sendmail");
+	t->token_margin = get_timeout(b, sec, "token_margin", 300);
+	t->token_timeout = get_timeout(b, sec, "token_timeout", 30);
 }
 
 static void
@@ -1120,7 +1202,8 @@ static void
 check_duplicates(struct build *b, const struct conf_text *t, const char *file)
 {
 	static const char *kinds[] = {"tenant", "app", "mailbox", "connector",
-				      "submitter", "domain", "milter", "store"};
+				      "submitter", "domain", "milter", "store",
+				      "transport"};
 	size_t i, j, k;
 
 	for (k = 0; k < NELEM(kinds); k++) {
@@ -1411,6 +1494,7 @@ conf_load(const char *path, struct diag *diag)
 				     c->domains[j].loc.line);
 	}
 	BUILD_ALL(root, "submitter", submitters, n_submitters, build_submitter);
+	build_transport(&b, root);
 	check_cross(&b);
 out:
 	if (root != NULL)
@@ -1430,14 +1514,15 @@ out:
 }
 
 struct conf *
-conf_load_logged(const char *path)
+conf_load_logged(const char *path, bool warnings)
 {
 	struct diag diag = {0};
 	struct conf *conf = conf_load(path, &diag);
 	size_t i;
 
 	for (i = 0; i < diag.n; i++)
-		log_line(diag.is_error[i], diag.lines[i]);
+		if (diag.is_error[i] || warnings)
+			log_line(diag.is_error[i], diag.lines[i]);
 	diag_free(&diag);
 	return conf;
 }

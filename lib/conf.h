@@ -133,6 +133,22 @@ struct milter_conf {
 	int timeout; /* seconds, libmilter's I/O timeout */
 };
 
+enum tls_policy { TLS_REQUIRED, TLS_OPPORTUNISTIC };
+
+struct transport_conf {
+	const char *helo_name; /* NULL: the host name */
+	const char *ca_file;   /* NULL: the system store */
+	unsigned long max_size; /* bytes */
+	int timeout_connect, timeout_greeting, timeout_command, timeout_data,
+		timeout_block, timeout_dot;
+	int pacing_wait;	     /* seconds waiting for a slot or window */
+	enum tls_policy direct_send_tls;
+	const struct submitter *local_submitter; /* for mail without a route */
+	const char *sendmail;	     /* for the report of mixed outcomes */
+	int token_margin;	     /* refresh a token with less left (s) */
+	int token_timeout;	     /* the token endpoint's deadline (s) */
+};
+
 enum store_backend_kind { STORE_BACKEND_LMDB, STORE_BACKEND_REDIS };
 
 struct store_conf {
@@ -156,6 +172,7 @@ struct conf {
 	const char *state_dir;
 	struct milter_conf milter;
 	struct store_conf store;
+	struct transport_conf transport;
 
 	struct tenant *tenants;
 	size_t n_tenants;
@@ -181,8 +198,8 @@ struct diag {
 
 /* conf_load - read, resolve and validate path; NULL if any error (see diag) */
 struct conf *conf_load(const char *path, struct diag *diag);
-/* conf_load_logged - conf_load(), every diagnostic sent to the log */
-struct conf *conf_load_logged(const char *path);
+/* conf_load_logged - conf_load(), errors (and warnings if asked) sent to the log */
+struct conf *conf_load_logged(const char *path, bool warnings);
 /* conf_free - release a snapshot (NULL is fine) */
 void conf_free(struct conf *conf);
 

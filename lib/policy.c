@@ -63,7 +63,7 @@ policy_find_submitter(const struct conf *conf, const struct identity *id)
 					   id->cert_subject) == 0)
 					return &conf->submitters[i];
 	if (id->client == NULL)
-		return NULL;
+		return id->as;
 	/* The most specific block wins, as in a routing table. */
 	for (i = 0; i < conf->n_submitters; i++) {
 		const struct submitter *s = &conf->submitters[i];
@@ -76,7 +76,7 @@ policy_find_submitter(const struct conf *conf, const struct identity *id)
 			}
 		}
 	}
-	return best;
+	return best != NULL ? best : id->as;
 }
 
 static bool

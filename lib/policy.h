@@ -53,6 +53,8 @@ struct identity {
 	const struct ipaddr *client; /* NULL if unknown */
 	const char *sasl_login;	     /* NULL or "" when not authenticated */
 	const char *cert_subject;    /* NULL or "" without a client certificate */
+	const struct submitter *as;  /* a submitter to use when nothing else matches
+					(the transport's local_submitter), or NULL */
 };
 
 enum from_action {

@@ -66,13 +66,13 @@ key(char *buf, size_t size, const char *kind, const char *ns, const char *mailbo
 
 int
 store_msg_take(struct store *s, const char *ns, const char *mailbox,
-	       const struct limit *l, uint64_t now, uint64_t *free_at,
-	       struct store_err *err)
+	       uint64_t count, uint64_t window_ms, uint64_t now,
+	       uint64_t *free_at, struct store_err *err)
 {
 	char k[512];
 
 	KEY(k, "msg", ns, mailbox);
-	return s->ops->msg_take(s, k, l, now, free_at, err);
+	return s->ops->msg_take(s, k, count, window_ms, now, free_at, err);
 }
 
 int

@@ -39,10 +39,10 @@ void store_close(struct store *s);
 /* store_backend - "lmdb" or "redis", for messages */
 const char *store_backend(const struct store *s);
 
-/* Messages: take one admission in ns for mailbox, exact sliding window */
+/* Messages: take one admission in ns for mailbox: at most count in any window_ms */
 int store_msg_take(struct store *s, const char *ns, const char *mailbox,
-		   const struct limit *l, uint64_t now, uint64_t *free_at,
-		   struct store_err *err);
+		   uint64_t count, uint64_t window_ms, uint64_t now,
+		   uint64_t *free_at, struct store_err *err);
 /* Recipients: add k in ns for mailbox, rolling buckets */
 int store_rcpt_take(struct store *s, const char *ns, const char *mailbox,
 		    const struct limit *l, uint64_t k, uint64_t now,

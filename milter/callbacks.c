@@ -268,7 +268,7 @@ static sfsistat
 cb_envfrom(SMFICTX *ctx, char **argv)
 {
 	struct mctx *m = mctx_of(ctx);
-	struct identity id;
+	struct identity id = {0};
 	const char *q;
 
 	if (m == NULL)

@@ -55,7 +55,7 @@ main(int argc, char **argv)
 	}
 	log_open("m365-milter",
 		 check || o.foreground ? LOG_TO_STDERR : LOG_TO_SYSLOG, debug);
-	conf = conf_load_logged(o.conf_file);
+	conf = conf_load_logged(o.conf_file, true);
 	if (conf == NULL) {
 		log_errx("%s: configuration not usable", o.conf_file);
 		return 1;

@@ -68,7 +68,7 @@ snap_reload(const char *path)
 	struct conf *conf;
 	struct snapshot *s, *old;
 
-	conf = conf_load_logged(path);
+	conf = conf_load_logged(path, true);
 	if (conf == NULL) {
 		log_errx("reload: %s has errors; keeping the running configuration",
 			 path);

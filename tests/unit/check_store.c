@@ -77,17 +77,17 @@ START_TEST(test_messages_exact)
 	int i;
 
 	for (i = 0; i < 30; i++)
-		ck_assert_int_eq(store_msg_take(st, "out", "A@contoso.com", &l, 1000 + i,
+		ck_assert_int_eq(store_msg_take(st, "out", "A@contoso.com", l.count, l.window * 1000, 1000 + i,
 						&free_at, &e), STORE_OK);
-	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", &l, 1030, &free_at, &e),
+	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", l.count, l.window * 1000, 1030, &free_at, &e),
 			 STORE_FULL);
 	ck_assert_uint_eq(free_at, 61000);
-	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", &l, 60999, &free_at, &e),
+	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", l.count, l.window * 1000, 60999, &free_at, &e),
 			 STORE_FULL);
-	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", &l, 61000, &free_at, &e),
+	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", l.count, l.window * 1000, 61000, &free_at, &e),
 			 STORE_OK);
 	/* Another namespace counts on its own. */
-	ck_assert_int_eq(store_msg_take(st, "adm", "a@contoso.com", &l, 61000, &free_at, &e),
+	ck_assert_int_eq(store_msg_take(st, "adm", "a@contoso.com", l.count, l.window * 1000, 61000, &free_at, &e),
 			 STORE_OK);
 }
 END_TEST
@@ -116,7 +116,7 @@ START_TEST(test_usage_and_persistence)
 	int i;
 
 	for (i = 0; i < 25; i++)
-		ck_assert_int_eq(store_msg_take(st, "adm", m->name, &l, now, &free_at, &e), STORE_OK);
+		ck_assert_int_eq(store_msg_take(st, "adm", m->name, l.count, l.window * 1000, now, &free_at, &e), STORE_OK);
 	ck_assert_int_eq(store_rcpt_take(st, "adm", m->name, &m->recipients, 7, now, &free_at, &e), STORE_OK);
 	/* A new process (or a reboot) sees the same counts. */
 	store_close(st);
@@ -127,8 +127,8 @@ START_TEST(test_usage_and_persistence)
 	ck_assert_uint_eq(u.rcpts, 7);
 	ck_assert_uint_eq(u.sessions, 0);
 	for (i = 0; i < 5; i++)
-		ck_assert_int_eq(store_msg_take(st, "adm", m->name, &l, now, &free_at, &e), STORE_OK);
-	ck_assert_int_eq(store_msg_take(st, "adm", m->name, &l, now, &free_at, &e), STORE_FULL);
+		ck_assert_int_eq(store_msg_take(st, "adm", m->name, l.count, l.window * 1000, now, &free_at, &e), STORE_OK);
+	ck_assert_int_eq(store_msg_take(st, "adm", m->name, l.count, l.window * 1000, now, &free_at, &e), STORE_FULL);
 }
 END_TEST
 

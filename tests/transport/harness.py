@@ -1,0 +1,196 @@
+"""harness.py - run m365-transport the way Postfix pipe(8) does, against the
+Microsoft 365 simulator, as an unprivileged user (the transport refuses root).
+
+    h = Harness()                       # simulator + configuration + state
+    r = h.run(["a@example.net"], sender="scanner@contoso.com",
+              route="v=1; mode=smtp-auth; ...", body=...)
+    r.status, r.first_line, r.log
+    h.stop()
+"""
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "simulator"))
+from simlib import Simulator  # noqa: E402
+
+TOP_BUILDDIR = os.path.abspath(os.environ.get("top_builddir", "."))
+TRANSPORT = os.path.join(TOP_BUILDDIR, "transport", "m365-transport")
+USER = "nobody"
+
+SIM_CONFIG = {
+    "tenant_ids": ["contoso.onmicrosoft.com", "contoso.com"],
+    "accepted_domains": ["contoso.com", "fabrikam.com"],
+    "mailboxes": {
+        "scanner@contoso.com": {"password": "pw", "send_as": ["noreply@contoso.com"]},
+        "erp@contoso.com": {"send_as": ["billing@contoso.com"], "apps": ["cid", "certapp", "rsaapp"]},
+    },
+    "apps": {},   # filled in with certificate paths
+    "connectors": [{"name": "onprem", "type": "certificate", "tls_sender_certificate_name": "relay.contoso.com"}],
+}
+
+CONF = """
+state_dir = "{state}"
+store {{ path = "{state}/store.mdb" }}
+transport {{
+    ca_file = "{certs}/ca.pem"
+    helo_name = "gw.contoso.test"
+    sendmail = "{work}/fake-sendmail"
+    timeout_command = {timeout}
+    timeout_data = {timeout}
+    timeout_dot = {timeout}
+    pacing_wait = {pacing_wait}
+}}
+tenant "contoso" {{
+    accepted_domains = {{ "contoso.com", "fabrikam.com" }}
+    mx_endpoint = "localhost"
+    mx_port = {mx}
+    smtp_host = "localhost"
+    smtp_port = {smtp}
+    authority = "https://localhost:{token}"
+    tenant_id = "contoso.onmicrosoft.com"
+}}
+app "secret-app" {{ client_id = "cid" client_secret_file = "{work}/app.secret" }}
+app "cert-app" {{ client_id = "certapp" certificate_file = "{certs}/app.pem" key_file = "{work}/app.key" }}
+app "rsa-app" {{ client_id = "rsaapp" certificate_file = "{certs}/app.pem" key_file = "{work}/app.key" assertion = rs256 }}
+app "wrongkey-app" {{ client_id = "certapp" certificate_file = "{certs}/app.pem" key_file = "{work}/app2.key" }}
+app "badsecret-app" {{ client_id = "cid" client_secret_file = "{work}/bad.secret" }}
+mailbox "scanner@contoso.com" {{ password_file = "{work}/scanner.pw" send_as = {{ "noreply@contoso.com" }}
+    messages = "{rate}" sessions = 3 }}
+mailbox "erp@contoso.com" {{ app = "{erp_app}" send_as = {{ "billing@contoso.com" }} }}
+connector "onprem" {{ type = certificate certificate_file = "{certs}/relay.pem" key_file = "{work}/relay.key" }}
+connector "byip" {{ type = ip }}
+domain "contoso.com" {{ default_sender = "scanner@contoso.com" mailbox = "scanner@contoso.com" connector = "onprem" }}
+submitter "lan" {{ clients = {{ "192.168.10.0/24" }} send_as = {{ "@contoso.com" }} domain = "contoso.com" }}
+"""
+
+FAKE_SENDMAIL = """#!/bin/sh
+# records what m365-transport would hand to sendmail (a delivery report)
+n=$(ls "{work}/dsn" | wc -l)
+printf '%s\\n' "$*" > "{work}/dsn/$n.args"
+cat > "{work}/dsn/$n.msg"
+"""
+
+ROUTES = {
+    "smtp-auth": "v=1; mode=smtp-auth; tenant=contoso; domain=contoso.com; submitter=lan; mailbox=scanner@contoso.com",
+    "oauth": "v=1; mode=smtp-auth; tenant=contoso; domain=contoso.com; submitter=lan; mailbox=erp@contoso.com",
+    "direct-send": "v=1; mode=direct-send; tenant=contoso; domain=contoso.com; submitter=lan",
+    "relay": "v=1; mode=relay; tenant=contoso; domain=contoso.com; submitter=lan; connector=onprem",
+    "relay-ip": "v=1; mode=relay; tenant=contoso; domain=contoso.com; submitter=lan; connector=byip",
+}
+
+
+class Result:
+    def __init__(self, p):
+        self.status = p.returncode
+        self.stdout = p.stdout
+        self.log = p.stderr
+        self.first_line = p.stdout.split("\n")[0] if p.stdout else ""
+
+    def __repr__(self):
+        return "exit %d, %r\n%s" % (self.status, self.first_line, self.log)
+
+
+class Harness:
+    def __init__(self, rate="30/60s", erp_app="secret-app", timeout=10, pacing_wait=120, sim_extra=None):
+        self.work = tempfile.mkdtemp(prefix="m365-transport.")
+        os.chmod(self.work, 0o755)
+        self.certs = os.path.join(self.work, "certs")
+        cfg = json.loads(json.dumps(SIM_CONFIG))
+        cfg["apps"] = {"cid": {"secret": "s3cret"},
+                       "certapp": {"certificates": [os.path.join(self.certs, "app.pem")]},
+                       "rsaapp": {"certificates": [os.path.join(self.certs, "app.pem")]}}
+        cfg.update(sim_extra or {})
+        self.sim = Simulator(os.path.join(self.work, "sim"), cfg, certdir=self.certs)
+        self.state = os.path.join(self.work, "state")
+        os.makedirs(os.path.join(self.work, "dsn"))
+        os.makedirs(self.state)
+        self.files = {"app.secret": "s3cret\n", "bad.secret": "not-the-secret\n", "scanner.pw": "pw\n"}
+        for name, text in self.files.items():
+            self.write(name, text, 0o600)
+        for k in ("app", "app2", "relay"):
+            shutil.copy(os.path.join(self.certs, k + ".key"), os.path.join(self.work, k + ".key"))
+        self.write("fake-sendmail", FAKE_SENDMAIL.format(work=self.work), 0o755)
+        self.configure(rate=rate, erp_app=erp_app, timeout=timeout, pacing_wait=pacing_wait)
+        pw = pwd.getpwnam(USER)
+        self.uid, self.gid = pw.pw_uid, pw.pw_gid
+        for root, dirs, files in os.walk(self.work):
+            for n in dirs + files:
+                os.chown(os.path.join(root, n), self.uid, self.gid)
+        os.chown(self.work, self.uid, self.gid)
+        self.qid = 0
+
+    def write(self, name, text, mode):
+        path = os.path.join(self.work, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, mode)
+        return path
+
+    def configure(self, **kw):
+        self.params = dict(getattr(self, "params", {}))
+        self.params.update(kw)
+        p = self.sim.ports
+        self.conf = self.write("m365relay.conf", CONF.format(
+            work=self.work, certs=self.certs, state=self.state, mx=p["mx"], smtp=p["smtp"],
+            token=p["token"], **self.params), 0o644)
+
+    def message(self, frm="scanner@contoso.com", to="a@example.net", route=None, subject="test", body="body\n"):
+        hdr = ""
+        if route:
+            hdr += "X-M365Relay-Route: %s\n" % route
+        hdr += "From: %s\nTo: %s\nSubject: %s\nMessage-ID: <%d.test@gw>\n\n" % (frm, to, subject, self.qid)
+        return hdr + body
+
+    def new_qid(self):
+        self.qid += 1
+        return "Q%05X" % self.qid
+
+    def spawn(self, rcpts, sender="scanner@contoso.com", route=None, qid=None, msg=None, frm=None, debug=False):
+        qid = qid or self.new_qid()
+        if msg is None:
+            msg = self.message(frm=frm or sender, to=", ".join(rcpts), route=route)
+        args = [TRANSPORT, "-l", "-c", self.conf, "-q", qid, "-f", sender] + (["-d"] if debug else []) + ["--"] + rcpts
+
+        def drop():
+            os.setgid(self.gid)
+            os.setuid(self.uid)
+        p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=drop, text=True)
+        p.qid = qid
+        p.msg = msg
+        return p
+
+    def run(self, rcpts, **kw):
+        p = self.spawn(rcpts, **kw)
+        out, err = p.communicate(p.msg, timeout=300)
+
+        class P:
+            pass
+        r = P()
+        r.returncode, r.stdout, r.stderr = p.returncode, out, err
+        res = Result(r)
+        res.qid = p.qid
+        return res
+
+    def records(self):
+        return self.sim.records()
+
+    def dsns(self):
+        d = os.path.join(self.work, "dsn")
+        out = []
+        for n in sorted(f for f in os.listdir(d) if f.endswith(".msg")):
+            with open(os.path.join(d, n)) as f:
+                msg = f.read()
+            with open(os.path.join(d, n.replace(".msg", ".args"))) as f:
+                out.append((f.read().strip(), msg))
+        return out
+
+    def stop(self):
+        self.sim.stop()
+        shutil.rmtree(self.work, ignore_errors=True)

@@ -1,0 +1,722 @@
+/*
+ * deliver.c - one delivery (see deliver.h).
+ *
+ * The order matters:
+ *   1. the route (the milter's header, or the policy for mail that did not
+ *      pass the milter);
+ *   2. the journal: recipients already accepted by Microsoft in an earlier
+ *      attempt are never sent again, recipients already refused for good
+ *      are not retried;
+ *   3. for SMTP AUTH, a session slot (at most `sessions` at once);
+ *   4. connect, EHLO, STARTTLS, AUTH;
+ *   5. for SMTP AUTH, the message and recipient windows, taken only now,
+ *      with the session ready, so that the time counted is the time the
+ *      message reaches Microsoft;
+ *   6. the transaction; each recipient's outcome goes to the journal;
+ *   7. the outcome: all done -> sent; any temporary -> defer (the journal
+ *      makes the retry send only to those); all refused -> bounce; some
+ *      delivered and some refused -> a report to the sender for the
+ *      refused ones, and sent.
+ * A message dropped after the final "." and before Microsoft's reply may
+ * be delivered twice: RFC 5321 section 6.1 accepts that rather than risk
+ * losing it (the retry cannot know it arrived).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "deliver.h"
+#include "log.h"
+#include "oauth.h"
+#include "policy.h"
+#include "route.h"
+#include "smtp.h"
+#include "store.h"
+#include "util.h"
+
+enum rstate { R_TODO, R_DONE, R_FAILED, R_TEMP };
+
+struct rcpt {
+	const char *addr;
+	enum rstate state;
+	char reply[JOURNAL_REPLY_MAX];
+};
+
+struct plan {
+	enum mode mode;
+	const struct tenant *tenant;
+	const struct domain_policy *domain;
+	const struct mailbox_conf *mailbox;
+	const struct connector *connector;
+	const char *host;
+	unsigned port;
+	bool tls_required, tls_verify;
+	const char *sender; /* MAIL FROM */
+};
+
+static void
+sleep_ms(uint64_t ms)
+{
+	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static const char *
+utc(uint64_t ms, char *buf, size_t size)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, size, "%H:%M:%SZ", &tm);
+	return buf;
+}
+
+/* Step 1: the route ---------------------------------------------------------------- */
+
+static int
+plan_from_route(const struct delivery *d, struct plan *p, struct outcome *o)
+{
+	const struct conf *c = d->conf;
+	struct route r;
+	const char *err;
+	size_t i;
+
+	if (route_parse(d->msg.route, &r, &err) < 0) {
+		outcome_local(o, OUT_DEFER, "4.3.5", "malformed %s header (%s): \"%.200s\"",
+			      ROUTE_HEADER, err, d->msg.route);
+		return -1;
+	}
+	p->mode = r.mode;
+	p->domain = conf_domain(c, r.domain);
+	if (p->domain == NULL || p->domain->tenant == NULL) {
+		outcome_local(o, OUT_DEFER, "4.3.5",
+			      "the route names domain %s, which the configuration no "
+			      "longer has", r.domain);
+		return -1;
+	}
+	p->tenant = p->domain->tenant;
+	if (r.mailbox[0] != '\0') {
+		struct addr a;
+		struct addr_err ae;
+		if (addr_parse_path(r.mailbox, strlen(r.mailbox), false, &a, &ae) == 0)
+			p->mailbox = conf_mailbox(c, &a);
+		if (p->mailbox == NULL) {
+			outcome_local(o, OUT_DEFER, "4.3.5",
+				      "the route names mailbox %s, which the "
+				      "configuration no longer has", r.mailbox);
+			return -1;
+		}
+	}
+	if (r.connector[0] != '\0') {
+		for (i = 0; i < c->n_connectors; i++)
+			if (strcmp(c->connectors[i].name, r.connector) == 0)
+				p->connector = &c->connectors[i];
+		if (p->connector == NULL) {
+			outcome_local(o, OUT_DEFER, "4.3.5",
+				      "the route names connector %s, which the "
+				      "configuration no longer has", r.connector);
+			return -1;
+		}
+	}
+	p->sender = d->sender;
+	return 0;
+}
+
+/*
+ * plan_from_policy - mail that did not pass the milter (no route header):
+ * the same policy decides, from what pipe(8) knows: the SASL login, the
+ * envelope and the headers; otherwise it is the local submitter's mail.
+ */
+static int
+plan_from_policy(const struct delivery *d, struct plan *p, struct outcome *o)
+{
+	struct rcpt_verdict *rv;
+	struct submission s;
+	struct policy_msg m;
+
+	memset(&s, 0, sizeof(s));
+	s.id.sasl_login = d->sasl;
+	s.id.as = d->conf->transport.local_submitter;
+	s.env_sender = d->sender;
+	s.rcpts = d->rcpts;
+	s.n_rcpts = d->n_rcpts;
+	s.headers.from = (const char *const *)d->msg.from;
+	s.headers.n_from = d->msg.n_from;
+	s.headers.sender = (const char *const *)d->msg.sender;
+	s.headers.n_sender = d->msg.n_sender;
+	s.headers.n_reply_to = d->msg.n_reply_to;
+	rv = calloc(d->n_rcpts ? d->n_rcpts : 1, sizeof(*rv));
+	if (rv == NULL) {
+		outcome_local(o, OUT_DEFER, "4.3.0", "out of memory");
+		return -1;
+	}
+	policy_evaluate(d->conf, &s, &m, rv, d->n_rcpts);
+	free(rv);
+	if (m.submitter == NULL) {
+		outcome_local(o, OUT_DEFER, "4.7.1",
+			      "no %s header (the message did not pass m365-milter) "
+			      "and no submitter for it: attach the milter to every "
+			      "path (non_smtpd_milters) or set transport { "
+			      "local_submitter }", ROUTE_HEADER);
+		return -1;
+	}
+	if (m.reply.verdict == VERDICT_TEMPFAIL) {
+		outcome_local(o, OUT_DEFER, m.reply.xcode, "%s", m.reply.text);
+		return -1;
+	}
+	if (m.reply.verdict == VERDICT_REJECT || m.n_refused > 0) {
+		outcome_local(o, OUT_BOUNCE, m.reply.verdict == VERDICT_REJECT ? m.reply.xcode : "5.7.54",
+			      "%s", m.reply.verdict == VERDICT_REJECT
+				      ? m.reply.text
+				      : "a recipient cannot be reached in this mode");
+		return -1;
+	}
+	p->mode = m.mode;
+	p->domain = m.domain;
+	p->tenant = m.tenant;
+	p->mailbox = m.mailbox;
+	p->connector = m.connector;
+	{
+		static char sender[ADDR_TEXT_MAX + 1];
+		addr_format(&m.final_sender, sender, sizeof(sender));
+		p->sender = sender;
+	}
+	log_info("%s: no %s header: routed by policy as %s (%s)", d->qid, ROUTE_HEADER,
+		 mode_name(p->mode), m.submitter->name);
+	return 0;
+}
+
+static int
+plan_endpoint(const struct delivery *d, struct plan *p, struct outcome *o)
+{
+	const struct tenant *t = p->tenant;
+
+	switch (p->mode) {
+	case MODE_SMTP_AUTH:
+		if (p->mailbox == NULL) {
+			outcome_local(o, OUT_DEFER, "4.3.5", "smtp-auth without a mailbox");
+			return -1;
+		}
+		p->host = t->smtp_host;
+		p->port = t->smtp_port;
+		p->tls_required = p->tls_verify = true;
+		return 0;
+	case MODE_RELAY:
+	case MODE_DIRECT_SEND:
+		if (t->mx_endpoint == NULL) {
+			outcome_local(o, OUT_DEFER, "4.3.5",
+				      "tenant %s has no mx_endpoint for %s", t->name,
+				      mode_name(p->mode));
+			return -1;
+		}
+		p->host = t->mx_endpoint;
+		p->port = t->mx_port;
+		p->tls_required = p->tls_verify =
+			p->mode == MODE_RELAY ||
+			d->conf->transport.direct_send_tls == TLS_REQUIRED;
+		return 0;
+	case MODE_AUTO:
+		break;
+	}
+	outcome_local(o, OUT_DEFER, "4.3.5", "no delivery mode");
+	return -1;
+}
+
+/* Step 4: the session -------------------------------------------------------------------- */
+
+static int
+read_password(const char *path, char *buf, size_t size)
+{
+	FILE *fp = fopen(path, "r");
+	size_t n;
+
+	if (fp == NULL)
+		return -1;
+	n = fread(buf, 1, size - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	return 0;
+}
+
+/* A reply that ends the session: record it as the outcome, log the hint. */
+static int
+refused(const struct delivery *d, const struct plan *p, const struct smtp_reply *r,
+	const char *stage, struct outcome *o)
+{
+	const char *hint = reply_hint(r);
+
+	outcome_reply(o, p->host, r);
+	log_warnx("%s: %s refused at %s: %d %s", d->qid, p->host, stage, r->code, r->text);
+	if (hint != NULL)
+		log_warnx("%s: hint: %s", d->qid, hint);
+	return -1;
+}
+
+/* A broken or silent connection: drop it at once (no QUIT to wait for). */
+static int
+net_failure(const struct delivery *d, struct smtp *s, const char *stage,
+	    struct outcome *o)
+{
+	outcome_local(o, OUT_DEFER, "4.4.2", "%s (during %s)", s->net.err, stage);
+	log_warnx("%s: %s", d->qid, o->line);
+	net_close(&s->net);
+	return -1;
+}
+
+static int
+session_open(const struct delivery *d, const struct plan *p, struct smtp *s,
+	     struct outcome *o)
+{
+	const struct conf *c = d->conf;
+	struct tls_opts tls;
+	struct smtp_reply r;
+	char cache[1024];
+
+	if (smtp_open(s, p->host, p->port, &r) < 0)
+		return net_failure(d, s, "connect", o);
+	if (r.code != 220)
+		return refused(d, p, &r, "greeting", o);
+	if (smtp_ehlo(s, &r) < 0)
+		return net_failure(d, s, "EHLO", o);
+	if (r.code != 250)
+		return refused(d, p, &r, "EHLO", o);
+	if (!(s->ext & EXT_STARTTLS)) {
+		if (p->tls_required) {
+			outcome_local(o, OUT_DEFER, "4.7.10",
+				      "%s does not offer STARTTLS, which %s requires",
+				      p->host, mode_name(p->mode));
+			return -1;
+		}
+		log_info("%s: %s offers no STARTTLS: sending in clear (direct_send_tls = "
+			 "opportunistic)", d->qid, p->host);
+		return 0;
+	}
+	memset(&tls, 0, sizeof(tls));
+	tls.ca_file = c->transport.ca_file;
+	tls.verify = p->tls_verify;
+	if (p->connector != NULL && p->connector->kind == CONNECTOR_CERTIFICATE) {
+		tls.cert_file = p->connector->certificate_file;
+		tls.key_file = p->connector->key_file;
+	}
+	/* One session cache per endpoint and client certificate. */
+	if (snprintf(cache, sizeof(cache), "%s/tls-%s-%u%s.session", c->state_dir,
+		     p->host, p->port, tls.cert_file ? "-cert" : "") < (int)sizeof(cache))
+		tls.session_cache = cache;
+	if (smtp_starttls(s, &tls, &r) < 0) {
+		if (!p->tls_required && s->net.ssl == NULL && s->net.fd >= 0) {
+			log_warnx("%s: %s (opportunistic TLS: continuing in clear is not "
+				  "possible after a failed handshake; deferring)",
+				  d->qid, s->net.err);
+		}
+		return net_failure(d, s, "STARTTLS", o);
+	}
+	if (r.code != 220)
+		return refused(d, p, &r, "STARTTLS", o);
+	if (smtp_ehlo(s, &r) < 0)
+		return net_failure(d, s, "EHLO after STARTTLS", o);
+	if (r.code != 250)
+		return refused(d, p, &r, "EHLO", o);
+	return 0;
+}
+
+static int
+authenticate(const struct delivery *d, const struct plan *p, struct smtp *s,
+	     struct outcome *o)
+{
+	const struct mailbox_conf *mb = p->mailbox;
+	struct smtp_reply r;
+
+	if (mb->auth == AUTH_BASIC) {
+		char pw[1024];
+		log_warnx("%s: mailbox %s uses Basic authentication, which Microsoft "
+			  "turns off by default at the end of 2026; configure an app",
+			  d->qid, mb->name);
+		if (read_password(mb->password_file, pw, sizeof(pw)) < 0) {
+			outcome_local(o, OUT_DEFER, "4.3.5", "password_file %s: %s",
+				      mb->password_file, strerror(errno));
+			return -1;
+		}
+		if (smtp_auth_login(s, mb->name, pw, &r) < 0) {
+			memset(pw, 0, sizeof(pw));
+			return net_failure(d, s, "AUTH", o);
+		}
+		memset(pw, 0, sizeof(pw));
+	} else {
+		struct oauth_token tok;
+		struct oauth_err e;
+		int tries;
+		for (tries = 0; tries < 2; tries++) {
+			if (oauth_get(d->conf, mb->app, tries ? tok.access : NULL, &tok, &e) < 0) {
+				outcome_local(o, OUT_DEFER, e.aadsts ? "4.7.8" : "4.4.1",
+					      "OAuth token for app %s: %s", mb->app->name, e.msg);
+				log_warnx("%s: %s", d->qid, o->line);
+				if (e.hint != NULL)
+					log_warnx("%s: hint: AADSTS%ld: %s", d->qid, e.aadsts, e.hint);
+				return -1;
+			}
+			if (smtp_auth_xoauth2(s, mb->name, tok.access, &r) < 0)
+				return net_failure(d, s, "AUTH", o);
+			/* A token refused once: drop it, fetch another, try once more. */
+			if (r.code == 535 && strcmp(r.xcode, "5.7.3") == 0 && !tok.fetched)
+				continue;
+			break;
+		}
+	}
+	if (r.code != 235)
+		return refused(d, p, &r, "AUTH", o);
+	return 0;
+}
+
+/* Steps 3 and 5: pacing ------------------------------------------------------------------- */
+
+static int
+take_slot(const struct delivery *d, const struct plan *p, struct store *st,
+	  const struct holder *me, struct outcome *o)
+{
+	uint64_t deadline = store_now() + (uint64_t)d->conf->transport.pacing_wait * 1000;
+	struct store_err e;
+	int rc;
+
+	for (;;) {
+		rc = store_slot_take(st, p->mailbox->name, p->mailbox->sessions, me, &e);
+		if (rc == STORE_OK)
+			return 0;
+		if (rc == STORE_FAIL) {
+			outcome_local(o, OUT_DEFER, "4.3.0", "state store: %s", e.msg);
+			return -1;
+		}
+		if (store_now() >= deadline) {
+			outcome_local(o, OUT_DEFER, "4.7.0",
+				      "%s has its %u sessions in use; deferred after %ds",
+				      p->mailbox->name, p->mailbox->sessions,
+				      d->conf->transport.pacing_wait);
+			return -1;
+		}
+		sleep_ms(50 + (uint64_t)(random() % 150));
+	}
+}
+
+static int
+take_windows(const struct delivery *d, const struct plan *p, struct store *st,
+	     uint64_t k, struct outcome *o)
+{
+	const struct mailbox_conf *mb = p->mailbox;
+	uint64_t deadline = store_now() + (uint64_t)d->conf->transport.pacing_wait * 1000;
+	struct store_err e;
+	uint64_t free_at, now;
+	char when[32], lim[32];
+	int rc;
+
+	/*
+	 * Count a little more than the window: what Microsoft counts is when
+	 * the message arrives, a few milliseconds after we count it, and the
+	 * gap varies.  2% (at least 50 ms) keeps the count at Microsoft under
+	 * the limit too.
+	 */
+	uint64_t window_ms = mb->messages.window * 1000;
+	window_ms += window_ms / 50 > 50 ? window_ms / 50 : 50;
+	for (;;) {
+		now = store_now();
+		rc = store_msg_take(st, "out", mb->name, mb->messages.count, window_ms,
+				    now, &free_at, &e);
+		if (rc == STORE_FAIL) {
+			outcome_local(o, OUT_DEFER, "4.3.0", "state store: %s", e.msg);
+			return -1;
+		}
+		if (rc == STORE_OK)
+			break;
+		if (free_at > deadline) {
+			outcome_local(o, OUT_DEFER, "4.7.0",
+				      "%s reached %s messages; next slot at %s",
+				      mb->name, limit_format(&mb->messages, lim, sizeof(lim)),
+				      utc(free_at, when, sizeof(when)));
+			return -1;
+		}
+		sleep_ms(free_at > now ? free_at - now : 1);
+	}
+	rc = store_rcpt_take(st, "out", mb->name, &mb->recipients, k, store_now(),
+			     &free_at, &e);
+	if (rc == STORE_FAIL) {
+		outcome_local(o, OUT_DEFER, "4.3.0", "state store: %s", e.msg);
+		return -1;
+	}
+	if (rc == STORE_FULL) {
+		outcome_local(o, OUT_DEFER, "4.7.0",
+			      "%s reached %s recipients; %llu more fit from %s", mb->name,
+			      limit_format(&mb->recipients, lim, sizeof(lim)),
+			      (unsigned long long)k,
+			      free_at == UINT64_MAX ? "never (more than the limit in one message)"
+						    : utc(free_at, when, sizeof(when)));
+		return -1;
+	}
+	return 0;
+}
+
+/* Step 7: the outcome ------------------------------------------------------------------------ */
+
+static void
+finish(struct delivery *d, struct rcpt *rc, struct store *st, struct outcome *o,
+       const struct outcome *first_temp)
+{
+	const char **failed = NULL, **replies = NULL;
+	size_t i, n_done = 0, n_failed = 0, n_temp = 0;
+	struct store_err e;
+	char err[256];
+
+	for (i = 0; i < d->n_rcpts; i++) {
+		n_done += rc[i].state == R_DONE;
+		n_failed += rc[i].state == R_FAILED;
+		n_temp += rc[i].state == R_TEMP || rc[i].state == R_TODO;
+	}
+	if (n_temp > 0) {
+		if (first_temp->line[0] != '\0')
+			*o = *first_temp;
+		else
+			outcome_local(o, OUT_DEFER, "4.0.0", "%zu recipient(s) not yet delivered", n_temp);
+		o->kind = OUT_DEFER;
+		return;
+	}
+	if (n_failed == 0) {
+		outcome_local(o, OUT_SENT, "2.0.0", "delivered to %zu recipient(s)", n_done);
+		if (st != NULL)
+			store_journal_drop(st, d->qid, &e);
+		return;
+	}
+	if (n_done == 0) {
+		/* Every recipient refused: Postfix bounces them all, with the reply. */
+		for (i = 0; i < d->n_rcpts; i++)
+			if (rc[i].state == R_FAILED) {
+				outcome_local(o, OUT_BOUNCE, "5.0.0", "%s", rc[i].reply);
+				/* The reply line starts with the status already. */
+				m3_strlcpy(o->line, rc[i].reply, sizeof(o->line));
+				break;
+			}
+		if (st != NULL)
+			store_journal_drop(st, d->qid, &e);
+		return;
+	}
+	/* Mixed: report the refused ones ourselves, then tell Postfix "sent". */
+	failed = calloc(n_failed, sizeof(*failed));
+	replies = calloc(n_failed, sizeof(*replies));
+	if (failed == NULL || replies == NULL) {
+		outcome_local(o, OUT_DEFER, "4.3.0", "out of memory");
+		goto out;
+	}
+	n_failed = 0;
+	for (i = 0; i < d->n_rcpts; i++)
+		if (rc[i].state == R_FAILED) {
+			failed[n_failed] = rc[i].addr;
+			replies[n_failed++] = rc[i].reply;
+		}
+	if (d->sender[0] == '\0') {
+		log_info("%s: %zu recipient(s) refused; no report (null sender)", d->qid, n_failed);
+	} else if (dsn_send(d, failed, replies, n_failed, err, sizeof(err)) < 0) {
+		/* The journal keeps the outcomes: the retry only sends the report. */
+		outcome_local(o, OUT_DEFER, "4.3.0", "cannot send the delivery report: %s", err);
+		goto out;
+	} else {
+		log_info("%s: %zu delivered, %zu refused: report sent to <%s>", d->qid, n_done,
+			 n_failed, d->sender);
+	}
+	outcome_local(o, OUT_SENT, "2.0.0", "delivered to %zu recipient(s), %zu refused (reported)",
+		      n_done, n_failed);
+	if (st != NULL)
+		store_journal_drop(st, d->qid, &e);
+out:
+	free(failed);
+	free(replies);
+}
+
+/* Everything -------------------------------------------------------------------------------- */
+
+void
+deliver(struct delivery *d, struct outcome *o)
+{
+	const struct conf *c = d->conf;
+	struct outcome first_temp;
+	struct store *st = NULL;
+	struct store_err se;
+	struct smtp s;
+	struct plan p;
+	struct holder me;
+	struct rcpt *rc;
+	const char **todo = NULL;
+	struct smtp_reply *rr = NULL, final;
+	bool slot = false;
+	size_t i, n_todo = 0;
+	char line[1200];
+
+	memset(o, 0, sizeof(*o));
+	memset(&first_temp, 0, sizeof(first_temp));
+	memset(&p, 0, sizeof(p));
+	memset(&s, 0, sizeof(s));
+	net_init(&s.net);
+	rc = calloc(d->n_rcpts, sizeof(*rc));
+	if (rc == NULL) {
+		outcome_local(o, OUT_DEFER, "4.3.0", "out of memory");
+		return;
+	}
+	for (i = 0; i < d->n_rcpts; i++)
+		rc[i].addr = d->rcpts[i];
+
+	if ((d->msg.n_route > 0 ? plan_from_route(d, &p, o) : plan_from_policy(d, &p, o)) < 0 ||
+	    plan_endpoint(d, &p, o) < 0)
+		goto out;
+
+	/* Step 2: the journal. */
+	st = store_open(c, &se);
+	if (st == NULL) {
+		outcome_local(o, OUT_DEFER, "4.3.0", "state store: %s", se.msg);
+		goto out;
+	}
+	for (i = 0; i < d->n_rcpts; i++) {
+		enum journal_state js;
+		if (store_journal_get(st, d->qid, rc[i].addr, &js, rc[i].reply,
+				      sizeof(rc[i].reply), &se) < 0) {
+			outcome_local(o, OUT_DEFER, "4.3.0", "state store: %s", se.msg);
+			goto out;
+		}
+		if (js == JOURNAL_ACCEPTED) {
+			rc[i].state = R_DONE;
+			log_info("%s: to=<%s> already accepted in an earlier attempt: skipped",
+				 d->qid, rc[i].addr);
+		} else if (js == JOURNAL_FAILED) {
+			rc[i].state = R_FAILED;
+		}
+	}
+	todo = calloc(d->n_rcpts, sizeof(*todo));
+	rr = calloc(d->n_rcpts, sizeof(*rr));
+	if (todo == NULL || rr == NULL) {
+		outcome_local(o, OUT_DEFER, "4.3.0", "out of memory");
+		goto out;
+	}
+	for (i = 0; i < d->n_rcpts; i++)
+		if (rc[i].state == R_TODO)
+			todo[n_todo++] = rc[i].addr;
+	if (n_todo == 0) {
+		finish(d, rc, st, o, &first_temp);
+		goto out;
+	}
+
+	/* Step 3: a session slot for the mailbox. */
+	if (p.mode == MODE_SMTP_AUTH) {
+		store_self(&me, store_now());
+		if (take_slot(d, &p, st, &me, o) < 0)
+			goto out;
+		slot = true;
+	}
+
+	/* Step 4: the session. */
+	s.helo = c->transport.helo_name;
+	s.t.connect = c->transport.timeout_connect;
+	s.t.greeting = c->transport.timeout_greeting;
+	s.t.command = c->transport.timeout_command;
+	s.t.data = c->transport.timeout_data;
+	s.t.block = c->transport.timeout_block;
+	s.t.dot = c->transport.timeout_dot;
+	if (session_open(d, &p, &s, o) < 0)
+		goto out;
+	if ((s.ext & EXT_SIZE) && s.size_limit > 0 && d->msg.size > s.size_limit) {
+		outcome_local(o, OUT_BOUNCE, "5.3.4",
+			      "message of %lu bytes is larger than %s accepts (%lu bytes)",
+			      d->msg.size, p.host, s.size_limit);
+		goto out;
+	}
+	if (p.mode == MODE_SMTP_AUTH && authenticate(d, &p, &s, o) < 0)
+		goto out;
+
+	/* Step 5: the windows, now that the message is about to go. */
+	if (p.mode == MODE_SMTP_AUTH && take_windows(d, &p, st, n_todo, o) < 0)
+		goto out;
+
+	/* Step 6: the transaction. */
+	{
+		struct smtp_msg m = {d->msg.wire, d->msg.wire_len, d->msg.size,
+				     d->msg.eightbit, d->msg.utf8_headers};
+		if (smtp_transaction(&s, p.sender, todo, n_todo, &m, rr, &final) < 0) {
+			net_failure(d, &s, "the mail transaction", &first_temp);
+			for (i = 0; i < d->n_rcpts; i++)
+				if (rc[i].state == R_TODO)
+					rc[i].state = R_TEMP;
+			finish(d, rc, st, o, &first_temp);
+			goto out;
+		}
+	}
+	{
+		size_t k = 0;
+		for (i = 0; i < d->n_rcpts; i++) {
+			struct smtp_reply *r;
+			struct outcome ro;
+			if (rc[i].state != R_TODO)
+				continue;
+			r = &rr[k++];
+			/* Accepted at RCPT: the end of DATA decides. */
+			if (reply_classify(r) == RC_OK)
+				r = &final;
+			outcome_reply(&ro, p.host, r);
+			switch (reply_classify(r)) {
+			case RC_OK:
+				rc[i].state = R_DONE;
+				if (store_journal_put(st, d->qid, rc[i].addr, JOURNAL_ACCEPTED,
+						      r->text, store_now(), &se) < 0)
+					log_warnx("%s: journal: %s (a retry could "
+						  "send to <%s> again)", d->qid, se.msg, rc[i].addr);
+				break;
+			case RC_PERM:
+				rc[i].state = R_FAILED;
+				m3_strlcpy(rc[i].reply, ro.line, sizeof(rc[i].reply));
+				if (store_journal_put(st, d->qid, rc[i].addr, JOURNAL_FAILED,
+						      ro.line, store_now(), &se) < 0)
+					log_warnx("%s: journal: %s", d->qid, se.msg);
+				break;
+			case RC_TEMP:
+			case RC_CONFIG:
+				rc[i].state = R_TEMP;
+				if (first_temp.line[0] == '\0')
+					first_temp = ro;
+				break;
+			}
+			log_info("%s: to=<%s> relay=%s[%s]:%u mode=%s%s%s tls=%s%s "
+				 "status=%s (%d %s)",
+				 d->qid, rc[i].addr, p.host, s.net.peer, p.port, mode_name(p.mode),
+				 p.mailbox ? " mailbox=" : "", p.mailbox ? p.mailbox->name : "",
+				 s.net.tls_version ? s.net.tls_version : "none",
+				 s.net.resumed ? " resumed" : "",
+				 rc[i].state == R_DONE ? "sent" : rc[i].state == R_FAILED
+								  ? "bounced"
+								  : "deferred",
+				 r->code, r->text);
+			if (rc[i].state != R_DONE && reply_hint(r) != NULL)
+				log_warnx("%s: hint: %s", d->qid, reply_hint(r));
+		}
+	}
+	smtp_quit(&s);
+	finish(d, rc, st, o, &first_temp);
+out:
+	if (s.net.fd >= 0)
+		smtp_quit(&s);
+	if (slot) {
+		if (store_slot_release(st, p.mailbox->name, &me, &se) < 0)
+			log_warnx("%s: releasing the session slot: %s (it frees when "
+				  "this process ends)", d->qid, se.msg);
+	}
+	if (o->kind != OUT_SENT && o->line[0] != '\0') {
+		snprintf(line, sizeof(line), "%s", o->line);
+		log_info("%s: %s: %s", d->qid, o->kind == OUT_DEFER ? "deferred" : "bounced", line);
+	}
+	store_close(st);
+	free(todo);
+	free(rr);
+	free(rc);
+}
