@@ -23,6 +23,8 @@ static const struct command {
 	 "--sender ADDR --rcpt ADDR... [--from VALUE] [--sender-header VALUE] "
 	 "[--reply-to]",
 	 "show what the policy decides for a submission, without sending"},
+	{"token", cmd_token, "token test APP [--mailbox ADDRESS]",
+	 "get an OAuth token for APP, show its claims; with --mailbox, try SMTP AUTH"},
 };
 
 static void

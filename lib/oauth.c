@@ -126,6 +126,7 @@ int
 oauth_assertion(const struct app *app, const char *token_url, uint64_t now,
 		char *buf, size_t size, struct oauth_err *e)
 {
+	e->local = true; /* every failure here is a file or key of ours */
 	unsigned char der_hash[SHA256_DIGEST_LENGTH], jti[16], *der = NULL;
 	unsigned char *sig = NULL;
 	char header[256], claims[1024], h64[512], c64[2048], x5t[64], uuid[40];
@@ -221,6 +222,7 @@ oauth_assertion(const struct app *app, const char *token_url, uint64_t now,
 		}
 	}
 	rc = 0;
+	e->local = false;
 out:
 	free(sig);
 	EVP_MD_CTX_free(md);
@@ -257,6 +259,7 @@ read_secret(const char *path, char *buf, size_t size, struct oauth_err *e)
 	FILE *fp = fopen(path, "r");
 	size_t n;
 
+	e->local = true;
 	if (fp == NULL)
 		return efail(e, "client_secret_file %s: %s", path, strerror(errno));
 	n = fread(buf, 1, size - 1, fp);
@@ -266,6 +269,7 @@ read_secret(const char *path, char *buf, size_t size, struct oauth_err *e)
 		buf[--n] = '\0';
 	if (n == 0)
 		return efail(e, "client_secret_file %s is empty", path);
+	e->local = false;
 	return 0;
 }
 
@@ -297,9 +301,9 @@ parse_error(json_object *j, long status, struct oauth_err *e)
 	e->hint = oauth_aadsts_hint(e->aadsts);
 }
 
-static int
-fetch(const struct conf *conf, const struct app *app, struct oauth_token *t,
-      struct oauth_err *e)
+int
+oauth_fetch(const struct conf *conf, const struct app *app, struct oauth_token *t,
+	    struct oauth_err *e)
 {
 	char url[1024], secret[SECRET_MAX], assertion[8192];
 	struct body body = {NULL, 0};
@@ -524,7 +528,7 @@ oauth_get(const struct conf *conf, const struct app *app, const char *rejected,
 		return 0;
 	}
 	memset(t, 0, sizeof(*t));
-	rc = fetch(conf, app, t, e);
+	rc = oauth_fetch(conf, app, t, e);
 	if (rc == 0) {
 		log_info("OAuth: new token for app %s (client %s), valid for %llus",
 			 app->name, app->client_id,

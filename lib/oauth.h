@@ -35,6 +35,7 @@ struct oauth_token {
 struct oauth_err {
 	char msg[768];
 	long aadsts;	  /* the AADSTS code, 0 if none */
+	bool local;	  /* our configuration (files, keys), not the endpoint */
 	const char *hint; /* how to fix it, or NULL */
 };
 
@@ -47,6 +48,9 @@ int oauth_token_url(const struct app *app, char *buf, size_t size);
  */
 int oauth_get(const struct conf *conf, const struct app *app,
 	      const char *rejected, struct oauth_token *t, struct oauth_err *e);
+/* oauth_fetch - a new token from the endpoint, bypassing the cache */
+int oauth_fetch(const struct conf *conf, const struct app *app,
+		struct oauth_token *t, struct oauth_err *e);
 /* oauth_assertion - the client assertion JWT for app at time now */
 int oauth_assertion(const struct app *app, const char *token_url, uint64_t now,
 		    char *buf, size_t size, struct oauth_err *e);

@@ -242,7 +242,10 @@ choose_mode(struct policy_msg *m)
 	m->mode = d->mode;
 	m->mode_chosen = true;
 	if (m->mode == MODE_AUTO) {
-		if (m->n_external == 0 && m->tenant->direct_send)
+		/* A submitter given its own mailbox sends as that mailbox. */
+		if (m->submitter->mailbox != NULL)
+			m->mode = MODE_SMTP_AUTH;
+		else if (m->n_external == 0 && m->tenant->direct_send)
 			m->mode = MODE_DIRECT_SEND;
 		else if (d->connector != NULL)
 			m->mode = MODE_RELAY;

@@ -21,9 +21,10 @@
  *     A foreign From (not an accepted domain) is rewritten to the default
  *     sender instead when the domain says rewrite_header_from, keeping the
  *     display name and putting the original address in Reply-To.
- *  5. mode: the domain's pinned mode, or (auto) direct-send when every
+ *  5. mode: the domain's pinned mode, or (auto) smtp-auth when the
+ *     submitter has a mailbox of its own, else direct-send when every
  *     recipient is internal and the tenant allows it, else relay through
- *     the domain's connector, else smtp-auth with its mailbox.
+ *     the domain's connector, else smtp-auth with the domain's mailbox.
  *
  * Every refusal carries its SMTP reply (code, enhanced code, text) and a
  * short reason token for the log.

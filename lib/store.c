@@ -76,6 +76,17 @@ store_msg_take(struct store *s, const char *ns, const char *mailbox,
 }
 
 int
+store_msg_retime(struct store *s, const char *ns, const char *mailbox,
+		 uint64_t count, uint64_t old_stamp, uint64_t new_stamp,
+		 struct store_err *err)
+{
+	char k[512];
+
+	KEY(k, "msg", ns, mailbox);
+	return s->ops->msg_retime(s, k, count, old_stamp, new_stamp, err);
+}
+
+int
 store_rcpt_take(struct store *s, const char *ns, const char *mailbox,
 		const struct limit *l, uint64_t n, uint64_t now,
 		uint64_t *free_at, struct store_err *err)

@@ -43,6 +43,14 @@ const char *store_backend(const struct store *s);
 int store_msg_take(struct store *s, const char *ns, const char *mailbox,
 		   uint64_t count, uint64_t window_ms, uint64_t now,
 		   uint64_t *free_at, struct store_err *err);
+/*
+ * Messages: move our admission stamp to when the message actually went.
+ * Counting from the later time keeps the count at the receiver under the
+ * limit whatever the delay between admission and arrival.
+ */
+int store_msg_retime(struct store *s, const char *ns, const char *mailbox,
+		     uint64_t count, uint64_t old_stamp, uint64_t new_stamp,
+		     struct store_err *err);
 /* Recipients: add k in ns for mailbox, rolling buckets */
 int store_rcpt_take(struct store *s, const char *ns, const char *mailbox,
 		    const struct limit *l, uint64_t k, uint64_t now,

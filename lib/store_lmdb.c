@@ -141,6 +141,30 @@ lm_msg_take(struct store *st, const char *key, uint64_t count,
 	return rc;
 }
 
+struct retime_ctx {
+	uint64_t old_stamp, new_stamp;
+};
+
+static int
+apply_retime(void *arr, size_t *n, void *c)
+{
+	struct retime_ctx *x = c;
+
+	win_msg_retime(arr, *n, x->old_stamp, x->new_stamp);
+	return STORE_OK;
+}
+
+static int
+lm_msg_retime(struct store *st, const char *key, uint64_t count,
+	      uint64_t old_stamp, uint64_t new_stamp, struct store_err *err)
+{
+	struct retime_ctx x = {old_stamp, new_stamp};
+	size_t cap = count < MAX_STAMPS ? count : MAX_STAMPS;
+
+	return rmw((struct store_lmdb *)st, key, sizeof(uint64_t), cap, apply_retime,
+		   &x, err);
+}
+
 struct rcpt_ctx {
 	const struct limit *l;
 	uint64_t k, now, free_at;
@@ -424,7 +448,7 @@ lm_close(struct store *st)
 }
 
 static const struct store_ops lmdb_ops = {
-	"lmdb",	       lm_msg_take,    lm_rcpt_take,   lm_slot_take,
+	"lmdb",	       lm_msg_take,    lm_msg_retime,  lm_rcpt_take,   lm_slot_take,
 	lm_slot_release, lm_usage,     lm_journal_get, lm_journal_put,
 	lm_journal_drop, lm_close,
 };

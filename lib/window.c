@@ -63,6 +63,26 @@ win_msg_take(uint64_t *stamps, size_t *n, size_t cap, uint64_t count,
 	return 1;
 }
 
+int
+win_msg_retime(uint64_t *stamps, size_t n, uint64_t old, uint64_t new_stamp)
+{
+	size_t i, j;
+
+	if (new_stamp < old)
+		return 0; /* only ever later: that can only count more */
+	for (i = n; i > 0; i--)
+		if (stamps[i - 1] == old)
+			break;
+	if (i == 0)
+		return 0;
+	i--;
+	/* Slide the later stamps down until new_stamp's place. */
+	for (j = i; j + 1 < n && stamps[j + 1] < new_stamp; j++)
+		stamps[j] = stamps[j + 1];
+	stamps[j] = new_stamp;
+	return 1;
+}
+
 uint64_t
 win_bucket_width(uint64_t window_ms)
 {

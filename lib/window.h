@@ -30,6 +30,8 @@
 /* win_msg_take - admit one at now if it fits; else 0 and *free_at */
 int win_msg_take(uint64_t *stamps, size_t *n, size_t cap, uint64_t count,
 		 uint64_t window_ms, uint64_t now, uint64_t *free_at);
+/* win_msg_retime - move the stamp old to new (>= old), keeping the order; 0 if absent */
+int win_msg_retime(uint64_t *stamps, size_t n, uint64_t old, uint64_t new_stamp);
 /* win_msg_count - how many lie in the window; *free_at when the next may go */
 uint64_t win_msg_count(const uint64_t *stamps, size_t n, uint64_t count,
 		       uint64_t window_ms, uint64_t now, uint64_t *free_at);

@@ -358,7 +358,8 @@ authenticate(const struct delivery *d, const struct plan *p, struct smtp *s,
 		int tries;
 		for (tries = 0; tries < 2; tries++) {
 			if (oauth_get(d->conf, mb->app, tries ? tok.access : NULL, &tok, &e) < 0) {
-				outcome_local(o, OUT_DEFER, e.aadsts ? "4.7.8" : "4.4.1",
+				outcome_local(o, OUT_DEFER,
+					      e.aadsts ? "4.7.8" : e.local ? "4.3.5" : "4.4.1",
 					      "OAuth token for app %s: %s", mb->app->name, e.msg);
 				log_warnx("%s: %s", d->qid, o->line);
 				if (e.hint != NULL)
@@ -409,7 +410,7 @@ take_slot(const struct delivery *d, const struct plan *p, struct store *st,
 
 static int
 take_windows(const struct delivery *d, const struct plan *p, struct store *st,
-	     uint64_t k, struct outcome *o)
+	     uint64_t k, uint64_t *admitted, struct outcome *o)
 {
 	const struct mailbox_conf *mb = p->mailbox;
 	uint64_t deadline = store_now() + (uint64_t)d->conf->transport.pacing_wait * 1000;
@@ -419,13 +420,12 @@ take_windows(const struct delivery *d, const struct plan *p, struct store *st,
 	int rc;
 
 	/*
-	 * Count a little more than the window: what Microsoft counts is when
-	 * the message arrives, a few milliseconds after we count it, and the
-	 * gap varies.  2% (at least 50 ms) keeps the count at Microsoft under
-	 * the limit too.
+	 * The stamp taken here is moved to the time the message has gone
+	 * (store_msg_retime, after the transaction): counted from then, the
+	 * window at Microsoft can never hold more than the limit, however long
+	 * the message took to get there.
 	 */
 	uint64_t window_ms = mb->messages.window * 1000;
-	window_ms += window_ms / 50 > 50 ? window_ms / 50 : 50;
 	for (;;) {
 		now = store_now();
 		rc = store_msg_take(st, "out", mb->name, mb->messages.count, window_ms,
@@ -434,8 +434,10 @@ take_windows(const struct delivery *d, const struct plan *p, struct store *st,
 			outcome_local(o, OUT_DEFER, "4.3.0", "state store: %s", e.msg);
 			return -1;
 		}
-		if (rc == STORE_OK)
+		if (rc == STORE_OK) {
+			*admitted = now;
 			break;
+		}
 		if (free_at > deadline) {
 			outcome_local(o, OUT_DEFER, "4.7.0",
 				      "%s reached %s messages; next slot at %s",
@@ -554,6 +556,7 @@ deliver(struct delivery *d, struct outcome *o)
 	const char **todo = NULL;
 	struct smtp_reply *rr = NULL, final;
 	bool slot = false;
+	uint64_t admitted = 0;
 	size_t i, n_todo = 0;
 	char line[1200];
 
@@ -637,14 +640,19 @@ deliver(struct delivery *d, struct outcome *o)
 		goto out;
 
 	/* Step 5: the windows, now that the message is about to go. */
-	if (p.mode == MODE_SMTP_AUTH && take_windows(d, &p, st, n_todo, o) < 0)
+	if (p.mode == MODE_SMTP_AUTH && take_windows(d, &p, st, n_todo, &admitted, o) < 0)
 		goto out;
 
 	/* Step 6: the transaction. */
 	{
 		struct smtp_msg m = {d->msg.wire, d->msg.wire_len, d->msg.size,
 				     d->msg.eightbit, d->msg.utf8_headers};
-		if (smtp_transaction(&s, p.sender, todo, n_todo, &m, rr, &final) < 0) {
+		int trc = smtp_transaction(&s, p.sender, todo, n_todo, &m, rr, &final);
+		if (admitted != 0 &&
+		    store_msg_retime(st, "out", p.mailbox->name, p.mailbox->messages.count,
+				     admitted, store_now(), &se) < 0)
+			log_warnx("%s: state store: %s", d->qid, se.msg);
+		if (trc < 0) {
 			net_failure(d, &s, "the mail transaction", &first_temp);
 			for (i = 0; i < d->n_rcpts; i++)
 				if (rc[i].state == R_TODO)

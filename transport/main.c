@@ -104,6 +104,9 @@ main(int argc, char **argv)
 		log_errx("%s", o.line);
 		return outcome_exit(&o);
 	}
+	/* pipe(8) writes the null sender as MAILER-DAEMON unless null_sender= is set. */
+	if (strcmp(d.sender, "MAILER-DAEMON") == 0 || strcmp(d.sender, "<>") == 0)
+		d.sender = "";
 	d.rcpts = (const char *const *)argv + optind;
 	d.n_rcpts = (size_t)(argc - optind);
 	signal(SIGPIPE, SIG_IGN);

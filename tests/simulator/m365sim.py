@@ -98,6 +98,7 @@ DEFAULT_CONFIG = {
     "max_size": 157286400,
     "token_lifetime": 3599,
     "expires_in_as_string": False,    # the v1 endpoint's form
+    "clock_offset": 0,                # seconds the token endpoint's clock is ahead
     "scope": "https://outlook.office365.com/.default",
     "audience": "https://outlook.office365.com",
     "relay_denied_text": None,        # override of the 5.7.64 reply
@@ -749,6 +750,7 @@ class Session:
                "throttle_delay": round(getattr(self, "throttled_for", 0.0), 3),
                "mail_from": self.mail_from, "rcpt_to": list(self.rcpts), "headers": headers,
                "body_sha256": hashlib.sha256(body).hexdigest(), "size": len(body),
+               "text": body[:65536].decode("utf-8", "replace"),
                "auth_user": self.auth_user, "auth_mech": self.auth_mech, "app_id": self.app_id,
                "tls_version": self.tls, "client_cert_subject": self.cert_subject,
                "client_cert_names": self.cert_names, "connector": self.connector() if self.role == "mx" else None,
@@ -822,7 +824,7 @@ def verify_assertion(state, app, client_id, assertion, token_url):
         return 700027
     if claims.get("aud") != token_url:
         return 700021
-    t = now()
+    t = now() + float(state.config.get("clock_offset", 0))
     if not (claims.get("nbf", t) <= t + 60 and claims.get("exp", 0) > t - 60):
         return 700024
     return 0

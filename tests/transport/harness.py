@@ -58,11 +58,13 @@ tenant "contoso" {{
 app "secret-app" {{ client_id = "cid" client_secret_file = "{work}/app.secret" }}
 app "cert-app" {{ client_id = "certapp" certificate_file = "{certs}/app.pem" key_file = "{work}/app.key" }}
 app "rsa-app" {{ client_id = "rsaapp" certificate_file = "{certs}/app.pem" key_file = "{work}/app.key" assertion = rs256 }}
-app "wrongkey-app" {{ client_id = "certapp" certificate_file = "{certs}/app.pem" key_file = "{work}/app2.key" }}
+app "wrongkey-app" {{ client_id = "certapp" certificate_file = "{certs}/app2.pem" key_file = "{work}/app2.key" }}
+app "mismatch-app" {{ client_id = "certapp" certificate_file = "{certs}/app.pem" key_file = "{work}/app2.key" }}
 app "badsecret-app" {{ client_id = "cid" client_secret_file = "{work}/bad.secret" }}
 mailbox "scanner@contoso.com" {{ password_file = "{work}/scanner.pw" send_as = {{ "noreply@contoso.com" }}
     messages = "{rate}" sessions = 3 }}
-mailbox "erp@contoso.com" {{ app = "{erp_app}" send_as = {{ "billing@contoso.com" }} }}
+mailbox "erp@contoso.com" {{ app = "{erp_app}" send_as = {{ "billing@contoso.com" }}
+    messages = "1000/60s" }}
 connector "onprem" {{ type = certificate certificate_file = "{certs}/relay.pem" key_file = "{work}/relay.key" }}
 connector "byip" {{ type = ip }}
 domain "contoso.com" {{ default_sender = "scanner@contoso.com" mailbox = "scanner@contoso.com" connector = "onprem" }}

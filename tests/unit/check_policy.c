@@ -44,7 +44,9 @@ static const char *policy_conf =
 	"submitter \"certdev\" { cert_subjects = { \"CN=dev1.contoso.com\" } domain = \"sub.contoso.com\" send_as = { \"@sub.contoso.com\" } }\n"
 	"submitter \"relayhost\" { clients = { \"10.9.0.0/16\" } domain = \"relay.contoso.com\" send_as = { \"*\" } }\n"
 	"submitter \"lab\" { clients = { \"172.16.0.0/12\" } domain = \"lab.contoso.com\" send_as = { \"@lab.contoso.com\" } }\n"
-	"submitter \"tailspin\" { clients = { \"2001:db8::/32\" } domain = \"tailspin.com\" send_as = { \"@tailspin.com\" } }\n";
+	"submitter \"tailspin\" { clients = { \"2001:db8::/32\" } domain = \"tailspin.com\" send_as = { \"@tailspin.com\" } }\n"
+	"submitter \"app2\" { sasl_logins = { \"app2\" } domain = \"sub.contoso.com\" mailbox = \"erp@contoso.com\"\n"
+	"  send_as = { \"billing@contoso.com\" } }\n";
 
 #define R(...) {__VA_ARGS__, NULL}
 
@@ -222,6 +224,15 @@ static const struct pcase cases[] = {
 	 R("<a@fabrikam.com>", "<b@contoso.com>"), F1("\"MFP\" <mfp@fabrikam.com>"),
 	 NULL, 0, VERDICT_ACCEPT, NULL, "ok", "printers", "mfp@fabrikam.com", 0,
 	 "direct-send", NULL, NULL, FROM_KEEP, "", "", 2, 0, 0, 0},
+
+	{"auto: a submitter's own mailbox wins over the connector", "203.0.113.9", "app2",
+	 NULL, "<billing@contoso.com>", R("<x@gmail.com>"), F1("billing@contoso.com"), NULL,
+	 0, VERDICT_ACCEPT, NULL, "ok", "app2", "billing@contoso.com", 0, "smtp-auth",
+	 "erp@contoso.com", NULL, FROM_KEEP, "", "", 0, 1, 0, 0},
+	{"auto: a submitter's own mailbox, internal recipients too", "203.0.113.9", "app2",
+	 NULL, "<billing@contoso.com>", R("<y@contoso.com>"), F1("billing@contoso.com"), NULL,
+	 0, VERDICT_ACCEPT, NULL, "ok", "app2", "billing@contoso.com", 0, "smtp-auth",
+	 "erp@contoso.com", NULL, FROM_KEEP, "", "", 1, 0, 0, 0},
 
 	/* Step 4: Send As */
 	{"From allowed for the submitter kept", "192.168.10.5", NULL, NULL,

@@ -30,6 +30,23 @@ START_TEST(test_msg_boundaries)
 }
 END_TEST
 
+START_TEST(test_msg_retime)
+{
+	uint64_t st[4] = {100, 200, 300, 400};
+
+	/* 200 went at 350: it now counts from there, in order. */
+	ck_assert(win_msg_retime(st, 4, 200, 350));
+	ck_assert_uint_eq(st[0], 100);
+	ck_assert_uint_eq(st[1], 300);
+	ck_assert_uint_eq(st[2], 350);
+	ck_assert_uint_eq(st[3], 400);
+	ck_assert(win_msg_retime(st, 4, 100, 500));
+	ck_assert_uint_eq(st[3], 500);
+	ck_assert(!win_msg_retime(st, 4, 999, 1000)); /* not ours (pruned) */
+	ck_assert(!win_msg_retime(st, 4, 300, 250)); /* never earlier */
+}
+END_TEST
+
 START_TEST(test_msg_random_never_over)
 {
 	/* Whatever the arrival pattern, no window of W holds more than N. */
@@ -150,6 +167,7 @@ main(void)
 	int failed;
 
 	tcase_add_test(tc, test_msg_boundaries);
+	tcase_add_test(tc, test_msg_retime);
 	tcase_add_test(tc, test_msg_random_never_over);
 	tcase_add_test(tc, test_rcpt_buckets);
 	tcase_add_test(tc, test_rcpt_random_never_over);

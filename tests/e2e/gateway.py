@@ -1,0 +1,297 @@
+"""gateway.py - the whole gateway in a sandbox on loopback: a private Postfix
+(its own config, queue and data directories; never the system's), m365-milter
+and m365-transport from the build, and the Microsoft 365 simulator.  Used by
+the end-to-end tests and by tools/demo.
+
+    g = Gateway(builddir)          # starts everything
+    g.swaks("192.168.10.7", "--from", ..., "--to", ...)
+    g.sim.records(), g.queue(), g.flush(), g.milter_log(), g.maillog()
+    g.stop()
+"""
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "simulator"))
+from simlib import Simulator  # noqa: E402
+
+USER = "nobody"
+
+SIM = {
+    "tenant_ids": ["contoso.onmicrosoft.com", "contoso.com"],
+    "accepted_domains": ["contoso.com"],
+    "mailboxes": {"scanner@contoso.com": {"password": "pw", "send_as": ["noreply@contoso.com"]},
+                  "erp@contoso.com": {"send_as": ["billing@contoso.com"], "apps": ["11111111-2222-3333-4444-555555555555"]}},
+    "apps": {"11111111-2222-3333-4444-555555555555": {"secret": "demo-secret-value"}},
+    "connectors": [{"name": "onprem", "type": "certificate", "tls_sender_certificate_name": "relay.contoso.com"}],
+}
+
+CONF = """# m365relay.conf for the sandbox (written by tests/e2e/gateway.py)
+user = "{user}"
+state_dir = "{state}"
+milter {{
+    socket = "inet:{milter_port}@127.0.0.1"
+    pid_file = "{work}/milter.pid"
+}}
+transport {{
+    ca_file = "{certs}/ca.pem"
+    helo_name = "gateway.contoso.test"
+    local_submitter = "local"
+    sendmail = "{work}/sendmail"
+    timeout_command = 15
+    pacing_wait = 300
+}}
+tenant "contoso" {{
+    accepted_domains = {{ "contoso.com" }}
+    mx_endpoint = "localhost"
+    mx_port = {mx}
+    smtp_host = "localhost"
+    smtp_port = {smtp}
+    authority = "https://localhost:{token}"
+    tenant_id = "contoso.onmicrosoft.com"
+}}
+app "relay-app" {{
+    client_id = "11111111-2222-3333-4444-555555555555"
+    client_secret_file = "{work}/relay-app.secret"
+}}
+mailbox "erp@contoso.com" {{
+    app = "relay-app"
+    send_as = {{ "billing@contoso.com" }}
+    messages = "{erp_rate}"
+}}
+connector "onprem" {{
+    type = certificate
+    certificate_file = "{certs}/relay.pem"
+    key_file = "{work}/relay.key"
+}}
+domain "contoso.com" {{
+    default_sender = "scanner@contoso.com"
+    connector = "{connector}"
+    rewrite_header_from = true
+}}
+submitter "scanners" {{
+    clients = {{ "192.168.10.0/24" }}
+    domain = "contoso.com"
+    send_as = {{ "scanner@contoso.com" }}
+}}
+submitter "erp" {{
+    sasl_logins = {{ "erp" }}
+    domain = "contoso.com"
+    mailbox = "erp@contoso.com"
+    send_as = {{ "billing@contoso.com" }}
+}}
+submitter "local" {{
+    clients = {{ "127.0.0.1" }}
+    domain = "contoso.com"
+    send_as = {{ "@contoso.com" }}
+}}
+"""
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, seconds=10):
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class Gateway:
+    def __init__(self, builddir, connector=True, erp_rate="30/60s", sim_extra=None):
+        self.build = os.path.abspath(builddir)
+        self.work = tempfile.mkdtemp(prefix="m365relay-gw.")
+        os.chmod(self.work, 0o755)
+        self.certs = os.path.join(self.work, "certs")
+        cfg = dict(SIM, **(sim_extra or {}))
+        self.sim = Simulator(os.path.join(self.work, "sim"), cfg, certdir=self.certs)
+        pw = pwd.getpwnam(USER)
+        self.uid, self.gid = pw.pw_uid, pw.pw_gid
+        self.state = os.path.join(self.work, "state")
+        os.makedirs(self.state)
+        os.chown(self.state, self.uid, self.gid)
+        self.milter_port = free_port()
+        self.smtp_port = free_port()
+        self._write("relay-app.secret", "demo-secret-value\n", 0o600)
+        # Delivery reports for mixed outcomes would go to the system's
+        # sendmail; in the sandbox they are kept in reports/.
+        os.makedirs(os.path.join(self.work, "reports"))
+        os.chown(os.path.join(self.work, "reports"), self.uid, self.gid)
+        self._write("sendmail", '#!/bin/sh\ncat > "%s/reports/$$.msg"\n' % self.work, 0o755)
+        shutil.copy(os.path.join(self.certs, "relay.key"), os.path.join(self.work, "relay.key"))
+        os.chown(os.path.join(self.work, "relay.key"), self.uid, self.gid)
+        self.conf = self._write("m365relay.conf", CONF.format(
+            user=USER, state=self.state, work=self.work, certs=self.certs, milter_port=self.milter_port,
+            mx=self.sim.ports["mx"], smtp=self.sim.ports["smtp"], token=self.sim.ports["token"],
+            erp_rate=erp_rate, connector="onprem" if connector else ""), 0o644)
+        if not connector:
+            with open(self.conf) as f:
+                text = f.read().replace('    connector = ""\n', "")
+            with open(self.conf, "w") as f:
+                f.write(text)
+        self.milter = None
+        self.start_milter()
+        self.pf = os.path.join(self.work, "postfix")
+        self._postfix_init()
+        self._postfix("start")
+        if not wait_port(self.smtp_port):
+            raise RuntimeError("postfix did not start: " + self.maillog())
+
+    def _write(self, name, text, mode, owner=True):
+        path = os.path.join(self.work, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, mode)
+        if owner:
+            os.chown(path, pwd.getpwnam(USER).pw_uid, pwd.getpwnam(USER).pw_gid)
+        return path
+
+    # Milter ---------------------------------------------------------------------
+    def start_milter(self):
+        self.milter_logf = open(os.path.join(self.work, "milter.log"), "a")
+        self.milter = subprocess.Popen([os.path.join(self.build, "milter", "m365-milter"), "-f", "-c", self.conf],
+                                       stderr=self.milter_logf)
+        if not wait_port(self.milter_port):
+            raise RuntimeError("m365-milter did not start: " + self.milter_log())
+
+    def stop_milter(self):
+        if self.milter and self.milter.poll() is None:
+            self.milter.terminate()
+            self.milter.wait(10)
+        self.milter_logf.close()
+
+    def milter_log(self):
+        with open(os.path.join(self.work, "milter.log")) as f:
+            return f.read()
+
+    # Postfix --------------------------------------------------------------------
+    def _postfix_init(self):
+        etc = os.path.join(self.pf, "etc")
+        for d in ("etc", "queue", "data"):
+            os.makedirs(os.path.join(self.pf, d), exist_ok=True)
+        shutil.chown(os.path.join(self.pf, "data"), "postfix")
+        transport = os.path.join(self.build, "transport", "m365-transport")
+        main = f"""compatibility_level = 3.6
+config_directory = {etc}
+queue_directory = {self.pf}/queue
+data_directory = {self.pf}/data
+maillog_file = {self.pf}/maillog
+maillog_file_prefixes = {self.pf}
+myhostname = relay.contoso.test
+myorigin = relay.contoso.test
+mydestination =
+alias_maps =
+alias_database =
+local_transport = error:no local delivery
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8, 192.168.0.0/16, 10.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination
+smtpd_authorized_xclient_hosts = 127.0.0.0/8
+smtpd_peername_lookup = no
+smtp_dns_support_level = disabled
+biff = no
+# Everything goes to Microsoft 365 through m365-transport.
+default_transport = m365
+relay_transport = m365
+m365_destination_recipient_limit = 50
+smtpd_milters = inet:127.0.0.1:{self.milter_port}
+non_smtpd_milters = inet:127.0.0.1:{self.milter_port}
+milter_protocol = 6
+milter_default_action = tempfail
+queue_run_delay = 300s
+minimal_backoff_time = 300s
+maximal_backoff_time = 600s
+delay_warning_time = 0
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_security_options = noanonymous
+"""
+        master = f"""127.0.0.1:{self.smtp_port} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+m365      unix  -       n       n       -       10      pipe
+  flags=q user={USER} null_sender= argv={transport} -c {self.conf} -q ${{queue_id}} -f ${{sender}} -s ${{sasl_username}} -- ${{recipient}}
+"""
+        with open(os.path.join(etc, "main.cf"), "w") as f:
+            f.write(main)
+        with open(os.path.join(etc, "master.cf"), "w") as f:
+            f.write(master)
+        os.makedirs(os.path.join(etc, "sasl"), exist_ok=True)
+        with open(os.path.join(etc, "sasl", "smtpd.conf"), "w") as f:
+            f.write("pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\n"
+                    "sasldb_path: %s/sasldb2\n" % os.path.join(etc, "sasl"))
+        subprocess.run(["saslpasswd2", "-f", os.path.join(etc, "sasl", "sasldb2"), "-c", "-p", "-u",
+                        "relay.contoso.test", "erp"], input="erp-password\n", text=True, check=True)
+        shutil.chown(os.path.join(etc, "sasl", "sasldb2"), "postfix")
+
+    def _postfix(self, *args):
+        return subprocess.run(["postfix", "-c", os.path.join(self.pf, "etc")] + list(args),
+                              capture_output=True, text=True)
+
+    def queue(self):
+        return subprocess.run(["postqueue", "-c", os.path.join(self.pf, "etc"), "-p"],
+                              capture_output=True, text=True).stdout
+
+    def queue_empty(self):
+        return "Mail queue is empty" in self.queue()
+
+    def flush(self):
+        subprocess.run(["postqueue", "-c", os.path.join(self.pf, "etc"), "-f"], capture_output=True)
+
+    def maillog(self):
+        try:
+            with open(os.path.join(self.pf, "maillog")) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def swaks(self, client_ip, *args):
+        return subprocess.run(["swaks", "--server", "127.0.0.1:%d" % self.smtp_port, "--xclient-addr", client_ip,
+                               "--timeout", "30"] + list(args), capture_output=True, text=True).stdout
+
+    def wait(self, cond, seconds=30):
+        end = time.time() + seconds
+        while time.time() < end:
+            if cond():
+                return True
+            time.sleep(0.1)
+        return False
+
+    def stop(self, keep=False):
+        self._postfix("stop")
+        self.stop_milter()
+        self.sim.stop()
+        if not keep:
+            shutil.rmtree(self.work, ignore_errors=True)

@@ -1,0 +1,149 @@
+#!/usr/bin/python3
+"""test_e2e.py - the whole gateway end to end: a real Postfix on loopback
+(its own directories), m365-milter and m365-transport from the build, the
+Microsoft 365 simulator, swaks as the devices.  The seven scenarios of the
+[e2e] issue, plus a 432 4.3.2 deferral and a queue run for [transport].
+"""
+import concurrent.futures
+import os
+import re
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gateway import Gateway  # noqa: E402
+
+BUILD = os.environ.get("top_builddir", ".")
+G = None
+
+
+def setUpModule():
+    global G
+    G = Gateway(BUILD, erp_rate="10/2s")
+
+
+def tearDownModule():
+    G.stop()
+
+
+class EndToEnd(unittest.TestCase):
+    def setUp(self):
+        # Nothing left over from an earlier test.
+        if not G.queue_empty():
+            G.flush()
+            self.assertTrue(G.wait(G.queue_empty, 60), G.queue())
+        G.sim.control("reset")
+        G.sim.control("config", {"rate": {"count": 30, "window": 60}, "throttle": "4xx", "rcpt_replies": {}})
+
+    def delivered(self, n, seconds=30):
+        ok = G.wait(lambda: len(G.sim.records()) >= n, seconds)
+        self.assertTrue(ok, "expected %d message(s) at the simulator; queue:\n%s\nlog:\n%s" %
+                        (n, G.queue(), G.maillog()[-3000:]))
+        return G.sim.records()
+
+    def test_1_scanner_direct_send(self):
+        out = G.swaks("192.168.10.7", "--from", "scanner@printer.local", "--to", "alice@contoso.com",
+                      "--header", 'From: "Scanner 3F" <scanner@printer.local>', "--header", "Subject: scan")
+        self.assertIn("250 2.0.0 Ok: queued", out)
+        rec = self.delivered(1)[0]
+        self.assertEqual(rec["role"], "mx", "Direct Send goes to the MX endpoint")
+        self.assertEqual(rec["mail_from"], "scanner@contoso.com")
+        self.assertEqual(rec["headers"]["From"], ["Scanner 3F <scanner@contoso.com>"])
+        self.assertEqual(rec["headers"]["Reply-To"], ["Scanner 3F <scanner@printer.local>"])
+        self.assertNotIn("X-M365Relay-Route", rec["headers"], "the transport removed the route header")
+
+    def test_2_sasl_app_smtp_auth_xoauth2(self):
+        out = G.swaks("203.0.113.50", "--auth", "LOGIN", "--auth-user", "erp", "--auth-password", "erp-password",
+                      "--from", "billing@contoso.com", "--to", "customer@example.net",
+                      "--header", "From: Billing <billing@contoso.com>")
+        self.assertIn("250 2.0.0 Ok: queued", out)
+        rec = self.delivered(1)[0]
+        self.assertEqual((rec["role"], rec["auth_user"], rec["auth_mech"]), ("smtp", "erp@contoso.com", "XOAUTH2"))
+        self.assertEqual(rec["rcpt_to"], ["customer@example.net"])
+
+    def test_3_relay_certificate_connector(self):
+        out = G.swaks("192.168.10.7", "--from", "scanner@contoso.com", "--to", "partner@example.org",
+                      "--header", "From: scanner@contoso.com")
+        self.assertIn("250 2.0.0 Ok: queued", out)
+        rec = self.delivered(1)[0]
+        self.assertEqual((rec["role"], rec["connector"]), ("mx", "onprem"))
+        self.assertEqual(rec["client_cert_subject"], "CN=relay.contoso.com,O=Contoso")
+
+    def test_4_send_as_denied(self):
+        out = G.swaks("192.168.10.7", "--from", "scanner@contoso.com", "--to", "alice@contoso.com",
+                      "--header", "From: ceo@contoso.com")
+        self.assertIn("550 5.7.60 SMTP; Client does not have permissions to send as this sender", out)
+        time.sleep(1)
+        self.assertTrue(G.queue_empty(), G.queue())
+        self.assertEqual(G.sim.records(), [])
+
+    def test_5_burst_paced(self):
+        # 100 messages from erp@ whose limit is scaled to 10 per 2 s; the
+        # simulator answers any excess with a 4xx, which would show as a deferral.
+        G.sim.control("config", {"rate": {"count": 10, "window": 2}, "throttle": "4xx"})
+
+        def one(i):
+            return G.swaks("203.0.113.50", "--auth", "LOGIN", "--auth-user", "erp", "--auth-password",
+                           "erp-password", "--from", "billing@contoso.com", "--to", "c%d@example.net" % i,
+                           "--header", "From: billing@contoso.com", "--header", "Subject: burst %d" % i)
+        t0 = time.time()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+            outs = list(pool.map(one, range(100)))
+        self.assertEqual(sum("250 2.0.0 Ok: queued" in o for o in outs), 100)
+        recs = self.delivered(100, seconds=120)
+        self.assertEqual(len(recs), 100)
+        times = sorted(r["received"] for r in recs)
+        worst = max(sum(1 for u in times[i:] if u < t + 2.0) for i, t in enumerate(times))
+        self.assertLessEqual(worst, 10, "the limit was never exceeded at the simulator")
+        self.assertEqual([r for r in G.sim.refused() if r["stage"] == "eom"], [])
+        self.assertLessEqual(G.sim.state()["stats"]["max_sessions"]["erp@contoso.com"], 3)
+        print("\n100 messages through Postfix in %.1f s; busiest 2 s window: %d" % (time.time() - t0, worst))
+
+    def test_6_432_deferred_then_delivered_once(self):
+        G.sim.control("fault", {"role": "smtp", "step": "eom", "action": "reply",
+                                "reply": "432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded [Hostname=SIM]"})
+        out = G.swaks("203.0.113.50", "--auth", "LOGIN", "--auth-user", "erp", "--auth-password", "erp-password",
+                      "--from", "billing@contoso.com", "--to", "customer@example.net",
+                      "--header", "From: billing@contoso.com", "--header", "Subject: deferred once")
+        self.assertIn("250 2.0.0 Ok: queued", out)
+        self.assertTrue(G.wait(lambda: "status=deferred" in G.maillog() and "4.3.2" in G.maillog()),
+                        G.maillog()[-2000:])
+        self.assertIn("customer@example.net", G.queue(), "left in Postfix's queue")
+        self.assertEqual(G.sim.records(), [])
+        G.flush()
+        recs = self.delivered(1)
+        time.sleep(1)
+        self.assertEqual(len(G.sim.records()), 1, "delivered exactly once")
+        self.assertEqual(recs[0]["headers"]["Subject"], ["deferred once"])
+        self.assertTrue(G.wait(G.queue_empty), G.queue())
+
+    def test_7_permanent_refusal_bounces_to_sender(self):
+        G.sim.control("config", {"rcpt_replies": {"gone@example.net": {
+            "reply": "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
+            "count": -1}}})
+        out = G.swaks("203.0.113.50", "--auth", "LOGIN", "--auth-user", "erp", "--auth-password", "erp-password",
+                      "--from", "billing@contoso.com", "--to", "gone@example.net",
+                      "--header", "From: billing@contoso.com", "--header", "Subject: to nobody")
+        self.assertIn("250 2.0.0 Ok: queued", out)
+        # Postfix bounces it; the bounce goes to billing@contoso.com, itself
+        # through the gateway (Direct Send to an internal mailbox).
+        recs = self.delivered(1, seconds=40)
+        bounce = recs[0]
+        self.assertEqual(bounce["rcpt_to"], ["billing@contoso.com"])
+        self.assertEqual(bounce["mail_from"], "")
+        self.assertIn("Undelivered Mail Returned to Sender", bounce["headers"]["Subject"][0])
+        # Postfix takes the status from our first output line, the text after it.
+        self.assertTrue(re.search(r"to=<gone@example\.net>, relay=m365, .*dsn=5\.1\.10, status=bounced "
+                                  r"\(localhost said: 550 5\.1\.10 RESOLVER\.ADR\.RecipientNotFound",
+                                  G.maillog()), G.maillog()[-2000:])
+        text = re.sub(r"\s+", " ", bounce["text"])      # Postfix folds long lines
+        self.assertIn("<gone@example.net>: localhost said: 550 5.1.10 RESOLVER.ADR.RecipientNotFound; "
+                      "Recipient not found by SMTP address lookup", text,
+                      "the bounce carries Microsoft's code and text")
+        self.assertIn("Status: 5.1.10", text)
+        self.assertIn("gone@example.net", bounce["text"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
