@@ -21,8 +21,9 @@ chmod 644 "$tmp/secrets/relay-app.secret"
 if out=$("$top_builddir/cli/m365ctl" -c "$tmp/m365relay.conf" check-config 2>&1); then
 	fail "check-config accepted a world-readable secret"
 fi
+line=$(grep -n '^[[:space:]]*client_secret_file = ' "$tmp/m365relay.conf" | cut -d: -f1)
 case $out in
-*"m365relay.conf:77: error: client_secret_file: $tmp/secrets/relay-app.secret: mode 0644"*) ;;
+*"m365relay.conf:$line: error: client_secret_file: $tmp/secrets/relay-app.secret: mode 0644"*) ;;
 *) fail "unexpected message: $out" ;;
 esac
 echo "ok: samples accepted; an opened-up secret refused with file:line"
