@@ -23,6 +23,8 @@ static const struct command {
 	 "--sender ADDR --rcpt ADDR... [--from VALUE] [--sender-header VALUE] "
 	 "[--reply-to]",
 	 "show what the policy decides for a submission, without sending"},
+	{"status", cmd_status, "status [--json] [MAILBOX]",
+	 "each mailbox's messages, recipients and sessions against its limits"},
 	{"token", cmd_token, "token test APP [--mailbox ADDRESS]",
 	 "get an OAuth token for APP, show its claims; with --mailbox, try SMTP AUTH"},
 };

@@ -94,8 +94,9 @@ loc_free(void *p)
 /* The schema ---------------------------------------------------------------- */
 
 static cfg_opt_t milter_opts[] = {
-	OPT("socket"), OPT("pid_file"), OPT("on_error"), OPT("timeout"),
-	CFG_END()};
+	OPT("socket"),		OPT("pid_file"),	  OPT("on_error"),
+	OPT("timeout"),		OPT("messages_action"),	  OPT("recipients_action"),
+	OPT("metrics_listen"),	CFG_END()};
 
 static cfg_opt_t store_opts[] = {
 	OPT("backend"),	   OPT("path"),	      OPT("size"),
@@ -705,6 +706,8 @@ build_globals(struct build *b, cfg_t *root)
 	c->state_dir = get_str(b, root, "state_dir", DEF_STATE_DIR);
 	c->milter.socket = DEF_MILTER_SOCKET;
 	c->milter.on_error = FAIL_TEMPFAIL;
+	c->milter.messages_action = FAIL_ACCEPT;
+	c->milter.recipients_action = FAIL_ACCEPT;
 	c->milter.timeout = DEF_MILTER_TIMEOUT;
 	if (m == NULL)
 		return;
@@ -718,6 +721,23 @@ build_globals(struct build *b, cfg_t *root)
 	c->milter.pid_file = get_path(b, m, "pid_file", NULL);
 	get_enum(b, m, "on_error", fail_names, FAIL_TEMPFAIL, &v);
 	c->milter.on_error = (enum fail_action)v;
+	v = FAIL_ACCEPT;
+	get_enum(b, m, "messages_action", fail_names, FAIL_ACCEPT, &v);
+	c->milter.messages_action = (enum fail_action)v;
+	v = FAIL_ACCEPT;
+	get_enum(b, m, "recipients_action", fail_names, FAIL_ACCEPT, &v);
+	c->milter.recipients_action = (enum fail_action)v;
+	ls = get(m, "metrics_listen");
+	if (ls != NULL) {
+		const char *colon = strrchr(ls->s, ':');
+		char *end;
+		unsigned long port = colon ? strtoul(colon + 1, &end, 10) : 0;
+		if (colon == NULL || colon == ls->s || port == 0 || port > 65535 || *end != '\0')
+			berr(b, vloc(b, ls), "metrics_listen: \"%s\" must be ADDRESS:PORT "
+					     "(e.g. 127.0.0.1:9365)", ls->s);
+		else
+			c->milter.metrics_listen = arena_strdup(b->conf->arena, ls->s);
+	}
 	get_uint(b, m, "timeout", DEF_MILTER_TIMEOUT, 1, 3600, &timeout);
 	c->milter.timeout = (int)timeout;
 }

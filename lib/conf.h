@@ -131,6 +131,10 @@ struct milter_conf {
 	const char *pid_file; /* may be NULL */
 	enum fail_action on_error;
 	int timeout; /* seconds, libmilter's I/O timeout */
+	/* Step 6: what a mailbox over a limit gets at SMTP time (accept: queue
+	 * it and let the transport pace it). */
+	enum fail_action messages_action, recipients_action;
+	const char *metrics_listen; /* "127.0.0.1:9365", or NULL for none */
 };
 
 enum tls_policy { TLS_REQUIRED, TLS_OPPORTUNISTIC };

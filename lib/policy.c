@@ -225,6 +225,20 @@ policy_rcpt(const struct conf *conf, struct policy_msg *m, const char *rcpt,
 			return;
 		}
 	}
+	/* More recipients than the mailbox takes in one message: 452 for the excess. */
+	{
+		const struct mailbox_conf *mb = configured_mailbox(m);
+		if (mb != NULL && d->mode != MODE_DIRECT_SEND && d->mode != MODE_RELAY &&
+		    m->n_internal + m->n_external >= mb->recipients_per_message) {
+			set_reply(&rv->reply, VERDICT_TEMPFAIL, "452", "4.5.3",
+				  "recipients-per-message",
+				  "Too many recipients: %s takes %u per message; "
+				  "send the rest in another message",
+				  mb->name, mb->recipients_per_message);
+			m->n_refused++;
+			return;
+		}
+	}
 	accept_reply(&rv->reply, rv->internal ? "internal" : "external");
 	if (rv->internal)
 		m->n_internal++;

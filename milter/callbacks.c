@@ -113,6 +113,7 @@ msg_log(struct mctx *m)
 			m->pm.reply.reason = "aborted";
 	}
 	policy_summary(&m->pm, buf, sizeof(buf));
+	metrics_count(m->pm.reply.verdict, m->pm.reply.reason);
 	if (m->pm.reply.verdict != VERDICT_ACCEPT)
 		log_info("%s: %s reply=\"%s %s %s\"", qid(m), buf, m->pm.reply.code,
 			 m->pm.reply.xcode, m->pm.reply.text);
@@ -170,6 +171,9 @@ internal_error(SMFICTX *ctx, struct mctx *m, const char *what)
 				      : "tempfail");
 	if (m != NULL)
 		m->logged = true;
+	metrics_count(act == FAIL_ACCEPT ? VERDICT_ACCEPT : act == FAIL_REJECT ? VERDICT_REJECT
+									 : VERDICT_TEMPFAIL,
+		      "internal-error");
 	memset(&r, 0, sizeof(r));
 	switch (act) {
 	case FAIL_ACCEPT:
@@ -367,6 +371,13 @@ cb_eom(SMFICTX *ctx)
 	h.n_sender = m->sender.n;
 	h.n_reply_to = m->n_reply_to;
 	policy_eom(m->snap->conf, &m->pm, &h);
+	if (m->pm.reply.verdict == VERDICT_ACCEPT) {
+		/* Step 6: the mailbox's limits, at SMTP time when so configured. */
+		struct reply ar;
+		admission(m->snap->conf, &m->pm, &ar);
+		if (ar.verdict != VERDICT_ACCEPT)
+			m->pm.reply = ar;
+	}
 	if (m->pm.reply.verdict != VERDICT_ACCEPT) {
 		msg_log(m);
 		return verdict_status(ctx, &m->pm.reply);

@@ -192,6 +192,13 @@ worker(void)
 		_exit(1);
 	}
 	pthread_detach(tid);
+	{
+		struct snapshot *snap = snap_get();
+		if (snap != NULL) {
+			metrics_start(snap->conf); /* a failure is logged, not fatal */
+			snap_put(snap);
+		}
+	}
 	_exit(milter_run() == 0 ? 0 : 1);
 }
 

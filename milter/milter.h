@@ -12,6 +12,7 @@
 #include <stdbool.h>
 
 #include "conf.h"
+#include "policy.h"
 
 /* snapshot.c ----------------------------------------------------------------- */
 
@@ -39,6 +40,15 @@ int milter_register(void);
 int milter_open(const struct conf *conf);
 /* milter_run - smfi_main; returns when libmilter stops */
 int milter_run(void);
+
+/* state.c ---------------------------------------------------------------------- */
+
+/* admission - step 6 for an accepted message: the mailbox's windows; r says no if over */
+void admission(const struct conf *conf, const struct policy_msg *m, struct reply *r);
+/* metrics_count - one message's verdict, for the metrics */
+void metrics_count(enum verdict v, const char *reason);
+/* metrics_start - the Prometheus listener, if configured (worker only) */
+int metrics_start(const struct conf *conf);
 
 /* daemon.c --------------------------------------------------------------------- */
 

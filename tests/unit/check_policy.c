@@ -23,7 +23,8 @@ static const char *policy_conf =
 	"}\n"
 	"app \"relay-app\" { tenant = \"contoso\" client_id = \"cid\" client_secret_file = \"app.secret\" }\n"
 	"mailbox \"scanner@contoso.com\" { app = \"relay-app\" send_as = { \"noreply@contoso.com\" } }\n"
-	"mailbox \"erp@contoso.com\" { app = \"relay-app\" send_as = { \"billing@contoso.com\", \"@fabrikam.com\" } }\n"
+	"mailbox \"erp@contoso.com\" { app = \"relay-app\" send_as = { \"billing@contoso.com\", \"@fabrikam.com\" }\n"
+	"  recipients_per_message = 2 }\n"
 	"mailbox \"alerts@contoso.com\" { app = \"relay-app\" }\n"
 	"connector \"onprem\" { tenant = \"contoso\" type = certificate certificate_file = \"relay.crt\" key_file = \"relay.key\" }\n"
 	"connector \"tsip\" { tenant = \"tailspin\" type = ip }\n"
@@ -233,6 +234,11 @@ static const struct pcase cases[] = {
 	 NULL, "<billing@contoso.com>", R("<y@contoso.com>"), F1("billing@contoso.com"), NULL,
 	 0, VERDICT_ACCEPT, NULL, "ok", "app2", "billing@contoso.com", 0, "smtp-auth",
 	 "erp@contoso.com", NULL, FROM_KEEP, "", "", 1, 0, 0, 0},
+
+	{"recipients over the mailbox's per-message limit get 452 4.5.3", "203.0.113.9", "erp",
+	 NULL, "<erp@contoso.com>", R("<a@x.example>", "<b@x.example>", "<c@x.example>"),
+	 F1("erp@contoso.com"), NULL, 0, VERDICT_ACCEPT, NULL, "ok", "erp", "erp@contoso.com", 0,
+	 "smtp-auth", "erp@contoso.com", NULL, FROM_KEEP, "", "", 0, 2, 1, 0},
 
 	/* Step 4: Send As */
 	{"From allowed for the submitter kept", "192.168.10.5", NULL, NULL,
@@ -476,6 +482,30 @@ START_TEST(test_rcpt_replies)
 }
 END_TEST
 
+START_TEST(test_rcpt_limit_reply)
+{
+	const char *rcpts[] = {"<a@x.example>", "<b@x.example>", "<c@x.example>"};
+	const char *from[] = {"erp@contoso.com"};
+	struct submission s;
+	struct policy_msg m;
+	struct rcpt_verdict rv[3];
+
+	memset(&s, 0, sizeof(s));
+	s.id.sasl_login = "erp";
+	s.env_sender = "<erp@contoso.com>";
+	s.rcpts = rcpts;
+	s.n_rcpts = 3;
+	s.headers.from = from;
+	s.headers.n_from = 1;
+	policy_evaluate(pconf, &s, &m, rv, 3);
+	ck_assert_int_eq(rv[2].reply.verdict, VERDICT_TEMPFAIL);
+	ck_assert_str_eq(rv[2].reply.code, "452");
+	ck_assert_str_eq(rv[2].reply.xcode, "4.5.3");
+	ck_assert_str_eq(rv[2].reply.text, "Too many recipients: erp@contoso.com takes 2 per "
+					   "message; send the rest in another message");
+}
+END_TEST
+
 START_TEST(test_summary)
 {
 	const char *rcpts[] = {"<a@contoso.com>"};
@@ -513,6 +543,7 @@ policy_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_loop_test(tc, test_case, 0, sizeof(cases) / sizeof(cases[0]));
 	tcase_add_test(tc, test_rcpt_replies);
+	tcase_add_test(tc, test_rcpt_limit_reply);
 	tcase_add_test(tc, test_summary);
 	suite_add_tcase(s, tc);
 	return s;

@@ -1,0 +1,17 @@
+#!/bin/bash
+# redis.sh - the store contract (tests/unit/check_store) against Redis: the
+# same tests the LMDB backend passes, on a redis-server of our own on
+# loopback (a free port, no persistence), stopped at the end.
+set -u
+: "${top_builddir:=.}"
+command -v redis-server >/dev/null || { echo "SKIP: redis-server not installed"; exit 77; }
+tmp=$(mktemp -d)
+port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" \
+	--daemonize yes --pidfile "$tmp/redis.pid" --logfile "$tmp/redis.log"
+trap 'kill "$(cat "$tmp/redis.pid" 2>/dev/null)" 2>/dev/null; rm -rf "$tmp"' EXIT
+for _ in $(seq 100); do
+	redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break
+	sleep 0.05
+done
+M365_TEST_STORE=redis M365_TEST_REDIS_PORT=$port "$top_builddir/tests/unit/check_store"
