@@ -11,6 +11,7 @@
 int cmd_check_config(const char *conf_file, int argc, char **argv);
 int cmd_explain(const char *conf_file, int argc, char **argv);
 int cmd_token(const char *conf_file, int argc, char **argv);
+int cmd_doctor(const char *conf_file, int argc, char **argv);
 int cmd_status(const char *conf_file, int argc, char **argv);
 
 /* cli_load - load the configuration, printing every diagnostic; NULL on error */

@@ -23,6 +23,9 @@ static const struct command {
 	 "--sender ADDR --rcpt ADDR... [--from VALUE] [--sender-header VALUE] "
 	 "[--reply-to]",
 	 "show what the policy decides for a submission, without sending"},
+	{"doctor", cmd_doctor, "doctor [--json] [--connect]",
+	 "check DNS (SPF, MX), endpoints, certificates and credentials; "
+	 "--connect also tries each endpoint"},
 	{"status", cmd_status, "status [--json] [MAILBOX]",
 	 "each mailbox's messages, recipients and sessions against its limits"},
 	{"token", cmd_token, "token test APP [--mailbox ADDRESS]",

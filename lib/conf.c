@@ -96,7 +96,7 @@ loc_free(void *p)
 static cfg_opt_t milter_opts[] = {
 	OPT("socket"),		OPT("pid_file"),	  OPT("on_error"),
 	OPT("timeout"),		OPT("messages_action"),	  OPT("recipients_action"),
-	OPT("metrics_listen"),	CFG_END()};
+	OPT("metrics_listen"),	OPT("require_spf_pass"), CFG_END()};
 
 static cfg_opt_t store_opts[] = {
 	OPT("backend"),	   OPT("path"),	      OPT("size"),
@@ -740,6 +740,7 @@ build_globals(struct build *b, cfg_t *root)
 	}
 	get_uint(b, m, "timeout", DEF_MILTER_TIMEOUT, 1, 3600, &timeout);
 	c->milter.timeout = (int)timeout;
+	get_bool(b, m, "require_spf_pass", false, &c->milter.require_spf_pass);
 }
 
 static void

@@ -107,6 +107,9 @@ struct domain_policy {
 	const struct mailbox_conf *mailbox;  /* for smtp-auth; may be NULL */
 	const struct connector *connector; /* for relay; may be NULL */
 	bool rewrite_header_from;
+	/* Not configuration: set by the milter (require_spf_pass) when SPF for
+	 * this domain does not authorize the tenant's egress_ip. */
+	bool spf_unauthorized;
 };
 
 struct submitter {
@@ -135,6 +138,9 @@ struct milter_conf {
 	 * it and let the transport pace it). */
 	enum fail_action messages_action, recipients_action;
 	const char *metrics_listen; /* "127.0.0.1:9365", or NULL for none */
+	/* A domain whose SPF does not pass the tenant's egress_ip is never a
+	 * rewrite target for direct-send or relay (checked at start and reload). */
+	bool require_spf_pass;
 };
 
 enum tls_policy { TLS_REQUIRED, TLS_OPPORTUNISTIC };

@@ -401,6 +401,27 @@ policy_eom(const struct conf *conf, struct policy_msg *m,
 		have_sender = true;
 	}
 
+	/*
+	 * require_spf_pass: mail the gateway itself sends (direct-send, relay)
+	 * under a rewritten address of a domain whose SPF does not list the
+	 * gateway would land in junk.  Auto mode falls back to a mailbox;
+	 * otherwise the device retries later (tempfail), nothing is lost.
+	 */
+	if ((m->mode == MODE_DIRECT_SEND || m->mode == MODE_RELAY) && d->spf_unauthorized &&
+	    (m->sender_rewritten || m->from_action != FROM_KEEP)) {
+		if (d->mode == MODE_AUTO && configured_mailbox(m) != NULL) {
+			m->mode = MODE_SMTP_AUTH;
+			m->connector = NULL;
+		} else {
+			set_reply(&m->reply, VERDICT_TEMPFAIL, "451", "4.7.0", "spf-not-authorized",
+				  "SPF for %s does not authorize this gateway (%s); mail for it "
+				  "waits until the record is fixed (m365ctl doctor)",
+				  d->default_sender.domain,
+				  m->tenant->egress_ip ? m->tenant->egress_ip : "egress_ip");
+			return;
+		}
+	}
+
 	/* Step 5 done above; for smtp-auth, the mailbox must agree too. */
 	if (m->mode == MODE_SMTP_AUTH) {
 		const struct mailbox_conf *mb = choose_mailbox(conf, m, &final_from);

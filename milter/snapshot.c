@@ -11,9 +11,58 @@
 
 #include "log.h"
 #include "milter.h"
+#include "spf.h"
 
 static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct snapshot *current;
+
+/*
+ * spf_gate - require_spf_pass: mark each domain whose SPF does not pass the
+ * tenant's egress_ip (its default sender's domain is the rewrite target).
+ * Only a definite answer marks a domain: when DNS cannot answer, the domain
+ * stays usable and the log says so (a DNS outage at start must not hold all
+ * mail; the next reload checks again).  Each call builds its own resolver
+ * and libspf2 server, so nothing is shared between threads.
+ */
+static void
+spf_gate(struct conf *conf)
+{
+	struct dns *dns;
+	size_t i;
+
+	if (!conf->milter.require_spf_pass)
+		return;
+	dns = dns_system();
+	if (dns == NULL) {
+		log_errx("require_spf_pass: cannot initialise the resolver; SPF not checked");
+		return;
+	}
+	for (i = 0; i < conf->n_domains; i++) {
+		struct domain_policy *d = &conf->domains[i];
+		const char *dom = d->default_sender.domain;
+		struct spf_report r;
+		char err[256];
+
+		if (d->tenant->egress_ip == NULL) {
+			log_warnx("require_spf_pass: %s: tenant %s has no egress_ip; not checked",
+				  dom, d->tenant->name);
+			continue;
+		}
+		if (spf_inspect(dns, NULL, dom, d->tenant->egress_ip, &r, err, sizeof(err)) < 0) {
+			log_warnx("require_spf_pass: %s: SPF could not be checked (%s); "
+				  "domain kept in use until the next reload", dom, err);
+			continue;
+		}
+		d->spf_unauthorized = !r.pass;
+		if (r.pass)
+			log_info("require_spf_pass: %s: SPF passes %s", dom, d->tenant->egress_ip);
+		else
+			log_errx("require_spf_pass: %s: SPF %s for %s; not used as a rewrite "
+				 "target for direct-send or relay (fix: m365ctl doctor)",
+				 dom, r.result, d->tenant->egress_ip);
+	}
+	dns_free(dns);
+}
 
 static struct snapshot *
 snap_new(struct conf *conf)
@@ -22,6 +71,7 @@ snap_new(struct conf *conf)
 
 	if (s == NULL)
 		return NULL;
+	spf_gate(conf);
 	s->conf = conf;
 	s->refs = 1; /* the "current" reference */
 	return s;

@@ -9,6 +9,11 @@
 #   app.pem/app.key          an app's client-assertion certificate
 #   app2.pem/app2.key        a second one, not registered (wrong key)
 #   expired.pem/expired.key  CN=relay.contoso.com, expired
+#   san.pem/san.key          no CN, SAN relay.fabrikam.com only
+#   soon.pem/soon.key        CN=soon.contoso.com, 20 days left
+#   inter.pem/inter.key      an intermediate CA under ca.pem
+#   chained.pem              CN=chained.contoso.com issued by inter (leaf only)
+#   chained-full.pem         the same leaf followed by inter.pem
 set -eu
 d=$1
 mkdir -p "$d"
@@ -30,7 +35,8 @@ leaf() {
 		-out "$1.pem" -days "$2" -extfile "$cnf" 2>/dev/null
 	rm -f "$1.csr"
 }
-leaf server 30 "/CN=localhost" "DNS:localhost,IP:127.0.0.1"
+leaf server 30 "/CN=localhost" \
+	"DNS:localhost,IP:127.0.0.1,DNS:smtp.office365.com,DNS:*.mail.protection.outlook.com"
 leaf relay 30 "/O=Contoso/CN=relay.contoso.com" "DNS:relay.contoso.com"
 leaf wild 30 "/CN=gw.example.net" "DNS:*.contoso.com,DNS:mail.fabrikam.com"
 leaf other 30 "/CN=relay.example.org" "DNS:relay.example.org"
@@ -44,5 +50,20 @@ openssl x509 -req -in expired.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out 
 	-not_after "$(date -u -d '-1 day' +%Y%m%d%H%M%SZ)" 2>/dev/null ||
 	openssl x509 -req -in expired.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out expired.pem \
 		-extfile "$cnf" -days 0 2>/dev/null
-rm -f expired.csr ca.srl
+rm -f expired.csr
+leaf san 30 "/O=Fabrikam" "DNS:relay.fabrikam.com"
+leaf soon 20 "/CN=soon.contoso.com" "DNS:soon.contoso.com"
+# An intermediate CA, and a leaf it issued (chained.pem alone lacks it).
+printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n' > "$cnf"
+openssl req -newkey rsa:2048 -nodes -keyout inter.key -out inter.csr \
+	-subj "/O=m365relay tests/CN=m365relay test intermediate" 2>/dev/null
+openssl x509 -req -in inter.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out inter.pem \
+	-days 30 -extfile "$cnf" 2>/dev/null
+printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\nsubjectAltName=DNS:chained.contoso.com\n' > "$cnf"
+openssl req -newkey rsa:2048 -nodes -keyout chained.key -out chained.csr \
+	-subj "/CN=chained.contoso.com" 2>/dev/null
+openssl x509 -req -in chained.csr -CA inter.pem -CAkey inter.key -CAcreateserial \
+	-out chained.pem -days 30 -extfile "$cnf" 2>/dev/null
+cat chained.pem inter.pem > chained-full.pem
+rm -f inter.csr chained.csr ca.srl inter.srl
 chmod 644 ./*.pem

@@ -534,6 +534,58 @@ START_TEST(test_summary)
 }
 END_TEST
 
+/* require_spf_pass: a domain marked by the milter is never a rewrite target
+ * for the gateway's own sending (direct-send, relay). */
+static void
+spf_submit(const char *client, const char *sender, const char *from, struct policy_msg *m)
+{
+	const char *rcpts[] = {"<a@contoso.com>"};
+	const char *froms[] = {from};
+	struct rcpt_verdict rv[1];
+	struct submission s;
+	static struct ipaddr ip;
+
+	memset(&s, 0, sizeof(s));
+	ip_parse(client, &ip);
+	s.id.client = &ip;
+	s.env_sender = sender;
+	s.rcpts = rcpts;
+	s.n_rcpts = 1;
+	s.headers.from = froms;
+	s.headers.n_from = 1;
+	policy_evaluate(pconf, &s, m, rv, 1);
+}
+
+START_TEST(test_spf_unauthorized)
+{
+	struct policy_msg m;
+	size_t i;
+
+	for (i = 0; i < pconf->n_domains; i++)
+		if (strcmp(pconf->domains[i].name, "contoso.com") == 0 ||
+		    strcmp(pconf->domains[i].name, "fabrikam.com") == 0)
+			pconf->domains[i].spf_unauthorized = true;
+	/* auto, a mailbox configured: smtp-auth instead of direct-send */
+	spf_submit("192.168.10.5", "<scan@printer.local>", "scan@printer.local", &m);
+	ck_assert_int_eq(m.reply.verdict, VERDICT_ACCEPT);
+	ck_assert_str_eq(mode_name(m.mode), "smtp-auth");
+	ck_assert_str_eq(m.mailbox->name, "scanner@contoso.com");
+	/* pinned direct-send with a rewritten sender: the device retries later */
+	spf_submit("10.1.2.3", "<mfp@printer.local>", "mfp@fabrikam.com", &m);
+	ck_assert_int_eq(m.reply.verdict, VERDICT_TEMPFAIL);
+	ck_assert_str_eq(m.reply.code, "451");
+	ck_assert_str_eq(m.reply.xcode, "4.7.0");
+	ck_assert_str_eq(m.reply.reason, "spf-not-authorized");
+	ck_assert_str_eq(m.reply.text, "SPF for fabrikam.com does not authorize this gateway "
+				       "(egress_ip); mail for it waits until the record is "
+				       "fixed (m365ctl doctor)");
+	/* nothing rewritten: the device's own address goes out as it is */
+	spf_submit("10.1.2.3", "<mfp@fabrikam.com>", "mfp@fabrikam.com", &m);
+	ck_assert_int_eq(m.reply.verdict, VERDICT_ACCEPT);
+	ck_assert_str_eq(mode_name(m.mode), "direct-send");
+}
+END_TEST
+
 static Suite *
 policy_suite(void)
 {
@@ -544,6 +596,7 @@ policy_suite(void)
 	tcase_add_loop_test(tc, test_case, 0, sizeof(cases) / sizeof(cases[0]));
 	tcase_add_test(tc, test_rcpt_replies);
 	tcase_add_test(tc, test_rcpt_limit_reply);
+	tcase_add_test(tc, test_spf_unauthorized);
 	tcase_add_test(tc, test_summary);
 	suite_add_tcase(s, tc);
 	return s;

@@ -1,0 +1,417 @@
+"""test_doctor.py - m365ctl doctor and the milter's require_spf_pass against
+real DNS: dnsmasq serving test zones inside a network namespace the test
+creates (`ip netns exec` binds /etc/netns/NAME/resolv.conf over
+/etc/resolv.conf, so libspf2 and the resolver ask it), and certificates
+made at test time by tests/simulator/mkcerts.sh.
+
+Nothing leaves the namespace: its only interface is its own loopback.
+Needs root (ip netns); exits 77 (automake's SKIP) otherwise.
+"""
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP_SRCDIR = os.path.abspath(os.environ.get("top_srcdir", os.path.join(HERE, "..", "..")))
+TOP_BUILDDIR = os.path.abspath(os.environ.get("top_builddir", "."))
+CTL = os.path.join(TOP_BUILDDIR, "cli", "m365ctl")
+MILTER = os.path.join(TOP_BUILDDIR, "milter", "m365-milter")
+SIM = os.path.join(TOP_SRCDIR, "tests", "simulator", "m365sim.py")
+MKCERTS = os.path.join(TOP_SRCDIR, "tests", "simulator", "mkcerts.sh")
+EGRESS = "203.0.113.7"
+M365 = "spf.protection.outlook.com"
+
+# The zones: one domain per case of the issue, plus the ones the
+# certificate and clean runs use.
+ZONE = [
+    "local=/test/", "local=/outlook.com/", "local=/office365.com/", "local=/com/",
+    'txt-record=%s,"v=spf1 ip4:40.92.0.0/15 ip4:52.100.0.0/14 -all"' % M365,
+    # pass
+    'txt-record=pass.test,"v=spf1 ip4:203.0.113.7 include:%s -all"' % M365,
+    'txt-record=pass.test,"google-site-verification=abc"',
+    "mx-host=pass.test,pass-test.mail.protection.outlook.com,0",
+    # missing include
+    'txt-record=noinclude.test,"v=spf1 ip4:203.0.113.0/24 -all"',
+    "mx-host=noinclude.test,noinclude-test.mail.protection.outlook.com,0",
+    # egress IP not listed
+    'txt-record=notlisted.test,"v=spf1 ip4:198.51.100.0/24 include:%s ~all"' % M365,
+    "mx-host=notlisted.test,notlisted-test.mail.protection.outlook.com,0",
+    # no record
+    'txt-record=norecord.test,"ms=ms12345"',
+    "mx-host=norecord.test,norecord-test.mail.protection.outlook.com,0",
+    # two records
+    'txt-record=two.test,"v=spf1 ip4:203.0.113.7 -all"',
+    'txt-record=two.test,"v=spf1 include:%s -all"' % M365,
+    "mx-host=two.test,two-test.mail.protection.outlook.com,0",
+    # more than 10 look-ups
+    'txt-record=many.test,"v=spf1 ip4:203.0.113.7 include:a.many.test include:b.many.test '
+    'include:%s mx a ~all"' % M365,
+    'txt-record=a.many.test,"v=spf1 a:h1.many.test a:h2.many.test a:h3.many.test -all"',
+    'txt-record=b.many.test,"v=spf1 a:h4.many.test a:h5.many.test exists:h6.many.test -all"',
+    "mx-host=many.test,many-test.mail.protection.outlook.com,0",
+    # +all
+    'txt-record=plusall.test,"v=spf1 include:%s +all"' % M365,
+    "mx-host=plusall.test,plusall-test.mail.protection.outlook.com,0",
+    # MX mismatch
+    'txt-record=mxwrong.test,"v=spf1 ip4:203.0.113.7 include:%s -all"' % M365,
+    "mx-host=mxwrong.test,mx.mxwrong.test,10",
+    # name servers that do not answer
+    "server=/deadns.test/127.0.0.1#5399",
+    # the certificate tenant's domains, clean
+    'txt-record=contoso.com,"v=spf1 ip4:203.0.113.7 include:%s -all"' % M365,
+    "mx-host=contoso.com,contoso-com.mail.protection.outlook.com,0",
+    'txt-record=fabrikam.com,"v=spf1 ip4:203.0.113.7 include:%s -all"' % M365,
+    "mx-host=fabrikam.com,fabrikam-com.mail.protection.outlook.com,0",
+    # Microsoft's endpoints are this namespace's loopback
+    "address=/mail.protection.outlook.com/127.0.0.1",
+    "address=/smtp.office365.com/127.0.0.1",
+]
+
+
+class Lab:
+    """A network namespace with dnsmasq as its resolver."""
+
+    def __init__(self, work):
+        self.ns = "m365doc%d" % os.getpid()
+        self.etc = "/etc/netns/" + self.ns
+        subprocess.run(["ip", "netns", "add", self.ns], check=True)
+        self.procs = []
+        try:
+            self.run(["ip", "link", "set", "lo", "up"], check=True)
+            os.makedirs(self.etc, exist_ok=True)
+            with open(os.path.join(self.etc, "resolv.conf"), "w") as f:
+                f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+            conf = os.path.join(work, "dnsmasq.conf")
+            with open(conf, "w") as f:
+                f.write("\n".join(["no-resolv", "no-hosts", "no-poll", "bind-interfaces",
+                                   "listen-address=127.0.0.1", "port=53", "user=root",
+                                   "pid-file=", "log-queries",
+                                   "log-facility=" + os.path.join(work, "dnsmasq.log")]
+                                  + ZONE) + "\n")
+            self.dnsmasq = self.start(["dnsmasq", "--keep-in-foreground", "--conf-file=" + conf])
+            for _ in range(100):
+                r = self.run(["getent", "hosts", "smtp.office365.com"],
+                             capture_output=True, text=True)
+                if r.returncode == 0:
+                    break
+                time.sleep(0.05)
+            else:
+                raise RuntimeError("dnsmasq does not answer in the namespace")
+        except BaseException:
+            self.stop()
+            raise
+
+    def run(self, argv, **kw):
+        return subprocess.run(["ip", "netns", "exec", self.ns] + argv, **kw)
+
+    def start(self, argv, **kw):
+        p = subprocess.Popen(["ip", "netns", "exec", self.ns] + argv, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        subprocess.run(["ip", "netns", "delete", self.ns], check=False)
+        shutil.rmtree(self.etc, ignore_errors=True)
+
+
+def findings(out):
+    """{(subject, check): [finding, ...]} from doctor --json."""
+    doc = json.loads(out)
+    by = {}
+    for f in doc["findings"]:
+        by.setdefault((f["subject"], f["check"]), []).append(f)
+    return doc, by
+
+
+class Doctor(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempfile.mkdtemp(prefix="m365doc.")
+        os.chmod(cls.work, 0o755)
+        cls.certs = os.path.join(cls.work, "certs")
+        subprocess.run(["sh", MKCERTS, cls.certs], check=True)
+        os.chmod(cls.certs, 0o755)
+        nobody = pwd.getpwnam("nobody")
+        cls.nobody = nobody
+        for name in os.listdir(cls.certs):
+            if name.endswith(".key"):
+                os.chown(os.path.join(cls.certs, name), nobody.pw_uid, nobody.pw_gid)
+        cls.lab = Lab(cls.work)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lab.stop()
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def conf(self, name, text):
+        path = os.path.join(self.work, name)
+        with open(path, "w") as f:
+            f.write('user = "nobody"\nstate_dir = "%s/state"\n'
+                    'transport { ca_file = "%s/ca.pem" }\n' % (self.work, self.certs) + text)
+        return path
+
+    def doctor(self, conf, *args):
+        r = self.lab.run([CTL, "-c", conf, "doctor"] + list(args), capture_output=True,
+                         text=True, timeout=120)
+        sys.stdout.write(r.stdout if "--json" not in args else "")
+        sys.stdout.write(r.stderr)
+        return r
+
+    def level(self, by, subject, check, level, text=None, fix=None):
+        fs = by.get((subject, check), [])
+        hit = [f for f in fs if f["level"] == level and (text is None or text in f["text"])
+               and (fix is None or fix in f.get("fix", ""))]
+        self.assertTrue(hit, "%s %s: no %s finding with %r / fix %r in %s"
+                        % (subject, check, level, text, fix, json.dumps(fs, indent=1)))
+        return hit[0]
+
+    def no_error(self, by, subject, check):
+        fs = [f for f in by.get((subject, check), []) if f["level"] == "error"]
+        self.assertFalse(fs, "%s %s: unexpected %s" % (subject, check, fs))
+
+    # DNS -----------------------------------------------------------------------------
+
+    def test_dns_cases(self):
+        conf = self.conf("dns.conf", """
+tenant "lab" {
+    accepted_domains = { "pass.test", "*.pass.test", "noinclude.test", "notlisted.test",
+                         "norecord.test", "two.test", "many.test", "plusall.test",
+                         "mxwrong.test", "deadns.test" }
+    mx_endpoint = "pass-test.mail.protection.outlook.com"
+    egress_ip = "%s"
+    smtp_host = "52.96.0.1"
+}
+""" % EGRESS)
+        r = self.doctor(conf, "--json")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        doc, by = findings(r.stdout)
+        self.assertEqual(doc["errors"], sum(f["level"] == "error" for f in doc["findings"]))
+        # pass
+        self.level(by, "pass.test", "spf", "ok", "203.0.113.7 pass")
+        self.no_error(by, "pass.test", "spf")
+        self.level(by, "pass.test", "mx", "ok", "pass-test.mail.protection.outlook.com")
+        self.assertNotIn(("*.pass.test", "spf"), by)
+        # missing include: the fix keeps the existing mechanisms and -all
+        self.level(by, "noinclude.test", "spf", "error", "no include:" + M365,
+                   'publish one TXT record at noinclude.test: "v=spf1 ip4:203.0.113.0/24 '
+                   'include:spf.protection.outlook.com -all"')
+        self.level(by, "noinclude.test", "mx", "ok")
+        # egress IP not listed
+        self.level(by, "notlisted.test", "spf", "error", "203.0.113.7 gets SPF softfail",
+                   '"v=spf1 ip4:203.0.113.7 ip4:198.51.100.0/24 include:%s ~all"' % M365)
+        # no record
+        self.level(by, "norecord.test", "spf", "error", "no SPF record",
+                   '"v=spf1 ip4:203.0.113.7 include:%s ~all"' % M365)
+        # two records: one merged record proposed
+        self.level(by, "two.test", "spf", "error", "more than one SPF record",
+                   'merge them into one TXT record at two.test: "v=spf1 ip4:203.0.113.7 '
+                   'include:%s -all"' % M365)
+        # too many look-ups
+        self.level(by, "many.test", "spf", "error", "11 DNS look-ups, more than the 10")
+        # +all
+        self.level(by, "plusall.test", "spf", "error", "ends in +all",
+                   '"v=spf1 include:%s ~all"' % M365)
+        # MX mismatch, SPF fine
+        self.no_error(by, "mxwrong.test", "spf")
+        self.level(by, "mxwrong.test", "mx", "error", "MX is mx.mxwrong.test",
+                   "MX 0 mxwrong-test.mail.protection.outlook.com.")
+        # DNS that does not answer is an error of its own, not "no record"
+        self.level(by, "deadns.test", "spf", "error", "DNS did not answer")
+        # endpoints
+        self.level(by, "tenant lab", "endpoint", "error", "smtp_host 52.96.0.1 is an IP",
+                   'smtp_host = "smtp.office365.com"')
+        self.level(by, "tenant lab", "endpoint", "ok", "has the <domain>-<tld>")
+
+    def test_text_checklist(self):
+        conf = self.conf("text.conf", """
+tenant "lab" {
+    accepted_domains = { "pass.test", "notlisted.test" }
+    mx_endpoint = "pass-test.mail.protection.outlook.com"
+    egress_ip = "%s"
+}
+""" % EGRESS)
+        r = self.doctor(conf)
+        self.assertEqual(r.returncode, 1)
+        lines = r.stdout.splitlines()
+        self.assertIn("notlisted.test", lines)
+        i = lines.index("notlisted.test")
+        self.assertRegex(lines[i + 1], r"^  error +spf +the gateway's address 203\.0\.113\.7 gets SPF softfail")
+        self.assertRegex(lines[i + 2], r"^ +fix: publish one TXT record at notlisted\.test: ")
+        self.assertEqual(lines[-1], "1 error, 0 warnings")
+
+    # Certificates and credentials -----------------------------------------------------
+
+    def test_certificates(self):
+        c = self.certs
+        secret = os.path.join(self.work, "root-only.secret")
+        with open(secret, "w") as f:
+            f.write("s\n")
+        os.chmod(secret, 0o600)
+        conf = self.conf("certs.conf", """
+tenant "contoso" {
+    accepted_domains = { "contoso.com", "fabrikam.com" }
+    mx_endpoint = "contoso-com.mail.protection.outlook.com"
+    egress_ip = "%(ip)s"
+}
+connector "cn" { type = certificate certificate_file = "%(c)s/relay.pem" key_file = "%(c)s/relay.key" }
+connector "san" { type = certificate certificate_file = "%(c)s/san.pem" key_file = "%(c)s/san.key" }
+connector "wild" { type = certificate certificate_file = "%(c)s/wild.pem" key_file = "%(c)s/wild.key" }
+connector "mismatch" { type = certificate certificate_file = "%(c)s/other.pem" key_file = "%(c)s/other.key" }
+connector "expired" { type = certificate certificate_file = "%(c)s/expired.pem" key_file = "%(c)s/expired.key" }
+connector "keymismatch" { type = certificate certificate_file = "%(c)s/relay.pem" key_file = "%(c)s/other.key" }
+connector "soon" { type = certificate certificate_file = "%(c)s/soon.pem" key_file = "%(c)s/soon.key" }
+connector "nochain" { type = certificate certificate_file = "%(c)s/chained.pem" key_file = "%(c)s/chained.key" }
+connector "chain" { type = certificate certificate_file = "%(c)s/chained-full.pem" key_file = "%(c)s/chained.key" }
+app "rootonly" { client_id = "x" client_secret_file = "%(secret)s" }
+app "certapp" { client_id = "y" certificate_file = "%(c)s/app.pem" key_file = "%(c)s/app.key" }
+""" % {"ip": EGRESS, "c": c, "secret": secret})
+        r = self.doctor(conf, "--json")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        doc, by = findings(r.stdout)
+        cert = "certificate"
+        # matching CN
+        self.level(by, "connector cn", cert, "ok", "name relay.contoso.com is in an accepted domain")
+        self.level(by, "connector cn", cert, "ok", "the key matches")
+        self.level(by, "connector cn", cert, "ok", "chain complete")
+        self.no_error(by, "connector cn", cert)
+        # matching SAN (no CN at all)
+        self.level(by, "connector san", cert, "ok", "name relay.fabrikam.com")
+        self.no_error(by, "connector san", cert)
+        # wildcard SAN
+        self.level(by, "connector wild", cert, "ok", "name *.contoso.com")
+        self.no_error(by, "connector wild", cert)
+        # mismatch
+        self.level(by, "connector mismatch", cert, "error",
+                   "no name in an accepted domain (names: relay.example.org, relay.example.org)",
+                   "CN or SAN is in an accepted domain")
+        # expired
+        self.level(by, "connector expired", cert, "error", "expired", "renew")
+        # key mismatch
+        self.level(by, "connector keymismatch", cert, "error", "does not hold the key")
+        # 30 days' warning
+        self.level(by, "connector soon", cert, "warning", "expires in")
+        # chain without its intermediate, then with it
+        self.level(by, "connector nochain", cert, "error", "chain incomplete",
+                   "append the intermediate certificates")
+        self.level(by, "connector chain", cert, "ok", "chain complete")
+        self.no_error(by, "connector chain", cert)
+        # credentials: the service user must be able to read them
+        self.level(by, "app rootonly", "credentials", "error",
+                   "cannot be read by the service user nobody", "chown nobody")
+        self.level(by, "app certapp", "credentials", "ok", "app.key: present, mode 0600")
+        self.no_error(by, "app certapp", cert)  # self-signed is fine for an app
+        # the domains themselves are clean
+        self.no_error(by, "contoso.com", "spf")
+        self.no_error(by, "fabrikam.com", "mx")
+
+    # Clean, and --connect -----------------------------------------------------------------
+
+    def clean_conf(self, mx_port):
+        secret = os.path.join(self.work, "app.secret")
+        with open(secret, "w") as f:
+            f.write("s\n")
+        os.chmod(secret, 0o600)
+        os.chown(secret, self.nobody.pw_uid, self.nobody.pw_gid)
+        return self.conf("clean%d.conf" % mx_port, """
+tenant "lab" {
+    accepted_domains = { "pass.test" }
+    mx_endpoint = "pass-test.mail.protection.outlook.com"
+    mx_port = %d
+    egress_ip = "%s"
+}
+app "a" { client_id = "x" client_secret_file = "%s" }
+mailbox "scanner@pass.test" { app = "a" }
+""" % (mx_port, EGRESS, secret))
+
+    def test_clean_exit_zero(self):
+        r = self.doctor(self.clean_conf(25))
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertEqual(r.stdout.splitlines()[-1], "0 errors, 0 warnings")
+
+    def test_connect(self):
+        state = os.path.join(self.work, "sim")
+        os.makedirs(state, exist_ok=True)
+        log = open(os.path.join(state, "sim.log"), "w")
+        sim = self.lab.start(["/usr/bin/python3", SIM, "--state-dir", state, "--certs", self.certs,
+                              "--smtp-port", "587", "--mx-port", "25"], stdout=log,
+                             stderr=subprocess.STDOUT)
+        try:
+            for _ in range(200):
+                if os.path.exists(os.path.join(state, "ports.json")):
+                    break
+                time.sleep(0.05)
+            r = self.doctor(self.clean_conf(25), "--connect", "--json")
+            self.assertEqual(r.returncode, 0, r.stdout)
+            _, by = findings(r.stdout)
+            self.level(by, "smtp.office365.com:587", "tls", "ok", "TLSv1.")
+            self.level(by, "smtp.office365.com:587", "tls", "ok", "smtp.office365.com")
+            self.level(by, "smtp.office365.com:587", "ehlo", "ok", "AUTH-XOAUTH2")
+            self.level(by, "pass-test.mail.protection.outlook.com:25", "tls", "ok",
+                       "*.mail.protection.outlook.com")
+        finally:
+            sim.send_signal(signal.SIGTERM)
+            sim.wait(10)
+            log.close()
+        # Nothing listens any more: port 25 is reported as blocked, with the fix.
+        r = self.doctor(self.clean_conf(25), "--connect", "--json")
+        self.assertEqual(r.returncode, 1)
+        _, by = findings(r.stdout)
+        self.level(by, "pass-test.mail.protection.outlook.com:25", "connect", "error",
+                   "outbound port 25 looks blocked", "open outbound TCP port 25")
+        self.level(by, "smtp.office365.com:587", "connect", "error", "cannot connect")
+
+    # The milter -----------------------------------------------------------------------
+
+    def test_milter_require_spf_pass(self):
+        state = os.path.join(self.work, "mstate")
+        os.makedirs(state, exist_ok=True)
+        os.chown(state, self.nobody.pw_uid, self.nobody.pw_gid)
+        conf = self.conf("milter.conf", """
+milter { socket = "inet:18465@127.0.0.1" require_spf_pass = yes }
+store { path = "%s/store.mdb" }
+tenant "lab" {
+    accepted_domains = { "pass.test", "notlisted.test" }
+    mx_endpoint = "pass-test.mail.protection.outlook.com"
+    egress_ip = "%s"
+}
+domain "pass.test" { mode = direct-send default_sender = "scanner@pass.test" }
+domain "notlisted.test" { mode = direct-send default_sender = "scanner@notlisted.test" }
+submitter "good" { clients = { "192.168.1.0/24" } domain = "pass.test"
+    send_as = { "scanner@pass.test" } }
+submitter "bad" { clients = { "192.168.2.0/24" } domain = "notlisted.test"
+    send_as = { "scanner@notlisted.test" } }
+""" % (state, EGRESS))
+        r = self.lab.run(["miltertest", "-D", "milter=" + MILTER, "-D", "conf=" + conf,
+                          "-D", "port=18465", "-D",
+                          "common=" + os.path.join(TOP_SRCDIR, "tests", "milter", "common.lua"),
+                          "-s", os.path.join(HERE, "spf-gate.lua")],
+                         capture_output=True, text=True, timeout=120)
+        print(r.stdout)
+        print(r.stderr)
+        self.assertEqual(r.returncode, 0, "miltertest failed")
+        self.assertIn("require_spf_pass: notlisted.test: SPF softfail for 203.0.113.7; not used "
+                      "as a rewrite target for direct-send or relay", r.stderr)
+        self.assertIn("require_spf_pass: pass.test: SPF passes 203.0.113.7", r.stderr)
+        self.assertIn("reason=spf-not-authorized", r.stderr)
+
+
+if __name__ == "__main__":
+    if os.geteuid() != 0 or shutil.which("dnsmasq") is None or shutil.which("miltertest") is None:
+        print("SKIP: needs root, dnsmasq and miltertest")
+        sys.exit(77)
+    unittest.main(verbosity=2)
