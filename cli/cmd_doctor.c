@@ -343,10 +343,11 @@ check_cert(struct doctor *d, const char *subject, const char *cert, const char *
 	}
 	if (r.days_left < 0)
 		add(d, LVL_ERR, subject, "certificate", "renew the certificate",
-		    "expired %ld day%s ago", -r.days_left, r.days_left == -1 ? "" : "s");
+		    "expired on %s: Microsoft refuses it", r.not_after);
 	else if (r.days_left < 30)
 		add(d, LVL_WARN, subject, "certificate", "renew the certificate before it expires",
-		    "expires in %ld day%s", r.days_left, r.days_left == 1 ? "" : "s");
+		    "expires in %ld day%s (%s)", r.days_left, r.days_left == 1 ? "" : "s",
+		    r.not_after);
 	else
 		add(d, LVL_OK, subject, "certificate", NULL, "valid for %ld more days", r.days_left);
 }

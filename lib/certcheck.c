@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -107,6 +108,14 @@ cert_inspect(const char *cert_file, const char *key_file, const char *ca_file,
 	/* The dates. */
 	if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(cert)) == 1)
 		r->days_left = days - (secs < 0 ? 1 : 0);
+	{
+		BIO *b = BIO_new(BIO_s_mem());
+		int n;
+		if (b != NULL && ASN1_TIME_print(b, X509_get0_notAfter(cert)) == 1 &&
+		    (n = BIO_read(b, r->not_after, sizeof(r->not_after) - 1)) > 0)
+			r->not_after[n] = '\0';
+		BIO_free(b);
+	}
 	/* The chain, as Microsoft would build it from what we present. */
 	store = X509_STORE_new();
 	ctx = X509_STORE_CTX_new();

@@ -23,7 +23,8 @@ struct cert_report {
 	bool key_matches;
 	bool chain_ok;
 	char chain_err[160];
-	long days_left;		/* negative: expired that many days ago */
+	long days_left;		/* whole days left; negative: expired */
+	char not_after[40];	/* "Nov 26 15:44:30 2026 GMT" */
 };
 
 /* cert_name_in_domain - whether a certificate name belongs to an accepted domain */

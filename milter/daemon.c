@@ -295,7 +295,7 @@ daemon_run(const struct daemon_opts *o, struct conf *conf)
 			log_errx("user \"%s\" does not exist: create it (useradd "
 				 "--system %s) or set user = in %s",
 				 conf->user, conf->user, conf_file);
-			return 1;
+			goto fail;
 		}
 	}
 	/*
@@ -311,16 +311,16 @@ daemon_run(const struct daemon_opts *o, struct conf *conf)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 
 	if (milter_register() < 0)
-		return 1;
+		goto fail;
 	if (path != NULL && make_socket_dir(path, pw) < 0)
-		return 1;
+		goto fail;
 	umask(0117); /* the unix socket: 0660, owner and group only */
 	if (milter_open(conf) < 0)
-		return 1;
+		goto fail;
 	if (path != NULL && pw != NULL && chown(path, pw->pw_uid, pw->pw_gid) < 0)
 		log_warn("chown %s", path);
 	if (!o->foreground && detach() < 0)
-		return 1;
+		goto fail;
 	umask(022);
 	/* A reload frees conf: keep what is needed at exit. */
 	if (path != NULL)
@@ -330,7 +330,7 @@ daemon_run(const struct daemon_opts *o, struct conf *conf)
 		write_pid_file(pid_file, pw);
 	}
 	if (drop_privileges(pw) < 0)
-		return 1;
+		goto fail;
 	snap_init(conf);
 	rc = supervise();
 	snap_shutdown();
@@ -342,4 +342,12 @@ daemon_run(const struct daemon_opts *o, struct conf *conf)
 	free(sock_path);
 	log_info("stopped");
 	return rc;
+fail:
+	/* Not yet handed to the snapshot: ours to free. */
+	if (pid_file != NULL)
+		unlink(pid_file);
+	free(pid_file);
+	free(sock_path);
+	conf_free(conf);
+	return 1;
 }

@@ -42,14 +42,16 @@ leaf wild 30 "/CN=gw.example.net" "DNS:*.contoso.com,DNS:mail.fabrikam.com"
 leaf other 30 "/CN=relay.example.org" "DNS:relay.example.org"
 leaf app 30 "/CN=relay-app" ""
 leaf app2 30 "/CN=impostor" ""
-# An expired certificate: valid from 3 days ago to 1 day ago.
+# An expired certificate: valid from 3 days ago to 1 day ago (OpenSSL 3.4+),
+# else (Debian 12's 3.0) issued now with notAfter a day back: expired at once,
+# even to a test that runs within the same second.
 printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\nsubjectAltName=DNS:relay.contoso.com\n' > "$cnf"
 openssl req -newkey rsa:2048 -nodes -keyout expired.key -out expired.csr -subj "/CN=relay.contoso.com" 2>/dev/null
 openssl x509 -req -in expired.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out expired.pem \
 	-extfile "$cnf" -not_before "$(date -u -d '-3 days' +%Y%m%d%H%M%SZ)" \
 	-not_after "$(date -u -d '-1 day' +%Y%m%d%H%M%SZ)" 2>/dev/null ||
 	openssl x509 -req -in expired.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out expired.pem \
-		-extfile "$cnf" -days 0 2>/dev/null
+		-extfile "$cnf" -days -1 2>/dev/null
 rm -f expired.csr
 leaf san 30 "/O=Fabrikam" "DNS:relay.fabrikam.com"
 leaf soon 20 "/CN=soon.contoso.com" "DNS:soon.contoso.com"

@@ -47,18 +47,27 @@ start_milter() {
 	echo "milter $1 did not start"; cat "$tmp/$1.log"; return 1
 }
 
+# stop_milter NAME - SIGTERM, then wait for the process itself: it removes
+# its pid file before it has finished exiting (and closed its socket; an
+# ASan build spends a while in the leak check there).
 stop_milter() {
-	[ -f "$tmp/$1.pid" ] && kill "$(cat "$tmp/$1.pid")" 2>/dev/null
-	for _ in $(seq 100); do
-		[ -f "$tmp/$1.pid" ] && kill -0 "$(cat "$tmp/$1.pid")" 2>/dev/null || return 0
+	local pid
+	[ -f "$tmp/$1.pid" ] || return 0
+	pid=$(cat "$tmp/$1.pid")
+	kill "$pid" 2>/dev/null || return 0
+	for _ in $(seq 400); do
+		kill -0 "$pid" 2>/dev/null || return 0
 		sleep 0.05
 	done
+	echo "milter $1 (pid $pid) did not stop in 20 s"
+	return 1
 }
 
 # burst PORT COUNT TAG - prints "accepted=N refused=M"
 burst() {
 	miltertest -D port="$1" -D count="$2" -D tag="$3" -s "$top_srcdir/tests/store/burst.lua" 2>&1 |
-		grep -o 'accepted=[0-9]* refused=[0-9]*'
+		tee -a "$tmp/burst.out" | grep -o 'accepted=[0-9]* refused=[0-9]*' ||
+		{ echo "burst failed:" >&2; tail -5 "$tmp/burst.out" >&2; }
 }
 
 metric() { # metric PORT NAME-AND-LABELS
