@@ -181,8 +181,9 @@ check_spf(struct doctor *d, const struct tenant *t, const char *domain)
 		add(d, LVL_ERR, domain, "spf",
 		    "remove includes you no longer need, or replace them by the ip4:/ip6: "
 		    "ranges they stand for",
-		    "%d DNS look-ups, more than the %d SPF allows: permerror (\"%s\")",
-		    r.lookups, SPF_MAX_LOOKUPS, r.record);
+		    "more than the %d DNS look-ups SPF allows (counted %d before "
+		    "stopping): permerror (\"%s\")",
+		    SPF_MAX_LOOKUPS, r.lookups, r.record);
 	if (r.plus_all)
 		add(d, LVL_ERR, domain, "spf", fix,
 		    "\"%s\" ends in +all: any host on the Internet passes", r.record);

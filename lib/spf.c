@@ -62,7 +62,8 @@ term(const char *t, char *name, size_t size, const char **arg)
 /*
  * walk - count the DNS look-ups of a record and the records it includes,
  * and notice the Microsoft include (RFC 7208 4.6.4: include, a, mx, ptr,
- * exists and redirect cost one each).
+ * exists and redirect cost one each).  Once past the limit it stops
+ * following includes, so the count is then a lower bound.
  */
 static void
 walk(struct dns *dns, const char *record, int depth, struct spf_report *r)
@@ -86,7 +87,10 @@ walk(struct dns *dns, const char *record, int depth, struct spf_report *r)
 				r->has_m365_include = true;
 				continue; /* Microsoft's own: counted once, not walked */
 			}
-			if (depth < DEPTH_MAX && strchr(arg, '%') == NULL &&
+			/* Past the limit the verdict is known (permerror), and a
+			 * hostile record could otherwise fan out exponentially. */
+			if (depth < DEPTH_MAX && r->lookups <= SPF_MAX_LOOKUPS &&
+			    strchr(arg, '%') == NULL &&
 			    records(dns, arg, sub, &n, e, sizeof(e)) == 0 && n == 1)
 				walk(dns, sub[0], depth + 1, r);
 		}

@@ -33,6 +33,11 @@ static const struct dns_fake_rr zone[] = {
 	{"a.many.test", "TXT", "v=spf1 a:h1.many.test a:h2.many.test a:h3.many.test -all"},
 	{"b.many.test", "TXT", "v=spf1 a:h4.many.test a:h5.many.test exists:h6.many.test -all"},
 	{"v6.test", "TXT", "v=spf1 ip6:2001:db8::/32 include:spf.protection.outlook.com -all"},
+	/* includes itself 12 times: 12^10 walks without a bound */
+	{"loop.test", "TXT", "v=spf1 include:loop.test include:loop.test include:loop.test "
+			     "include:loop.test include:loop.test include:loop.test "
+			     "include:loop.test include:loop.test include:loop.test "
+			     "include:loop.test include:loop.test include:loop.test -all"},
 };
 #define NZONE (sizeof(zone) / sizeof(zone[0]))
 
@@ -153,6 +158,10 @@ START_TEST(test_too_many_lookups)
 	ck_assert_int_eq(r.lookups, 2);
 	ck_assert(r.has_m365_include); /* found through a nested include */
 	ck_assert(r.pass);
+	/* A hostile record cannot make the walk explode: it stops past 10. */
+	inspect("loop.test", EGRESS, &r);
+	ck_assert_int_gt(r.lookups, SPF_MAX_LOOKUPS);
+	ck_assert_int_lt(r.lookups, 200);
 }
 END_TEST
 
