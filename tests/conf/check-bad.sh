@@ -32,7 +32,8 @@ status=0
 grep '^# expect: ' "$conf" | sed 's/^# expect: //' > "$tmp/expect"
 [ -s "$tmp/expect" ] || { echo "FAIL: $name has no '# expect:' line"; exit 1; }
 while IFS= read -r want; do
-	want=$(printf "%s" "$want" | sed -e "s|^LINE|$tmp/$name|" -e "s|TMP|$tmp|g")
+	# TMP first: the scratch directory's random name may itself hold "TMP".
+	want=$(printf "%s" "$want" | sed -e "s|TMP|$tmp|g" -e "s|^LINE|$tmp/$name|")
 	case $out in
 	*"$want"*) echo "ok: $want" ;;
 	*) echo "FAIL: $name: missing: $want"; status=1 ;;

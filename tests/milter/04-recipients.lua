@@ -19,4 +19,7 @@ check(mt.getheader(conn, ROUTE, 0) ==
 check(mail(conn, "<mfp@fabrikam.com>", {i = "Q4B"}) == SMFIR_CONTINUE, "second MAIL")
 check(rcpt(conn, "<x@gmail.com>") == SMFIR_REPLYCODE, "refused")
 assert(mt.abort(conn) == nil)
+-- A command with a reply after the abort: the abort (and its log line) has
+-- been handled before miltertest stops the milter.
+check(mail(conn, "<mfp@fabrikam.com>", {i = "Q4C"}) == SMFIR_CONTINUE, "the session goes on")
 mt.disconnect(conn)
