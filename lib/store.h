@@ -39,7 +39,12 @@ void store_close(struct store *s);
 /* store_backend - "lmdb" or "redis", for messages */
 const char *store_backend(const struct store *s);
 
-/* Messages: take one admission in ns for mailbox: at most count in any window_ms */
+/*
+ * Messages: take one admission in ns for mailbox: at most count in any
+ * window_ms.  STORE_OK: *free_at is the stamp recorded (now, or the latest
+ * stamp when that one is ahead of now: stamps stay in order), the value to
+ * give store_msg_retime.  STORE_FULL: *free_at is when one fits.
+ */
 int store_msg_take(struct store *s, const char *ns, const char *mailbox,
 		   uint64_t count, uint64_t window_ms, uint64_t now,
 		   uint64_t *free_at, struct store_err *err);

@@ -440,7 +440,9 @@ take_windows(const struct delivery *d, const struct plan *p, struct store *st,
 			return -1;
 		}
 		if (rc == STORE_OK) {
-			*admitted = now;
+			/* The stamp recorded, which is later than now when
+			 * another's retimed stamp is ahead: the one to retime. */
+			*admitted = free_at;
 			break;
 		}
 		if (free_at > deadline) {

@@ -92,6 +92,31 @@ START_TEST(test_messages_exact)
 }
 END_TEST
 
+/*
+ * A stamp retimed into the future (another transport's "now + 1") makes a
+ * take at an earlier now record the later stamp; the take reports the
+ * stamp it recorded, and retiming that one works.  (deliver.c once retimed
+ * its own now instead: not found, the stamp stayed at admission time, and
+ * test_pacing.py saw six in a window under load.)
+ */
+START_TEST(test_messages_reported_stamp)
+{
+	struct store_err e;
+	uint64_t a, b;
+
+	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", 5, 2000, 1000, &a, &e), STORE_OK);
+	ck_assert_uint_eq(a, 1000);
+	ck_assert_int_eq(store_msg_retime(st, "out", "a@contoso.com", 5, a, 1500, &e), 0);
+	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", 5, 2000, 1400, &b, &e), STORE_OK);
+	ck_assert_uint_eq(b, 1500); /* not 1400: kept in order */
+	ck_assert_int_eq(store_msg_retime(st, "out", "a@contoso.com", 5, b, 3300, &e), 0);
+	/* At 3501 the first (1500) has left a 2 s window, the second (3300) not. */
+	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", 2, 2000, 3501, &a, &e), STORE_OK);
+	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", 2, 2000, 3502, &a, &e), STORE_FULL);
+	ck_assert_uint_eq(a, 3300 + 2000);
+}
+END_TEST
+
 START_TEST(test_recipients)
 {
 	struct limit l = {100, 86400};
@@ -248,6 +273,7 @@ main(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_messages_exact);
+	tcase_add_test(tc, test_messages_reported_stamp);
 	tcase_add_test(tc, test_recipients);
 	tcase_add_test(tc, test_usage_and_persistence);
 	tcase_add_test(tc, test_slots_freed_when_holder_dies);
