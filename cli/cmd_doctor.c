@@ -397,7 +397,12 @@ check_connect(struct doctor *d, const char *host, unsigned port, bool submission
 	tls.ca_file = c->transport.ca_file;
 	tls.verify = true;
 	if (smtp_open(&s, host, port, &r) < 0) {
-		if (port == 25)
+		if (strncmp(s.net.err, "cannot resolve", 14) == 0)
+			add(d, LVL_ERR, subj, "connect",
+			    "check the name in the configuration and the resolver "
+			    "(/etc/resolv.conf)",
+			    "%s", s.net.err);
+		else if (port == 25)
 			add(d, LVL_ERR, subj, "connect",
 			    "ask the network or hosting provider to open outbound TCP port 25 "
 			    "to *.mail.protection.outlook.com, or send with smtp-auth on port "

@@ -374,6 +374,17 @@ mailbox "scanner@pass.test" { app = "a" }
         self.level(by, "pass-test.mail.protection.outlook.com:25", "connect", "error",
                    "outbound port 25 looks blocked", "open outbound TCP port 25")
         self.level(by, "smtp.office365.com:587", "connect", "error", "cannot connect")
+        # A name that does not resolve is said as such, not as a blocked port.
+        conf = self.clean_conf(25)
+        with open(conf) as f:
+            text = f.read().replace('mx_endpoint = "pass-test.mail.protection.outlook.com"',
+                                    'mx_endpoint = "mx.nxdomain.test"')
+        with open(conf, "w") as f:
+            f.write(text)
+        r = self.doctor(conf, "--connect", "--json")
+        _, by = findings(r.stdout)
+        f = self.level(by, "mx.nxdomain.test:25", "connect", "error", "cannot resolve mx.nxdomain.test")
+        self.assertNotIn("blocked", f["text"])
 
     # The milter -----------------------------------------------------------------------
 
