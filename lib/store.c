@@ -72,7 +72,18 @@ store_msg_take(struct store *s, const char *ns, const char *mailbox,
 	char k[512];
 
 	KEY(k, "msg", ns, mailbox);
-	return s->ops->msg_take(s, k, count, window_ms, now, free_at, err);
+	return s->ops->msg_take(s, k, count, window_ms, now, 0, free_at, err);
+}
+
+int
+store_msg_hold(struct store *s, const char *ns, const char *mailbox,
+	       uint64_t count, uint64_t window_ms, uint64_t now, uint64_t hold_ms,
+	       uint64_t *free_at, struct store_err *err)
+{
+	char k[512];
+
+	KEY(k, "msg", ns, mailbox);
+	return s->ops->msg_take(s, k, count, window_ms, now, hold_ms, free_at, err);
 }
 
 int

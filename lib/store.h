@@ -49,9 +49,19 @@ int store_msg_take(struct store *s, const char *ns, const char *mailbox,
 		   uint64_t count, uint64_t window_ms, uint64_t now,
 		   uint64_t *free_at, struct store_err *err);
 /*
- * Messages: move our admission stamp to when the message actually went.
- * Counting from the later time keeps the count at the receiver under the
- * limit whatever the delay between admission and arrival.
+ * Messages, for a sender: like store_msg_take, but the stamp is now +
+ * hold_ms, so the message holds its place while in flight however long it
+ * takes (window.h); the sender must then store_msg_retime it to when it
+ * went, or to 0 to release it when nothing was sent.
+ */
+int store_msg_hold(struct store *s, const char *ns, const char *mailbox,
+		   uint64_t count, uint64_t window_ms, uint64_t now, uint64_t hold_ms,
+		   uint64_t *free_at, struct store_err *err);
+/*
+ * Messages: move our admission stamp to when the message actually went
+ * (or to 0: released).  Counting from that time keeps the count at the
+ * receiver under the limit whatever the delay between admission and
+ * arrival.
  */
 int store_msg_retime(struct store *s, const char *ns, const char *mailbox,
 		     uint64_t count, uint64_t old_stamp, uint64_t new_stamp,

@@ -11,8 +11,8 @@
 struct store_ops {
 	const char *name;
 	int (*msg_take)(struct store *, const char *key, uint64_t count,
-			uint64_t window_ms, uint64_t now, uint64_t *free_at,
-			struct store_err *);
+			uint64_t window_ms, uint64_t now, uint64_t hold_ms,
+			uint64_t *free_at, struct store_err *);
 	int (*msg_retime)(struct store *, const char *key, uint64_t count,
 			  uint64_t old_stamp, uint64_t new_stamp, struct store_err *);
 	int (*rcpt_take)(struct store *, const char *key, const struct limit *,

@@ -112,7 +112,7 @@ get_array(struct store_lmdb *s, MDB_txn *txn, const char *key, void *arr,
 /* Windows -------------------------------------------------------------------- */
 
 struct msg_ctx {
-	uint64_t count, window_ms, now, free_at;
+	uint64_t count, window_ms, now, hold_ms, free_at;
 };
 
 static int
@@ -121,7 +121,7 @@ apply_msg(void *arr, size_t *n, void *c)
 	struct msg_ctx *x = c;
 	uint64_t cap = x->count < MAX_STAMPS ? x->count : MAX_STAMPS;
 
-	return win_msg_take(arr, n, cap, x->count, x->window_ms, x->now,
+	return win_msg_take(arr, n, cap, x->count, x->window_ms, x->now, x->hold_ms,
 			    &x->free_at)
 		       ? STORE_OK
 		       : STORE_FULL;
@@ -129,10 +129,10 @@ apply_msg(void *arr, size_t *n, void *c)
 
 static int
 lm_msg_take(struct store *st, const char *key, uint64_t count,
-	    uint64_t window_ms, uint64_t now, uint64_t *free_at,
+	    uint64_t window_ms, uint64_t now, uint64_t hold_ms, uint64_t *free_at,
 	    struct store_err *err)
 {
-	struct msg_ctx x = {count, window_ms, now, 0};
+	struct msg_ctx x = {count, window_ms, now, hold_ms, 0};
 	size_t cap = count < MAX_STAMPS ? count : MAX_STAMPS;
 	int rc = rmw((struct store_lmdb *)st, key, sizeof(uint64_t), cap,
 		     apply_msg, &x, err);

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "store_impl.h"
+#include "window.h"
 #include "util.h"
 
 #define SLOT_LEASE_MS (30ULL * 60 * 1000)
@@ -47,29 +48,30 @@ struct store_redis {
 };
 
 static const char LUA_MSG[] =
-	/* KEYS[1] set; ARGV: count, window, now, member */
+	/* KEYS[1] set; ARGV: count, window, now, member, hold, poll (window.h) */
 	"local count, w, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+	"local hold, poll = tonumber(ARGV[5]), tonumber(ARGV[6])\n"
 	"redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - w)\n"
 	"local n = redis.call('ZCARD', KEYS[1])\n"
 	"if n >= count then\n"
 	"  local e = redis.call('ZRANGE', KEYS[1], n - count, n - count, 'WITHSCORES')\n"
-	"  return {0, tonumber(e[2]) + w}\n"
+	"  local s = tonumber(e[2])\n"
+	"  if s > now then return {0, now + poll} end\n"
+	"  return {0, s + w}\n"
 	"end\n"
-	"local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')\n"
-	"if #last == 2 and tonumber(last[2]) > now then now = tonumber(last[2]) end\n"
-	"redis.call('ZADD', KEYS[1], now, ARGV[4])\n"
-	"redis.call('PEXPIRE', KEYS[1], w + 1000)\n"
-	"return {1, now}\n";
+	"redis.call('ZADD', KEYS[1], now + hold, ARGV[4])\n"
+	"local ttl = redis.call('PTTL', KEYS[1])\n"
+	"if ttl < w + hold + 1000 then redis.call('PEXPIRE', KEYS[1], w + hold + 1000) end\n"
+	"return {1, now + hold}\n";
 
 static const char LUA_RETIME[] =
 	/* KEYS[1] set; ARGV: old, new */
 	"local old, new = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
-	"if new < old then return 0 end\n"
 	"local m = redis.call('ZRANGEBYSCORE', KEYS[1], old, old, 'LIMIT', 0, 1)\n"
 	"if #m == 0 then return 0 end\n"
 	"redis.call('ZADD', KEYS[1], new, m[1])\n"
 	"local ttl = redis.call('PTTL', KEYS[1])\n"
-	"if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl + (new - old)) end\n"
+	"if ttl > 0 and new > old then redis.call('PEXPIRE', KEYS[1], ttl + (new - old)) end\n"
 	"return 1\n";
 
 static const char LUA_RCPT[] =
@@ -243,12 +245,12 @@ pair(redisReply *r, uint64_t *t, struct store_err *err)
 
 static int
 rd_msg_take(struct store *st, const char *key, uint64_t count, uint64_t window_ms,
-	    uint64_t now, uint64_t *free_at, struct store_err *err)
+	    uint64_t now, uint64_t hold_ms, uint64_t *free_at, struct store_err *err)
 {
 	struct store_redis *s = (struct store_redis *)st;
-	char k[600], a1[24], a2[24], a3[24], member[96];
+	char k[600], a1[24], a2[24], a3[24], member[96], a5[24], a6[24];
 	static unsigned long seq;
-	const char *argv[] = {"EVALSHA", NULL, "1", k, a1, a2, a3, member};
+	const char *argv[] = {"EVALSHA", NULL, "1", k, a1, a2, a3, member, a5, a6};
 	redisReply *r;
 	int rc;
 
@@ -256,11 +258,13 @@ rd_msg_take(struct store *st, const char *key, uint64_t count, uint64_t window_m
 	snprintf(a1, sizeof(a1), "%llu", (unsigned long long)count);
 	snprintf(a2, sizeof(a2), "%llu", (unsigned long long)window_ms);
 	snprintf(a3, sizeof(a3), "%llu", (unsigned long long)now);
+	snprintf(a5, sizeof(a5), "%llu", (unsigned long long)hold_ms);
+	snprintf(a6, sizeof(a6), "%u", (unsigned)WIN_POLL_MS);
 	pthread_mutex_lock(&s->lock);
 	snprintf(member, sizeof(member), "%llu:%ld:%lu", (unsigned long long)now,
 		 (long)getpid(), ++seq);
 	argv[1] = s->sha_msg;
-	r = call(s, 8, argv, err);
+	r = call(s, 10, argv, err);
 	pthread_mutex_unlock(&s->lock);
 	if (r == NULL)
 		return STORE_FAIL;

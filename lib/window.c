@@ -23,6 +23,15 @@ msg_prune(uint64_t *stamps, size_t *n, uint64_t window_ms, uint64_t now)
 	}
 }
 
+/* The time the stamp s frees a place: s + W, or, for a stamp still ahead of
+ * now (a message in flight, counted until its sender retimes it), soon:
+ * the caller looks again rather than trust a provisional time. */
+static uint64_t
+frees_at(uint64_t s, uint64_t window_ms, uint64_t now)
+{
+	return s > now ? now + WIN_POLL_MS : s + window_ms;
+}
+
 uint64_t
 win_msg_count(const uint64_t *stamps, size_t n, uint64_t count,
 	      uint64_t window_ms, uint64_t now, uint64_t *free_at)
@@ -37,49 +46,56 @@ win_msg_count(const uint64_t *stamps, size_t n, uint64_t count,
 		if (in < count)
 			*free_at = now;
 		else
-			*free_at = stamps[n - count] + window_ms;
+			*free_at = frees_at(stamps[n - count], window_ms, now);
 	}
 	return in;
 }
 
+/* insert - t into the sorted stamps[0..n), after any equal ones */
+static void
+insert(uint64_t *stamps, size_t n, uint64_t t)
+{
+	size_t i = n;
+
+	while (i > 0 && stamps[i - 1] > t) {
+		stamps[i] = stamps[i - 1];
+		i--;
+	}
+	stamps[i] = t;
+}
+
 int
 win_msg_take(uint64_t *stamps, size_t *n, size_t cap, uint64_t count,
-	     uint64_t window_ms, uint64_t now, uint64_t *free_at)
+	     uint64_t window_ms, uint64_t now, uint64_t hold_ms, uint64_t *free_at)
 {
 	msg_prune(stamps, n, window_ms, now);
 	if (*n >= count) {
-		*free_at = stamps[*n - count] + window_ms;
+		*free_at = frees_at(stamps[*n - count], window_ms, now);
 		return 0;
 	}
-	if (*n > 0 && now < stamps[*n - 1])
-		now = stamps[*n - 1]; /* a clock step back keeps the order */
 	if (*n >= cap) {
 		/* Cannot happen with cap >= count; refuse rather than overflow. */
-		*free_at = now;
+		*free_at = now + WIN_POLL_MS;
 		return 0;
 	}
-	stamps[(*n)++] = now;
-	*free_at = now;
+	insert(stamps, (*n)++, now + hold_ms);
+	*free_at = now + hold_ms;
 	return 1;
 }
 
 int
 win_msg_retime(uint64_t *stamps, size_t n, uint64_t old, uint64_t new_stamp)
 {
-	size_t i, j;
+	size_t i;
 
-	if (new_stamp < old)
-		return 0; /* only ever later: that can only count more */
 	for (i = n; i > 0; i--)
 		if (stamps[i - 1] == old)
 			break;
 	if (i == 0)
 		return 0;
-	i--;
-	/* Slide the later stamps down until new_stamp's place. */
-	for (j = i; j + 1 < n && stamps[j + 1] < new_stamp; j++)
-		stamps[j] = stamps[j + 1];
-	stamps[j] = new_stamp;
+	/* Take it out, put the new time in its place in the order. */
+	memmove(stamps + i - 1, stamps + i, (n - i) * sizeof(*stamps));
+	insert(stamps, n - 1, new_stamp);
 	return 1;
 }
 

@@ -26,11 +26,24 @@
 
 #define WINDOW_BUCKETS 96
 
-/* Message window: stamps[] sorted ascending, *n of them (n <= cap). */
-/* win_msg_take - admit one at now if it fits; else 0 and *free_at */
+/*
+ * Message window: stamps[] sorted ascending, *n of them (n <= cap).
+ *
+ * A message in flight holds its place: the transport admits it with a
+ * stamp hold_ms ahead of now (longer than any transfer can take), which
+ * counts in every window until the transport retimes it to when the
+ * message went (or releases it, retiming to 0, when nothing was sent).  A
+ * transport that dies leaves its stamp to expire after hold + W.  While
+ * the place that must free is such a stamp, *free_at is WIN_POLL_MS away:
+ * it frees when its sender finishes, which no clock can tell.
+ */
+#define WIN_POLL_MS 250
+/* win_msg_take - admit one at now if it fits, recording now + hold_ms and
+ * returning it in *free_at; else 0 and *free_at when to try again */
 int win_msg_take(uint64_t *stamps, size_t *n, size_t cap, uint64_t count,
-		 uint64_t window_ms, uint64_t now, uint64_t *free_at);
-/* win_msg_retime - move the stamp old to new (>= old), keeping the order; 0 if absent */
+		 uint64_t window_ms, uint64_t now, uint64_t hold_ms, uint64_t *free_at);
+/* win_msg_retime - move the stamp old to new_stamp (either way), keeping the
+ * order; 0 if absent */
 int win_msg_retime(uint64_t *stamps, size_t n, uint64_t old, uint64_t new_stamp);
 /* win_msg_count - how many lie in the window; *free_at when the next may go */
 uint64_t win_msg_count(const uint64_t *stamps, size_t n, uint64_t count,

@@ -408,6 +408,20 @@ take_slot(const struct delivery *d, const struct plan *p, struct store *st,
 	}
 }
 
+/* release - give back a message place taken for nothing sent (a stamp of 0
+ * leaves the window at once) */
+static void
+release(struct store *st, const struct mailbox_conf *mb, uint64_t *admitted)
+{
+	struct store_err e;
+
+	if (*admitted != 0 &&
+	    store_msg_retime(st, "out", mb->name, mb->messages.count, *admitted, 0, &e) < 0)
+		log_warnx("state store: %s (a message place stays taken until it expires)",
+			  e.msg);
+	*admitted = 0;
+}
+
 static int
 take_windows(const struct delivery *d, const struct plan *p, struct store *st,
 	     uint64_t k, uint64_t *admitted, struct outcome *o)
@@ -420,28 +434,30 @@ take_windows(const struct delivery *d, const struct plan *p, struct store *st,
 	int rc;
 
 	/*
-	 * The stamp taken here is moved to the time the message has gone
-	 * (store_msg_retime, after the transaction): counted from then, the
-	 * window at Microsoft can never hold more than the limit, however long
-	 * the message took to get there.  "After" to the millisecond: the
-	 * store's clock is truncated to ms, and Microsoft's count of this
-	 * message happened before its 250 reached us; the retime stamp is one
-	 * ms later than the truncated now, so it is never before that count.
-	 * (Found by test_pacing.py: a next message admitted at exactly
-	 * stamp + window reached the simulator within the same ms.)
+	 * The stamp holds the message's place while it is in flight: it is
+	 * taken hold_ms ahead (longer than the transfer can take: every stage
+	 * at its timeout), so it counts in every window until it is moved to
+	 * when the message has gone (store_msg_retime, after the transaction)
+	 * or released.  Counted from then, the window at Microsoft never holds
+	 * more than the limit, however long the message took to get there.
+	 * "After" to the millisecond: the store's clock is truncated to ms and
+	 * Microsoft counted the message before its 250 reached us, so the
+	 * final stamp is the truncated now + 1.
 	 */
+	const struct transport_conf *tc = &d->conf->transport;
+	uint64_t hold_ms = (uint64_t)(tc->timeout_command + tc->timeout_data + tc->timeout_block +
+				      tc->timeout_dot) * 1000;
 	uint64_t window_ms = mb->messages.window * 1000;
 	for (;;) {
 		now = store_now();
-		rc = store_msg_take(st, "out", mb->name, mb->messages.count, window_ms,
-				    now, &free_at, &e);
+		rc = store_msg_hold(st, "out", mb->name, mb->messages.count, window_ms,
+				    now, hold_ms, &free_at, &e);
 		if (rc == STORE_FAIL) {
 			outcome_local(o, OUT_DEFER, "4.3.0", "state store: %s", e.msg);
 			return -1;
 		}
 		if (rc == STORE_OK) {
-			/* The stamp recorded, which is later than now when
-			 * another's retimed stamp is ahead: the one to retime. */
+			/* The stamp recorded: the one to retime or release. */
 			*admitted = free_at;
 			break;
 		}
@@ -456,6 +472,8 @@ take_windows(const struct delivery *d, const struct plan *p, struct store *st,
 	}
 	rc = store_rcpt_take(st, "out", mb->name, &mb->recipients, k, store_now(),
 			     &free_at, &e);
+	if (rc != STORE_OK)
+		release(st, mb, admitted); /* nothing will be sent */
 	if (rc == STORE_FAIL) {
 		outcome_local(o, OUT_DEFER, "4.3.0", "state store: %s", e.msg);
 		return -1;

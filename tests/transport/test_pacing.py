@@ -44,6 +44,29 @@ class Pacing(unittest.TestCase):
         finally:
             h.stop()
 
+    def test_delivery_longer_than_the_window(self):
+        """A message whose transfer outlasts the window keeps its place: the
+        simulator stalls one end of data for 3 s in a 2 s window; the others
+        wait for it instead of starting when its admission leaves the window."""
+        h = Harness(rate="2/2s", pacing_wait=120)
+        try:
+            h.sim.control("config", {"rate": {"count": 2, "window": 2}, "throttle": "4xx"})
+            h.sim.control("fault", {"step": "eom", "action": "stall", "seconds": 3})
+            with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+                results = list(pool.map(
+                    lambda i: h.run(["s%d@example.net" % i], route=ROUTES["smtp-auth"]), range(6)))
+            bad = [r for r in results if r.status != 0]
+            self.assertEqual(bad, [], "every message delivered at the first attempt")
+            state = h.sim.state()
+            self.assertEqual(state["refused"], [])
+            times = sorted(r["accepted"] for r in state["records"])
+            self.assertEqual(len(times), 6)
+            worst = max(sum(1 for u in times[i:] if u < t + 2.0) for i, t in enumerate(times))
+            print("\n6 messages, one stalled 3 s in a 2 s window: busiest window %d" % worst)
+            self.assertLessEqual(worst, 2, "no 2-second window holds more than 2")
+        finally:
+            h.stop()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

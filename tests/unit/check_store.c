@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "window.h"
 #include "testconf.h"
 
 static struct conf *conf;
@@ -93,27 +94,39 @@ START_TEST(test_messages_exact)
 END_TEST
 
 /*
- * A stamp retimed into the future (another transport's "now + 1") makes a
- * take at an earlier now record the later stamp; the take reports the
- * stamp it recorded, and retiming that one works.  (deliver.c once retimed
- * its own now instead: not found, the stamp stayed at admission time, and
- * test_pacing.py saw six in a window under load.)
+ * The transport's hold, on both backends: a message in flight keeps its
+ * place past the window until retimed to when it went; the take reports
+ * the stamp it recorded (the one to retime); a release (retime to 0)
+ * frees the place.  (deliver.c once retimed the now it had asked for, not
+ * the stamp recorded: the retime found nothing, and test_pacing.py saw six
+ * in a window under load.)
  */
-START_TEST(test_messages_reported_stamp)
+START_TEST(test_messages_in_flight)
 {
 	struct store_err e;
-	uint64_t a, b;
+	uint64_t a, b, f;
 
-	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", 5, 2000, 1000, &a, &e), STORE_OK);
-	ck_assert_uint_eq(a, 1000);
-	ck_assert_int_eq(store_msg_retime(st, "out", "a@contoso.com", 5, a, 1500, &e), 0);
-	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", 5, 2000, 1400, &b, &e), STORE_OK);
-	ck_assert_uint_eq(b, 1500); /* not 1400: kept in order */
-	ck_assert_int_eq(store_msg_retime(st, "out", "a@contoso.com", 5, b, 3300, &e), 0);
-	/* At 3501 the first (1500) has left a 2 s window, the second (3300) not. */
-	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", 2, 2000, 3501, &a, &e), STORE_OK);
-	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", 2, 2000, 3502, &a, &e), STORE_FULL);
-	ck_assert_uint_eq(a, 3300 + 2000);
+	ck_assert_int_eq(store_msg_hold(st, "out", "a@contoso.com", 2, 2000, 1000, 600000, &a, &e),
+			 STORE_OK);
+	ck_assert_uint_eq(a, 601000);
+	ck_assert_int_eq(store_msg_hold(st, "out", "a@contoso.com", 2, 2000, 1100, 600000, &b, &e),
+			 STORE_OK);
+	ck_assert_uint_eq(b, 601100);
+	/* Past the window, both still in flight: full, look again soon. */
+	ck_assert_int_eq(store_msg_hold(st, "out", "a@contoso.com", 2, 2000, 3500, 600000, &f, &e),
+			 STORE_FULL);
+	ck_assert_uint_eq(f, 3500 + WIN_POLL_MS);
+	/* The first went at 3600; the second sent nothing. */
+	ck_assert_int_eq(store_msg_retime(st, "out", "a@contoso.com", 2, a, 3600, &e), 0);
+	ck_assert_int_eq(store_msg_retime(st, "out", "a@contoso.com", 2, b, 0, &e), 0);
+	ck_assert_int_eq(store_msg_hold(st, "out", "a@contoso.com", 2, 2000, 3700, 600000, &b, &e),
+			 STORE_OK);
+	ck_assert_int_eq(store_msg_retime(st, "out", "a@contoso.com", 2, b, 3750, &e), 0);
+	ck_assert_int_eq(store_msg_hold(st, "out", "a@contoso.com", 2, 2000, 5599, 600000, &f, &e),
+			 STORE_FULL);
+	ck_assert_uint_eq(f, 5600);
+	ck_assert_int_eq(store_msg_hold(st, "out", "a@contoso.com", 2, 2000, 5600, 600000, &f, &e),
+			 STORE_OK);
 }
 END_TEST
 
@@ -273,7 +286,7 @@ main(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_messages_exact);
-	tcase_add_test(tc, test_messages_reported_stamp);
+	tcase_add_test(tc, test_messages_in_flight);
 	tcase_add_test(tc, test_recipients);
 	tcase_add_test(tc, test_usage_and_persistence);
 	tcase_add_test(tc, test_slots_freed_when_holder_dies);

@@ -17,12 +17,12 @@ START_TEST(test_msg_boundaries)
 
 	/* 30 per 60 s, taken at t = 1000..1029 ms. */
 	for (i = 0; i < 30; i++)
-		ck_assert(win_msg_take(st, &n, 30, 30, 60000, 1000 + i, &free_at));
-	ck_assert(!win_msg_take(st, &n, 30, 30, 60000, 1030, &free_at));
+		ck_assert(win_msg_take(st, &n, 30, 30, 60000, 1000 + i, 0, &free_at));
+	ck_assert(!win_msg_take(st, &n, 30, 30, 60000, 1030, 0, &free_at));
 	ck_assert_uint_eq(free_at, 61000); /* the first leaves at t + W */
-	ck_assert(!win_msg_take(st, &n, 30, 30, 60000, 60999, &free_at));
-	ck_assert(win_msg_take(st, &n, 30, 30, 60000, 61000, &free_at));
-	ck_assert(!win_msg_take(st, &n, 30, 30, 60000, 61000, &free_at));
+	ck_assert(!win_msg_take(st, &n, 30, 30, 60000, 60999, 0, &free_at));
+	ck_assert(win_msg_take(st, &n, 30, 30, 60000, 61000, 0, &free_at));
+	ck_assert(!win_msg_take(st, &n, 30, 30, 60000, 61000, 0, &free_at));
 	ck_assert_uint_eq(free_at, 61001);
 	ck_assert_uint_eq(win_msg_count(st, n, 30, 60000, 61000, &free_at), 30);
 	ck_assert_uint_eq(win_msg_count(st, n, 30, 60000, 200000, &free_at), 0);
@@ -43,7 +43,46 @@ START_TEST(test_msg_retime)
 	ck_assert(win_msg_retime(st, 4, 100, 500));
 	ck_assert_uint_eq(st[3], 500);
 	ck_assert(!win_msg_retime(st, 4, 999, 1000)); /* not ours (pruned) */
-	ck_assert(!win_msg_retime(st, 4, 300, 250)); /* never earlier */
+	/* Earlier too: a place held ahead comes back to when the message went. */
+	ck_assert(win_msg_retime(st, 4, 500, 250));
+	ck_assert_uint_eq(st[0], 250);
+	ck_assert_uint_eq(st[1], 300);
+	ck_assert_uint_eq(st[2], 350);
+	ck_assert_uint_eq(st[3], 400);
+}
+END_TEST
+
+/*
+ * A message in flight holds its place however long it takes: admitted at
+ * 1000 with a hold, it still counts at 1000 + W + 500 (it would have left
+ * the window at 1000 + W), and the refusal says "look again soon", not a
+ * time computed from a provisional stamp.  Retimed to when it went, it
+ * counts from there; released (0), its place is free at once.
+ */
+START_TEST(test_msg_in_flight)
+{
+	uint64_t st[2], free_at, a, b;
+	size_t n = 0;
+
+	ck_assert(win_msg_take(st, &n, 2, 2, 2000, 1000, 600000, &a));
+	ck_assert_uint_eq(a, 601000);
+	ck_assert(win_msg_take(st, &n, 2, 2, 2000, 1100, 600000, &b));
+	ck_assert(!win_msg_take(st, &n, 2, 2, 2000, 3500, 600000, &free_at));
+	ck_assert_uint_eq(free_at, 3500 + WIN_POLL_MS);
+	ck_assert_uint_eq(win_msg_count(st, n, 2, 2000, 3500, &free_at), 2);
+	/* The first went at 3600 (a 2.6 s transfer in a 2 s window). */
+	ck_assert(win_msg_retime(st, n, a, 3600));
+	ck_assert(!win_msg_take(st, &n, 2, 2, 2000, 3700, 600000, &free_at));
+	ck_assert_uint_eq(free_at, 5600); /* the oldest place frees first; b still counts */
+	/* The second sent nothing: released, its place is free. */
+	ck_assert(win_msg_retime(st, n, b, 0));
+	ck_assert(win_msg_take(st, &n, 2, 2, 2000, 3800, 600000, &b));
+	ck_assert(!win_msg_take(st, &n, 2, 2, 2000, 3900, 600000, &free_at));
+	/* Both in the window or in flight: the first frees at 3600 + W. */
+	ck_assert(win_msg_retime(st, n, b, 3850));
+	ck_assert(!win_msg_take(st, &n, 2, 2, 2000, 5599, 600000, &free_at));
+	ck_assert_uint_eq(free_at, 5600);
+	ck_assert(win_msg_take(st, &n, 2, 2, 2000, 5600, 600000, &free_at));
 }
 END_TEST
 
@@ -56,7 +95,7 @@ START_TEST(test_msg_random_never_over)
 	srandom(42);
 	for (i = 0; i < 20000 && na < 4000; i++) {
 		t += (uint64_t)(random() % 700);
-		if (win_msg_take(st, &n, 5, 5, 2000, t, &free_at))
+		if (win_msg_take(st, &n, 5, 5, 2000, t, 0, &free_at))
 			all[na++] = t;
 		else
 			ck_assert_uint_gt(free_at, t);
@@ -168,6 +207,7 @@ main(void)
 
 	tcase_add_test(tc, test_msg_boundaries);
 	tcase_add_test(tc, test_msg_retime);
+	tcase_add_test(tc, test_msg_in_flight);
 	tcase_add_test(tc, test_msg_random_never_over);
 	tcase_add_test(tc, test_rcpt_buckets);
 	tcase_add_test(tc, test_rcpt_random_never_over);
