@@ -13,6 +13,7 @@ int cmd_explain(const char *conf_file, int argc, char **argv);
 int cmd_token(const char *conf_file, int argc, char **argv);
 int cmd_doctor(const char *conf_file, int argc, char **argv);
 int cmd_status(const char *conf_file, int argc, char **argv);
+int cmd_route_key(const char *conf_file, int argc, char **argv);
 
 /* cli_load - load the configuration, printing every diagnostic; NULL on error */
 struct conf *cli_load(const char *conf_file, int quiet_ok);

@@ -356,29 +356,6 @@ check_cert(struct doctor *d, const char *subject, const char *cert, const char *
 /* --connect ----------------------------------------------------------------------------- */
 
 static void
-peer_names(SSL *ssl, char *buf, size_t size)
-{
-	X509 *c = SSL_get1_peer_certificate(ssl);
-	STACK_OF(GENERAL_NAME) *sans;
-	int i;
-
-	buf[0] = '\0';
-	if (c == NULL)
-		return;
-	X509_NAME_get_text_by_NID(X509_get_subject_name(c), NID_commonName, buf, (int)size);
-	sans = X509_get_ext_d2i(c, NID_subject_alt_name, NULL, NULL);
-	for (i = 0; sans != NULL && i < sk_GENERAL_NAME_num(sans); i++) {
-		GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
-		if (g->type == GEN_DNS)
-			snprintf(buf + strlen(buf), size - strlen(buf), ", %.*s",
-				 ASN1_STRING_length(g->d.dNSName),
-				 (const char *)ASN1_STRING_get0_data(g->d.dNSName));
-	}
-	GENERAL_NAMES_free(sans);
-	X509_free(c);
-}
-
-static void
 check_connect(struct doctor *d, const char *host, unsigned port, bool submission)
 {
 	const struct conf *c = d->conf;
@@ -436,7 +413,7 @@ check_connect(struct doctor *d, const char *host, unsigned port, bool submission
 		    "STARTTLS failed: %d %s %s", r.code, r.text, s.net.err);
 		goto out;
 	}
-	peer_names(s.net.ssl, names, sizeof(names));
+	net_peer_names(&s.net, names, sizeof(names));
 	add(d, LVL_OK, subj, "tls", NULL, "%s, certificate verified (names: %s)",
 	    s.net.tls_version, names);
 	if (smtp_ehlo(&s, &r) < 0 || r.code != 250) {

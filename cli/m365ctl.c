@@ -28,6 +28,9 @@ static const struct command {
 	 "--connect also tries each endpoint"},
 	{"status", cmd_status, "status [--json] [MAILBOX]",
 	 "each mailbox's messages, recipients and sessions against its limits"},
+	{"route-key", cmd_route_key, "route-key [--rotate]",
+	 "create the key that signs the route header (route_key_file), or put a new "
+	 "one first"},
 	{"token", cmd_token, "token test APP [--mailbox ADDRESS]",
 	 "get an OAuth token for APP, show its claims; with --mailbox, try SMTP AUTH"},
 };

@@ -12,21 +12,25 @@
 #include "config.h"
 
 #include <confuse.h>
+#include <pwd.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "conf.h"
 #include "conf_text.h"
 #include "log.h"
+#include "routekey.h"
 #include "util.h"
 
 /* Defaults (DESIGN.md section 3; Exchange Online's published limits). */
 #define DEF_USER	      "m365relay"
 #define DEF_STATE_DIR	      "/var/lib/m365relay"
+#define DEF_ROUTE_KEY_FILE    "route.key" /* next to the main file */
 #define DEF_MILTER_SOCKET     "unix:/run/m365relay/milter.sock"
 #define DEF_MILTER_TIMEOUT    300
 #define DEF_SMTP_HOST	      "smtp.office365.com"
@@ -110,6 +114,7 @@ static cfg_opt_t transport_opts[] = {
 	OPT("timeout_data"),	OPT("timeout_block"),	 OPT("timeout_dot"),
 	OPT("pacing_wait"),	OPT("direct_send_tls"),	 OPT("local_submitter"),
 	OPT("sendmail"),	OPT("token_margin"),	 OPT("token_timeout"),
+	OPT("unverified_route"),
 	CFG_END()};
 
 static cfg_opt_t tenant_opts[] = {
@@ -144,6 +149,7 @@ static cfg_opt_t domain_opts[] = {
 static cfg_opt_t main_opts[] = {
 	OPT("user"),
 	OPT("state_dir"),
+	OPT("route_key_file"),
 	OPT("domain_file"),
 	CFG_SEC("milter", milter_opts, CFGF_NONE),
 	CFG_SEC("store", store_opts, CFGF_NONE),
@@ -215,6 +221,7 @@ struct build {
 	struct conf_text main_text, domain_text;
 	const char *main_file, *domain_file;
 	int errors_before;
+	unsigned flags; /* CONF_* */
 };
 
 static void berr(struct build *b, struct conf_loc loc, const char *fmt, ...)
@@ -232,8 +239,11 @@ vdiag(struct build *b, bool error, struct conf_loc loc, const char *fmt,
 	char msg[1024];
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	diag_add(b->diag, error, "%s:%d: %s: %s", loc.file, loc.line,
-		 error ? "error" : "warning", msg);
+	if (loc.line > 0)
+		diag_add(b->diag, error, "%s:%d: %s: %s", loc.file, loc.line,
+			 error ? "error" : "warning", msg);
+	else /* about the file as a whole (a default, not a line) */
+		diag_add(b->diag, error, "%s: %s: %s", loc.file, error ? "error" : "warning", msg);
 }
 
 static void
@@ -425,6 +435,60 @@ check_file(struct build *b, struct conf_loc loc, const char *opt,
 		     opt, path, (unsigned)(st.st_mode & 07777), path);
 }
 
+/*
+ * load_route_keys - the keys of route_key_file (routekey.h).  Without the
+ * option, "route.key" next to the main file is used when it exists; when
+ * it does not, routes go unsigned (a warning: nothing is refused, the
+ * transport then decides every message again).  The milter reads the file
+ * again at each reload, as the service user, so the file must be that
+ * user's (a root-owned 0600 key would work at start and fail the reload).
+ */
+static void
+load_route_keys(struct build *b, cfg_t *root, struct conf *c)
+{
+	struct conf_loc loc = {b->main_file, 0};
+	char err[512];
+	struct stat st;
+	bool given;
+
+	c->route_key_file = get_path(b, root, "route_key_file", &loc);
+	given = c->route_key_file != NULL;
+	if (!given) {
+		char *p;
+		if (asprintf(&p, "%s/%s", c->dir, DEF_ROUTE_KEY_FILE) < 0)
+			return;
+		c->route_key_file = arena_strdup(c->arena, p);
+		free(p);
+		if (c->route_key_file == NULL)
+			return;
+		if (b->flags & CONF_NO_ROUTE_KEYS)
+			return;
+		if (lstat(c->route_key_file, &st) < 0 && errno == ENOENT) {
+			bwarn(b, loc, "no route key (%s): the milter's routes are not "
+				      "signed and the transport decides every message again; "
+				      "run: m365ctl route-key", c->route_key_file);
+			c->route_key_file = NULL;
+			return;
+		}
+	}
+	if (b->flags & CONF_NO_ROUTE_KEYS)
+		return;
+	check_file(b, loc, "route_key_file", c->route_key_file, true);
+	if (route_keys_read(c->route_key_file, c->arena, &c->route_keys, &c->n_route_keys,
+			    err, sizeof(err)) < 0) {
+		berr(b, loc, "route_key_file: %s", err);
+		return;
+	}
+	if (geteuid() == 0 && stat(c->route_key_file, &st) == 0) {
+		const struct passwd *pw = getpwnam(c->user);
+		if (pw != NULL && st.st_uid != pw->pw_uid)
+			berr(b, loc, "route_key_file: %s: owned by uid %u, but the milter "
+				     "(after a reload) and the transport read it as %s; run: "
+				     "chown %s %s", c->route_key_file, (unsigned)st.st_uid,
+			     c->user, c->user, c->route_key_file);
+	}
+}
+
 /* A list of strings, each checked by fn (which reports), copied to the arena. */
 static const char **
 get_list(struct build *b, cfg_t *sec, const char *name, size_t *n,
@@ -584,6 +648,9 @@ static const struct enum_name connector_names[] = {
 static const struct enum_name backend_names[] = {
 	{"lmdb", STORE_BACKEND_LMDB}, {"redis", STORE_BACKEND_REDIS}, {NULL, 0}};
 
+static const struct enum_name unverified_names[] = {
+	{"decide", UNVERIFIED_DECIDE}, {"defer", UNVERIFIED_DEFER}, {NULL, 0}};
+
 static const struct enum_name tls_names[] = {
 	{"required", TLS_REQUIRED}, {"opportunistic", TLS_OPPORTUNISTIC}, {NULL, 0}};
 
@@ -704,6 +771,7 @@ build_globals(struct build *b, cfg_t *root)
 
 	c->user = get_str(b, root, "user", DEF_USER);
 	c->state_dir = get_str(b, root, "state_dir", DEF_STATE_DIR);
+	load_route_keys(b, root, c);
 	c->milter.socket = DEF_MILTER_SOCKET;
 	c->milter.on_error = FAIL_TEMPFAIL;
 	c->milter.messages_action = FAIL_ACCEPT;
@@ -840,6 +908,9 @@ build_transport(struct build *b, cfg_t *root)
 	t->pacing_wait = (int)v;
 	get_enum(b, sec, "direct_send_tls", tls_names, TLS_REQUIRED, &e);
 	t->direct_send_tls = (enum tls_policy)e;
+	e = UNVERIFIED_DECIDE;
+	get_enum(b, sec, "unverified_route", unverified_names, UNVERIFIED_DECIDE, &e);
+	t->unverified_route = (enum unverified_action)e;
 	ls = get(sec, "local_submitter");
 	if (ls != NULL) {
 		for (i = 0; i < b->conf->n_submitters; i++)
@@ -1442,6 +1513,12 @@ parse_one(struct build *b, const char *path, cfg_opt_t *opts,
 struct conf *
 conf_load(const char *path, struct diag *diag)
 {
+	return conf_load_flags(path, diag, 0);
+}
+
+struct conf *
+conf_load_flags(const char *path, struct diag *diag, unsigned flags)
+{
 	struct build b;
 	struct conf *c;
 	struct arena *arena;
@@ -1452,6 +1529,7 @@ conf_load(const char *path, struct diag *diag)
 
 	memset(&b, 0, sizeof(b));
 	b.diag = diag;
+	b.flags = flags;
 	cur_build = &b;
 	arena = arena_new();
 	if (arena == NULL)

@@ -144,6 +144,9 @@ struct milter_conf {
 };
 
 enum tls_policy { TLS_REQUIRED, TLS_OPPORTUNISTIC };
+/* Mail whose route the transport cannot verify: the policy decides again
+ * (and its refusals bounce), or the mail waits in the queue. */
+enum unverified_action { UNVERIFIED_DECIDE, UNVERIFIED_DEFER };
 
 struct transport_conf {
 	const char *helo_name; /* NULL: the host name */
@@ -153,7 +156,8 @@ struct transport_conf {
 		timeout_block, timeout_dot;
 	int pacing_wait;	     /* seconds waiting for a slot or window */
 	enum tls_policy direct_send_tls;
-	const struct submitter *local_submitter; /* for mail without a route */
+	const struct submitter *local_submitter; /* mail with no client address */
+	enum unverified_action unverified_route;
 	const char *sendmail;	     /* for the report of mixed outcomes */
 	int token_margin;	     /* refresh a token with less left (s) */
 	int token_timeout;	     /* the token endpoint's deadline (s) */
@@ -173,6 +177,16 @@ struct store_conf {
 	enum fail_action on_error; /* what the milter answers when the store fails */
 };
 
+#define ROUTE_KEYS_MAX 8 /* keys in route_key_file: the signing one and older ones */
+#define ROUTE_KID_LEN 8	 /* hex digits of a key's name */
+
+/* A key that signs (the first) or verifies (any) the route header. */
+struct route_key {
+	const char *secret;
+	size_t len;
+	char id[ROUTE_KID_LEN + 1];
+};
+
 struct conf {
 	struct arena *arena;
 	const char *file;	 /* the main file, as given */
@@ -180,6 +194,12 @@ struct conf {
 	const char *domain_file; /* NULL if none */
 	const char *user;	 /* unprivileged service user */
 	const char *state_dir;
+	/* The keys of the route header (route_key_file): the first signs,
+	 * every one verifies.  None: the milter's routes are unsigned and the
+	 * transport decides every message again. */
+	const char *route_key_file;
+	struct route_key *route_keys;
+	size_t n_route_keys;
 	struct milter_conf milter;
 	struct store_conf store;
 	struct transport_conf transport;
@@ -208,6 +228,9 @@ struct diag {
 
 /* conf_load - read, resolve and validate path; NULL if any error (see diag) */
 struct conf *conf_load(const char *path, struct diag *diag);
+/* conf_load_flags - conf_load(), with CONF_* flags */
+#define CONF_NO_ROUTE_KEYS 1 /* name route_key_file, do not read it (m365ctl route-key) */
+struct conf *conf_load_flags(const char *path, struct diag *diag, unsigned flags);
 /* conf_load_logged - conf_load(), errors (and warnings if asked) sent to the log */
 struct conf *conf_load_logged(const char *path, bool warnings);
 /* conf_free - release a snapshot (NULL is fine) */

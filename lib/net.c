@@ -10,7 +10,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -23,6 +25,7 @@
 
 #include "log.h"
 #include "net.h"
+#include "sbuf.h"
 #include "util.h"
 
 void
@@ -91,6 +94,7 @@ net_connect(struct net *n, const char *host, unsigned port, int timeout)
 	int rc, one = 1;
 
 	m3_strlcpy(n->host, host, sizeof(n->host));
+	n->port = port;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
@@ -164,10 +168,12 @@ new_session(SSL *ssl, SSL_SESSION *sess)
 	FILE *fp;
 	int fd;
 
-	if (n == NULL || n->session_cache == NULL || !SSL_SESSION_is_resumable(sess))
+	if (n == NULL || n->session_cache[0] == '\0' || !SSL_SESSION_is_resumable(sess) ||
+	    SSL_get_verify_result(ssl) != X509_V_OK)
 		return 0;
 	snprintf(tmp, sizeof(tmp), "%s.%ld", n->session_cache, (long)getpid());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	unlink(tmp); /* a leftover of a process with our pid */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return 0;
 	fp = fdopen(fd, "w");
@@ -186,14 +192,61 @@ static SSL_SESSION *
 load_session(const char *path)
 {
 	SSL_SESSION *s = NULL;
-	FILE *fp = fopen(path, "r");
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	FILE *fp = fd >= 0 ? fdopen(fd, "r") : NULL;
 
 	if (fp != NULL) {
 		s = PEM_read_SSL_SESSION(fp, NULL, NULL, NULL);
 		fclose(fp);
+	} else if (fd >= 0) {
+		close(fd);
 	}
 	ERR_clear_error();
 	return s;
+}
+
+/*
+ * net_session_file - one cache file per (host, port, CA file, client
+ * certificate), for verified sessions only: the name is a digest of all
+ * of them, so that a session can only be resumed where the same checks
+ * would have accepted a new handshake.
+ */
+void
+net_session_file(const struct tls_opts *o, const char *host, unsigned port, char *buf,
+		 size_t size)
+{
+	static const char digits[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int len = 0, i;
+	char hex[33], ports[16];
+	EVP_MD_CTX *ctx;
+
+	buf[0] = '\0';
+	if (o->cache_dir == NULL || !o->verify)
+		return;
+	ctx = EVP_MD_CTX_new();
+	snprintf(ports, sizeof(ports), "%u", port);
+	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, host, strlen(host) + 1) != 1 ||
+	    EVP_DigestUpdate(ctx, ports, strlen(ports) + 1) != 1 ||
+	    EVP_DigestUpdate(ctx, "verify", 7) != 1 ||
+	    EVP_DigestUpdate(ctx, o->ca_file ? o->ca_file : "(system store)",
+			     strlen(o->ca_file ? o->ca_file : "(system store)") + 1) != 1 ||
+	    EVP_DigestUpdate(ctx, o->cert_file ? o->cert_file : "(no client certificate)",
+			     strlen(o->cert_file ? o->cert_file : "(no client certificate)") + 1) !=
+		    1 ||
+	    EVP_DigestFinal_ex(ctx, md, &len) != 1 || len < 16) {
+		EVP_MD_CTX_free(ctx);
+		return;
+	}
+	EVP_MD_CTX_free(ctx);
+	for (i = 0; i < 16; i++) {
+		hex[2 * i] = digits[md[i] >> 4];
+		hex[2 * i + 1] = digits[md[i] & 15];
+	}
+	hex[32] = '\0';
+	if (snprintf(buf, size, "%s/tls-%s.session", o->cache_dir, hex) >= (int)size)
+		buf[0] = '\0';
 }
 
 /* tls_io - run one SSL call to completion within the deadline */
@@ -241,8 +294,8 @@ net_starttls(struct net *n, const struct tls_opts *o, int timeout)
 		if (SSL_CTX_check_private_key(n->ctx) != 1)
 			return fail(n, "TLS: %s does not match %s", o->key_file, o->cert_file);
 	}
-	n->session_cache = o->session_cache;
-	if (o->session_cache != NULL) {
+	net_session_file(o, n->host, n->port, n->session_cache, sizeof(n->session_cache));
+	if (n->session_cache[0] != '\0') {
 		SSL_CTX_set_session_cache_mode(n->ctx, SSL_SESS_CACHE_CLIENT |
 							       SSL_SESS_CACHE_NO_INTERNAL_STORE);
 		SSL_CTX_sess_set_new_cb(n->ctx, new_session);
@@ -259,7 +312,7 @@ net_starttls(struct net *n, const struct tls_opts *o, int timeout)
 		if (SSL_set1_host(n->ssl, n->host) != 1)
 			return fail(n, "TLS: %s", ssl_error());
 	}
-	if (o->session_cache != NULL && (sess = load_session(o->session_cache)) != NULL) {
+	if (n->session_cache[0] != '\0' && (sess = load_session(n->session_cache)) != NULL) {
 		SSL_set_session(n->ssl, sess);
 		SSL_SESSION_free(sess);
 	}
@@ -276,10 +329,51 @@ net_starttls(struct net *n, const struct tls_opts *o, int timeout)
 			return fail(n, "TLS handshake with %s failed: %s", n->host, ssl_error());
 		}
 	}
+	n->tls = true;
 	n->resumed = SSL_session_reused(n->ssl) == 1;
 	n->tls_version = SSL_get_version(n->ssl);
+	if (o->verify) {
+		/* Resumed or not: the certificate the session rests on was verified. */
+		long v = SSL_get_verify_result(n->ssl);
+		if (v != X509_V_OK || SSL_get0_peer_certificate(n->ssl) == NULL)
+			return fail(n, "TLS: certificate of %s not trusted: %s", n->host,
+				    v != X509_V_OK ? X509_verify_cert_error_string(v)
+						   : "no certificate");
+		n->verified = true;
+	}
 	n->rlen = n->roff = 0; /* nothing read before STARTTLS may be used */
 	return 0;
+}
+
+void
+net_peer_names(const struct net *n, char *buf, size_t size)
+{
+	X509 *c = n->ssl != NULL ? SSL_get1_peer_certificate(n->ssl) : NULL;
+	STACK_OF(GENERAL_NAME) *sans;
+	struct sbuf b;
+	char cn[256] = "";
+	int i;
+
+	if (size == 0)
+		return;
+	buf[0] = '\0';
+	if (c == NULL)
+		return;
+	sbuf_init(&b, size - 1);
+	if (X509_NAME_get_text_by_NID(X509_get_subject_name(c), NID_commonName, cn,
+				      (int)sizeof(cn)) > 0)
+		sbuf_adds(&b, cn);
+	sans = X509_get_ext_d2i(c, NID_subject_alt_name, NULL, NULL);
+	for (i = 0; sans != NULL && i < sk_GENERAL_NAME_num(sans); i++) {
+		GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+		if (g->type == GEN_DNS)
+			sbuf_addf(&b, ", %.*s", ASN1_STRING_length(g->d.dNSName),
+				  (const char *)ASN1_STRING_get0_data(g->d.dNSName));
+	}
+	GENERAL_NAMES_free(sans);
+	X509_free(c);
+	m3_strlcpy(buf, sbuf_str(&b), size);
+	sbuf_free(&b);
 }
 
 /* I/O --------------------------------------------------------------------------------- */
@@ -401,4 +495,5 @@ net_close(struct net *n)
 		close(n->fd);
 		n->fd = -1;
 	}
+	n->tls = n->verified = n->resumed = false;
 }

@@ -6,8 +6,13 @@
  * TLS is OpenSSL with TLS >= 1.2, certificate and host name verification
  * against the system store or a configured CA file, SNI, an optional client
  * certificate (certificate connectors) and session resumption from a cache
- * file per endpoint (pipe(8) starts a process per delivery: a resumed
- * handshake saves a round trip and the server's signature).
+ * file (pipe(8) starts a process per delivery: a resumed handshake saves a
+ * round trip and the server's signature).  A session is cached only from a
+ * verified handshake, and under a name made from everything that verified
+ * it (host, port, CA, client certificate): a session from an unverified
+ * (opportunistic) handshake can never be resumed where verification is
+ * required.  After every verified handshake, resumed or not, the
+ * verification result is checked again.
  *
  * Errors: functions return 0 or -1 with a message in net->err; a timeout
  * says so.  Nothing exits.
@@ -15,30 +20,35 @@
 #ifndef M3_NET_H
 #define M3_NET_H
 
-#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stddef.h>
 
 struct tls_opts {
-	const char *ca_file;	   /* NULL: the system store */
-	const char *cert_file;	   /* client certificate, or NULL */
+	const char *ca_file;   /* NULL: the system store */
+	const char *cert_file; /* client certificate, or NULL */
 	const char *key_file;
-	const char *session_cache; /* file for this endpoint's session, or NULL */
-	bool verify;		   /* false only for opportunistic TLS */
+	const char *cache_dir; /* where sessions are kept, or NULL for none */
+	bool verify;	       /* false only for opportunistic TLS */
 };
+
+struct ssl_ctx_st;
+struct ssl_st;
 
 struct net {
 	int fd;
-	SSL_CTX *ctx;
-	SSL *ssl;
+	struct ssl_ctx_st *ctx; /* OpenSSL's, private to net.c */
+	struct ssl_st *ssl;
 	char host[256];	 /* the name we connected to (SNI, verification) */
+	unsigned port;
 	char peer[64];	 /* address actually connected */
 	char rbuf[8192]; /* read buffer */
 	size_t rlen, roff;
 	char err[512];
+	bool tls;	    /* the connection is under TLS */
+	bool verified;	    /* ... with the peer's certificate verified */
 	bool resumed;	    /* the TLS session was resumed */
 	const char *tls_version;
-	const char *session_cache;
+	char session_cache[1100]; /* this connection's cache file, "" for none */
 };
 
 /* net_connect - connect to host:port by name, each address in turn, within timeout seconds each */
@@ -51,6 +61,11 @@ int net_write(struct net *n, const void *buf, size_t len, int timeout);
 int net_readline(struct net *n, char *buf, size_t size, int timeout);
 /* net_close - close (and free TLS state) */
 void net_close(struct net *n);
+/* net_peer_names - the server certificate's CN and DNS names, ", " between ("" if none) */
+void net_peer_names(const struct net *n, char *buf, size_t size);
+/* net_session_file - the cache file for these options and this host:port ("" for none) */
+void net_session_file(const struct tls_opts *o, const char *host, unsigned port, char *buf,
+		      size_t size);
 /* net_init - zero a struct net */
 void net_init(struct net *n);
 

@@ -120,9 +120,10 @@ reply_classify(const struct smtp_reply *r)
 {
 	const struct known *k;
 
-	if (r->code / 100 == 2 || r->code / 100 == 3)
+	if (r->code / 100 == 2)
 		return RC_OK;
-	if (r->code / 100 == 4)
+	/* A 1xx or 3xx cannot end a command that delivers: never "sent". */
+	if (r->code / 100 != 5)
 		return RC_TEMP;
 	k = lookup(r);
 	return k != NULL ? k->cls : RC_PERM;

@@ -23,7 +23,7 @@
 
 enum reply_class {
 	RC_OK,	   /* 2xx */
-	RC_TEMP,   /* 4xx: retry later */
+	RC_TEMP,   /* 4xx (and 1xx/3xx, which cannot end a delivery): retry later */
 	RC_CONFIG, /* 5xx that means our side is misconfigured: defer, fix, flush */
 	RC_PERM,   /* 5xx about this message or recipient: bounce */
 };

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "policy.h"
+#include "route.h"
 #include "util.h"
 
 /* The exact words Exchange Online uses for a Send As refusal. */
@@ -352,7 +353,9 @@ policy_eom(const struct conf *conf, struct policy_msg *m,
 	}
 	if (r == 1) {
 		m->from = from.addr;
-		if (match_any(s->send_as, s->n_send_as, &from.addr)) {
+		if (match_any(s->send_as, s->n_send_as, &from.addr) ||
+		    (d->rewrite_header_from && addr_equal(&from.addr, &d->default_sender))) {
+			/* The second: what this policy itself writes there. */
 			m->from_action = FROM_KEEP;
 		} else if (d->rewrite_header_from &&
 			   !is_internal(m->tenant, from.addr.domain)) {
@@ -471,6 +474,39 @@ policy_evaluate(const struct conf *conf, const struct submission *s,
 		return;
 	}
 	policy_eom(conf, m, &s->headers);
+}
+
+/* The verdict as changes ----------------------------------------------------------- */
+
+static void
+add_edit(struct edits *e, enum edit_op op, const char *header, const char *value)
+{
+	if (e->n < EDITS_MAX) {
+		e->e[e->n].op = op;
+		e->e[e->n].header = header;
+		e->e[e->n].value = value;
+		e->n++;
+	}
+}
+
+void
+policy_edits(const struct policy_msg *m, struct edits *out)
+{
+	memset(out, 0, sizeof(*out));
+	/* A sender "rewritten" to itself (a second look at a message this
+	 * policy already rewrote) is no change. */
+	if (m->sender_rewritten && !addr_equal(&m->final_sender, &m->env_sender) &&
+	    addr_format(&m->final_sender, out->sender, sizeof(out->sender)) >= 0)
+		add_edit(out, EDIT_SENDER, NULL, out->sender);
+	if (m->from_action == FROM_REWRITE)
+		add_edit(out, EDIT_HEADER_SET, "From", m->new_from);
+	else if (m->from_action == FROM_ADD)
+		add_edit(out, EDIT_HEADER_ADD, "From", m->new_from);
+	if (m->new_reply_to[0] != '\0')
+		add_edit(out, EDIT_HEADER_ADD, "Reply-To", m->new_reply_to);
+	if (m->delete_sender)
+		add_edit(out, EDIT_HEADER_DROP, "Sender", NULL);
+	add_edit(out, EDIT_ROUTE, ROUTE_HEADER, NULL);
 }
 
 /* Presentation ----------------------------------------------------------------------- */

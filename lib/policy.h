@@ -20,7 +20,10 @@
  *     550 5.7.60 SMTP; Client does not have permissions to send as this sender.
  *     A foreign From (not an accepted domain) is rewritten to the default
  *     sender instead when the domain says rewrite_header_from, keeping the
- *     display name and putting the original address in Reply-To.
+ *     display name and putting the original address in Reply-To; the
+ *     default sender itself is then accepted as a From, so that a message
+ *     the policy has rewritten passes it again unchanged (the transport
+ *     decides again when it cannot trust the milter's route).
  *  5. mode: the domain's pinned mode, or (auto) smtp-auth when the
  *     submitter has a mailbox of its own, else direct-send when every
  *     recipient is internal and the tenant allows it, else relay through
@@ -116,6 +119,34 @@ struct submission {
 	struct msg_headers headers;
 };
 
+/*
+ * The changes a verdict makes to an accepted message, in the order they
+ * are applied: the milter maps each to an smfi_* call, the transport
+ * (when it decides itself) to the message it sends.  Values point into
+ * the policy_msg (or into the struct edits) they came from.
+ */
+enum edit_op {
+	EDIT_SENDER,	  /* the envelope sender becomes value */
+	EDIT_HEADER_SET,  /* the first `header` field's value becomes value */
+	EDIT_HEADER_ADD,  /* a `header` field with value is added after the others */
+	EDIT_HEADER_DROP, /* every `header` field goes */
+	EDIT_ROUTE,	  /* every route header goes; the milter then adds its own */
+};
+
+struct edit {
+	enum edit_op op;
+	const char *header; /* NULL for EDIT_SENDER */
+	const char *value;  /* NULL for the drops */
+};
+
+#define EDITS_MAX 6
+
+struct edits {
+	struct edit e[EDITS_MAX];
+	size_t n;
+	char sender[ADDR_TEXT_MAX + 1]; /* EDIT_SENDER's value */
+};
+
 /* policy_mail - steps 1 and 2 at MAIL FROM; m->reply says accept or refuse */
 void policy_mail(const struct conf *conf, const struct identity *id,
 		 const char *env_sender, struct policy_msg *m);
@@ -128,6 +159,9 @@ void policy_eom(const struct conf *conf, struct policy_msg *m,
 /* policy_evaluate - every stage in order; rv (cap entries) gets each recipient's verdict */
 void policy_evaluate(const struct conf *conf, const struct submission *s,
 		     struct policy_msg *m, struct rcpt_verdict *rv, size_t cap);
+
+/* policy_edits - what an accepted message must become (EDIT_ROUTE always, last) */
+void policy_edits(const struct policy_msg *m, struct edits *out);
 
 /* policy_find_submitter - step 1 alone (NULL if nobody matches) */
 const struct submitter *policy_find_submitter(const struct conf *conf,

@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <limits.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,26 +11,20 @@
 #include <string.h>
 
 #include "log.h"
+#include "sbuf.h"
 #include "smtp.h"
 #include "util.h"
 
 #define LINE_MAX_SMTP	4096
 #define REPLY_LINES_MAX 64
 
-const char *
-smtp_reply_line(const struct smtp_reply *r, char *buf, size_t size)
-{
-	snprintf(buf, size, "%s", r->text);
-	return buf;
-}
-
 static int
-reply_code(const char *line)
+reply_code(const char *line, size_t n)
 {
-	if (line[0] < '1' || line[0] > '5' || line[1] < '0' || line[1] > '9' ||
+	if (n < 3 || line[0] < '1' || line[0] > '5' || line[1] < '0' || line[1] > '9' ||
 	    line[2] < '0' || line[2] > '9')
 		return -1;
-	if (line[3] != ' ' && line[3] != '-' && line[3] != '\0')
+	if (n > 3 && line[3] != ' ' && line[3] != '-')
 		return -1;
 	return (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
 }
@@ -53,53 +48,76 @@ find_xcode(struct smtp_reply *r)
 	}
 }
 
+void
+smtp_reply_begin(struct smtp_reply *r)
+{
+	memset(r, 0, sizeof(*r));
+}
+
 /*
- * read_reply - a complete reply.  With ehlo set, each line's text is
- * handed to it (EHLO keywords); otherwise lines are joined with a space.
+ * smtp_reply_add - the text of every line is joined with a space, cut at
+ * the size of r->text, and control characters become '?' (the text goes
+ * to logs and, through pipe(8), into bounces).  Every line must carry the
+ * same code; a reply of more than REPLY_LINES_MAX lines is refused.
+ */
+int
+smtp_reply_add(struct smtp_reply *r, const char *line, size_t n, const char **err)
+{
+	int code = reply_code(line, n);
+	size_t i;
+
+	if (code < 0 || (r->lines > 0 && code != r->code)) {
+		*err = "a malformed reply";
+		return -1;
+	}
+	if (++r->lines > REPLY_LINES_MAX) {
+		*err = "a reply of too many lines";
+		return -1;
+	}
+	r->code = code;
+	if (n > 4 && (!r->ehlo || r->lines == 1)) {
+		if (r->used > 0 && r->used + 1 < sizeof(r->text))
+			r->text[r->used++] = ' ';
+		for (i = 4; i < n && r->used + 1 < sizeof(r->text); i++) {
+			unsigned char c = (unsigned char)line[i];
+			r->text[r->used++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+		}
+		r->text[r->used] = '\0';
+	}
+	if (n > 3 && line[3] == '-')
+		return 0;
+	find_xcode(r);
+	return 1;
+}
+
+/*
+ * read_reply - a complete reply.  With ehlo set, each line's text after
+ * the first is handed to it (EHLO keywords) rather than joined.
  */
 static int
 read_reply_x(struct smtp *s, struct smtp_reply *r, int timeout,
-	     void (*ehlo)(struct smtp *, const char *))
+	     void (*ehlo)(struct smtp *, const char *, size_t))
 {
 	char line[LINE_MAX_SMTP];
-	size_t used = 0;
-	int n, code, lines = 0;
+	const char *err;
+	int n, rc;
 
-	memset(r, 0, sizeof(*r));
-	for (;;) {
+	smtp_reply_begin(r);
+	r->ehlo = ehlo != NULL;
+	do {
 		n = net_readline(&s->net, line, sizeof(line), timeout);
 		if (n < 0)
 			return -1;
 		log_debug("< %s", line);
-		code = n >= 3 ? reply_code(line) : -1;
-		if (code < 0 || (r->code != 0 && code != r->code)) {
-			snprintf(s->net.err, sizeof(s->net.err),
-				 "%s sent a malformed reply: %.80s", s->net.host, line);
+		rc = smtp_reply_add(r, line, (size_t)n, &err);
+		if (rc < 0) {
+			snprintf(s->net.err, sizeof(s->net.err), "%s sent %s: %.80s",
+				 s->net.host, err, line);
 			return -1;
 		}
-		r->code = code;
-		if (ehlo != NULL && lines > 0 && n > 4)
-			ehlo(s, line + 4);
-		if (n > 4 && (ehlo == NULL || lines == 0)) {
-			size_t l = strlen(line + 4);
-			if (used > 0 && used + 1 < sizeof(r->text))
-				r->text[used++] = ' ';
-			if (used + l >= sizeof(r->text))
-				l = sizeof(r->text) - used - 1;
-			memcpy(r->text + used, line + 4, l);
-			used += l;
-			r->text[used] = '\0';
-		}
-		if (n < 4 || line[3] != '-')
-			break;
-		if (++lines > REPLY_LINES_MAX) {
-			snprintf(s->net.err, sizeof(s->net.err),
-				 "%s sent a reply of more than %d lines", s->net.host,
-				 REPLY_LINES_MAX);
-			return -1;
-		}
-	}
-	find_xcode(r);
+		if (ehlo != NULL && r->lines > 1 && n > 4)
+			ehlo(s, line + 4, (size_t)n - 4);
+	} while (rc == 0);
 	return 0;
 }
 
@@ -109,42 +127,66 @@ read_reply(struct smtp *s, struct smtp_reply *r, int timeout)
 	return read_reply_x(s, r, timeout, NULL);
 }
 
+/*
+ * line_ok - a command may not carry CR, LF or NUL of its own: every
+ * address was checked where it entered, and this is the last guard
+ * against a second command smuggled inside the first.
+ */
+static bool
+line_ok(const char *p, size_t n)
+{
+	return memchr(p, '\r', n) == NULL && memchr(p, '\n', n) == NULL;
+}
+
 static int
 send_line(struct smtp *s, const char *line, bool secret)
 {
-	char buf[LINE_MAX_SMTP + 3];
-	int n;
+	struct sbuf b;
+	int rc;
 
 	if (log_debug_enabled())
 		log_debug("> %s", secret ? "(authentication data redacted)" : line);
-	n = snprintf(buf, sizeof(buf), "%s\r\n", line);
-	if (n < 0 || (size_t)n >= sizeof(buf)) {
+	if (!line_ok(line, strlen(line))) {
+		snprintf(s->net.err, sizeof(s->net.err), "refusing to send a command "
+			 "holding CR or LF");
+		return -1;
+	}
+	sbuf_init(&b, LINE_MAX_SMTP + 2);
+	if (sbuf_adds(&b, line) < 0 || sbuf_add(&b, "\r\n", 2) < 0) {
+		sbuf_free(&b);
 		snprintf(s->net.err, sizeof(s->net.err), "command too long");
 		return -1;
 	}
-	return net_write(&s->net, buf, (size_t)n, s->t.command);
+	rc = net_write(&s->net, b.s, b.len, s->t.command);
+	if (secret)
+		sbuf_cleanse(&b);
+	sbuf_free(&b);
+	return rc;
 }
 
 static int command(struct smtp *s, struct smtp_reply *r, bool secret,
 		   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* command - one command line, made printf-style, and its reply */
 static int
 command(struct smtp *s, struct smtp_reply *r, bool secret, const char *fmt, ...)
 {
-	char line[LINE_MAX_SMTP];
+	struct sbuf b;
 	va_list ap;
-	int n;
+	int rc;
 
+	sbuf_init(&b, LINE_MAX_SMTP);
 	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line), fmt, ap);
+	rc = sbuf_vaddf(&b, fmt, ap);
 	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(line)) {
+	if (rc < 0)
 		snprintf(s->net.err, sizeof(s->net.err), "command too long");
-		return -1;
-	}
-	if (send_line(s, line, secret) < 0)
-		return -1;
-	return read_reply(s, r, s->t.command);
+	else
+		rc = send_line(s, b.s, secret);
+	if (secret)
+		sbuf_cleanse(&b);
+	sbuf_free(&b);
+	return rc < 0 ? -1 : read_reply(s, r, s->t.command);
 }
 
 int
@@ -157,45 +199,65 @@ smtp_open(struct smtp *s, const char *host, unsigned port,
 	return read_reply(s, greeting, s->t.greeting);
 }
 
-static void
-ehlo_keyword(struct smtp *s, const char *kw)
+/*
+ * smtp_ehlo_keyword - one line of an EHLO reply: the extensions we use.
+ * Keywords are case-insensitive; a SIZE value that is not a plain number
+ * in range counts as no limit given.
+ */
+void
+smtp_ehlo_keyword(unsigned *ext, unsigned long *size_limit, const char *kw, size_t n)
 {
-	char word[64];
-	size_t i;
+	char word[64], mech[32];
+	size_t i, j;
 
-	for (i = 0; i + 1 < sizeof(word) && kw[i] && kw[i] != ' '; i++)
+	for (i = 0; i + 1 < sizeof(word) && i < n && kw[i] != ' '; i++)
 		word[i] = kw[i];
 	word[i] = '\0';
+	if (i < n && kw[i] != ' ')
+		return; /* a keyword longer than any we know */
 	if (m3_casecmp(word, "PIPELINING") == 0)
-		s->ext |= EXT_PIPELINING;
+		*ext |= EXT_PIPELINING;
 	else if (m3_casecmp(word, "8BITMIME") == 0)
-		s->ext |= EXT_8BITMIME;
+		*ext |= EXT_8BITMIME;
 	else if (m3_casecmp(word, "SMTPUTF8") == 0)
-		s->ext |= EXT_SMTPUTF8;
+		*ext |= EXT_SMTPUTF8;
 	else if (m3_casecmp(word, "STARTTLS") == 0)
-		s->ext |= EXT_STARTTLS;
+		*ext |= EXT_STARTTLS;
 	else if (m3_casecmp(word, "ENHANCEDSTATUSCODES") == 0)
-		s->ext |= EXT_ENHANCED;
+		*ext |= EXT_ENHANCED;
 	else if (m3_casecmp(word, "SIZE") == 0) {
-		s->ext |= EXT_SIZE;
-		if (kw[i] == ' ')
-			s->size_limit = strtoul(kw + i + 1, NULL, 10);
+		unsigned long v = 0;
+		*ext |= EXT_SIZE;
+		*size_limit = 0;
+		for (j = i + 1; i < n && j < n && kw[j] >= '0' && kw[j] <= '9'; j++) {
+			if (v > (ULONG_MAX - 9) / 10) {
+				v = 0;
+				break;
+			}
+			v = v * 10 + (unsigned long)(kw[j] - '0');
+		}
+		if (j == n)
+			*size_limit = v;
 	} else if (m3_casecmp(word, "AUTH") == 0) {
 		/* The mechanisms follow, space separated. */
-		const char *p = kw + i;
-		while (*p == ' ') {
-			char mech[32];
-			size_t j = 0;
-			p++;
-			while (*p && *p != ' ' && j + 1 < sizeof(mech))
-				mech[j++] = *p++;
+		while (i < n && kw[i] == ' ') {
+			i++;
+			for (j = 0; i < n && kw[i] != ' '; i++)
+				if (j + 1 < sizeof(mech))
+					mech[j++] = kw[i];
 			mech[j] = '\0';
 			if (m3_casecmp(mech, "LOGIN") == 0)
-				s->ext |= EXT_AUTH_LOGIN;
+				*ext |= EXT_AUTH_LOGIN;
 			else if (m3_casecmp(mech, "XOAUTH2") == 0)
-				s->ext |= EXT_AUTH_XOAUTH2;
+				*ext |= EXT_AUTH_XOAUTH2;
 		}
 	}
+}
+
+static void
+ehlo_keyword(struct smtp *s, const char *kw, size_t n)
+{
+	smtp_ehlo_keyword(&s->ext, &s->size_limit, kw, n);
 }
 
 int
@@ -302,16 +364,16 @@ smtp_auth_xoauth2(struct smtp *s, const char *user, const char *token,
 }
 
 /* mail_params - SIZE, BODY and SMTPUTF8 as the server offers them */
-static void
-mail_params(const struct smtp *s, const struct smtp_msg *m, char *buf, size_t size)
+static int
+mail_params(const struct smtp *s, const struct smtp_msg *m, struct sbuf *b)
 {
-	buf[0] = '\0';
 	if (s->ext & EXT_SIZE)
-		snprintf(buf + strlen(buf), size - strlen(buf), " SIZE=%lu", m->size);
+		sbuf_addf(b, " SIZE=%lu", m->size);
 	if (m->eightbit && (s->ext & EXT_8BITMIME))
-		m3_strlcat(buf, " BODY=8BITMIME", size);
+		sbuf_adds(b, " BODY=8BITMIME");
 	if (m->utf8 && (s->ext & EXT_SMTPUTF8))
-		m3_strlcat(buf, " SMTPUTF8", size);
+		sbuf_adds(b, " SMTPUTF8");
+	return b->failed ? -1 : 0;
 }
 
 static int
@@ -328,93 +390,183 @@ write_body(struct smtp *s, const struct smtp_msg *m)
 	return 0;
 }
 
+/*
+ * out_of_step - a reply of a class the command cannot have (a 3xx to
+ * MAIL or RCPT, anything but 354/4xx/5xx to DATA, a 1xx or 3xx after the
+ * final dot), or bytes waiting that no command asked for: the replies no
+ * longer match the commands, and nothing read from here on can be
+ * believed.  A protocol error: the caller defers.
+ */
+static int
+out_of_step(struct smtp *s, const char *cmd, const struct smtp_reply *r)
+{
+	if (r != NULL)
+		snprintf(s->net.err, sizeof(s->net.err),
+			 "%s answered %s with %d: replies out of step with commands",
+			 s->net.host, cmd, r->code);
+	else
+		snprintf(s->net.err, sizeof(s->net.err),
+			 "%s sent a reply no command asked for (after %s)", s->net.host, cmd);
+	return -1;
+}
+
+static bool
+unread(const struct smtp *s)
+{
+	return s->net.roff < s->net.rlen;
+}
+
+/* The reply classes each command may have (RFC 5321 4.3.2). */
+#define CLASS_OK(r) ((r)->code / 100 == 2 || (r)->code / 100 == 4 || (r)->code / 100 == 5)
+
+/* write_envelope - MAIL, each RCPT and (when pipelining) DATA, in one write */
+static int
+write_envelope(struct smtp *s, const char *sender, const char *params,
+	       const char *const *rcpts, size_t n, bool with_data)
+{
+	struct sbuf b;
+	size_t i;
+	int rc;
+
+	/* Each address was parsed and formatted canonically: at most
+	 * ADDR_TEXT_MAX bytes, no CR, LF or angle brackets of its own. */
+	sbuf_init(&b, (n + 2) * (LINE_MAX_SMTP + 2));
+	sbuf_addf(&b, "MAIL FROM:<%s>%s\r\n", sender, params);
+	log_debug("> MAIL FROM:<%s>%s", sender, params);
+	for (i = 0; i < n; i++) {
+		sbuf_addf(&b, "RCPT TO:<%s>\r\n", rcpts[i]);
+		log_debug("> RCPT TO:<%s>", rcpts[i]);
+	}
+	if (with_data) {
+		sbuf_adds(&b, "DATA\r\n");
+		log_debug("> DATA");
+	}
+	if (b.failed) {
+		sbuf_free(&b);
+		snprintf(s->net.err, sizeof(s->net.err), "out of memory for the envelope");
+		return -1;
+	}
+	rc = net_write(&s->net, b.s, b.len, s->t.command);
+	sbuf_free(&b);
+	return rc;
+}
+
 int
 smtp_transaction(struct smtp *s, const char *sender, const char *const *rcpts,
 		 size_t n, const struct smtp_msg *m, struct smtp_reply *rr,
 		 struct smtp_reply *final)
 {
-	char params[96], line[LINE_MAX_SMTP];
 	struct smtp_reply mail, data;
+	struct sbuf params;
 	size_t i, ok = 0;
 	bool pipelined = (s->ext & EXT_PIPELINING) != 0;
-	int rc;
 
 	memset(final, 0, sizeof(*final));
-	mail_params(s, m, params, sizeof(params));
+	if (n == 0) {
+		snprintf(s->net.err, sizeof(s->net.err), "a transaction without recipients");
+		return -1;
+	}
+	if (!line_ok(sender, strlen(sender)) || strchr(sender, '<') || strchr(sender, '>')) {
+		snprintf(s->net.err, sizeof(s->net.err), "refusing an unsafe sender address");
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		if (!line_ok(rcpts[i], strlen(rcpts[i])) || strchr(rcpts[i], '<') ||
+		    strchr(rcpts[i], '>')) {
+			snprintf(s->net.err, sizeof(s->net.err),
+				 "refusing an unsafe recipient address");
+			return -1;
+		}
+	sbuf_init(&params, 96);
+	if (mail_params(s, m, &params) < 0) {
+		sbuf_free(&params);
+		snprintf(s->net.err, sizeof(s->net.err), "MAIL parameters too long");
+		return -1;
+	}
 	if (pipelined) {
 		/* MAIL, every RCPT and DATA in one write (RFC 2920). */
-		char *buf;
-		size_t cap = 512 + n * 320, len = 0;
-		buf = malloc(cap);
-		if (buf == NULL) {
-			snprintf(s->net.err, sizeof(s->net.err), "out of memory");
-			return -1;
-		}
-		len += (size_t)snprintf(buf + len, cap - len, "MAIL FROM:<%s>%s\r\n", sender, params);
-		log_debug("> MAIL FROM:<%s>%s", sender, params);
-		for (i = 0; i < n; i++) {
-			len += (size_t)snprintf(buf + len, cap - len, "RCPT TO:<%s>\r\n", rcpts[i]);
-			log_debug("> RCPT TO:<%s>", rcpts[i]);
-		}
-		len += (size_t)snprintf(buf + len, cap - len, "DATA\r\n");
-		log_debug("> DATA");
-		rc = net_write(&s->net, buf, len, s->t.command);
-		free(buf);
-		if (rc < 0)
-			return -1;
+		if (write_envelope(s, sender, sbuf_str(&params), rcpts, n, true) < 0)
+			goto fail;
 		if (read_reply(s, &mail, s->t.command) < 0)
-			return -1;
+			goto fail;
+		if (!CLASS_OK(&mail))
+			goto step_mail;
 		for (i = 0; i < n; i++) {
 			if (read_reply(s, &rr[i], s->t.command) < 0)
-				return -1;
+				goto fail;
+			if (!CLASS_OK(&rr[i])) {
+				out_of_step(s, "RCPT", &rr[i]);
+				goto fail;
+			}
 			if (mail.code / 100 != 2)
 				rr[i] = mail; /* the sender was refused: so is everyone */
 			else if (rr[i].code / 100 == 2)
 				ok++;
 		}
 		if (read_reply(s, &data, s->t.data) < 0)
-			return -1;
+			goto fail;
 		if (data.code == 354 && ok == 0) {
-			/* A server that says 354 with nobody to deliver to: end it. */
-			if (net_write(&s->net, ".\r\n", 3, s->t.command) < 0 ||
+			/* A server that says 354 with nobody to deliver to: end it
+			 * with an empty message, whose reply is not a delivery. */
+			if (unread(s) || net_write(&s->net, ".\r\n", 3, s->t.command) < 0 ||
 			    read_reply(s, &data, s->t.dot) < 0)
-				return -1;
-			*final = mail.code / 100 == 2 ? rr[0] : mail;
-			return 0;
+				goto fail;
 		}
 	} else {
-		if (command(s, &mail, false, "MAIL FROM:<%s>%s", sender, params) < 0)
-			return -1;
+		if (write_envelope(s, sender, sbuf_str(&params), rcpts, 0, false) < 0 ||
+		    read_reply(s, &mail, s->t.command) < 0)
+			goto fail;
+		if (!CLASS_OK(&mail))
+			goto step_mail;
 		for (i = 0; i < n; i++) {
 			if (mail.code / 100 != 2) {
 				rr[i] = mail;
 				continue;
 			}
 			if (command(s, &rr[i], false, "RCPT TO:<%s>", rcpts[i]) < 0)
-				return -1;
+				goto fail;
+			if (!CLASS_OK(&rr[i])) {
+				out_of_step(s, "RCPT", &rr[i]);
+				goto fail;
+			}
 			if (rr[i].code / 100 == 2)
 				ok++;
 		}
 		if (ok == 0) {
 			*final = mail.code / 100 == 2 ? rr[0] : mail;
+			sbuf_free(&params);
 			return 0;
 		}
-		snprintf(line, sizeof(line), "DATA");
-		if (send_line(s, line, false) < 0 || read_reply(s, &data, s->t.data) < 0)
-			return -1;
+		if (send_line(s, "DATA", false) < 0 || read_reply(s, &data, s->t.data) < 0)
+			goto fail;
 	}
+	sbuf_free(&params);
 	if (ok == 0) {
-		*final = mail.code / 100 == 2 ? (n > 0 ? rr[0] : data) : mail;
+		/* Nobody was accepted: each recipient keeps its own refusal. */
+		*final = mail.code / 100 == 2 ? rr[0] : mail;
 		return 0;
 	}
 	if (data.code != 354) {
+		if (data.code / 100 != 4 && data.code / 100 != 5)
+			return out_of_step(s, "DATA", &data);
 		*final = data;
 		return 0;
 	}
+	if (unread(s))
+		return out_of_step(s, "DATA", NULL);
 	log_debug("> (message, %zu bytes)", m->wire_len);
-	if (write_body(s, m) < 0)
+	if (write_body(s, m) < 0 || read_reply(s, final, s->t.dot) < 0)
 		return -1;
-	return read_reply(s, final, s->t.dot);
+	if (!CLASS_OK(final))
+		return out_of_step(s, "the final dot", final);
+	if (unread(s))
+		return out_of_step(s, "the final dot", NULL);
+	return 0;
+step_mail:
+	out_of_step(s, "MAIL", &mail);
+fail:
+	sbuf_free(&params);
+	return -1;
 }
 
 void

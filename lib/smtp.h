@@ -40,6 +40,10 @@ struct smtp_reply {
 	int code;	/* 250 */
 	char xcode[16]; /* "2.0.0", or "" when the server gave none */
 	char text[1024]; /* the whole reply after the code, lines joined by ' ' */
+	/* while it is read: */
+	size_t used;
+	int lines;
+	bool ehlo; /* lines after the first are EHLO keywords, not text */
 };
 
 struct smtp {
@@ -50,8 +54,12 @@ struct smtp {
 	const char *helo;
 };
 
-/* smtp_reply_line - "5.7.60 SMTP; Client ..." (the enhanced code, then text) for output */
-const char *smtp_reply_line(const struct smtp_reply *r, char *buf, size_t size);
+/* smtp_reply_begin - an empty reply, before its first line */
+void smtp_reply_begin(struct smtp_reply *r);
+/* smtp_reply_add - one line (no CR LF): 1 the reply is complete, 0 more lines follow, -1 malformed (err set) */
+int smtp_reply_add(struct smtp_reply *r, const char *line, size_t n, const char **err);
+/* smtp_ehlo_keyword - record the extension one EHLO line (after "250-") announces */
+void smtp_ehlo_keyword(unsigned *ext, unsigned long *size_limit, const char *kw, size_t n);
 
 int smtp_open(struct smtp *s, const char *host, unsigned port,
 	      struct smtp_reply *greeting);

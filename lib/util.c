@@ -71,6 +71,21 @@ m3_lower(char *s)
 		*s = (char)lc((unsigned char)*s);
 }
 
+const char *
+m3_printable(char *dst, const char *src, size_t size)
+{
+	size_t i;
+
+	if (size == 0)
+		return dst;
+	for (i = 0; src[i] != '\0' && i + 1 < size; i++) {
+		unsigned char c = (unsigned char)src[i];
+		dst[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+	}
+	dst[i] = '\0';
+	return dst;
+}
+
 size_t
 m3_utf8_seq(const unsigned char *s, size_t len)
 {

@@ -22,16 +22,10 @@
 
 #include "log.h"
 #include "milter.h"
+#include "hdrset.h"
 #include "policy.h"
 #include "route.h"
 #include "util.h"
-
-#define KEEP_VALUES 2 /* header values kept per name; more only counted */
-
-struct hvals {
-	char *v[KEEP_VALUES];
-	size_t n; /* how many the message had */
-};
 
 /* Per connection (and the message in progress on it). */
 struct mctx {
@@ -43,8 +37,7 @@ struct mctx {
 	bool in_msg, logged;
 	char qid[64];
 	struct policy_msg pm;
-	struct hvals from, sender;
-	size_t n_reply_to, n_route;
+	struct hdrset hdr;    /* the headers the policy reads */
 	struct reply refusal; /* the last recipient refusal, for the log */
 	bool refused;
 };
@@ -52,40 +45,9 @@ struct mctx {
 /* Helpers ----------------------------------------------------------------------- */
 
 static void
-hvals_clear(struct hvals *h)
-{
-	size_t i;
-
-	for (i = 0; i < KEEP_VALUES; i++) {
-		free(h->v[i]);
-		h->v[i] = NULL;
-	}
-	h->n = 0;
-}
-
-/*
- * hvals_add - keep a copy of a header value.  Values longer than the
- * parser accepts are cut one byte past its limit, so that they are
- * refused as too long rather than held in full.
- */
-static int
-hvals_add(struct hvals *h, const char *value)
-{
-	if (h->n < KEEP_VALUES) {
-		h->v[h->n] = strndup(value, ADDR_HEADER_MAX + 1);
-		if (h->v[h->n] == NULL)
-			return -1;
-	}
-	h->n++;
-	return 0;
-}
-
-static void
 msg_reset(struct mctx *m)
 {
-	hvals_clear(&m->from);
-	hvals_clear(&m->sender);
-	m->n_reply_to = m->n_route = 0;
+	hdrset_clear(&m->hdr);
 	m->in_msg = m->logged = false;
 	m->qid[0] = '\0';
 	m->refused = false;
@@ -339,31 +301,95 @@ static sfsistat
 cb_header(SMFICTX *ctx, char *name, char *value)
 {
 	struct mctx *m = smfi_getpriv(ctx);
-	int rc = 0;
 
 	if (m == NULL || !m->in_msg)
 		return internal_error(ctx, m, "header outside a message");
-	if (m3_casecmp(name, "From") == 0)
-		rc = hvals_add(&m->from, value);
-	else if (m3_casecmp(name, "Sender") == 0)
-		rc = hvals_add(&m->sender, value);
-	else if (m3_casecmp(name, "Reply-To") == 0)
-		m->n_reply_to++;
-	else if (m3_casecmp(name, ROUTE_HEADER) == 0)
-		m->n_route++;
-	if (rc < 0)
+	if (hdrset_add(&m->hdr, hdr_kind(name, strlen(name)), value, strlen(value)) < 0)
 		return internal_error(ctx, m, "out of memory keeping a header");
 	return m->nr_hdr ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 }
 
-/* delete_all - every instance of a header, last first so indexes hold */
-static int
-delete_all(SMFICTX *ctx, const char *name, size_t n)
+/* count_of - how many fields of a header the message has (for deletion) */
+static size_t
+count_of(const struct mctx *m, const char *header)
 {
-	for (; n > 0; n--)
-		if (smfi_chgheader(ctx, (char *)name, (int)n, NULL) != MI_SUCCESS)
-			return -1;
+	switch (hdr_kind(header, strlen(header))) {
+	case HDR_FROM:
+		return m->hdr.n_from;
+	case HDR_SENDER:
+		return m->hdr.n_sender;
+	case HDR_REPLY_TO:
+		return m->hdr.n_reply_to;
+	case HDR_ROUTE:
+		return m->hdr.n_route;
+	case HDR_OTHER:
+		break;
+	}
 	return 0;
+}
+
+/*
+ * add_route - the route header, signed with the first route key for this
+ * queue id and the sender the message leaves with (route.h).
+ */
+static int
+add_route(SMFICTX *ctx, struct mctx *m)
+{
+	const struct conf *c = m->snap->conf;
+	struct route route;
+	char buf[ROUTE_TEXT_MAX];
+	int n;
+
+	route_from_policy(&m->pm, &route);
+	if (c->n_route_keys > 0)
+		n = route_sign(&route, qid(m), &m->pm.final_sender, &c->route_keys[0], buf,
+			       sizeof(buf));
+	else
+		n = route_format(&route, buf, sizeof(buf));
+	return n < 0 || smfi_addheader(ctx, ROUTE_HEADER, buf) != MI_SUCCESS ? -1 : 0;
+}
+
+/*
+ * apply - the policy's edit list as milter actions.  The milter removes a
+ * header by its index among the fields of that name, last first, so the
+ * indexes of those still to go do not move.
+ */
+static const char *
+apply(SMFICTX *ctx, struct mctx *m, const struct edits *e)
+{
+	char a[ADDR_TEXT_MAX + 3];
+	size_t i, k;
+
+	for (i = 0; i < e->n; i++) {
+		const struct edit *x = &e->e[i];
+		switch (x->op) {
+		case EDIT_SENDER:
+			if (snprintf(a, sizeof(a), "<%s>", x->value) >= (int)sizeof(a))
+				return "sender too long";
+			if (smfi_chgfrom(ctx, a, NULL) != MI_SUCCESS)
+				return "cannot change the envelope sender";
+			break;
+		case EDIT_HEADER_SET:
+			if (smfi_chgheader(ctx, (char *)x->header, 1, (char *)x->value) !=
+			    MI_SUCCESS)
+				return "cannot change a header";
+			break;
+		case EDIT_HEADER_ADD:
+			if (smfi_addheader(ctx, (char *)x->header, (char *)x->value) != MI_SUCCESS)
+				return "cannot add a header";
+			break;
+		case EDIT_HEADER_DROP:
+		case EDIT_ROUTE:
+			for (k = count_of(m, x->header); k > 0; k--)
+				if (smfi_chgheader(ctx, (char *)x->header, (int)k, NULL) !=
+				    MI_SUCCESS)
+					return "cannot remove a header";
+			if (x->op == EDIT_ROUTE && add_route(ctx, m) < 0)
+				return "cannot add the route header";
+			break;
+		}
+	}
+	return NULL;
 }
 
 static sfsistat
@@ -371,21 +397,15 @@ cb_eom(SMFICTX *ctx)
 {
 	struct mctx *m = smfi_getpriv(ctx);
 	struct msg_headers h;
-	struct route route;
-	char buf[1024];
-	const char *q;
+	struct edits edits;
+	const char *q, *failed;
 
 	if (m == NULL || m->snap == NULL || !m->in_msg)
 		return internal_error(ctx, m, "end of message without MAIL");
 	if (m->qid[0] == '\0' && (q = macro(ctx, "i")) != NULL)
 		m3_strlcpy(m->qid, q, sizeof(m->qid)); /* Sendmail sets {i} late */
 
-	memset(&h, 0, sizeof(h));
-	h.from = (const char *const *)m->from.v;
-	h.n_from = m->from.n;
-	h.sender = (const char *const *)m->sender.v;
-	h.n_sender = m->sender.n;
-	h.n_reply_to = m->n_reply_to;
+	hdrset_view(&m->hdr, &h);
 	policy_eom(m->snap->conf, &m->pm, &h);
 	if (m->pm.reply.verdict == VERDICT_ACCEPT) {
 		/* Step 6: the mailbox's limits, at SMTP time when so configured. */
@@ -398,34 +418,9 @@ cb_eom(SMFICTX *ctx)
 		msg_log(m);
 		return verdict_status(ctx, &m->pm.reply);
 	}
-
-	/* Apply the verdict: the route header is ours alone. */
-	if (delete_all(ctx, ROUTE_HEADER, m->n_route) < 0)
-		return internal_error(ctx, m, "cannot remove a client's route header");
-	if (m->pm.sender_rewritten) {
-		char a[ADDR_TEXT_MAX + 3];
-		a[0] = '<';
-		if (addr_format(&m->pm.final_sender, a + 1, sizeof(a) - 2) < 0)
-			return internal_error(ctx, m, "sender too long");
-		m3_strlcat(a, ">", sizeof(a));
-		if (smfi_chgfrom(ctx, a, NULL) != MI_SUCCESS)
-			return internal_error(ctx, m, "cannot change the envelope sender");
-	}
-	if (m->pm.from_action == FROM_REWRITE &&
-	    smfi_chgheader(ctx, "From", 1, m->pm.new_from) != MI_SUCCESS)
-		return internal_error(ctx, m, "cannot rewrite the From header");
-	if (m->pm.from_action == FROM_ADD &&
-	    smfi_addheader(ctx, "From", m->pm.new_from) != MI_SUCCESS)
-		return internal_error(ctx, m, "cannot add a From header");
-	if (m->pm.new_reply_to[0] != '\0' &&
-	    smfi_addheader(ctx, "Reply-To", m->pm.new_reply_to) != MI_SUCCESS)
-		return internal_error(ctx, m, "cannot add a Reply-To header");
-	if (m->pm.delete_sender && delete_all(ctx, "Sender", m->sender.n) < 0)
-		return internal_error(ctx, m, "cannot remove the Sender header");
-	route_from_policy(&m->pm, &route);
-	if (route_format(&route, buf, sizeof(buf)) < 0 ||
-	    smfi_addheader(ctx, ROUTE_HEADER, buf) != MI_SUCCESS)
-		return internal_error(ctx, m, "cannot add the route header");
+	policy_edits(&m->pm, &edits);
+	if ((failed = apply(ctx, m, &edits)) != NULL)
+		return internal_error(ctx, m, failed);
 	msg_log(m);
 	msg_reset(m);
 	return SMFIS_CONTINUE;

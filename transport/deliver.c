@@ -82,48 +82,78 @@ utc(uint64_t ms, char *buf, size_t size)
 
 /* Step 1: the route ---------------------------------------------------------------- */
 
-static int
-plan_from_route(const struct delivery *d, struct plan *p, struct outcome *o)
+/*
+ * trusted_route - the milter's route, when it can be believed: exactly one
+ * route header, well formed, signed by a key of route_key_file for this
+ * queue id and sender.  Otherwise why says what is wrong with it.
+ */
+static bool
+trusted_route(const struct delivery *d, struct route *r, char *why, size_t size)
 {
 	const struct conf *c = d->conf;
-	struct route r;
 	const char *err;
+	enum route_trust t;
+
+	if (d->msg.hdr.n_route == 0) {
+		snprintf(why, size, "no %s header (the message did not pass m365-milter)",
+			 ROUTE_HEADER);
+		return false;
+	}
+	if (d->msg.hdr.n_route > 1) {
+		snprintf(why, size, "%zu %s headers", d->msg.hdr.n_route, ROUTE_HEADER);
+		return false;
+	}
+	if (route_parse(d->msg.hdr.route, r, &err) < 0) {
+		snprintf(why, size, "malformed %s header (%s)", ROUTE_HEADER, err);
+		return false;
+	}
+	t = route_verify(r, d->qid, &d->sender_addr, c->route_keys, c->n_route_keys);
+	if (t == ROUTE_TRUSTED)
+		return true;
+	snprintf(why, size, "%s header %s", ROUTE_HEADER, route_trust_text(t));
+	if (t == ROUTE_OTHER_QUEUE_ID)
+		snprintf(why + strlen(why), size - strlen(why), " %s", r->qid);
+	else if (t == ROUTE_UNKNOWN_KEY)
+		snprintf(why + strlen(why), size - strlen(why), " (key %s)", r->kid);
+	return false;
+}
+
+static int
+plan_from_route(const struct delivery *d, const struct route *r, struct plan *p,
+		struct outcome *o)
+{
+	const struct conf *c = d->conf;
 	size_t i;
 
-	if (route_parse(d->msg.route, &r, &err) < 0) {
-		outcome_local(o, OUT_DEFER, "4.3.5", "malformed %s header (%s): \"%.200s\"",
-			      ROUTE_HEADER, err, d->msg.route);
-		return -1;
-	}
-	p->mode = r.mode;
-	p->domain = conf_domain(c, r.domain);
+	p->mode = r->mode;
+	p->domain = conf_domain(c, r->domain);
 	if (p->domain == NULL || p->domain->tenant == NULL) {
 		outcome_local(o, OUT_DEFER, "4.3.5",
 			      "the route names domain %s, which the configuration no "
-			      "longer has", r.domain);
+			      "longer has", r->domain);
 		return -1;
 	}
 	p->tenant = p->domain->tenant;
-	if (r.mailbox[0] != '\0') {
+	if (r->mailbox[0] != '\0') {
 		struct addr a;
 		struct addr_err ae;
-		if (addr_parse_path(r.mailbox, strlen(r.mailbox), false, &a, &ae) == 0)
+		if (addr_parse_path(r->mailbox, strlen(r->mailbox), false, &a, &ae) == 0)
 			p->mailbox = conf_mailbox(c, &a);
 		if (p->mailbox == NULL) {
 			outcome_local(o, OUT_DEFER, "4.3.5",
 				      "the route names mailbox %s, which the "
-				      "configuration no longer has", r.mailbox);
+				      "configuration no longer has", r->mailbox);
 			return -1;
 		}
 	}
-	if (r.connector[0] != '\0') {
+	if (r->connector[0] != '\0') {
 		for (i = 0; i < c->n_connectors; i++)
-			if (strcmp(c->connectors[i].name, r.connector) == 0)
+			if (strcmp(c->connectors[i].name, r->connector) == 0)
 				p->connector = &c->connectors[i];
 		if (p->connector == NULL) {
 			outcome_local(o, OUT_DEFER, "4.3.5",
 				      "the route names connector %s, which the "
-				      "configuration no longer has", r.connector);
+				      "configuration no longer has", r->connector);
 			return -1;
 		}
 	}
@@ -131,67 +161,104 @@ plan_from_route(const struct delivery *d, struct plan *p, struct outcome *o)
 	return 0;
 }
 
+/* policy_line - "5.7.60 text" from a policy reply */
+static void
+policy_line(const struct reply *r, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s %s", r->xcode, r->text);
+}
+
 /*
- * plan_from_policy - mail that did not pass the milter (no route header):
- * the same policy decides, from what pipe(8) knows: the SASL login, the
- * envelope and the headers; otherwise it is the local submitter's mail.
+ * plan_from_policy - mail whose route cannot be trusted: the same policy
+ * as the milter's decides, from what pipe(8) gives: the client address
+ * (-a), the SASL login (-s), the envelope, the headers.  Its verdict is
+ * applied in full (edits: the sender, From, Reply-To, Sender), refusals
+ * bounce with the policy's own reply, and each recipient the policy
+ * refuses is refused alone (a report tells the sender, as for Microsoft's
+ * refusals).  Local mail (an empty client address) is the local
+ * submitter's.  There is no certificate subject here: pipe(8) does not
+ * pass one, so a submitter known only by its certificate is not found.
  */
 static int
-plan_from_policy(const struct delivery *d, struct plan *p, struct outcome *o)
+plan_from_policy(const struct delivery *d, const char *why, struct plan *p, struct rcpt *rc,
+		 struct edits *edits, struct outcome *first_temp, struct outcome *o)
 {
+	const struct transport_conf *tc = &d->conf->transport;
 	struct rcpt_verdict *rv;
 	struct submission s;
 	struct policy_msg m;
+	char summary[2048];
+	size_t i;
 
+	if (tc->unverified_route == UNVERIFIED_DEFER) {
+		outcome_local(o, OUT_DEFER, "4.7.0",
+			      "not sent: %s; held in the queue (transport { "
+			      "unverified_route = defer })", why);
+		log_warnx("%s: %s", d->qid, o->line);
+		return -1;
+	}
 	memset(&s, 0, sizeof(s));
+	s.id.client = d->have_client ? &d->client : NULL;
 	s.id.sasl_login = d->sasl;
-	s.id.as = d->conf->transport.local_submitter;
+	/* Only mail that came with no client address is local. */
+	s.id.as = d->client_given && !d->have_client &&
+				  (d->client_text == NULL || d->client_text[0] == '\0')
+			  ? tc->local_submitter
+			  : NULL;
 	s.env_sender = d->sender;
 	s.rcpts = d->rcpts;
 	s.n_rcpts = d->n_rcpts;
-	s.headers.from = (const char *const *)d->msg.from;
-	s.headers.n_from = d->msg.n_from;
-	s.headers.sender = (const char *const *)d->msg.sender;
-	s.headers.n_sender = d->msg.n_sender;
-	s.headers.n_reply_to = d->msg.n_reply_to;
+	hdrset_view(&d->msg.hdr, &s.headers);
 	rv = calloc(d->n_rcpts ? d->n_rcpts : 1, sizeof(*rv));
 	if (rv == NULL) {
 		outcome_local(o, OUT_DEFER, "4.3.0", "out of memory");
 		return -1;
 	}
 	policy_evaluate(d->conf, &s, &m, rv, d->n_rcpts);
+	policy_summary(&m, summary, sizeof(summary));
+	log_info("%s: route not trusted: %s; decided by the policy: %s", d->qid, why, summary);
+	if (m.submitter == NULL && !d->client_given) {
+		/* Without -a, local mail and mail from an unknown client look
+		 * the same: wait for the fix rather than bounce either. */
+		free(rv);
+		outcome_local(o, OUT_DEFER, "4.3.5",
+			      "not sent: %s, and no submitter found without the client "
+			      "address: add -a ${client_address} to the m365 line of "
+			      "master.cf", why);
+		return -1;
+	}
+	if (m.reply.verdict != VERDICT_ACCEPT) {
+		outcome_local(o, m.reply.verdict == VERDICT_TEMPFAIL ? OUT_DEFER : OUT_BOUNCE,
+			      m.reply.xcode, "%s", m.reply.text);
+		free(rv);
+		return -1;
+	}
+	for (i = 0; i < d->n_rcpts; i++) {
+		if (rv[i].reply.verdict == VERDICT_ACCEPT)
+			continue;
+		if (rv[i].reply.verdict == VERDICT_REJECT) {
+			rc[i].state = R_FAILED;
+			policy_line(&rv[i].reply, rc[i].reply, sizeof(rc[i].reply));
+		} else {
+			rc[i].state = R_TEMP;
+			if (first_temp->line[0] == '\0')
+				outcome_local(first_temp, OUT_DEFER, rv[i].reply.xcode, "%s",
+					      rv[i].reply.text);
+		}
+		log_info("%s: to=<%s> refused by the policy: %s %s %s", d->qid, rc[i].addr,
+			 rv[i].reply.code, rv[i].reply.xcode, rv[i].reply.text);
+	}
 	free(rv);
-	if (m.submitter == NULL) {
-		outcome_local(o, OUT_DEFER, "4.7.1",
-			      "no %s header (the message did not pass m365-milter) "
-			      "and no submitter for it: attach the milter to every "
-			      "path (non_smtpd_milters) or set transport { "
-			      "local_submitter }", ROUTE_HEADER);
-		return -1;
-	}
-	if (m.reply.verdict == VERDICT_TEMPFAIL) {
-		outcome_local(o, OUT_DEFER, m.reply.xcode, "%s", m.reply.text);
-		return -1;
-	}
-	if (m.reply.verdict == VERDICT_REJECT || m.n_refused > 0) {
-		outcome_local(o, OUT_BOUNCE, m.reply.verdict == VERDICT_REJECT ? m.reply.xcode : "5.7.54",
-			      "%s", m.reply.verdict == VERDICT_REJECT
-				      ? m.reply.text
-				      : "a recipient cannot be reached in this mode");
-		return -1;
-	}
 	p->mode = m.mode;
 	p->domain = m.domain;
 	p->tenant = m.tenant;
 	p->mailbox = m.mailbox;
 	p->connector = m.connector;
-	{
-		static char sender[ADDR_TEXT_MAX + 1];
-		addr_format(&m.final_sender, sender, sizeof(sender));
-		p->sender = sender;
-	}
-	log_info("%s: no %s header: routed by policy as %s (%s)", d->qid, ROUTE_HEADER,
-		 mode_name(p->mode), m.submitter->name);
+	policy_edits(&m, edits);
+	p->sender = d->sender;
+	for (i = 0; i < edits->n; i++)
+		if (edits->e[i].op == EDIT_SENDER)
+			p->sender = edits->sender;
 	return 0;
 }
 
@@ -281,7 +348,6 @@ session_open(const struct delivery *d, const struct plan *p, struct smtp *s,
 	const struct conf *c = d->conf;
 	struct tls_opts tls;
 	struct smtp_reply r;
-	char cache[1024];
 
 	if (smtp_open(s, p->host, p->port, &r) < 0)
 		return net_failure(d, s, "connect", o);
@@ -309,20 +375,15 @@ session_open(const struct delivery *d, const struct plan *p, struct smtp *s,
 		tls.cert_file = p->connector->certificate_file;
 		tls.key_file = p->connector->key_file;
 	}
-	/* One session cache per endpoint and client certificate. */
-	if (snprintf(cache, sizeof(cache), "%s/tls-%s-%u%s.session", c->state_dir,
-		     p->host, p->port, tls.cert_file ? "-cert" : "") < (int)sizeof(cache))
-		tls.session_cache = cache;
-	if (smtp_starttls(s, &tls, &r) < 0) {
-		if (!p->tls_required && s->net.ssl == NULL && s->net.fd >= 0) {
-			log_warnx("%s: %s (opportunistic TLS: continuing in clear is not "
-				  "possible after a failed handshake; deferring)",
-				  d->qid, s->net.err);
-		}
+	tls.cache_dir = c->state_dir; /* verified sessions only (net.h) */
+	if (smtp_starttls(s, &tls, &r) < 0)
 		return net_failure(d, s, "STARTTLS", o);
-	}
 	if (r.code != 220)
 		return refused(d, p, &r, "STARTTLS", o);
+	if (!tls.verify)
+		log_info("%s: TLS with %s: certificate not verified (direct_send_tls = "
+			 "opportunistic); the session is not kept for resumption",
+			 d->qid, p->host);
 	if (smtp_ehlo(s, &r) < 0)
 		return net_failure(d, s, "EHLO after STARTTLS", o);
 	if (r.code != 250)
@@ -580,6 +641,7 @@ deliver(struct delivery *d, struct outcome *o)
 	struct rcpt *rc;
 	const char **todo = NULL;
 	struct smtp_reply *rr = NULL, final;
+	struct edits edits;
 	bool slot = false;
 	uint64_t admitted = 0;
 	size_t i, n_todo = 0;
@@ -598,9 +660,19 @@ deliver(struct delivery *d, struct outcome *o)
 	for (i = 0; i < d->n_rcpts; i++)
 		rc[i].addr = d->rcpts[i];
 
-	if ((d->msg.n_route > 0 ? plan_from_route(d, &p, o) : plan_from_policy(d, &p, o)) < 0 ||
-	    plan_endpoint(d, &p, o) < 0)
-		goto out;
+	{
+		struct route r;
+		char why[300], err[256];
+		bool trusted = trusted_route(d, &r, why, sizeof(why));
+		if ((trusted ? plan_from_route(d, &r, &p, o)
+			     : plan_from_policy(d, why, &p, rc, &edits, &first_temp, o)) < 0 ||
+		    plan_endpoint(d, &p, o) < 0)
+			goto out;
+		if (message_wire(&d->msg, trusted ? NULL : &edits, err, sizeof(err)) < 0) {
+			outcome_local(o, OUT_DEFER, "4.3.0", "%s", err);
+			goto out;
+		}
+	}
 
 	/* Step 2: the journal. */
 	st = store_open(c, &se);
@@ -610,6 +682,8 @@ deliver(struct delivery *d, struct outcome *o)
 	}
 	for (i = 0; i < d->n_rcpts; i++) {
 		enum journal_state js;
+		if (rc[i].state != R_TODO)
+			continue; /* refused by the policy */
 		if (store_journal_get(st, d->qid, rc[i].addr, &js, rc[i].reply,
 				      sizeof(rc[i].reply), &se) < 0) {
 			outcome_local(o, OUT_DEFER, "4.3.0", "state store: %s", se.msg);

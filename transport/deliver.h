@@ -8,16 +8,23 @@
 
 #include <stddef.h>
 
+#include "cidr.h"
 #include "conf.h"
 #include "message.h"
 #include "outcome.h"
 
 struct delivery {
 	const struct conf *conf;
-	const char *qid;    /* Postfix queue id (-q); journal key */
-	const char *sender; /* envelope sender (-f); "" for <> */
-	const char *sasl;   /* SASL login of the submitter (-s), or NULL */
-	const char *const *rcpts;
+	const char *qid;	   /* Postfix queue id (-q); journal key */
+	struct addr sender_addr;   /* envelope sender (-f), parsed; null for <> */
+	char sender_text[ADDR_TEXT_MAX + 1];
+	const char *sender;	   /* its canonical form; "" for <> */
+	const char *sasl;	   /* SASL login of the submitter (-s), or NULL */
+	bool client_given;	   /* -a was given (master.cf passes ${client_address}) */
+	bool have_client;	   /* ... and held an address (empty: local mail) */
+	struct ipaddr client;
+	const char *client_text;
+	const char *const *rcpts;  /* canonical forms */
 	size_t n_rcpts;
 	struct message msg;
 };

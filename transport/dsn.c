@@ -18,6 +18,12 @@
 #include "deliver.h"
 #include "util.h"
 
+static int
+put(void *fp, const char *p, size_t n)
+{
+	return fwrite(p, 1, n, fp) == n ? 0 : -1;
+}
+
 static void
 report(FILE *fp, const struct delivery *d, const char *const *failed,
        const char *const *replies, size_t n, const char *host)
@@ -58,7 +64,9 @@ report(FILE *fp, const struct delivery *d, const char *const *failed,
 			failed[i], status, replies[i]);
 	}
 	fprintf(fp, "\n--%s\nContent-Type: text/rfc822-headers\n\n", boundary);
-	fwrite(d->msg.headers, 1, d->msg.headers_len, fp);
+	/* The headers as received, but never the route header: it names the
+	 * gateway's submitters, mailboxes and connectors. */
+	message_report_headers(&d->msg, put, fp);
 	fprintf(fp, "\n--%s--\n", boundary);
 }
 

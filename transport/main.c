@@ -2,12 +2,18 @@
  * m365-transport - main(): argv, configuration, the message, deliver(),
  * and the exit status from outcome.c.
  *
- *   m365-transport [-c FILE] [-d] -q QUEUEID -f SENDER [-s SASL] -- RCPT...
+ *   m365-transport [-c FILE] [-dl] -q QUEUEID -f SENDER [-a CLIENT] [-s SASL]
+ *                  -- RCPT...
  *   m365-transport [-c FILE] -n
  *
  * Postfix pipe(8) bounces on every exit status except 75 and 71, so every
  * path that is not a deliberate bounce ends in outcome_exit() with a
  * deferral; a crash is a signal, which pipe(8) also defers.
+ *
+ * Every address on the command line is parsed with the project's address
+ * parser and used only in its canonical form: an address that does not
+ * parse (a CR or LF in it, a '>' outside quotes, a parameter after it,
+ * too long) defers the delivery; it never reaches the SMTP dialogue.
  */
 #include "config.h"
 
@@ -24,33 +30,137 @@
 #include "deliver.h"
 #include "log.h"
 #include "outcome.h"
+#include "util.h"
 
 static void
 usage(void)
 {
 	fprintf(stderr,
-		"usage: m365-transport [-c FILE] [-dl] -q QUEUEID -f SENDER [-s SASL] "
-		"-- RECIPIENT...\n"
+		"usage: m365-transport [-c FILE] [-dl] -q QUEUEID -f SENDER [-a CLIENT] "
+		"[-s SASL] -- RECIPIENT...\n"
 		"       m365-transport [-c FILE] -n\n"
+		"  -a  the client's address (${client_address}; empty for local mail)\n"
 		"  -d  debug log (the SMTP transcript, secrets redacted)\n"
 		"  -l  log to standard error instead of syslog (tests, by hand)\n");
+}
+
+/*
+ * canonical - parse an argv address, write its canonical form into out
+ * (ADDR_TEXT_MAX + 1 bytes); -1 with the outcome set if it does not parse.
+ */
+static int
+canonical(const char *arg, bool is_sender, struct addr *a, char *out, struct outcome *o)
+{
+	struct addr_err e;
+	char shown[120];
+
+	if (addr_parse_path(arg, strlen(arg), is_sender, a, &e) < 0 ||
+	    addr_format(a, out, ADDR_TEXT_MAX + 1) < 0) {
+		outcome_local(o, OUT_DEFER, is_sender ? "4.1.7" : "4.1.3",
+			      "%s address \"%s\" is not valid (%s at byte %zu); not sent",
+			      is_sender ? "sender" : "recipient",
+			      m3_printable(shown, arg, sizeof(shown)), e.msg, e.off);
+		return -1;
+	}
+	return 0;
+}
+
+/* addresses - the sender and every recipient, checked and made canonical */
+static int
+addresses(struct delivery *d, const char *sender, char **argv, int n, struct outcome *o)
+{
+	char **rcpts;
+	int i;
+
+	/* pipe(8) writes the null sender as MAILER-DAEMON unless null_sender= is set. */
+	if (strcmp(sender, "MAILER-DAEMON") == 0 || sender[0] == '\0')
+		sender = "<>";
+	if (canonical(sender, true, &d->sender_addr, d->sender_text, o) < 0)
+		return -1;
+	d->sender = d->sender_text;
+	rcpts = calloc((size_t)n, sizeof(*rcpts));
+	if (rcpts == NULL) {
+		outcome_local(o, OUT_DEFER, "4.3.0", "out of memory");
+		return -1;
+	}
+	d->rcpts = (const char *const *)rcpts;
+	for (i = 0; i < n; i++) {
+		struct addr a;
+		rcpts[i] = malloc(ADDR_TEXT_MAX + 1);
+		d->n_rcpts++;
+		if (rcpts[i] == NULL) {
+			outcome_local(o, OUT_DEFER, "4.3.0", "out of memory");
+			return -1;
+		}
+		if (canonical(argv[i], false, &a, rcpts[i], o) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void
+free_addresses(struct delivery *d)
+{
+	size_t i;
+
+	for (i = 0; i < d->n_rcpts; i++)
+		free((char *)d->rcpts[i]);
+	free((char **)d->rcpts);
+}
+
+/* run - everything after the arguments; the outcome decides the exit status */
+static void
+run(struct delivery *d, const char *conf_file, const char *sender, char **argv, int n,
+    struct outcome *o)
+{
+	char err[512];
+	int rc;
+
+	if (addresses(d, sender, argv, n, o) < 0) {
+		log_warnx("%s: %s", d->qid, o->line);
+		return;
+	}
+	/* Warnings are for check-config and the milter's start, not every delivery. */
+	d->conf = conf_load_logged(conf_file, false);
+	if (d->conf == NULL) {
+		/* A configuration error defers: mail waits for the fix. */
+		outcome_local(o, OUT_DEFER, "4.3.5",
+			      "configuration %s has errors (m365ctl check-config shows them)",
+			      conf_file);
+		return;
+	}
+	rc = message_read(0, d->conf->transport.max_size, &d->msg, err, sizeof(err));
+	if (rc < 0) {
+		if (rc == MSG_TOO_LARGE)
+			outcome_local(o, OUT_BOUNCE, "5.3.4", "%s", err);
+		else
+			outcome_local(o, OUT_DEFER, "4.3.0", "%s", err);
+		log_warnx("%s: %s", d->qid, o->line);
+		return;
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	deliver(d, o);
+	curl_global_cleanup();
 }
 
 int
 main(int argc, char **argv)
 {
-	const char *conf_file = M3_CONFIG_FILE;
+	const char *conf_file = M3_CONFIG_FILE, *sender = NULL;
 	struct delivery d;
 	struct outcome o;
-	char err[512];
-	int check = 0, debug = 0, to_stderr = 0, ch, status;
-	bool have_q = false, have_f = false;
+	int check = 0, debug = 0, to_stderr = 0, ch;
 
 	memset(&d, 0, sizeof(d));
 	memset(&o, 0, sizeof(o));
 	d.qid = "NOQUEUE";
-	while ((ch = getopt(argc, argv, "c:dlnq:f:s:")) != -1) {
+	while ((ch = getopt(argc, argv, "a:c:dlnq:f:s:")) != -1) {
 		switch (ch) {
+		case 'a':
+			d.client_given = true;
+			d.have_client = optarg[0] != '\0' && ip_parse(optarg, &d.client) == 0;
+			d.client_text = optarg;
+			break;
 		case 'c':
 			conf_file = optarg;
 			break;
@@ -65,11 +175,9 @@ main(int argc, char **argv)
 			break;
 		case 'q':
 			d.qid = optarg;
-			have_q = true;
 			break;
 		case 'f':
-			d.sender = optarg;
-			have_f = true;
+			sender = optarg;
 			break;
 		case 's':
 			d.sasl = optarg[0] ? optarg : NULL;
@@ -97,42 +205,21 @@ main(int argc, char **argv)
 		log_errx("%s", o.line);
 		return outcome_exit(&o);
 	}
-	if (!have_q || !have_f || optind >= argc) {
+	if (strcmp(d.qid, "NOQUEUE") == 0 || sender == NULL || optind >= argc ||
+	    strspn(d.qid, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") !=
+		    strlen(d.qid) || strlen(d.qid) > 32) {
 		usage();
 		outcome_local(&o, OUT_DEFER, "4.3.5",
 			      "m365-transport needs -q QUEUEID -f SENDER -- RECIPIENT...");
 		log_errx("%s", o.line);
 		return outcome_exit(&o);
 	}
-	/* pipe(8) writes the null sender as MAILER-DAEMON unless null_sender= is set. */
-	if (strcmp(d.sender, "MAILER-DAEMON") == 0 || strcmp(d.sender, "<>") == 0)
-		d.sender = "";
-	d.rcpts = (const char *const *)argv + optind;
-	d.n_rcpts = (size_t)(argc - optind);
 	signal(SIGPIPE, SIG_IGN);
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
-
-	/* Warnings are for check-config and the milter's start, not every delivery. */
-	d.conf = conf_load_logged(conf_file, false);
-	if (d.conf == NULL) {
-		/* A configuration error defers: mail waits for the fix. */
-		outcome_local(&o, OUT_DEFER, "4.3.5",
-			      "configuration %s has errors (m365ctl check-config shows them)",
-			      conf_file);
-		return outcome_exit(&o);
-	}
-	if (message_read(0, d.conf->transport.max_size, &d.msg, err, sizeof(err)) < 0) {
-		outcome_local(&o, strstr(err, "limit") ? OUT_BOUNCE : OUT_DEFER,
-			      strstr(err, "limit") ? "5.3.4" : "4.3.0", "%s", err);
-		log_warnx("%s: %s", d.qid, o.line);
-		conf_free((struct conf *)d.conf);
-		return outcome_exit(&o);
-	}
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	deliver(&d, &o);
-	status = outcome_exit(&o);
+	run(&d, conf_file, sender, argv + optind, argc - optind, &o);
+	ch = outcome_exit(&o);
 	message_free(&d.msg);
+	free_addresses(&d);
 	conf_free((struct conf *)d.conf);
-	curl_global_cleanup();
-	return status;
+	return ch;
 }

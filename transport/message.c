@@ -1,5 +1,6 @@
 /*
- * message.c - read and prepare the message.
+ * message.c - read the message, find its header fields, and build what
+ * goes on the wire (see message.h).
  */
 #include "config.h"
 
@@ -11,212 +12,308 @@
 
 #include "message.h"
 #include "route.h"
+#include "sbuf.h"
 #include "util.h"
 
-/* One unfolded header value, bounded. */
-static char *
-unfold(const char *v, size_t len, size_t max)
+/* line_end - the end of the line at p (after its LF, or end) */
+static size_t
+line_end(const char *buf, size_t len, size_t p)
 {
-	char *out = malloc((len < max ? len : max) + 1);
+	const char *nl = memchr(buf + p, '\n', len - p);
+	return nl != NULL ? (size_t)(nl - buf) + 1 : len;
+}
+
+/* content_len - the line without its CR LF / LF */
+static size_t
+content_len(const char *line, size_t l)
+{
+	if (l > 0 && line[l - 1] == '\n')
+		l--;
+	if (l > 0 && line[l - 1] == '\r')
+		l--;
+	return l;
+}
+
+/* keep_subject - the Subject for the report: unfolded, control characters out */
+static void
+keep_subject(struct message *m, const char *v, size_t len)
+{
 	size_t i, o = 0;
 
-	if (out == NULL)
-		return NULL;
-	for (i = 0; i < len && o < max; i++) {
-		if (v[i] == '\r' || v[i] == '\n')
+	for (i = 0; i < len && o + 1 < sizeof(m->subject); i++) {
+		unsigned char c = (unsigned char)v[i];
+		if (c == '\r' || c == '\n')
 			continue;
-		out[o++] = v[i];
+		if (o == 0 && (c == ' ' || c == '\t'))
+			continue;
+		m->subject[o++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
 	}
-	while (o > 0 && (out[o - 1] == ' ' || out[o - 1] == '\t'))
+	while (o > 0 && m->subject[o - 1] == ' ')
 		o--;
-	i = 0;
-	while (i < o && (out[i] == ' ' || out[i] == '\t'))
-		i++;
-	memmove(out, out + i, o - i);
-	out[o - i] = '\0';
-	return out;
+	m->subject[o] = '\0';
 }
 
-static void
-keep(char **slot, size_t *n, const char *v, size_t len)
+static int
+add_field(struct message *m, size_t off, size_t len, enum hdr_kind kind, size_t *cap)
 {
-	if (*n < MSG_KEEP_VALUES)
-		slot[*n] = unfold(v, len, 8193);
-	(*n)++;
-}
-
-static bool
-name_is(const char *line, size_t nlen, const char *name)
-{
-	return nlen == strlen(name) && m3_ncasecmp(line, name, nlen) == 0;
+	if (m->n_fields == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 32;
+		struct field *f;
+		if (ncap > MSG_FIELDS_MAX)
+			return -1;
+		f = realloc(m->fields, ncap * sizeof(*f));
+		if (f == NULL)
+			return -1;
+		m->fields = f;
+		*cap = ncap;
+	}
+	m->fields[m->n_fields].off = off;
+	m->fields[m->n_fields].len = len;
+	m->fields[m->n_fields].kind = kind;
+	m->n_fields++;
+	return 0;
 }
 
 int
-message_parse(const char *buf, size_t len, struct message *m, char *err,
-	      size_t errlen)
+message_parse(char *buf, size_t len, struct message *m, char *err, size_t errlen)
 {
-	size_t i = 0, o = 0, cap;
-	bool in_headers = true, skipping = false;
-	char *w;
+	size_t p = 0, cap = 0, i;
 
 	memset(m, 0, sizeof(*m));
-	/* Worst case: every line is "." (doubled) and LF becomes CRLF. */
-	cap = len * 3 + 8;
-	w = malloc(cap);
-	if (w == NULL) {
-		snprintf(err, errlen, "out of memory (%zu bytes)", len);
-		return -1;
-	}
-	while (i < len) {
-		const char *line = buf + i;
-		const char *nl = memchr(line, '\n', len - i);
-		size_t l = nl ? (size_t)(nl - line) : len - i;
-		size_t content = l > 0 && line[l - 1] == '\r' ? l - 1 : l;
-		size_t j;
-
-		i += nl ? l + 1 : l;
-		for (j = 0; j < content; j++)
-			if ((unsigned char)line[j] >= 0x80) {
-				m->eightbit = true;
-				if (in_headers)
-					m->utf8_headers = true;
-			}
-		if (in_headers) {
-			if (content == 0) {
-				in_headers = false;
-				skipping = false;
-				m->headers_len = (size_t)(line - buf);
-			} else if (line[0] == ' ' || line[0] == '\t') {
-				if (skipping)
-					continue; /* a continuation of a removed header */
-			} else {
-				const char *colon = memchr(line, ':', content);
-				size_t nlen = colon ? (size_t)(colon - line) : 0;
-				/* The value runs on over continuation lines. */
-				size_t vend = i;
-				while (vend < len && (buf[vend] == ' ' || buf[vend] == '\t')) {
-					const char *n2 = memchr(buf + vend, '\n', len - vend);
-					vend = n2 ? (size_t)(n2 - buf) + 1 : len;
-				}
-				skipping = false;
-				if (colon != NULL) {
-					const char *v = colon + 1;
-					size_t vlen = (size_t)(buf + vend - v);
-					if (name_is(line, nlen, ROUTE_HEADER)) {
-						if (m->n_route++ == 0) {
-							char *u = unfold(v, vlen, sizeof(m->route) - 1);
-							if (u != NULL)
-								m3_strlcpy(m->route, u, sizeof(m->route));
-							free(u);
-						}
-						skipping = true;
-						continue;
-					}
-					if (name_is(line, nlen, "From"))
-						keep(m->from, &m->n_from, v, vlen);
-					else if (name_is(line, nlen, "Sender"))
-						keep(m->sender, &m->n_sender, v, vlen);
-					else if (name_is(line, nlen, "Reply-To"))
-						m->n_reply_to++;
-					else if (name_is(line, nlen, "Subject") && m->subject[0] == '\0') {
-						char *u = unfold(v, vlen, sizeof(m->subject) - 1);
-						if (u != NULL)
-							m3_strlcpy(m->subject, u, sizeof(m->subject));
-						free(u);
-					}
-				}
-			}
+	m->raw = buf;
+	m->raw_len = len;
+	m->body_off = len;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)buf[i] >= 0x80) {
+			m->eightbit = true;
+			break;
 		}
-		if (content > 0 && line[0] == '.')
-			w[o++] = '.'; /* dot-stuffing (RFC 5321 4.5.2) */
-		memcpy(w + o, line, content);
-		o += content;
-		w[o++] = '\r';
-		w[o++] = '\n';
-		m->size += content + 2;
+	/* The header section: fields up to the first empty line. */
+	while (p < len) {
+		size_t e = line_end(buf, len, p), start = p, colon, nlen;
+		const char *line = buf + p;
+		enum hdr_kind kind = HDR_OTHER;
+
+		if (content_len(line, e - p) == 0) {
+			m->body_off = p;
+			break;
+		}
+		/* The field runs on over continuation lines. */
+		while (e < len && (buf[e] == ' ' || buf[e] == '\t'))
+			e = line_end(buf, len, e);
+		for (colon = start; colon < e && buf[colon] != ':' && buf[colon] != '\n'; colon++)
+			;
+		nlen = colon - start;
+		if (colon < e && buf[colon] == ':' && line[0] != ' ' && line[0] != '\t') {
+			/* Name and colon: trailing blanks before the colon are obsolete
+			 * syntax (RFC 5322 4.5) but still a name. */
+			while (nlen > 0 && (line[nlen - 1] == ' ' || line[nlen - 1] == '\t'))
+				nlen--;
+			kind = hdr_kind(line, nlen);
+			if (kind != HDR_OTHER &&
+			    hdrset_add(&m->hdr, kind, buf + colon + 1, e - colon - 1) < 0)
+				goto nomem;
+			if (nlen == 7 && m3_ncasecmp(line, "Subject", 7) == 0 &&
+			    m->subject[0] == '\0')
+				keep_subject(m, buf + colon + 1, e - colon - 1);
+		}
+		for (i = start; i < e; i++)
+			if ((unsigned char)buf[i] >= 0x80)
+				m->utf8_headers = true;
+		if (add_field(m, start, e - start, kind, &cap) < 0) {
+			snprintf(err, errlen, "more than %d header fields, or out of memory",
+				 MSG_FIELDS_MAX);
+			return -1;
+		}
+		p = e;
 	}
-	if (in_headers)
-		m->headers_len = len;
-	memcpy(w + o, ".\r\n", 3);
-	o += 3;
-	m->wire = w;
-	m->wire_len = o;
-	m->headers = malloc(m->headers_len + 1);
-	if (m->headers == NULL) {
-		snprintf(err, errlen, "out of memory");
-		message_free(m);
+	return 0;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
+/* put_lines - text as wire lines: CRLF ends, a leading dot doubled */
+static void
+put_lines(struct sbuf *w, const char *text, size_t len, unsigned long *size)
+{
+	size_t p = 0;
+
+	while (p < len) {
+		size_t e = line_end(text, len, p), c = content_len(text + p, e - p);
+		if (c > 0 && text[p] == '.')
+			sbuf_add(w, ".", 1); /* dot-stuffing (RFC 5321 4.5.2) */
+		sbuf_add(w, text + p, c);
+		sbuf_add(w, "\r\n", 2);
+		*size += c + 2;
+		p = e;
+	}
+}
+
+/*
+ * put_field - "Name: value" as wire lines.  A value the policy made is one
+ * line unless it is longer than RFC 5322's 998 octets: then it is folded
+ * before a blank.  CR and LF in it (there should be none) become blanks.
+ */
+static void
+put_field(struct sbuf *w, const char *name, const char *value, unsigned long *size)
+{
+	struct sbuf f;
+	size_t start = 0, i;
+
+	sbuf_init(&f, ADDR_HEADER_MAX * 2);
+	if (sbuf_addf(&f, "%s: %s", name, value) < 0) {
+		w->failed = true;
+		sbuf_free(&f);
+		return;
+	}
+	for (i = 0; i < f.len; i++)
+		if (f.s[i] == '\r' || f.s[i] == '\n')
+			f.s[i] = ' ';
+	while (f.len - start > 998) {
+		size_t cut = 0, j;
+		for (j = start + 998; j > start + 1; j--)
+			if (f.s[j] == ' ' || f.s[j] == '\t') {
+				cut = j;
+				break;
+			}
+		if (cut == 0)
+			break; /* no blank to fold at: one long line */
+		put_lines(w, f.s + start, cut - start, size);
+		start = cut; /* the blank begins the continuation line */
+	}
+	put_lines(w, f.s + start, f.len - start, size);
+	sbuf_free(&f);
+}
+
+static const struct edit *
+find_edit(const struct edits *e, enum edit_op op, enum hdr_kind kind)
+{
+	size_t i;
+
+	for (i = 0; e != NULL && i < e->n; i++)
+		if (e->e[i].op == op && e->e[i].header != NULL &&
+		    hdr_kind(e->e[i].header, strlen(e->e[i].header)) == kind)
+			return &e->e[i];
+	return NULL;
+}
+
+static bool
+dropped(const struct edits *e, enum hdr_kind kind)
+{
+	size_t i;
+
+	if (kind == HDR_ROUTE)
+		return true; /* never sent, edits or not */
+	for (i = 0; e != NULL && i < e->n; i++)
+		if (e->e[i].op == EDIT_HEADER_DROP && e->e[i].header != NULL &&
+		    hdr_kind(e->e[i].header, strlen(e->e[i].header)) == kind)
+			return true;
+	return false;
+}
+
+int
+message_wire(struct message *m, const struct edits *e, char *err, size_t errlen)
+{
+	const struct edit *set_from = find_edit(e, EDIT_HEADER_SET, HDR_FROM);
+	bool from_done = false;
+	struct sbuf w;
+	size_t i;
+
+	free(m->wire);
+	m->wire = NULL;
+	m->size = 0;
+	/* Worst case: every line "." (doubled) and LF becoming CRLF, plus
+	 * the fields the edits add. */
+	sbuf_init(&w, m->raw_len * 2 + EDITS_MAX * (ADDR_HEADER_MAX * 2 + 16) + 8);
+	for (i = 0; i < m->n_fields; i++) {
+		const struct field *f = &m->fields[i];
+		if (dropped(e, f->kind))
+			continue;
+		if (f->kind == HDR_FROM && set_from != NULL && !from_done) {
+			put_field(&w, "From", set_from->value, &m->size);
+			from_done = true;
+			continue;
+		}
+		put_lines(&w, m->raw + f->off, f->len, &m->size);
+	}
+	for (i = 0; e != NULL && i < e->n; i++)
+		if (e->e[i].op == EDIT_HEADER_ADD)
+			put_field(&w, e->e[i].header, e->e[i].value, &m->size);
+	put_lines(&w, m->raw + m->body_off, m->raw_len - m->body_off, &m->size);
+	sbuf_add(&w, ".\r\n", 3);
+	if (w.failed) {
+		sbuf_free(&w);
+		snprintf(err, errlen, "out of memory building the message");
 		return -1;
 	}
-	memcpy(m->headers, buf, m->headers_len);
-	m->headers[m->headers_len] = '\0';
+	m->wire = w.s;
+	m->wire_len = w.len;
+	return 0;
+}
+
+int
+message_report_headers(const struct message *m, int (*fn)(void *, const char *, size_t),
+		       void *arg)
+{
+	size_t i;
+
+	for (i = 0; i < m->n_fields; i++)
+		if (m->fields[i].kind != HDR_ROUTE &&
+		    fn(arg, m->raw + m->fields[i].off, m->fields[i].len) < 0)
+			return -1;
 	return 0;
 }
 
 int
 message_read(int fd, size_t max, struct message *m, char *err, size_t errlen)
 {
-	size_t cap = 65536, len = 0;
-	char *buf = malloc(cap);
-	int rc;
+	struct sbuf b;
+	char chunk[65536];
 
 	memset(m, 0, sizeof(*m));
-	if (buf == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
+	sbuf_init(&b, max);
 	for (;;) {
-		ssize_t r;
-		if (len == cap) {
-			char *nb;
-			if (cap > max) {
-				free(buf);
-				snprintf(err, errlen,
-					 "message larger than the configured limit of %zu bytes",
-					 max);
-				return -1;
-			}
-			cap *= 2;
-			nb = realloc(buf, cap);
-			if (nb == NULL) {
-				free(buf);
-				snprintf(err, errlen, "out of memory (%zu bytes)", cap);
-				return -1;
-			}
-			buf = nb;
-		}
-		r = read(fd, buf + len, cap - len);
+		ssize_t r = read(fd, chunk, sizeof(chunk));
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			free(buf);
 			snprintf(err, errlen, "reading the message: %s", strerror(errno));
+			sbuf_free(&b);
 			return -1;
 		}
 		if (r == 0)
 			break;
-		len += (size_t)r;
+		if (sbuf_add(&b, chunk, (size_t)r) < 0) {
+			bool big = (size_t)r > b.max - b.len;
+			sbuf_free(&b);
+			if (big) {
+				snprintf(err, errlen,
+					 "message larger than the configured limit of %zu bytes",
+					 max);
+				return MSG_TOO_LARGE;
+			}
+			snprintf(err, errlen, "out of memory reading the message");
+			return -1;
+		}
 	}
-	if (len > max) {
-		free(buf);
-		snprintf(err, errlen, "message of %zu bytes exceeds the configured limit of %zu",
-			 len, max);
+	if (b.s == NULL && sbuf_add(&b, "", 0) < 0) {
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	rc = message_parse(buf, len, m, err, errlen);
-	free(buf);
-	return rc;
+	if (message_parse(b.s, b.len, m, err, errlen) < 0) {
+		message_free(m);
+		return -1;
+	}
+	return 0;
 }
 
 void
 message_free(struct message *m)
 {
-	size_t i;
-
+	free(m->raw);
+	free(m->fields);
 	free(m->wire);
-	free(m->headers);
-	for (i = 0; i < MSG_KEEP_VALUES; i++) {
-		free(m->from[i]);
-		free(m->sender[i]);
-	}
+	hdrset_clear(&m->hdr);
 	memset(m, 0, sizeof(*m));
 }

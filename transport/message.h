@@ -1,10 +1,13 @@
 /*
  * message.h - the message as pipe(8) hands it over on standard input:
- * read once (bounded), the milter's route header found and removed, and
- * the wire form built once (CRLF line ends, dot-stuffing, final ".").
+ * read once (bounded), its header fields found, the headers the policy
+ * reads noted (hdrset.h), and the wire form built once, with the verdict's
+ * changes applied (CRLF line ends, dot-stuffing, final ".").  The route
+ * header never leaves: the wire form and the copy of the headers that a
+ * delivery report carries both go without it.
  *
- * Errors: message_read() returns 0, or -1 with err filled (too large,
- * a read error); a message is never silently cut.
+ * Errors: message_read() returns 0, MSG_TOO_LARGE, or -1, with err filled;
+ * a message is never silently cut.
  */
 #ifndef M3_MESSAGE_H
 #define M3_MESSAGE_H
@@ -12,28 +15,44 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define MSG_KEEP_VALUES 2
+#include "hdrset.h"
+#include "policy.h"
 
-struct message {
-	char *wire;	 /* CRLF, dot-stuffed, route header removed, ".\r\n" */
-	size_t wire_len;
-	unsigned long size; /* octets without the stuffing and final dot (SIZE=) */
-	bool eightbit;	    /* a byte >= 0x80 anywhere */
-	bool utf8_headers;  /* a byte >= 0x80 in the header (SMTPUTF8) */
-	size_t n_route;	    /* route headers found (and removed) */
-	char route[1024];   /* the first one's value, unfolded */
-	char *from[MSG_KEEP_VALUES], *sender[MSG_KEEP_VALUES];
-	size_t n_from, n_sender, n_reply_to;
-	char subject[256];
-	char *headers;	    /* the header block as received (for a DSN) */
-	size_t headers_len;
+#define MSG_TOO_LARGE (-2)
+#define MSG_FIELDS_MAX 10000 /* header fields; Postfix's header_count_limit is 1000 */
+
+struct field {
+	size_t off, len; /* the whole field in raw: name, value, continuation lines */
+	enum hdr_kind kind;
 };
 
-/* message_read - read fd to EOF (at most max bytes) and prepare it */
+struct message {
+	char *raw;	    /* as read */
+	size_t raw_len;
+	size_t body_off;    /* where the blank line after the headers starts (raw_len if none) */
+	struct field *fields;
+	size_t n_fields;
+	struct hdrset hdr;  /* From, Sender, Reply-To, the route: what the policy reads */
+	char subject[256];
+	bool eightbit;	    /* a byte >= 0x80 anywhere */
+	bool utf8_headers;  /* a byte >= 0x80 in the header (SMTPUTF8) */
+
+	/* message_wire(): */
+	char *wire;	    /* CRLF, dot-stuffed, edits applied, no route header, ".\r\n" */
+	size_t wire_len;
+	unsigned long size; /* octets without the stuffing and final dot (SIZE=) */
+};
+
+/* message_read - read fd to EOF (at most max bytes) and parse it */
 int message_read(int fd, size_t max, struct message *m, char *err, size_t errlen);
-/* message_parse - the same from a buffer (tests, fuzzing) */
-int message_parse(const char *buf, size_t len, struct message *m, char *err,
-		  size_t errlen);
+/* message_parse - the same from a buffer the message takes over (malloc'd) */
+int message_parse(char *buf, size_t len, struct message *m, char *err, size_t errlen);
+/* message_wire - build the wire form with the edits (NULL: none but the route) */
+int message_wire(struct message *m, const struct edits *e, char *err, size_t errlen);
+/* message_report_headers - the header section for a delivery report: as
+ * received, without the route header; write(fd-like) through fn */
+int message_report_headers(const struct message *m, int (*fn)(void *, const char *, size_t),
+			   void *arg);
 /* message_free - release */
 void message_free(struct message *m);
 

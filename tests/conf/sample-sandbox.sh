@@ -11,5 +11,8 @@ echo "certificate" > "$tmp/certs/relay.contoso.com.pem"
 echo "key" > "$tmp/certs/relay.contoso.com.key"
 chmod 600 "$tmp/secrets/relay-app.secret" "$tmp/certs/relay.contoso.com.key"
 ctl=$top_builddir/cli/m365ctl
+# The key that signs the route header, made as the README says.
+"$ctl" -c "$tmp/m365relay.conf" route-key >/dev/null 2>&1 ||
+	{ echo "FAIL: m365ctl route-key"; exit 1; }
 
 fail() { echo "FAIL: $*"; exit 1; }

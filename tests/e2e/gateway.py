@@ -145,6 +145,9 @@ class Gateway:
                 text = f.read().replace('    connector = ""\n', "")
             with open(self.conf, "w") as f:
                 f.write(text)
+        # The key that signs the route header, made as the README says.
+        subprocess.run([os.path.join(self.build, "cli", "m365ctl"), "-c", self.conf, "route-key"],
+                       check=True, stdout=subprocess.DEVNULL)
         self.milter = None
         self.start_milter()
         self.pf = os.path.join(self.work, "postfix")
@@ -242,7 +245,7 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 m365      unix  -       n       n       -       10      pipe
-  flags=q user={USER} null_sender= argv={transport} -c {self.conf} -q ${{queue_id}} -f ${{sender}} -s ${{sasl_username}} -- ${{recipient}}
+  flags=q user={USER} null_sender= argv={transport} -c {self.conf} -q ${{queue_id}} -f ${{sender}} -a ${{client_address}} -s ${{sasl_username}} -- ${{recipient}}
 """
         with open(os.path.join(etc, "main.cf"), "w") as f:
             f.write(main)

@@ -12,8 +12,8 @@ check(mail(conn, "<billing@contoso.com>", {["{auth_authen}"] = "erp", i = "Q2A"}
 check(rcpt(conn, "<customer@example.net>") == SMFIR_CONTINUE, "external recipient accepted")
 check(eom(conn, {{"From", "Billing <billing@contoso.com>"}, {"Subject", "invoice"}}) == SMFIR_CONTINUE,
 	"message accepted")
-check(mt.getheader(conn, ROUTE, 0) ==
-	"v=1; mode=smtp-auth; tenant=contoso; domain=contoso.com; submitter=erp; mailbox=erp@contoso.com",
+check(route(conn) ==
+	"v=2; mode=smtp-auth; tenant=contoso; domain=contoso.com; submitter=erp; mailbox=erp@contoso.com",
 	"route: smtp-auth as the submitter's mailbox")
 mt.disconnect(conn)
 
@@ -23,8 +23,8 @@ check(mail(conn, "<dev1@sub.contoso.com>", {["{cert_subject}"] = "CN=dev1.contos
 	SMFIR_CONTINUE, "certificate subject accepted")
 check(rcpt(conn, "<partner@example.org>") == SMFIR_CONTINUE, "external recipient accepted")
 check(eom(conn, {{"From", "dev1@sub.contoso.com"}}) == SMFIR_CONTINUE, "message accepted")
-check(mt.getheader(conn, ROUTE, 0) ==
-	"v=1; mode=relay; tenant=contoso; domain=sub.contoso.com; submitter=certdev; connector=onprem",
+check(route(conn) ==
+	"v=2; mode=relay; tenant=contoso; domain=sub.contoso.com; submitter=certdev; connector=onprem",
 	"route: relay through the connector")
 mt.disconnect(conn)
 

@@ -11,8 +11,8 @@ check(rcpt(conn, "<a@fabrikam.com>") == SMFIR_CONTINUE, "internal recipient acce
 check(rcpt(conn, "<x@gmail.com>") == SMFIR_REPLYCODE, "external recipient refused at RCPT")
 check(rcpt(conn, "<b@contoso.com>") == SMFIR_CONTINUE, "another accepted domain is internal")
 check(eom(conn, {{"From", "MFP <mfp@fabrikam.com>"}}) == SMFIR_CONTINUE, "message accepted")
-check(mt.getheader(conn, ROUTE, 0) ==
-	"v=1; mode=direct-send; tenant=contoso; domain=fabrikam.com; submitter=printers",
+check(route(conn) ==
+	"v=2; mode=direct-send; tenant=contoso; domain=fabrikam.com; submitter=printers",
 	"route: direct-send")
 
 -- Only external recipients: the transaction dies at RCPT and is logged once.

@@ -67,3 +67,13 @@ function check(cond, what)
 	end
 	mt.echo("ok: " .. what)
 end
+
+-- route(conn) - the route header the milter added, without what signs it
+-- (qid, key, mac: 07-route-header.lua checks those)
+function route(conn)
+	local v = mt.getheader(conn, ROUTE, 0)
+	if v == nil then
+		return nil
+	end
+	return (string.gsub(v, "; qid=.*$", ""))
+end

@@ -49,6 +49,8 @@ sed -e "s|@PORT@|$milter_port|" -e "s|@DIR@|$tmp|" -e "s|@ON_ERROR@|tempfail|" \
 	"$top_srcdir/tests/milter/milter.conf.in" > "$tmp/m365relay.conf"
 echo s > "$tmp/app.secret"; chmod 600 "$tmp/app.secret"
 echo c > "$tmp/relay.crt"; echo k > "$tmp/relay.key"; chmod 600 "$tmp/relay.key"
+"$top_builddir/cli/m365ctl" -c "$tmp/m365relay.conf" route-key >/dev/null || exit 1
+chown nobody "$tmp/route.key" # the milter's user = in milter.conf.in
 
 start_milter() {
 	"$top_builddir/milter/m365-milter" -f -c "$tmp/m365relay.conf" 2>>"$tmp/milter.log" &
@@ -101,14 +103,16 @@ PY
 # (a) a LAN scanner with a made-up sender, writing to a colleague
 out=$(device 192.168.10.7 --from scanner@printer.local --to alice@contoso.com \
 	--header 'From: "Scanner 3F" <scanner@printer.local>' \
-	--header 'X-M365Relay-Route: v=1; mode=relay; tenant=contoso; domain=contoso.com; submitter=evil; connector=onprem')
+	--header 'X-M365Relay-Route: v=2; mode=relay; tenant=contoso; domain=contoso.com; submitter=evil; connector=onprem')
 expect "(a) scanner accepted" "$out" "250 2.0.0 Ok: queued"
+qid=$(echo "$out" | sed -n 's/.*Ok: queued as \([0-9A-Za-z]*\).*/\1/p' | head -n1)
 if sink_wait 1; then
 	expect "(a) envelope sender rewritten" "$(sink_get 1 mail_from)" "scanner@contoso.com"
 	data=$(sink_get 1 data)
 	expect "(a) header From rewritten, display name kept" "$data" "From: Scanner 3F <scanner@contoso.com>"
 	expect "(a) Reply-To holds the original" "$data" "Reply-To: Scanner 3F <scanner@printer.local>"
-	expect "(a) route header added" "$data" "X-M365Relay-Route: v=1; mode=direct-send; tenant=contoso; domain=contoso.com; submitter=scanners"
+	expect "(a) route header added" "$data" "X-M365Relay-Route: v=2; mode=direct-send; tenant=contoso; domain=contoso.com; submitter=scanners"
+	expect "(a) route signed for Postfix's queue id" "$data" "submitter=scanners; qid=$qid; key="
 	case $data in *"submitter=evil"*) fail "(a) forged route header kept" ;; *) ok "(a) forged route header removed" ;; esac
 else
 	fail "(a) nothing reached the next hop"
@@ -130,7 +134,7 @@ out=$(device 203.0.113.50 --auth LOGIN --auth-user erp --auth-password secret \
 expect "(d) SASL submitter accepted" "$out" "250 2.0.0 Ok: queued"
 if sink_wait 2; then
 	expect "(d) recognised by its login: route" "$(sink_get 2 data)" \
-		"X-M365Relay-Route: v=1; mode=smtp-auth; tenant=contoso; domain=contoso.com; submitter=erp; mailbox=erp@contoso.com"
+		"X-M365Relay-Route: v=2; mode=smtp-auth; tenant=contoso; domain=contoso.com; submitter=erp; mailbox=erp@contoso.com; qid="
 else
 	fail "(d) nothing reached the next hop"
 fi

@@ -21,6 +21,11 @@ sed -e "s|@PORT@|$port|" -e "s|@DIR@|$tmp|" -e "s|@ON_ERROR@|${on_error:-tempfai
 	"$top_srcdir/tests/milter/milter.conf.in" > "$tmp/m365relay.conf"
 echo s > "$tmp/app.secret"; chmod 600 "$tmp/app.secret"
 echo c > "$tmp/relay.crt"; echo k > "$tmp/relay.key"; chmod 600 "$tmp/relay.key"
+# The route key (route.key next to the configuration); 07-route-header.lua
+# knows the signatures it makes.
+echo milter-test-route-key-0123456789abcdef0123456789 > "$tmp/route.key"
+chmod 600 "$tmp/route.key"
+chown nobody "$tmp/route.key" # the milter's user = in milter.conf.in
 
 miltertest -D milter="$milter" -D conf="$tmp/m365relay.conf" -D port="$port" \
 	-D dir="$tmp" -D common="$top_srcdir/tests/milter/common.lua" \

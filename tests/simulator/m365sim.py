@@ -315,6 +315,12 @@ class Session:
             self.refuse(step, reply)
             await self.send(reply)
             return True
+        if action == "extra":
+            # A reply nobody asked for, then the real one: the client's
+            # replies are out of step with its commands from here on.
+            self.refuse(step, "fault: extra reply")
+            await self.send(f.get("reply", "250 2.1.0 Sender OK"))
+            return False
         return False
 
     def refuse(self, stage, reply, **extra):

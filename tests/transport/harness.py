@@ -3,10 +3,13 @@ Microsoft 365 simulator, as an unprivileged user (the transport refuses root).
 
     h = Harness()                       # simulator + configuration + state
     r = h.run(["a@example.net"], sender="scanner@contoso.com",
-              route="v=1; mode=smtp-auth; ...", body=...)
+              route=ROUTES["smtp-auth"], body=...)   # signed as the milter would
+    r = h.run(..., raw_route="v=2; ...")               # a header as written
     r.status, r.first_line, r.log
     h.stop()
 """
+import hashlib
+import hmac
 import json
 import os
 import pwd
@@ -35,6 +38,7 @@ SIM_CONFIG = {
 }
 
 CONF = """
+{extra_top}
 state_dir = "{state}"
 store {{ path = "{state}/store.mdb" }}
 transport {{
@@ -45,6 +49,7 @@ transport {{
     timeout_data = {timeout}
     timeout_dot = {timeout}
     pacing_wait = {pacing_wait}
+    {extra_transport}
 }}
 tenant "contoso" {{
     accepted_domains = {{ "contoso.com", "fabrikam.com" }}
@@ -67,7 +72,8 @@ mailbox "erp@contoso.com" {{ app = "{erp_app}" send_as = {{ "billing@contoso.com
     messages = "1000/60s" }}
 connector "onprem" {{ type = certificate certificate_file = "{certs}/relay.pem" key_file = "{work}/relay.key" }}
 connector "byip" {{ type = ip }}
-domain "contoso.com" {{ default_sender = "scanner@contoso.com" mailbox = "scanner@contoso.com" connector = "onprem" }}
+domain "contoso.com" {{ default_sender = "scanner@contoso.com" mailbox = "scanner@contoso.com" connector = "onprem"
+    rewrite_header_from = true }}
 submitter "lan" {{ clients = {{ "192.168.10.0/24" }} send_as = {{ "@contoso.com" }} domain = "contoso.com" }}
 """
 
@@ -78,12 +84,38 @@ printf '%s\\n' "$*" > "{work}/dsn/$n.args"
 cat > "{work}/dsn/$n.msg"
 """
 
+# The harness's route key (route.key next to the configuration).
+ROUTE_KEY = "harness-route-key-0123456789abcdef0123456789abcdef"
+
+
+def key_id(key):
+    """The 8 hex digits that name a key (lib/route.c route_key_id)."""
+    return hashlib.sha256(b"m365relay-route-key\n" + key.encode()).hexdigest()[:8]
+
+
+def sign_route(fields, qid, sender, key=ROUTE_KEY):
+    """The route header value as m365-milter signs it (lib/route.h), written
+    here from the description rather than the C code: HMAC-SHA-256 over
+    "m365relay-route" LF sender LF value-before-mac, the sender with its
+    domain in lower case ("" for <>), fields in their canonical order."""
+    value = "v=2; %s; qid=%s; key=%s" % (fields, qid, key_id(key))
+    if sender in ("", "<>"):
+        canon = ""
+    else:
+        local, _, domain = sender.strip("<>").rpartition("@")
+        canon = "%s@%s" % (local, domain.lower())
+    mac = hmac.new(key.encode(), ("m365relay-route\n%s\n%s" % (canon, value)).encode(),
+                   hashlib.sha256).hexdigest()
+    return "%s; mac=%s" % (value, mac)
+
+
+# Route fields, in canonical order, without v=, qid=, key= and mac=.
 ROUTES = {
-    "smtp-auth": "v=1; mode=smtp-auth; tenant=contoso; domain=contoso.com; submitter=lan; mailbox=scanner@contoso.com",
-    "oauth": "v=1; mode=smtp-auth; tenant=contoso; domain=contoso.com; submitter=lan; mailbox=erp@contoso.com",
-    "direct-send": "v=1; mode=direct-send; tenant=contoso; domain=contoso.com; submitter=lan",
-    "relay": "v=1; mode=relay; tenant=contoso; domain=contoso.com; submitter=lan; connector=onprem",
-    "relay-ip": "v=1; mode=relay; tenant=contoso; domain=contoso.com; submitter=lan; connector=byip",
+    "smtp-auth": "mode=smtp-auth; tenant=contoso; domain=contoso.com; submitter=lan; mailbox=scanner@contoso.com",
+    "oauth": "mode=smtp-auth; tenant=contoso; domain=contoso.com; submitter=lan; mailbox=erp@contoso.com",
+    "direct-send": "mode=direct-send; tenant=contoso; domain=contoso.com; submitter=lan",
+    "relay": "mode=relay; tenant=contoso; domain=contoso.com; submitter=lan; connector=onprem",
+    "relay-ip": "mode=relay; tenant=contoso; domain=contoso.com; submitter=lan; connector=byip",
 }
 
 
@@ -118,7 +150,9 @@ class Harness:
         for k in ("app", "app2", "relay"):
             shutil.copy(os.path.join(self.certs, k + ".key"), os.path.join(self.work, k + ".key"))
         self.write("fake-sendmail", FAKE_SENDMAIL.format(work=self.work), 0o755)
-        self.configure(rate=rate, erp_app=erp_app, timeout=timeout, pacing_wait=pacing_wait)
+        self.write("route.key", ROUTE_KEY + "\n", 0o600)
+        self.configure(rate=rate, erp_app=erp_app, timeout=timeout, pacing_wait=pacing_wait,
+                       extra_top="", extra_transport="")
         pw = pwd.getpwnam(USER)
         self.uid, self.gid = pw.pw_uid, pw.pw_gid
         for root, dirs, files in os.walk(self.work):
@@ -153,11 +187,23 @@ class Harness:
         self.qid += 1
         return "Q%05X" % self.qid
 
-    def spawn(self, rcpts, sender="scanner@contoso.com", route=None, qid=None, msg=None, frm=None, debug=False):
+    def spawn(self, rcpts, sender="scanner@contoso.com", route=None, raw_route=None, qid=None, msg=None,
+              frm=None, debug=False, client=None, sasl=None):
+        """route: fields, signed here for this qid and sender; raw_route: a
+        header value as given; client/sasl: -a / -s (None: not passed)."""
         qid = qid or self.new_qid()
+        if route is not None:
+            raw_route = sign_route(route, qid, sender)
         if msg is None:
-            msg = self.message(frm=frm or sender, to=", ".join(rcpts), route=route)
-        args = [TRANSPORT, "-l", "-c", self.conf, "-q", qid, "-f", sender] + (["-d"] if debug else []) + ["--"] + rcpts
+            msg = self.message(frm=frm or sender, to=", ".join(rcpts), route=raw_route)
+        elif raw_route is not None and "X-M365Relay-Route" not in msg:
+            msg = "X-M365Relay-Route: %s\n%s" % (raw_route, msg)
+        args = [TRANSPORT, "-l", "-c", self.conf, "-q", qid, "-f", sender]
+        if client is not None:
+            args += ["-a", client]
+        if sasl is not None:
+            args += ["-s", sasl]
+        args += (["-d"] if debug else []) + ["--"] + rcpts
 
         def drop():
             os.setgid(self.gid)

@@ -12,7 +12,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, ROUTES  # noqa: E402
+from harness import Harness, ROUTES, sign_route  # noqa: E402
 
 H = None
 
@@ -81,31 +81,37 @@ class Modes(Base):
 
     def test_wire_form(self):
         body = ".leading dot\nline\r\n..two dots\n8bit: \xe9t\xe9\n"
-        msg = H.message(route=ROUTES["smtp-auth"], body=body)
-        r = H.run(["a@example.net"], sender="scanner@contoso.com", msg=msg)
+        msg = H.message(body=body)
+        r = H.run(["a@example.net"], sender="scanner@contoso.com", msg=msg, route=ROUTES["smtp-auth"])
         self.assertExit(r, 0, "2.0.0")
         rec = H.records()[-1]
         self.assertNotIn("X-M365Relay-Route", rec["headers"], "the route header is removed before sending")
         import hashlib
         sent = msg.split("\n\n", 1)
-        expect = (sent[0].split("\n", 1)[1] + "\n\n" + sent[1]).replace("\r\n", "\n").replace("\n", "\r\n")
+        expect = (sent[0] + "\n\n" + sent[1]).replace("\r\n", "\n").replace("\n", "\r\n")
         self.assertEqual(rec["body_sha256"], hashlib.sha256(expect.encode()).hexdigest(),
                          "CRLF line ends, dot-stuffing undone by the server, 8-bit intact")
 
     def test_size_refused_before_sending(self):
         H.sim.control("config", {"max_size": 2000})
-        msg = H.message(route=ROUTES["smtp-auth"], body="x" * 5000 + "\n")
-        r = H.run(["a@example.net"], sender="scanner@contoso.com", msg=msg)
+        msg = H.message(body="x" * 5000 + "\n")
+        r = H.run(["a@example.net"], sender="scanner@contoso.com", msg=msg, route=ROUTES["smtp-auth"])
         self.assertExit(r, 69, "5.3.4 message of")
         self.assertEqual(H.records(), [])
 
-    def test_no_route_without_submitter_defers(self):
+    def test_no_route_and_no_client_address_defers(self):
+        # Without -a, local mail and mail from an unknown client look alike.
         r = H.run(["a@example.net"], sender="scanner@contoso.com")
-        self.assertExit(r, 75, "4.7.1 no X-M365Relay-Route header")
+        self.assertExit(r, 75, "4.3.5 not sent: no X-M365Relay-Route header")
+        self.assertIn("add -a ${client_address}", r.first_line)
+        self.assertEqual(H.records(), [])
 
-    def test_malformed_route_defers(self):
-        r = H.run(["a@example.net"], sender="scanner@contoso.com", route="v=1; mode=teleport")
-        self.assertExit(r, 75, "4.3.5 malformed X-M365Relay-Route header")
+    def test_malformed_route_is_not_trusted(self):
+        r = H.run(["a@example.net"], sender="scanner@contoso.com", raw_route="v=1; mode=teleport",
+                  client="203.0.113.9")
+        self.assertExit(r, 69, "5.7.1 Client [203.0.113.9] is not allowed")
+        self.assertIn("route not trusted: malformed X-M365Relay-Route header (unknown route version)", r.log)
+        self.assertEqual(H.records(), [])
 
 
 class Replies(Base):
@@ -260,6 +266,187 @@ class MixedOutcome(Base):
         self.assertNotIn("later@example.net", msg.split("Content-Type: text/rfc822-headers")[0])
         # Finished: the journal entry is gone, a re-run would send again.
         self.assertEqual(len(H.records()), 2)
+
+
+def forge(fields, qid, sender):
+    """A route as an attacker writes it: the right shape, a made-up mac."""
+    good = sign_route(fields, qid, sender)
+    return good[:-64] + ("0" if good[-64] != "0" else "1") + good[-63:]
+
+
+class Trust(Base):
+    """Only a route that m365-milter signed for this queue id and sender
+    picks the mode, the mailbox and the connector.  Anything else is decided
+    again by the policy, from what pipe(8) gives (client address, SASL login,
+    envelope, headers), and its verdict is applied in full."""
+
+    CEO_RELAY = "mode=relay; tenant=contoso; domain=contoso.com; submitter=lan; connector=onprem"
+
+    def assertNothingSent(self):
+        self.assertEqual(H.records(), [], "the simulator received nothing")
+
+    def test_forged_route_from_a_stranger_bounces(self):
+        # Relay through the certificate connector as the CEO to the outside:
+        # a stranger's message written with a route of its own.
+        for how, raw in (("not signed", "v=2; " + self.CEO_RELAY),
+                         ("signature does not verify", forge(self.CEO_RELAY, "QFORGE1", "ceo@contoso.com")),
+                         ("signed with a key route_key_file does not hold",
+                          sign_route(self.CEO_RELAY, "QFORGE1", "ceo@contoso.com",
+                                     key="an-attackers-key-0123456789abcdef0123456789"))):
+            r = H.run(["partner@example.net"], sender="ceo@contoso.com", frm="ceo@contoso.com",
+                      raw_route=raw, qid="QFORGE1", client="203.0.113.9")
+            self.assertExit(r, 69, "5.7.1 Client [203.0.113.9] is not allowed to send through this gateway")
+            self.assertIn("route not trusted: X-M365Relay-Route header " if how != "not signed" else
+                          "route not trusted: X-M365Relay-Route header not signed", r.log)
+            self.assertIn(how, r.log)
+            self.assertEqual(r.log.count("route not trusted"), 1, "logged once per message")
+        self.assertNothingSent()
+
+    def test_forged_route_from_a_known_client_gets_its_own_rights(self):
+        # The LAN submitter may send as @contoso.com but not through another
+        # mailbox's credentials: the policy, not the header, picks the mode.
+        forged = sign_route(ROUTES["oauth"], "QFORGE2", "scanner@contoso.com",
+                            key="an-attackers-key-0123456789abcdef0123456789")
+        r = H.run(["alice@contoso.com"], sender="scanner@contoso.com", raw_route=forged, qid="QFORGE2",
+                  client="192.168.10.7")
+        self.assertExit(r, 0, "2.0.0")
+        rec = H.records()[-1]
+        self.assertEqual((rec["role"], rec["auth_user"]), ("mx", None), "Direct Send, not erp@'s mailbox")
+
+    def test_route_of_another_queue_id(self):
+        # postsuper -r gives the message a new queue id: the old route is
+        # genuine but no longer for this message.
+        old = sign_route(ROUTES["relay"], "QOLD1", "ceo@contoso.com")
+        r = H.run(["partner@example.net"], sender="ceo@contoso.com", frm="ceo@contoso.com",
+                  raw_route=old, qid="QNEW1", client="203.0.113.9")
+        self.assertExit(r, 69, "5.7.1")
+        self.assertIn("signed for another queue id (requeued, or re-injected by a content filter) QOLD1", r.log)
+        self.assertNothingSent()
+
+    def test_sender_changed_after_signing(self):
+        good = sign_route(ROUTES["relay"], "QSND1", "scanner@contoso.com")
+        r = H.run(["partner@example.net"], sender="ceo@contoso.com", frm="ceo@contoso.com",
+                  raw_route=good, qid="QSND1", client="203.0.113.9")
+        self.assertExit(r, 69, "5.7.1")
+        self.assertIn("signature does not verify", r.log)
+        self.assertNothingSent()
+
+    def test_two_route_headers(self):
+        good = sign_route(ROUTES["relay"], "QTWO1", "scanner@contoso.com")
+        msg = "X-M365Relay-Route: %s\n%s" % (good, H.message(route=good, frm="scanner@contoso.com"))
+        r = H.run(["partner@example.net"], sender="scanner@contoso.com", msg=msg, qid="QTWO1",
+                  client="203.0.113.9")
+        self.assertExit(r, 69, "5.7.1")
+        self.assertIn("route not trusted: 2 X-M365Relay-Route headers", r.log)
+        self.assertNothingSent()
+
+    def test_send_as_refused_by_the_policy(self):
+        r = H.run(["alice@contoso.com"], sender="scanner@contoso.com", frm="ceo@fabrikam.com",
+                  raw_route="v=2; " + ROUTES["relay"], client="192.168.10.7")
+        self.assertExit(r, 69, "5.7.60 SMTP; Client does not have permissions to send as this sender")
+        self.assertNothingSent()
+
+    def test_policy_verdict_applied_in_full(self):
+        # No route: the policy rewrites the envelope sender and the From,
+        # adds Reply-To, removes the Sender, and the message goes so.
+        msg = ("From: \"Scanner 3F\" <scan@printer.local>\nSender: op@printer.local\n"
+               "To: alice@contoso.com\nSubject: scan\n\nbody\n")
+        r = H.run(["alice@contoso.com"], sender="scan@printer.local", msg=msg, client="192.168.10.7")
+        self.assertExit(r, 0, "2.0.0")
+        rec = H.records()[-1]
+        self.assertEqual(rec["mail_from"], "scanner@contoso.com")
+        self.assertEqual(rec["headers"]["From"], ["Scanner 3F <scanner@contoso.com>"])
+        self.assertEqual(rec["headers"]["Reply-To"], ["Scanner 3F <scan@printer.local>"])
+        self.assertNotIn("Sender", rec["headers"])
+        self.assertNotIn("X-M365Relay-Route", rec["headers"])
+        self.assertIn("route not trusted: no X-M365Relay-Route header", r.log)
+
+    def test_unverified_route_defer(self):
+        H.configure(extra_transport="unverified_route = defer")
+        try:
+            r = H.run(["alice@contoso.com"], sender="scanner@contoso.com", client="192.168.10.7",
+                      raw_route="v=2; " + ROUTES["direct-send"])
+            self.assertExit(r, 75, "4.7.0 not sent: X-M365Relay-Route header not signed")
+            self.assertIn("unverified_route = defer", r.first_line)
+            self.assertNothingSent()
+        finally:
+            H.configure(extra_transport="")
+
+    def test_local_mail_is_the_local_submitters(self):
+        r = H.run(["alice@contoso.com"], sender="root@contoso.com", client="")
+        self.assertExit(r, 69, "5.7.1 Client [unknown] is not allowed")
+        H.configure(extra_transport='local_submitter = "lan"')
+        try:
+            r = H.run(["alice@contoso.com"], sender="scanner@contoso.com", client="")
+            self.assertExit(r, 0, "2.0.0")
+            # ... but not mail from the network that bypassed the milter.
+            r = H.run(["alice@contoso.com"], sender="scanner@contoso.com", client="203.0.113.9")
+            self.assertExit(r, 69, "5.7.1")
+        finally:
+            H.configure(extra_transport="")
+        self.assertEqual(len(H.records()), 1)
+
+
+class Addresses(Base):
+    """Every argv address is parsed; the canonical form is what is sent."""
+
+    def test_crlf_in_a_recipient(self):
+        r = self.deliver(["a@example.net\r\nRCPT TO:<evil@example.org>"])
+        self.assertExit(r, 75, "4.1.3 recipient address \"a@example.net??RCPT TO:<evil@example.org>\" is not valid")
+        self.assertEqual(H.records(), [])
+
+    def test_parameter_after_a_recipient(self):
+        r = self.deliver(["a@example.net> NOTIFY=SUCCESS"])
+        self.assertExit(r, 75, "4.1.3 recipient address")
+        self.assertEqual(H.records(), [])
+
+    def test_crlf_in_the_sender(self):
+        r = self.deliver(["a@example.net"], sender="scanner@contoso.com\r\nRSET")
+        self.assertExit(r, 75, "4.1.7 sender address")
+        self.assertEqual(H.records(), [])
+
+    def test_long_sender(self):
+        r = self.deliver(["a@example.net"], sender="s" * 1200 + "@contoso.com")
+        self.assertExit(r, 75, "4.1.7 sender address")
+
+    def test_fifty_long_recipients(self):
+        # 50 addresses of 320 bytes (the longest local part and domain) were
+        # once a heap overflow in the pipelined envelope; they are longer
+        # than a path may be (RFC 5321 4.5.3.1.3) and are refused here.
+        dom = ".".join(["d" * 63] * 3) + "." + "e" * 61
+        long = ["%s%02d@%s" % ("l" * 62, i, dom) for i in range(50)]
+        r = self.deliver(long)
+        self.assertExit(r, 75, "4.1.3 recipient address")
+        # 50 of the longest valid path go out in one pipelined write.
+        dom = ".".join(["d" * 63] * 2) + "." + "e" * 61
+        ok = ["%s%02d@%s" % ("l" * 62, i, dom) for i in range(50)]
+        self.assertEqual(len("<%s>" % ok[0]), 256)
+        r = self.deliver(ok)
+        self.assertExit(r, 0, "2.0.0 delivered to 50 recipient(s)")
+        self.assertEqual(H.records()[-1]["rcpt_to"], ok)
+
+    def test_quoted_local_part_canonical(self):
+        r = self.deliver(['"a.b"@example.net', '"john doe"@example.net'])
+        self.assertExit(r, 0, "2.0.0")
+        self.assertEqual(H.records()[-1]["rcpt_to"], ["a.b@example.net", '"john doe"@example.net'])
+
+
+class Protocol(Base):
+    def test_reply_out_of_step_is_never_delivered(self):
+        # An extra reply after MAIL: every reply after it belongs to the
+        # command before; the DATA reply is not 354, so nothing is sent.
+        H.sim.control("fault", {"step": "mail", "action": "extra"})
+        r = self.deliver(["a@example.net"], qid="QSTEP")
+        self.assertExit(r, 75, "4.4.2 localhost answered DATA with 250: replies out of step")
+        self.assertEqual(H.records(), [])
+        r = self.deliver(["a@example.net"], qid="QSTEP")
+        self.assertExit(r, 0, "2.0.0")
+        self.assertEqual(len(H.records()), 1)
+
+    def test_a_3xx_final_reply_is_not_delivered(self):
+        H.sim.control("fault", {"step": "eom", "action": "reply", "reply": "354 go on"})
+        r = self.deliver(["a@example.net"], qid="Q3XX")
+        self.assertExit(r, 75, "4.4.2 localhost answered the final dot with 354")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ static const char *policy_conf =
 	"domain \"tailspin.com\" { default_sender = \"ops@tailspin.com\" connector = \"tsip\" }\n"
 	"submitter \"scanners\" { clients = { \"192.168.10.0/24\" } domain = \"contoso.com\"\n"
 	"  send_as = { \"scanner@contoso.com\", \"noreply@contoso.com\" } }\n"
+	"submitter \"kiosk\" { clients = { \"192.168.20.0/24\" } domain = \"contoso.com\" send_as = { \"kiosk@contoso.com\" } }\n"
 	"submitter \"scanner-vip\" { clients = { \"192.168.10.99\" } domain = \"contoso.com\" send_as = { \"@printer.local\" } }\n"
 	"submitter \"erp\" { sasl_logins = { \"erp\" } domain = \"apps.contoso.com\"\n"
 	"  send_as = { \"erp@contoso.com\", \"billing@contoso.com\", \"alerts@contoso.com\", \"hr@contoso.com\" }\n"
@@ -261,6 +262,15 @@ static const struct pcase cases[] = {
 	 "ok", "scanners", "scanner@contoso.com", 1, "direct-send", NULL, NULL,
 	 FROM_REWRITE, "Scanner 3F <scanner@contoso.com>",
 	 "Scanner 3F <scanner@printer.local>", 1, 0, 0, 0},
+	{"foreign From rewritten for a submitter not allowed the default sender",
+	 "192.168.20.4", NULL, NULL, "<kiosk@printer.local>", R("<a@contoso.com>"),
+	 F1("kiosk@printer.local"), NULL, 0, VERDICT_ACCEPT, NULL, "ok", "kiosk",
+	 "scanner@contoso.com", 1, "direct-send", NULL, NULL, FROM_REWRITE,
+	 "scanner@contoso.com", "kiosk@printer.local", 1, 0, 0, 0},
+	{"the default sender as From, when the domain rewrites to it", "192.168.20.4",
+	 NULL, NULL, "<kiosk@contoso.com>", R("<a@contoso.com>"), F1("scanner@contoso.com"),
+	 NULL, 0, VERDICT_ACCEPT, NULL, "ok", "kiosk", "kiosk@contoso.com", 0,
+	 "direct-send", NULL, NULL, FROM_KEEP, "", "", 1, 0, 0, 0},
 	{"foreign From rewritten, existing Reply-To kept", "192.168.10.5", NULL, NULL,
 	 "<scanner@printer.local>", R("<a@contoso.com>"), F1("scanner@printer.local"),
 	 NULL, 1, VERDICT_ACCEPT, NULL, "ok", "scanners", "scanner@contoso.com", 1,
@@ -449,6 +459,106 @@ START_TEST(test_case)
 }
 END_TEST
 
+/*
+ * The policy is idempotent: a message changed as its verdict says, and
+ * submitted again by the same client, is accepted the same way with no
+ * further change.  The transport relies on it when it decides again for
+ * mail whose route it cannot trust (a message requeued after the milter
+ * rewrote it must not turn into a refusal).
+ */
+START_TEST(test_idempotent)
+{
+	const struct pcase *c = &cases[_i];
+	struct ipaddr ip;
+	struct submission s;
+	struct policy_msg m, m2;
+	struct rcpt_verdict rv[5];
+	struct edits e, e2;
+	const char *sender_hdr[1] = {c->sender_hdr}, *from[3], *sender2[1];
+	char env[ADDR_TEXT_MAX + 3];
+	size_t i;
+
+	if (c->verdict != VERDICT_ACCEPT)
+		return;
+	memset(&s, 0, sizeof(s));
+	if (c->client != NULL) {
+		ck_assert_int_eq(ip_parse(c->client, &ip), 0);
+		s.id.client = &ip;
+	}
+	s.id.sasl_login = c->login;
+	s.id.cert_subject = c->subject;
+	s.env_sender = c->sender;
+	s.rcpts = c->rcpts;
+	while (c->rcpts[s.n_rcpts] != NULL)
+		s.n_rcpts++;
+	s.headers.from = c->from;
+	while (c->from[s.headers.n_from] != NULL)
+		s.headers.n_from++;
+	s.headers.sender = sender_hdr;
+	s.headers.n_sender = c->sender_hdr ? 1 : 0;
+	s.headers.n_reply_to = (size_t)c->reply_to;
+	policy_evaluate(pconf, &s, &m, rv, 5);
+	ck_assert_int_eq(m.reply.verdict, VERDICT_ACCEPT);
+	policy_edits(&m, &e);
+	ck_assert_int_eq(e.e[e.n - 1].op, EDIT_ROUTE);
+	/* The edits say what the verdict says. */
+	for (i = 0; i < e.n && e.e[i].op != EDIT_SENDER; i++)
+		;
+	if (m.sender_rewritten && !addr_equal(&m.final_sender, &m.env_sender)) {
+		ck_assert_msg(i < e.n, "%s: no sender edit", c->name);
+		ck_assert_str_eq(e.e[i].value, c->final_sender);
+	} else {
+		ck_assert_msg(i == e.n, "%s: a sender edit", c->name);
+	}
+	for (i = 0; i < e.n && (e.e[i].header == NULL || strcmp(e.e[i].header, "From") != 0); i++)
+		;
+	if (c->from_action == FROM_KEEP)
+		ck_assert_msg(i == e.n, "%s: a From edit", c->name);
+	else
+		ck_assert_str_eq(e.e[i].value, c->new_from);
+
+	/* Apply the edits to the submission. */
+	memcpy(from, c->from, sizeof(from));
+	for (i = 0; i < e.n; i++) {
+		switch (e.e[i].op) {
+		case EDIT_SENDER:
+			snprintf(env, sizeof(env), "<%s>", e.e[i].value);
+			s.env_sender = env;
+			break;
+		case EDIT_HEADER_SET:
+		case EDIT_HEADER_ADD:
+			if (strcmp(e.e[i].header, "From") == 0) {
+				from[0] = e.e[i].value;
+				s.headers.n_from = 1;
+			} else {
+				ck_assert_str_eq(e.e[i].header, "Reply-To");
+				s.headers.n_reply_to++;
+			}
+			break;
+		case EDIT_HEADER_DROP:
+			ck_assert_str_eq(e.e[i].header, "Sender");
+			s.headers.n_sender = 0;
+			break;
+		case EDIT_ROUTE:
+			break;
+		}
+	}
+	s.headers.from = from;
+	sender2[0] = c->sender_hdr;
+	s.headers.sender = sender2;
+	policy_evaluate(pconf, &s, &m2, rv, 5);
+	ck_assert_msg(m2.reply.verdict == VERDICT_ACCEPT, "%s: second look: %s %s %s",
+		      c->name, m2.reply.code, m2.reply.xcode, m2.reply.text);
+	ck_assert_int_eq(m2.mode, m.mode);
+	ck_assert_ptr_eq(m2.mailbox, m.mailbox);
+	ck_assert_ptr_eq(m2.connector, m.connector);
+	ck_assert(addr_equal(&m2.final_sender, &m.final_sender));
+	policy_edits(&m2, &e2);
+	ck_assert_msg(e2.n == 1 && e2.e[0].op == EDIT_ROUTE, "%s: %zu more changes", c->name,
+		      e2.n - 1);
+}
+END_TEST
+
 /* The per-recipient replies say why, in words an operator can act on. */
 START_TEST(test_rcpt_replies)
 {
@@ -594,6 +704,7 @@ policy_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_loop_test(tc, test_case, 0, sizeof(cases) / sizeof(cases[0]));
+	tcase_add_loop_test(tc, test_idempotent, 0, sizeof(cases) / sizeof(cases[0]));
 	tcase_add_test(tc, test_rcpt_replies);
 	tcase_add_test(tc, test_rcpt_limit_reply);
 	tcase_add_test(tc, test_spf_unauthorized);
