@@ -15,6 +15,8 @@ int cmd_doctor(const char *conf_file, int argc, char **argv);
 int cmd_status(const char *conf_file, int argc, char **argv);
 int cmd_route_key(const char *conf_file, int argc, char **argv);
 
+/* cli_as_service_user - as root, become the configured user (before touching state); -1 if not possible */
+int cli_as_service_user(const struct conf *conf);
 /* cli_load - load the configuration, printing every diagnostic; NULL on error */
 struct conf *cli_load(const char *conf_file, int quiet_ok);
 

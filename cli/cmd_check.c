@@ -4,9 +4,41 @@
  */
 #include "config.h"
 
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "cli.h"
+
+/*
+ * cli_as_service_user - become the service user before touching state:
+ * files m365ctl creates as root in state_dir (the store, its lock) would
+ * lock the milter and the transport out of them.  No-op unless root.
+ */
+int
+cli_as_service_user(const struct conf *conf)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0)
+		return 0;
+	pw = getpwnam(conf->user);
+	if (pw == NULL) {
+		fprintf(stderr, "m365ctl: the service user \"%s\" does not exist; refusing to "
+				"create state in %s as root (create the user, or run as it)\n",
+			conf->user, conf->state_dir);
+		return -1;
+	}
+	if (pw->pw_uid == 0)
+		return 0;
+	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0 || setuid(0) == 0) {
+		fprintf(stderr, "m365ctl: cannot become %s\n", pw->pw_name);
+		return -1;
+	}
+	return 0;
+}
 
 struct conf *
 cli_load(const char *conf_file, int quiet_ok)

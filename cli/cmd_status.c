@@ -63,6 +63,10 @@ cmd_status(const char *conf_file, int argc, char **argv)
 	conf = cli_load(conf_file, 1);
 	if (conf == NULL)
 		return 1;
+	if (cli_as_service_user(conf) < 0) {
+		conf_free(conf);
+		return 1;
+	}
 	st = store_open(conf, &e);
 	if (st == NULL) {
 		fprintf(stderr, "m365ctl: state store: %s\n", e.msg);

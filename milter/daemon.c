@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -82,24 +83,56 @@ make_socket_dir(const char *sock, const struct passwd *pw)
 	return 0;
 }
 
+/*
+ * lock_pid_file - open and lock the pid file before anything else, so that
+ * a second m365-milter stops here instead of taking over (and, when it
+ * stops, removing) the first one's socket.  The file lives in a directory
+ * the service user owns, and we are still root: never follow a symlink,
+ * never truncate anything but a plain file of ours with one link.  Returns
+ * the descriptor (kept open: the lock lives as long as the supervisor).
+ */
 static int
-write_pid_file(const char *path, const struct passwd *pw)
+lock_pid_file(const char *path, const struct passwd *pw)
 {
+	struct stat st;
 	char buf[32];
-	int fd, n;
+	ssize_t n;
+	int fd;
 
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0) {
-		log_warn("pid file %s", path);
+		log_err("pid file %s%s", path,
+			errno == ELOOP ? " is a symbolic link; remove it" : "");
 		return -1;
 	}
-	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-	if (write(fd, buf, (size_t)n) != n)
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+	    (st.st_uid != geteuid() && (pw == NULL || st.st_uid != pw->pw_uid))) {
+		log_errx("pid file %s: not a plain file of ours (one link, owned by us); "
+			 "remove it", path);
+		close(fd);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		n = pread(fd, buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		log_errx("already running (pid %s, %s): not starting a second one",
+			 buf[0] ? buf : "?", path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* write_pid - our pid into the locked file (after detach: the pid is final) */
+static void
+write_pid(int fd, const char *path)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n)
 		log_warn("pid file %s", path);
-	if (pw != NULL && fchown(fd, pw->pw_uid, pw->pw_gid) < 0)
-		log_warn("pid file %s: chown", path);
-	close(fd);
-	return 0;
 }
 
 static int
@@ -286,7 +319,7 @@ daemon_run(const struct daemon_opts *o, struct conf *conf)
 	struct passwd *pw = NULL;
 	char *pid_file = NULL, *sock_path = NULL;
 	sigset_t set;
-	int rc;
+	int rc, pid_fd = -1;
 
 	conf_file = o->conf_file;
 	if (geteuid() == 0) {
@@ -314,10 +347,20 @@ daemon_run(const struct daemon_opts *o, struct conf *conf)
 		goto fail;
 	if (path != NULL && make_socket_dir(path, pw) < 0)
 		goto fail;
+	if (conf->milter.pid_file != NULL) {
+		pid_file = strdup(conf->milter.pid_file);
+		if (pid_file == NULL || (pid_fd = lock_pid_file(pid_file, pw)) < 0) {
+			free(pid_file);
+			pid_file = NULL; /* not ours to remove */
+			goto fail;
+		}
+	}
 	umask(0117); /* the unix socket: 0660, owner and group only */
 	if (milter_open(conf) < 0)
 		goto fail;
-	if (path != NULL && pw != NULL && chown(path, pw->pw_uid, pw->pw_gid) < 0)
+	/* lchown: the directory is the service user's, and a symlink put in
+	 * place of the socket must not hand it another file. */
+	if (path != NULL && pw != NULL && lchown(path, pw->pw_uid, pw->pw_gid) < 0)
 		log_warn("chown %s", path);
 	if (!o->foreground && detach() < 0)
 		goto fail;
@@ -325,10 +368,8 @@ daemon_run(const struct daemon_opts *o, struct conf *conf)
 	/* A reload frees conf: keep what is needed at exit. */
 	if (path != NULL)
 		sock_path = strdup(path);
-	if (conf->milter.pid_file != NULL) {
-		pid_file = strdup(conf->milter.pid_file);
-		write_pid_file(pid_file, pw);
-	}
+	if (pid_fd >= 0)
+		write_pid(pid_fd, pid_file);
 	if (drop_privileges(pw) < 0)
 		goto fail;
 	snap_init(conf);
@@ -336,6 +377,8 @@ daemon_run(const struct daemon_opts *o, struct conf *conf)
 	snap_shutdown();
 	if (pid_file != NULL && unlink(pid_file) < 0)
 		log_warn("pid file %s", pid_file);
+	if (pid_fd >= 0)
+		close(pid_fd);
 	if (sock_path != NULL && unlink(sock_path) < 0 && errno != ENOENT)
 		log_warn("socket %s", sock_path);
 	free(pid_file);
@@ -346,6 +389,8 @@ fail:
 	/* Not yet handed to the snapshot: ours to free. */
 	if (pid_file != NULL)
 		unlink(pid_file);
+	if (pid_fd >= 0)
+		close(pid_fd);
 	free(pid_file);
 	free(sock_path);
 	conf_free(conf);

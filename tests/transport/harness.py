@@ -42,7 +42,7 @@ CONF = """
 state_dir = "{state}"
 store {{ path = "{state}/store.mdb" }}
 transport {{
-    ca_file = "{certs}/ca.pem"
+    ca_file = "{ca_file}"
     helo_name = "gw.contoso.test"
     sendmail = "{work}/fake-sendmail"
     timeout_command = {timeout}
@@ -152,7 +152,7 @@ class Harness:
         self.write("fake-sendmail", FAKE_SENDMAIL.format(work=self.work), 0o755)
         self.write("route.key", ROUTE_KEY + "\n", 0o600)
         self.configure(rate=rate, erp_app=erp_app, timeout=timeout, pacing_wait=pacing_wait,
-                       extra_top="", extra_transport="")
+                       extra_top="", extra_transport="", ca_file=os.path.join(self.certs, "ca.pem"))
         pw = pwd.getpwnam(USER)
         self.uid, self.gid = pw.pw_uid, pw.pw_gid
         for root, dirs, files in os.walk(self.work):

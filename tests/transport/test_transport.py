@@ -431,6 +431,35 @@ class Addresses(Base):
         self.assertEqual(H.records()[-1]["rcpt_to"], ["a.b@example.net", '"john doe"@example.net'])
 
 
+class TlsSessions(Base):
+    IP_CONNECTOR = {"connectors": [{"name": "byip", "type": "ip", "sender_ips": ["127.0.0.1/32"]}]}
+
+    def test_unverified_session_is_never_resumed_where_verification_is_required(self):
+        # The MX endpoint's certificate is not trusted (ca_file is a CA that
+        # did not issue it).  Opportunistic Direct Send goes anyway; relay,
+        # which verifies, must not ride on that session.
+        H.sim.control("config", self.IP_CONNECTOR)
+        H.configure(ca_file=os.path.join(H.certs, "other.pem"),
+                    extra_transport="direct_send_tls = opportunistic")
+        try:
+            r = self.deliver(["alice@contoso.com"], mode="direct-send")
+            self.assertExit(r, 0, "2.0.0")
+            self.assertIn("certificate not verified (direct_send_tls = opportunistic)", r.log)
+            r = self.deliver(["alice@contoso.com"], mode="relay-ip")
+            self.assertExit(r, 75, "4.4.2 TLS: certificate of localhost not trusted")
+            self.assertEqual(len(H.records()), 1, "relay sent nothing")
+        finally:
+            H.configure(ca_file=os.path.join(H.certs, "ca.pem"), extra_transport="")
+
+    def test_verified_session_is_resumed(self):
+        H.sim.control("config", self.IP_CONNECTOR)
+        r = self.deliver(["alice@contoso.com"], mode="relay-ip")
+        self.assertExit(r, 0, "2.0.0")
+        r = self.deliver(["alice@contoso.com"], mode="relay-ip")
+        self.assertExit(r, 0, "2.0.0")
+        self.assertIn(" resumed status=sent", r.log)
+
+
 class Protocol(Base):
     def test_reply_out_of_step_is_never_delivered(self):
         # An extra reply after MAIL: every reply after it belongs to the

@@ -1,0 +1,117 @@
+#!/bin/bash
+# daemon.sh - m365-milter's process life as root, where it matters:
+#  - a symbolic link planted as the pid file (in a directory the service
+#    user owns) is refused, and the file it points to is left untouched;
+#  - a second m365-milter with the same pid file stops before touching the
+#    socket, and the first one keeps serving it;
+#  - m365ctl status run as root on a fresh state directory creates the
+#    store as the service user (else every delivery after it would defer
+#    with "Permission denied"), and refuses when that user does not exist.
+set -u
+: "${top_srcdir:=.}" "${top_builddir:=.}"
+top_srcdir=$(cd "$top_srcdir" && pwd)
+top_builddir=$(cd "$top_builddir" && pwd)
+[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
+
+tmp=$(mktemp -d /tmp/m365-daemon.XXXXXX)
+chmod 755 "$tmp"
+pids=""
+cleanup() {
+	for p in $pids; do kill "$p" 2>/dev/null; done
+	for p in $pids; do wait "$p" 2>/dev/null; done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+failures=0
+ok() { echo "ok: $*"; }
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir "$tmp/run"
+chown nobody "$tmp/run" # the service user's directory, as /run/m365relay is
+sed -e "s|@PORT@|$port|" -e "s|@DIR@|$tmp|" -e "s|@ON_ERROR@|tempfail|" \
+	"$top_srcdir/tests/milter/milter.conf.in" |
+	sed -e "s|pid_file = .*|pid_file = \"$tmp/run/milter.pid\"|" > "$tmp/m365relay.conf"
+grep -q "pid_file = \"$tmp/run/milter.pid\"" "$tmp/m365relay.conf" || { echo "FAIL: no pid_file line"; exit 1; }
+echo s > "$tmp/app.secret"; chmod 600 "$tmp/app.secret"
+echo c > "$tmp/relay.crt"; echo k > "$tmp/relay.key"; chmod 600 "$tmp/relay.key"
+"$top_builddir/cli/m365ctl" -c "$tmp/m365relay.conf" route-key >/dev/null || exit 1
+milter=$top_builddir/milter/m365-milter
+
+# 1. The pid file is a symlink to a root-owned file.
+echo "precious" > "$tmp/victim"
+ln -s "$tmp/victim" "$tmp/run/milter.pid"
+if out=$(timeout 20 "$milter" -f -c "$tmp/m365relay.conf" 2>&1); then
+	fail "started with a symlinked pid file"
+else
+	case $out in *"is a symbolic link"*) ok "symlinked pid file refused: $(echo "$out" | tail -n1)" ;;
+	*) fail "unexpected: $out" ;; esac
+fi
+[ "$(cat "$tmp/victim")" = precious ] && [ "$(stat -c %U "$tmp/victim")" = root ] &&
+	ok "the file it points to is untouched" || fail "victim changed: $(stat -c '%U %s' "$tmp/victim")"
+rm -f "$tmp/run/milter.pid"
+
+# A hard link (where protected_hardlinks allows one) is refused too.
+touch "$tmp/run/other"
+ln "$tmp/run/other" "$tmp/run/milter.pid"
+if out=$(timeout 20 "$milter" -f -c "$tmp/m365relay.conf" 2>&1); then
+	fail "started with a hard-linked pid file"
+else
+	case $out in *"not a plain file of ours"*) ok "hard-linked pid file refused" ;;
+	*) fail "unexpected: $out" ;; esac
+fi
+rm -f "$tmp/run/milter.pid" "$tmp/run/other"
+
+# 2. Two instances.
+"$milter" -f -c "$tmp/m365relay.conf" 2>"$tmp/first.log" &
+first=$!
+pids="$first"
+for _ in $(seq 100); do
+	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+	sleep 0.05
+done
+[ "$(cat "$tmp/run/milter.pid" 2>/dev/null)" = "$first" ] && ok "pid file holds the first pid" ||
+	fail "pid file: $(cat "$tmp/run/milter.pid" 2>&1)"
+if out=$(timeout 20 "$milter" -f -c "$tmp/m365relay.conf" 2>&1); then
+	fail "a second instance ran"
+else
+	case $out in *"already running (pid $first"*) ok "second instance refused: already running" ;;
+	*) fail "unexpected: $out" ;; esac
+fi
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+	ok "the first instance still serves its socket"
+else
+	fail "the socket went away"
+fi
+[ "$(cat "$tmp/run/milter.pid" 2>/dev/null)" = "$first" ] && ok "pid file still the first's" ||
+	fail "pid file overwritten"
+kill "$first"
+wait "$first"
+pids=""
+[ ! -e "$tmp/run/milter.pid" ] && ok "pid file removed at stop" || fail "pid file left"
+
+# 3. m365ctl status as root on a fresh state directory.
+mkdir "$tmp/state"
+chown nobody "$tmp/state"
+sed -i "s|^state_dir = .*|state_dir = \"$tmp/state\"|" "$tmp/m365relay.conf"
+grep -q "^state_dir = \"$tmp/state\"" "$tmp/m365relay.conf" || echo "state_dir = \"$tmp/state\"" >> "$tmp/m365relay.conf"
+sed -i "s|store {[^}]*}||" "$tmp/m365relay.conf"
+if out=$("$top_builddir/cli/m365ctl" -c "$tmp/m365relay.conf" status 2>&1); then
+	owners=$(stat -c %U "$tmp/state"/* | sort -u | tr '\n' ' ')
+	[ "$owners" = "nobody " ] && ok "status as root created the store as the service user" ||
+		fail "store files owned by: $owners ($(ls -l "$tmp/state"))"
+else
+	fail "status failed: $out"
+fi
+sed -i 's|^user = .*|user = "no-such-user-m365"|' "$tmp/m365relay.conf"
+rm -rf "$tmp/state"/*
+if out=$("$top_builddir/cli/m365ctl" -c "$tmp/m365relay.conf" status 2>&1); then
+	fail "status ran as root without a service user"
+else
+	case $out in *'service user "no-such-user-m365" does not exist'*) ok "refused without a service user" ;;
+	*) fail "unexpected: $out" ;; esac
+	[ -z "$(ls "$tmp/state")" ] && ok "and created nothing" || fail "created: $(ls "$tmp/state")"
+fi
+
+echo "$failures failure(s)"
+[ "$failures" -eq 0 ]
