@@ -25,21 +25,13 @@ is_spf(const char *txt)
 	return m3_ncasecmp(txt, "v=spf1", 6) == 0 && (txt[6] == ' ' || txt[6] == '\0');
 }
 
-/* The SPF record(s) of a name. */
+/* The SPF record(s) of a name: two at most (a second one is an error),
+ * however many other TXT records the name has. */
 static int
 records(struct dns *dns, const char *name, char out[][DNS_TXT_MAX], size_t *n,
 	char *err, size_t errlen)
 {
-	char txt[DNS_RECORDS_MAX][DNS_TXT_MAX];
-	size_t nt, i;
-
-	*n = 0;
-	if (dns_txt(dns, name, txt, DNS_RECORDS_MAX, &nt, err, errlen) < 0)
-		return -1;
-	for (i = 0; i < nt; i++)
-		if (is_spf(txt[i]) && *n < 2)
-			m3_strlcpy(out[(*n)++], txt[i], DNS_TXT_MAX);
-	return 0;
+	return dns_txt(dns, name, is_spf, out, 2, n, err, errlen);
 }
 
 /* The mechanism name of a term ("+include:x" -> "include"), and its argument. */

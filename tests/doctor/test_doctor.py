@@ -62,6 +62,10 @@ ZONE = [
     # MX mismatch
     'txt-record=mxwrong.test,"v=spf1 ip4:203.0.113.7 include:%s -all"' % M365,
     "mx-host=mxwrong.test,mx.mxwrong.test,10",
+    # a TXT set longer than the resolver's first 8 KiB buffer (over TCP)
+    'txt-record=big.test,"v=spf1 ip4:203.0.113.7 include:%s -all"' % M365,
+] + ['txt-record=big.test,"filler-%02d-%s"' % (i, "x" * 240) for i in range(45)] + [
+    "mx-host=big.test,big-test.mail.protection.outlook.com,0",
     # name servers that do not answer
     "server=/deadns.test/127.0.0.1#5399",
     # the certificate tenant's domains, clean
@@ -236,6 +240,26 @@ tenant "lab" {
         self.level(by, "tenant lab", "endpoint", "error", "smtp_host 52.96.0.1 is an IP",
                    'smtp_host = "smtp.office365.com"')
         self.level(by, "tenant lab", "endpoint", "ok", "has the <domain>-<tld>")
+
+    def test_long_txt_set(self):
+        # 46 TXT records, about 11.5 KiB: the answer comes over TCP and does
+        # not fit the first buffer.  Once parsed past the buffer's end.
+        r = self.lab.run(["dig", "+short", "+tcp", "TXT", "big.test"], capture_output=True, text=True) \
+            if shutil.which("dig") else None
+        if r is not None:
+            self.assertGreater(len(r.stdout), 8192, "the zone's answer is long enough")
+        conf = self.conf("big.conf", """
+tenant "lab" {
+    accepted_domains = { "big.test" }
+    mx_endpoint = "big-test.mail.protection.outlook.com"
+    egress_ip = "%s"
+}
+""" % EGRESS)
+        r = self.doctor(conf, "--json")
+        doc, by = findings(r.stdout)
+        self.level(by, "big.test", "spf", "ok", "203.0.113.7 pass")
+        self.no_error(by, "big.test", "spf")
+        self.level(by, "big.test", "mx", "ok", "big-test.mail.protection.outlook.com")
 
     def test_text_checklist(self):
         conf = self.conf("text.conf", """
