@@ -88,7 +88,7 @@ utc(uint64_t ms, char *buf, size_t size)
  * queue id and sender.  Otherwise why says what is wrong with it.
  */
 static bool
-trusted_route(const struct delivery *d, struct route *r, char *why, size_t size)
+trusted_route(struct delivery *d, struct route *r, char *why, size_t size)
 {
 	const struct conf *c = d->conf;
 	const char *err;
@@ -97,17 +97,25 @@ trusted_route(const struct delivery *d, struct route *r, char *why, size_t size)
 	if (d->msg.hdr.n_route == 0) {
 		snprintf(why, size, "no %s header (the message did not pass m365-milter)",
 			 ROUTE_HEADER);
+		d->untrusted = "no route header";
 		return false;
 	}
 	if (d->msg.hdr.n_route > 1) {
 		snprintf(why, size, "%zu %s headers", d->msg.hdr.n_route, ROUTE_HEADER);
+		d->untrusted = "several route headers";
 		return false;
 	}
 	if (route_parse(d->msg.hdr.route, r, &err) < 0) {
 		snprintf(why, size, "malformed %s header (%s)", ROUTE_HEADER, err);
+		d->untrusted = "malformed route header";
 		return false;
 	}
 	t = route_verify(r, d->qid, &d->sender_addr, c->route_keys, c->n_route_keys);
+	d->untrusted = t == ROUTE_UNSIGNED	   ? "route not signed"
+		       : t == ROUTE_UNKNOWN_KEY	   ? "route signed with an unknown key"
+		       : t == ROUTE_FORGED	   ? "route signature does not verify"
+		       : t == ROUTE_OTHER_QUEUE_ID ? "route signed for another queue id"
+						   : NULL;
 	if (t == ROUTE_TRUSTED)
 		return true;
 	snprintf(why, size, "%s header %s", ROUTE_HEADER, route_trust_text(t));
@@ -642,7 +650,7 @@ deliver(struct delivery *d, struct outcome *o)
 	const char **todo = NULL;
 	struct smtp_reply *rr = NULL, final;
 	struct edits edits;
-	bool slot = false;
+	bool slot = false, by_policy = false;
 	uint64_t admitted = 0;
 	size_t i, n_todo = 0;
 	char line[1200];
@@ -665,8 +673,10 @@ deliver(struct delivery *d, struct outcome *o)
 		char why[300], err[256];
 		bool trusted = trusted_route(d, &r, why, sizeof(why));
 		if ((trusted ? plan_from_route(d, &r, &p, o)
-			     : plan_from_policy(d, why, &p, rc, &edits, &first_temp, o)) < 0 ||
-		    plan_endpoint(d, &p, o) < 0)
+			     : plan_from_policy(d, why, &p, rc, &edits, &first_temp, o)) < 0)
+			goto out;
+		by_policy = !trusted;
+		if (plan_endpoint(d, &p, o) < 0)
 			goto out;
 		if (message_wire(&d->msg, trusted ? NULL : &edits, err, sizeof(err)) < 0) {
 			outcome_local(o, OUT_DEFER, "4.3.0", "%s", err);
@@ -817,6 +827,13 @@ out:
 		if (store_slot_release(st, p.mailbox->name, &me, &se) < 0)
 			log_warnx("%s: releasing the session slot: %s (it frees when "
 				  "this process ends)", d->qid, se.msg);
+	}
+	/* Postfix logs this line with the delivery: say there that the
+	 * policy, not the milter, routed the message, and why. */
+	if (by_policy && o->kind != OUT_BOUNCE && o->line[0] != '\0') {
+		m3_strlcat(o->line, "; routed by the policy (", sizeof(o->line));
+		m3_strlcat(o->line, d->untrusted, sizeof(o->line));
+		m3_strlcat(o->line, ")", sizeof(o->line));
 	}
 	if (o->kind != OUT_SENT && o->line[0] != '\0') {
 		snprintf(line, sizeof(line), "%s", o->line);

@@ -27,6 +27,7 @@ struct delivery {
 	const char *const *rcpts;  /* canonical forms */
 	size_t n_rcpts;
 	struct message msg;
+	const char *untrusted;	   /* why the route was not trusted, or NULL */
 };
 
 /* deliver - do it; the outcome decides the exit status */

@@ -114,7 +114,9 @@ def wait_port(port, seconds=10):
 
 
 class Gateway:
-    def __init__(self, builddir, connector=True, erp_rate="30/60s", sim_extra=None):
+    def __init__(self, builddir, connector=True, erp_rate="30/60s", sim_extra=None, bypass=False):
+        """bypass: a second smtpd listener without milters (self.bypass_port),
+        as an administrator might add one; for the trust tests."""
         self.build = os.path.abspath(builddir)
         self.work = tempfile.mkdtemp(prefix="m365relay-gw.")
         os.chmod(self.work, 0o755)
@@ -128,6 +130,7 @@ class Gateway:
         os.chown(self.state, self.uid, self.gid)
         self.milter_port = free_port()
         self.smtp_port = free_port()
+        self.bypass_port = free_port() if bypass else None
         self._write("relay-app.secret", "demo-secret-value\n", 0o600)
         # Delivery reports for mixed outcomes would go to the system's
         # sendmail; in the sandbox they are kept in reports/.
@@ -247,6 +250,10 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 m365      unix  -       n       n       -       10      pipe
   flags=q user={USER} null_sender= argv={transport} -c {self.conf} -q ${{queue_id}} -f ${{sender}} -a ${{client_address}} -s ${{sasl_username}} -- ${{recipient}}
 """
+        if self.bypass_port:
+            master += f"""127.0.0.1:{self.bypass_port} inet n - n - - smtpd
+  -o smtpd_milters=
+"""
         with open(os.path.join(etc, "main.cf"), "w") as f:
             f.write(main)
         with open(os.path.join(etc, "master.cf"), "w") as f:
@@ -262,6 +269,28 @@ m365      unix  -       n       n       -       10      pipe
     def _postfix(self, *args):
         return subprocess.run(["postfix", "-c", os.path.join(self.pf, "etc")] + list(args),
                               capture_output=True, text=True)
+
+    def postconf(self, *settings):
+        """Change main.cf and reload Postfix."""
+        etc = os.path.join(self.pf, "etc")
+        subprocess.run(["postconf", "-c", etc] + ["-e"] + list(settings), check=True)
+        r = self._postfix("reload")
+        if r.returncode != 0:
+            raise RuntimeError("postfix reload: " + r.stderr)
+
+    def sendmail(self, sender, rcpts, message):
+        """Local submission with Postfix's sendmail (pickup, no smtpd)."""
+        return subprocess.run(["sendmail", "-C", os.path.join(self.pf, "etc"), "-i", "-f", sender, "--"]
+                              + list(rcpts), input=message, capture_output=True, text=True)
+
+    def postsuper(self, *args):
+        return subprocess.run(["postsuper", "-c", os.path.join(self.pf, "etc")] + list(args),
+                              capture_output=True, text=True)
+
+    def kick_pickup(self):
+        """Wake pickup (postsuper -r leaves the file in maildrop)."""
+        subprocess.run(["postkick", "-c", os.path.join(self.pf, "etc"), "public", "pickup", "W"],
+                       capture_output=True)
 
     def queue(self):
         return subprocess.run(["postqueue", "-c", os.path.join(self.pf, "etc"), "-p"],
@@ -280,9 +309,10 @@ m365      unix  -       n       n       -       10      pipe
         except FileNotFoundError:
             return ""
 
-    def swaks(self, client_ip, *args):
-        return subprocess.run(["swaks", "--server", "127.0.0.1:%d" % self.smtp_port, "--xclient-addr", client_ip,
-                               "--timeout", "30"] + list(args), capture_output=True, text=True).stdout
+    def swaks(self, client_ip, *args, port=None):
+        return subprocess.run(["swaks", "--server", "127.0.0.1:%d" % (port or self.smtp_port),
+                               "--xclient-addr", client_ip, "--timeout", "30"] + list(args),
+                              capture_output=True, text=True).stdout
 
     def wait(self, cond, seconds=30):
         end = time.time() + seconds
