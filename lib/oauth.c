@@ -25,9 +25,12 @@
 
 #include "log.h"
 #include "oauth.h"
+#include "sbuf.h"
 #include "util.h"
 
 #define RESPONSE_MAX (64 * 1024)
+#define JSON_DEPTH_MAX 8		/* the answers are two levels deep */
+#define TOKEN_LIFETIME_MAX (86400) /* seconds a token may claim to live */
 #define SECRET_MAX   1024
 #define ASSERTION_LIFETIME 300 /* "5-10 minutes after nbf at most" */
 
@@ -234,23 +237,44 @@ out:
 
 /* The token endpoint ---------------------------------------------------------------- */
 
-struct body {
-	char *p;
-	size_t len;
-};
-
+/* collect - the response body, bounded (curl aborts the transfer on 0) */
 static size_t
 collect(char *data, size_t sz, size_t nm, void *arg)
 {
-	struct body *b = arg;
-	size_t n = sz * nm;
+	struct sbuf *b = arg;
 
-	if (b->len + n > RESPONSE_MAX)
-		return 0; /* too large: abort the transfer */
-	memcpy(b->p + b->len, data, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return n;
+	if (nm != 0 && sz > SIZE_MAX / nm)
+		return 0;
+	return sbuf_add(b, data, sz * nm) < 0 ? 0 : sz * nm;
+}
+
+/* parse_json - one JSON object, the whole input and nothing after it */
+static json_object *
+parse_json(const char *text, size_t len)
+{
+	json_tokener *tok;
+	json_object *j;
+
+	if (len > RESPONSE_MAX || memchr(text, '\0', len) != NULL)
+		return NULL;
+	tok = json_tokener_new_ex(JSON_DEPTH_MAX);
+	if (tok == NULL)
+		return NULL;
+	j = json_tokener_parse_ex(tok, text, (int)len);
+	if (j != NULL) {
+		/* Nothing but blanks after the object (text is not NUL-terminated). */
+		size_t i = json_tokener_get_parse_end(tok);
+		while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' ||
+				   text[i] == '\n'))
+			i++;
+		if (json_tokener_get_error(tok) != json_tokener_success || i != len ||
+		    !json_object_is_type(j, json_type_object)) {
+			json_object_put(j);
+			j = NULL;
+		}
+	}
+	json_tokener_free(tok);
+	return j;
 }
 
 static int
@@ -302,12 +326,78 @@ parse_error(json_object *j, long status, struct oauth_err *e)
 }
 
 int
+oauth_parse_answer(const char *url, long status, const char *body, size_t len, uint64_t now,
+		   struct oauth_token *t, struct oauth_err *e)
+{
+	json_object *j = parse_json(body, len), *v;
+	int64_t expires_in;
+	int rc = -1;
+
+	memset(t, 0, sizeof(*t));
+	if (status != 200) {
+		if (j != NULL)
+			parse_error(j, status, e);
+		else
+			efail(e, "token endpoint %s answered HTTP %ld", url, status);
+		goto out;
+	}
+	if (j == NULL || !json_object_object_get_ex(j, "access_token", &v) ||
+	    !json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0) {
+		efail(e, "token endpoint %s: no access_token in the answer", url);
+		goto out;
+	}
+	if (json_object_get_string_len(v) >= (int)sizeof(t->access) ||
+	    strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v)) {
+		efail(e, "token endpoint %s: access_token too long", url);
+		goto out;
+	}
+	m3_strlcpy(t->access, json_object_get_string(v), sizeof(t->access));
+	/* expires_in: a number on v2, a string on v1; json-c converts both.
+	 * Microsoft gives 60-90 minutes; more than a day is not believed. */
+	if (!json_object_object_get_ex(j, "expires_in", &v) ||
+	    (expires_in = json_object_get_int64(v)) <= 0 || expires_in > TOKEN_LIFETIME_MAX) {
+		OPENSSL_cleanse(t->access, sizeof(t->access));
+		t->access[0] = '\0';
+		efail(e, "token endpoint %s: no usable expires_in", url);
+		goto out;
+	}
+	t->expires_at = now + (uint64_t)expires_in;
+	t->fetched = true;
+	rc = 0;
+out:
+	json_object_put(j);
+	return rc;
+}
+
+int
+oauth_cache_parse(const char *text, size_t len, uint64_t now, struct oauth_token *t)
+{
+	json_object *j = parse_json(text, len), *a, *x;
+	int64_t at;
+	int rc = -1;
+
+	memset(t, 0, sizeof(*t));
+	if (j != NULL && json_object_object_get_ex(j, "access_token", &a) &&
+	    json_object_is_type(a, json_type_string) && json_object_get_string_len(a) > 0 &&
+	    json_object_get_string_len(a) < (int)sizeof(t->access) &&
+	    strlen(json_object_get_string(a)) == (size_t)json_object_get_string_len(a) &&
+	    json_object_object_get_ex(j, "expires_at", &x) &&
+	    json_object_is_type(x, json_type_int) && (at = json_object_get_int64(x)) > 0 &&
+	    (uint64_t)at <= now + TOKEN_LIFETIME_MAX) {
+		m3_strlcpy(t->access, json_object_get_string(a), sizeof(t->access));
+		t->expires_at = (uint64_t)at;
+		rc = 0;
+	}
+	json_object_put(j);
+	return rc;
+}
+
+int
 oauth_fetch(const struct conf *conf, const struct app *app, struct oauth_token *t,
 	    struct oauth_err *e)
 {
 	char url[1024], secret[SECRET_MAX], assertion[8192];
-	struct body body = {NULL, 0};
-	json_object *j = NULL, *v;
+	struct sbuf body;
 	char *post = NULL, *enc = NULL;
 	CURL *curl = NULL;
 	CURLcode cc;
@@ -323,13 +413,12 @@ oauth_fetch(const struct conf *conf, const struct app *app, struct oauth_token *
 				   sizeof(assertion), e) < 0) {
 		return -1;
 	}
+	sbuf_init(&body, RESPONSE_MAX);
 	curl = curl_easy_init();
-	body.p = malloc(RESPONSE_MAX + 1);
-	if (curl == NULL || body.p == NULL) {
+	if (curl == NULL) {
 		efail(e, "out of memory");
 		goto out;
 	}
-	body.p[0] = '\0';
 	{
 		char *cid = curl_easy_escape(curl, app->client_id, 0);
 		char *scope = curl_easy_escape(curl, app->tenant->scope, 0);
@@ -366,33 +455,8 @@ oauth_fetch(const struct conf *conf, const struct app *app, struct oauth_token *
 		goto out;
 	}
 	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-	j = json_tokener_parse(body.p);
-	if (status != 200) {
-		if (j != NULL && json_object_is_type(j, json_type_object))
-			parse_error(j, status, e);
-		else
-			efail(e, "token endpoint %s answered HTTP %ld", url, status);
-		goto out;
-	}
-	if (j == NULL || !json_object_object_get_ex(j, "access_token", &v) ||
-	    !json_object_is_type(v, json_type_string)) {
-		efail(e, "token endpoint %s: no access_token in the answer", url);
-		goto out;
-	}
-	if (json_object_get_string_len(v) >= (int)sizeof(t->access)) {
-		efail(e, "token endpoint %s: access_token too long", url);
-		goto out;
-	}
-	m3_strlcpy(t->access, json_object_get_string(v), sizeof(t->access));
-	/* expires_in: a number on v2, a string on v1; json-c converts both. */
-	if (!json_object_object_get_ex(j, "expires_in", &v) ||
-	    json_object_get_int64(v) <= 0) {
-		efail(e, "token endpoint %s: no usable expires_in", url);
-		goto out;
-	}
-	t->expires_at = (uint64_t)time(NULL) + (uint64_t)json_object_get_int64(v);
-	t->fetched = true;
-	rc = 0;
+	rc = oauth_parse_answer(url, status, sbuf_str(&body), body.len, (uint64_t)time(NULL), t,
+				e);
 out:
 	if (enc != NULL) {
 		OPENSSL_cleanse(enc, strlen(enc));
@@ -403,8 +467,8 @@ out:
 		free(post);
 	}
 	OPENSSL_cleanse(assertion, sizeof(assertion));
-	json_object_put(j);
-	free(body.p);
+	sbuf_cleanse(&body);
+	sbuf_free(&body);
 	if (curl != NULL)
 		curl_easy_cleanup(curl);
 	return rc;
@@ -432,23 +496,23 @@ cache_path(const struct conf *conf, const struct app *app, char *buf, size_t siz
 	return n < 0 || (size_t)n >= size ? -1 : 0;
 }
 
+/* cache_read - the cached token, if the file is ours and well formed */
 static int
 cache_read(const char *path, struct oauth_token *t)
 {
-	json_object *j, *a, *x;
-	int rc = -1;
+	char buf[RESPONSE_MAX];
+	ssize_t n;
+	int fd, rc;
 
-	j = json_object_from_file(path);
-	if (j == NULL)
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
 		return -1;
-	if (json_object_object_get_ex(j, "access_token", &a) &&
-	    json_object_object_get_ex(j, "expires_at", &x) &&
-	    json_object_get_string_len(a) < (int)sizeof(t->access)) {
-		m3_strlcpy(t->access, json_object_get_string(a), sizeof(t->access));
-		t->expires_at = (uint64_t)json_object_get_int64(x);
-		rc = 0;
-	}
-	json_object_put(j);
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	rc = n > 0 && (size_t)n < sizeof(buf)
+		     ? oauth_cache_parse(buf, (size_t)n, (uint64_t)time(NULL), t)
+		     : -1;
+	OPENSSL_cleanse(buf, sizeof(buf));
 	return rc;
 }
 
@@ -466,7 +530,8 @@ cache_write(const char *path, const struct oauth_token *t, struct oauth_err *e)
 	s = json_object_to_json_string(j);
 	len = strlen(s);
 	snprintf(tmp, sizeof(tmp), "%s.%ld", path, (long)getpid());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	unlink(tmp); /* a leftover of a process with our pid */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0 || write(fd, s, len) != (ssize_t)len || fsync(fd) < 0) {
 		efail(e, "token cache %s: %s", tmp, strerror(errno));
 		if (fd >= 0)

@@ -51,6 +51,11 @@ int oauth_get(const struct conf *conf, const struct app *app,
 /* oauth_fetch - a new token from the endpoint, bypassing the cache */
 int oauth_fetch(const struct conf *conf, const struct app *app,
 		struct oauth_token *t, struct oauth_err *e);
+/* oauth_parse_answer - the token endpoint's answer (status, body) into t; -1 with e */
+int oauth_parse_answer(const char *url, long status, const char *body, size_t len,
+		       uint64_t now, struct oauth_token *t, struct oauth_err *e);
+/* oauth_cache_parse - a token cache file's text into t; -1 if not usable */
+int oauth_cache_parse(const char *text, size_t len, uint64_t now, struct oauth_token *t);
 /* oauth_assertion - the client assertion JWT for app at time now */
 int oauth_assertion(const struct app *app, const char *token_url, uint64_t now,
 		    char *buf, size_t size, struct oauth_err *e);

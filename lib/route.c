@@ -203,8 +203,9 @@ route_parse(const char *value, struct route *r, const char **err)
 			return -1;
 		}
 	}
-	if (!have_v || !have_mode || r->domain[0] == '\0') {
-		*err = "v, mode and domain are required";
+	if (!have_v || !have_mode || r->domain[0] == '\0' || r->tenant[0] == '\0' ||
+	    r->submitter[0] == '\0') {
+		*err = "v, mode, tenant, domain and submitter are required";
 		return -1;
 	}
 	if (r->mode == MODE_SMTP_AUTH && r->mailbox[0] == '\0') {

@@ -29,11 +29,11 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "redis_reply.h"
 #include "store_impl.h"
 #include "window.h"
 #include "util.h"
 
-#define SLOT_LEASE_MS (30ULL * 60 * 1000)
 #define REDIS_TIMEOUT_S 2
 
 struct store_redis {
@@ -167,6 +167,7 @@ ensure(struct store_redis *s, struct store_err *err)
 		return STORE_FAIL;
 	}
 	redisSetTimeout(s->c, tv);
+	rr_limit_reader(s->c->reader);
 	if (s->password[0] != '\0') {
 		r = redisCommand(s->c, "AUTH %s", s->password);
 		if (r == NULL || r->type == REDIS_REPLY_ERROR)
@@ -225,22 +226,21 @@ pkey(struct store_redis *s, const char *key, char *buf, size_t size)
 	snprintf(buf, size, "%s%s", s->prefix, key);
 }
 
+/* checked - what a checker made of a reply; the reply is freed */
+static int
+checked(redisReply *r, int rc, const char *what, struct store_err *err)
+{
+	freeReplyObject(r);
+	if (rc == RR_BAD)
+		return store_fail(err, "Redis: a reply of an unexpected shape to %s", what);
+	return rc;
+}
+
 /* A two-element integer array reply {ok, time}. */
 static int
 pair(redisReply *r, uint64_t *t, struct store_err *err)
 {
-	int ok;
-
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-	    r->element[0]->type != REDIS_REPLY_INTEGER ||
-	    r->element[1]->type != REDIS_REPLY_INTEGER) {
-		freeReplyObject(r);
-		return store_fail(err, "Redis: unexpected script reply");
-	}
-	ok = (int)r->element[0]->integer;
-	*t = r->element[1]->integer < 0 ? UINT64_MAX : (uint64_t)r->element[1]->integer;
-	freeReplyObject(r);
-	return ok ? STORE_OK : STORE_FULL;
+	return checked(r, rr_pair(r, t), "a script", err);
 }
 
 static int
@@ -325,33 +325,12 @@ holder_id(const struct holder *h, char *buf, size_t size)
 		 (unsigned long long)h->start);
 }
 
-/* A holder from its id and since; is it gone? */
-static bool
-holder_dead(const char *id, const char *since, uint64_t now)
-{
-	struct holder h;
-	unsigned long long boot, start;
-	unsigned pid;
-	struct holder me;
-
-	if (sscanf(id, "%llx:%u:%llu", &boot, &pid, &start) != 3)
-		return true;
-	memset(&h, 0, sizeof(h));
-	h.boot = boot;
-	h.pid = pid;
-	h.start = start;
-	store_self(&me, now);
-	if (h.boot == me.boot)
-		return !store_alive(&h); /* one of this machine's processes */
-	return strtoull(since, NULL, 10) + SLOT_LEASE_MS < now;
-}
-
 static int
 rd_slot_take(struct store *st, const char *key, unsigned max, const struct holder *me,
 	     struct store_err *err)
 {
 	struct store_redis *s = (struct store_redis *)st;
-	char k[600], maxs[16], mine[64], since[24], dead[64][64];
+	char k[600], maxs[16], mine[HOLDER_ID_MAX], since[24], dead[64][HOLDER_ID_MAX];
 	const char *argv[4 + 64 + 3];
 	const char *hget[] = {"HGETALL", k};
 	redisReply *r;
@@ -367,11 +346,10 @@ rd_slot_take(struct store *st, const char *key, unsigned max, const struct holde
 		pthread_mutex_unlock(&s->lock);
 		return STORE_FAIL;
 	}
-	for (i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements && nd < 64; i += 2)
-		if (strcmp(r->element[i]->str, mine) != 0 &&
-		    holder_dead(r->element[i]->str, r->element[i + 1]->str, now))
-			m3_strlcpy(dead[nd++], r->element[i]->str, sizeof(dead[0]));
-	freeReplyObject(r);
+	if (checked(r, rr_dead_holders(r, mine, now, dead, NELEM(dead), &nd), "HGETALL", err) < 0) {
+		pthread_mutex_unlock(&s->lock);
+		return STORE_FAIL;
+	}
 	snprintf(maxs, sizeof(maxs), "%u", max);
 	snprintf(since, sizeof(since), "%llu", (unsigned long long)now);
 	argv[0] = "EVALSHA";
@@ -388,9 +366,7 @@ rd_slot_take(struct store *st, const char *key, unsigned max, const struct holde
 	pthread_mutex_unlock(&s->lock);
 	if (r == NULL)
 		return STORE_FAIL;
-	i = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-	freeReplyObject(r);
-	return i ? STORE_OK : STORE_FULL;
+	return checked(r, rr_flag(r), "the slot script", err);
 }
 
 static int
@@ -426,7 +402,8 @@ rd_usage(struct store *st, const char *km, const char *kr, const char *ks,
 	uint64_t *stamps = NULL, wms = m->messages.window * 1000;
 	struct bucket b[WINDOW_BUCKETS + 8];
 	redisReply *r;
-	size_t i, n = 0;
+	size_t n = 0, cap;
+	uint64_t live;
 	int rc = STORE_FAIL;
 
 	pkey(s, km, k1, sizeof(k1));
@@ -437,38 +414,29 @@ rd_usage(struct store *st, const char *km, const char *kr, const char *ks,
 	r = call(s, 5, zr, err);
 	if (r == NULL)
 		goto out;
-	stamps = calloc(r->elements / 2 + 1, sizeof(*stamps));
-	for (i = 0; stamps && i + 1 < r->elements; i += 2)
-		stamps[n++] = strtoull(r->element[i + 1]->str, NULL, 10);
-	freeReplyObject(r);
+	cap = r->type == REDIS_REPLY_ARRAY ? r->elements / 2 + 1 : 1;
+	stamps = calloc(cap, sizeof(*stamps));
+	if (stamps == NULL) {
+		freeReplyObject(r);
+		store_fail(err, "out of memory");
+		goto out;
+	}
+	if (checked(r, rr_stamps(r, stamps, cap, &n), "ZRANGEBYSCORE", err) < 0)
+		goto out;
 	u->msgs = win_msg_count(stamps, n, m->messages.count, wms, now, &u->msg_free_at);
 	r = call(s, 2, hg, err);
 	if (r == NULL)
 		goto out;
-	for (i = 0, n = 0; i + 1 < r->elements && n < WINDOW_BUCKETS + 8; i += 2) {
-		b[n].start = strtoull(r->element[i]->str, NULL, 10);
-		b[n++].count = strtoull(r->element[i + 1]->str, NULL, 10);
-	}
-	freeReplyObject(r);
-	/* Oldest first, as win_rcpt_sum expects. */
-	for (i = 1; i < n; i++) {
-		struct bucket x = b[i];
-		size_t j = i;
-		while (j > 0 && b[j - 1].start > x.start) {
-			b[j] = b[j - 1];
-			j--;
-		}
-		b[j] = x;
-	}
+	if (checked(r, rr_buckets(r, b, NELEM(b), &n), "HGETALL", err) < 0)
+		goto out;
 	u->rcpts = win_rcpt_sum(b, n, m->recipients.count, m->recipients.window * 1000,
 				now, &u->rcpt_free_at);
 	r = call(s, 2, hs, err);
 	if (r == NULL)
 		goto out;
-	for (i = 0; i + 1 < r->elements; i += 2)
-		if (!holder_dead(r->element[i]->str, r->element[i + 1]->str, now))
-			u->sessions++;
-	freeReplyObject(r);
+	if (checked(r, rr_live_holders(r, now, &live), "HGETALL", err) < 0)
+		goto out;
+	u->sessions = live;
 	rc = STORE_OK;
 out:
 	pthread_mutex_unlock(&s->lock);
@@ -495,14 +463,7 @@ rd_journal_get(struct store *st, const char *qid, const char *rcpt,
 	pthread_mutex_unlock(&s->lock);
 	if (r == NULL)
 		return STORE_FAIL;
-	if (r->type == REDIS_REPLY_STRING && r->len >= 2) {
-		const char *bar = strchr(r->str + 2, '|');
-		*state = (enum journal_state)(r->str[0] - '0');
-		if (bar != NULL && size > 0)
-			m3_strlcpy(reply, bar + 1, size);
-	}
-	freeReplyObject(r);
-	return STORE_OK;
+	return checked(r, rr_journal(r, state, reply, size), "HGET", err);
 }
 
 static int

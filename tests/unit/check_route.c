@@ -67,6 +67,8 @@ static const char *bad[] = {
 	"v=2; mode=relay; domain=a.example",	      /* relay without connector */
 	"v=2; mode=smtp-auth; domain=a.example",      /* without mailbox */
 	"v=2; mode=direct-send",		      /* without domain */
+	"v=2; mode=direct-send; domain=a.example; tenant=t", /* without submitter */
+	"v=2; mode=direct-send; domain=a.example; submitter=s", /* without tenant */
 	"v=2; mode=direct-send; domain=a.example; color=red",
 	"v=2; mode=direct-send; domain=a b.example",
 	"v=2; mode=direct-send; domain",
