@@ -26,6 +26,7 @@
 
 #include "certcheck.h"
 #include "cli.h"
+#include "sbuf.h"
 #include "dns.h"
 #include "smtp.h"
 #include "spf.h"
@@ -34,6 +35,18 @@
 #define CONNECT_TIMEOUT 10
 
 enum level { LVL_OK, LVL_WARN, LVL_ERR };
+/* join - append item to a ", "-separated list in buf (what does not fit is left out) */
+static void
+join(char *buf, size_t size, const char *item)
+{
+	struct sbuf b;
+
+	sbuf_init(&b, size - 1);
+	if (sbuf_adds(&b, buf) == 0 && sbuf_addf(&b, "%s%s", buf[0] ? ", " : "", item) == 0)
+		m3_strlcpy(buf, sbuf_str(&b), size);
+	sbuf_free(&b);
+}
+
 static const char *const level_name[] = {"ok", "warning", "error"};
 
 struct finding {
@@ -239,8 +252,7 @@ check_mx(struct doctor *d, const struct tenant *t, const char *domain)
 				    : "the configured mx_endpoint");
 			return;
 		}
-		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
-			 i ? ", " : "", mx[i]);
+		join(list, sizeof(list), mx[i]);
 	}
 	add(d, LVL_ERR, domain, "mx", fix,
 	    "MX is %s, not the configured endpoint %s: Direct Send and relay would reach a "
@@ -311,8 +323,7 @@ check_cert(struct doctor *d, const char *subject, const char *cert, const char *
 		return;
 	}
 	for (i = 0; i < r.n_names; i++)
-		snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
-			 i ? ", " : "", r.names[i]);
+		join(names, sizeof(names), r.names[i]);
 	if (t != NULL) {
 		if (r.matched[0] != '\0')
 			add(d, LVL_OK, subject, "certificate", NULL,

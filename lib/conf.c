@@ -27,7 +27,7 @@
 #include "routekey.h"
 #include "util.h"
 
-/* Defaults (DESIGN.md section 3; Exchange Online's published limits). */
+/* Defaults (Exchange Online's published limits; m365relay.conf(5)). */
 #define DEF_USER	      "m365relay"
 #define DEF_STATE_DIR	      "/var/lib/m365relay"
 #define DEF_ROUTE_KEY_FILE    "route.key" /* next to the main file */

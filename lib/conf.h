@@ -22,7 +22,7 @@
 #include "addr.h"
 #include "cidr.h"
 
-/* How a message reaches Microsoft 365 (DESIGN.md section 1). */
+/* How a message reaches Microsoft 365 (README: the three ways in). */
 enum mode {
 	MODE_AUTO,	  /* choose per message (configuration only) */
 	MODE_SMTP_AUTH,	  /* smtp.office365.com:587, a mailbox authenticates */

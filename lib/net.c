@@ -90,7 +90,8 @@ int
 net_connect(struct net *n, const char *host, unsigned port, int timeout)
 {
 	struct addrinfo hints, *res = NULL, *ai;
-	char ports[16], tried[256] = "";
+	char ports[16];
+	struct sbuf tried;
 	int rc, one = 1;
 
 	m3_strlcpy(n->host, host, sizeof(n->host));
@@ -99,6 +100,7 @@ net_connect(struct net *n, const char *host, unsigned port, int timeout)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	snprintf(ports, sizeof(ports), "%u", port);
+	sbuf_init(&tried, 512);
 	rc = getaddrinfo(host, ports, &hints, &res);
 	if (rc != 0)
 		return fail(n, "cannot resolve %s: %s", host, gai_strerror(rc));
@@ -133,15 +135,17 @@ net_connect(struct net *n, const char *host, unsigned port, int timeout)
 			n->fd = fd;
 			m3_strlcpy(n->peer, addr, sizeof(n->peer));
 			freeaddrinfo(res);
+			sbuf_free(&tried);
 			return 0;
 		}
 		close(fd);
-		snprintf(tried + strlen(tried), sizeof(tried) - strlen(tried),
-			 "%s[%s]: %s", tried[0] ? "; " : "", addr, strerror(soerr));
+		sbuf_addf(&tried, "%s[%s]: %s", tried.len ? "; " : "", addr, strerror(soerr));
 	}
 	freeaddrinfo(res);
-	return fail(n, "cannot connect to %s port %u: %s", host, port,
-		    tried[0] ? tried : "no address");
+	fail(n, "cannot connect to %s port %u: %s", host, port,
+	     tried.len ? sbuf_str(&tried) : "no address");
+	sbuf_free(&tried);
+	return -1;
 }
 
 /* TLS ------------------------------------------------------------------------------ */

@@ -498,12 +498,14 @@ policy_edits(const struct policy_msg *m, struct edits *out)
 	if (m->sender_rewritten && !addr_equal(&m->final_sender, &m->env_sender) &&
 	    addr_format(&m->final_sender, out->sender, sizeof(out->sender)) >= 0)
 		add_edit(out, EDIT_SENDER, NULL, out->sender);
+	m3_strlcpy(out->from, m->new_from, sizeof(out->from));
+	m3_strlcpy(out->reply_to, m->new_reply_to, sizeof(out->reply_to));
 	if (m->from_action == FROM_REWRITE)
-		add_edit(out, EDIT_HEADER_SET, "From", m->new_from);
+		add_edit(out, EDIT_HEADER_SET, "From", out->from);
 	else if (m->from_action == FROM_ADD)
-		add_edit(out, EDIT_HEADER_ADD, "From", m->new_from);
-	if (m->new_reply_to[0] != '\0')
-		add_edit(out, EDIT_HEADER_ADD, "Reply-To", m->new_reply_to);
+		add_edit(out, EDIT_HEADER_ADD, "From", out->from);
+	if (out->reply_to[0] != '\0')
+		add_edit(out, EDIT_HEADER_ADD, "Reply-To", out->reply_to);
 	if (m->delete_sender)
 		add_edit(out, EDIT_HEADER_DROP, "Sender", NULL);
 	add_edit(out, EDIT_ROUTE, ROUTE_HEADER, NULL);

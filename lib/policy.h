@@ -6,7 +6,7 @@
  * globals.  The milter calls the stages as the SMTP transaction unfolds
  * (policy_mail at MAIL FROM, policy_rcpt at each RCPT TO, policy_eom at end
  * of message); tests and the transport call policy_evaluate(), which runs
- * them all in order.  DESIGN.md section 4, steps 1 to 5:
+ * them all in order.  Steps 1 to 5 (README, "The decisions, in short"):
  *
  *  1. submitter: SASL login, then certificate subject, then the most
  *     specific client block; no match -> 550 5.7.1.
@@ -122,8 +122,8 @@ struct submission {
 /*
  * The changes a verdict makes to an accepted message, in the order they
  * are applied: the milter maps each to an smfi_* call, the transport
- * (when it decides itself) to the message it sends.  Values point into
- * the policy_msg (or into the struct edits) they came from.
+ * (when it decides itself) to the message it sends.  The values are
+ * copies held in the struct edits itself: it outlives the policy_msg.
  */
 enum edit_op {
 	EDIT_SENDER,	  /* the envelope sender becomes value */
@@ -145,6 +145,8 @@ struct edits {
 	struct edit e[EDITS_MAX];
 	size_t n;
 	char sender[ADDR_TEXT_MAX + 1]; /* EDIT_SENDER's value */
+	char from[ADDR_DISPLAY_MAX * 2 + ADDR_TEXT_MAX + 8];
+	char reply_to[ADDR_DISPLAY_MAX * 2 + ADDR_TEXT_MAX + 8];
 };
 
 /* policy_mail - steps 1 and 2 at MAIL FROM; m->reply says accept or refuse */

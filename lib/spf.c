@@ -14,6 +14,7 @@
 #include <spf2/spf_dns_zone.h>
 
 #include "cidr.h"
+#include "sbuf.h"
 #include "spf.h"
 #include "util.h"
 
@@ -97,14 +98,18 @@ suggest(const struct spf_report *r, char recs[][DNS_TXT_MAX], size_t n,
 {
 	struct ipaddr ip;
 	char copy[DNS_TXT_MAX], *save = NULL, *t, all[8] = "~all";
+	struct sbuf b;
 	size_t i;
 	bool have_ip = false;
 
-	snprintf(out, size, "v=spf1");
+	if (size == 0)
+		return;
+	/* A term that does not fit is left out; the record stays whole. */
+	sbuf_init(&b, size - 1);
+	sbuf_adds(&b, "v=spf1");
 	if (egress_ip != NULL && !r->pass) {
 		ip_parse(egress_ip, &ip);
-		snprintf(out + strlen(out), size - strlen(out), " %s:%s",
-			 ip.family == AF_INET6 ? "ip6" : "ip4", egress_ip);
+		sbuf_addf(&b, " %s:%s", ip.family == AF_INET6 ? "ip6" : "ip4", egress_ip);
 		have_ip = true;
 	}
 	for (i = 0; i < n; i++) {
@@ -125,13 +130,15 @@ suggest(const struct spf_report *r, char recs[][DNS_TXT_MAX], size_t n,
 			if (have_ip && (strcmp(name, "ip4") == 0 || strcmp(name, "ip6") == 0) &&
 			    arg != NULL && strcmp(arg, egress_ip) == 0)
 				continue;
-			if (strstr(out, t) == NULL) /* two records merged: no duplicates */
-				snprintf(out + strlen(out), size - strlen(out), " %s", t);
+			if (strstr(sbuf_str(&b), t) == NULL) /* two records merged: no duplicates */
+				sbuf_addf(&b, " %s", t);
 		}
 	}
-	if (strstr(out, "include:" SPF_M365_INCLUDE) == NULL)
-		snprintf(out + strlen(out), size - strlen(out), " include:%s", SPF_M365_INCLUDE);
-	snprintf(out + strlen(out), size - strlen(out), " %s", all);
+	if (strstr(sbuf_str(&b), "include:" SPF_M365_INCLUDE) == NULL)
+		sbuf_adds(&b, " include:" SPF_M365_INCLUDE);
+	sbuf_addf(&b, " %s", all);
+	m3_strlcpy(out, sbuf_str(&b), size);
+	sbuf_free(&b);
 }
 
 static int

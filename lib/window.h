@@ -11,7 +11,7 @@
  *  - Recipients: buckets of width B = W / 96 (15 minutes for 24 h, at
  *    least 1 ms).  A bucket counts while any part of it lies in the window,
  *    so the sum never undercounts: never over the limit, at most one bucket
- *    early (DESIGN.md section 5).
+ *    early (the guarantee the transport gives, m365-transport(8) PACING).
  *  - Sessions: holders, each with a liveness identity; dead ones are pruned
  *    by the caller's check before counting.
  *

@@ -4,7 +4,7 @@
  *  - the store, opened on first use (never before the fork: an LMDB
  *    environment must not cross one) and reopened when a reload changes
  *    the store settings;
- *  - admission at end of message (DESIGN.md section 4 step 6): the
+ *  - admission at end of message (step 6, after policy.h's five): the
  *    mailbox's windows in the "adm" namespace, and what to answer over a
  *    limit or when the store fails;
  *  - the store's health, logged once per change (failing / recovered);
@@ -26,9 +26,12 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sbuf.h"
 #include "milter.h"
 #include "store.h"
 #include "util.h"
+
+#define METRICS_MAX (16 * 1024 * 1024) /* the /metrics page: ~1 KiB a mailbox */
 
 static pthread_rwlock_t store_lock = PTHREAD_RWLOCK_INITIALIZER;
 static struct store *cur_store;
@@ -235,40 +238,8 @@ metrics_count(enum verdict v, const char *reason)
 	pthread_mutex_unlock(&count_lock);
 }
 
-struct buf {
-	char *p;
-	size_t len, cap;
-};
-
 static void
-bprintf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-bprintf(struct buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	for (;;) {
-		va_start(ap, fmt);
-		n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-		va_end(ap);
-		if (n < 0)
-			return;
-		if ((size_t)n < b->cap - b->len) {
-			b->len += (size_t)n;
-			return;
-		}
-		char *np = realloc(b->p, b->cap * 2 + (size_t)n);
-		if (np == NULL)
-			return;
-		b->p = np;
-		b->cap = b->cap * 2 + (size_t)n;
-	}
-}
-
-static void
-render(struct buf *b)
+render(struct sbuf *b)
 {
 	static const char *vnames[] = {"accept", "reject", "tempfail"};
 	struct snapshot *snap = snap_get();
@@ -277,17 +248,17 @@ render(struct buf *b)
 	uint64_t now = store_now();
 	size_t v, i;
 
-	bprintf(b, "# HELP m365relay_verdicts_total Messages by verdict and reason.\n"
+	sbuf_addf(b, "# HELP m365relay_verdicts_total Messages by verdict and reason.\n"
 		   "# TYPE m365relay_verdicts_total counter\n");
 	pthread_mutex_lock(&count_lock);
 	for (v = 0; v < 3; v++)
 		for (i = 0; i < NELEM(reasons); i++)
 			if (counts[v][i] > 0 || (v == 0 && i == 0))
-				bprintf(b, "m365relay_verdicts_total{verdict=\"%s\",reason=\"%s\"} %lu\n",
+				sbuf_addf(b, "m365relay_verdicts_total{verdict=\"%s\",reason=\"%s\"} %lu\n",
 					vnames[v], reasons[i], counts[v][i]);
 	pthread_mutex_unlock(&count_lock);
 	pthread_mutex_lock(&health_lock);
-	bprintf(b, "# HELP m365relay_store_errors_total State store operations that failed.\n"
+	sbuf_addf(b, "# HELP m365relay_store_errors_total State store operations that failed.\n"
 		   "# TYPE m365relay_store_errors_total counter\n"
 		   "m365relay_store_errors_total %lu\n"
 		   "# HELP m365relay_store_up Whether the last state store operation worked.\n"
@@ -298,7 +269,7 @@ render(struct buf *b)
 		return;
 	st = with_store(snap->conf, &e);
 	if (st != NULL) {
-		bprintf(b, "# HELP m365relay_mailbox_messages Messages in the mailbox's window "
+		sbuf_addf(b, "# HELP m365relay_mailbox_messages Messages in the mailbox's window "
 			   "(stage sent: by the transports; admitted: by the milter).\n"
 			   "# TYPE m365relay_mailbox_messages gauge\n");
 		for (i = 0; i < snap->conf->n_mailboxes; i++) {
@@ -307,7 +278,7 @@ render(struct buf *b)
 			if (store_usage(st, "out", m, now, &out, &e) < 0 ||
 			    store_usage(st, "adm", m, now, &adm, &e) < 0)
 				continue;
-			bprintf(b,
+			sbuf_addf(b,
 				"m365relay_mailbox_messages{mailbox=\"%s\",stage=\"sent\"} %llu\n"
 				"m365relay_mailbox_messages{mailbox=\"%s\",stage=\"admitted\"} %llu\n"
 				"m365relay_mailbox_messages_limit{mailbox=\"%s\",window_seconds=\"%lu\"} %lu\n"
@@ -334,10 +305,9 @@ static void
 serve(int fd)
 {
 	struct pollfd p = {fd, POLLIN, 0};
-	struct buf b = {NULL, 0, 0};
-	char req[1024], head[256];
+	struct sbuf b, head;
+	char req[1024];
 	ssize_t n;
-	int hn;
 
 	if (poll(&p, 1, 2000) <= 0)
 		return;
@@ -350,18 +320,23 @@ serve(int fd)
 		(void)!send(fd, nf, strlen(nf), MSG_NOSIGNAL);
 		return;
 	}
-	b.cap = 8192;
-	b.p = malloc(b.cap);
-	if (b.p == NULL)
-		return;
+	sbuf_init(&b, METRICS_MAX);
+	sbuf_init(&head, 256);
 	render(&b);
-	hn = snprintf(head, sizeof(head),
-		      "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; "
-		      "charset=utf-8\r\nContent-Length: %zu\r\n\r\n",
-		      b.len);
-	if (send(fd, head, (size_t)hn, MSG_NOSIGNAL) == hn)
-		(void)!send(fd, b.p, b.len, MSG_NOSIGNAL);
-	free(b.p);
+	if (b.failed) {
+		const char *err = "HTTP/1.0 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n";
+		log_warnx("metrics: the page is larger than %d bytes, or out of memory",
+			  METRICS_MAX);
+		(void)!send(fd, err, strlen(err), MSG_NOSIGNAL);
+	} else if (sbuf_addf(&head,
+			     "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; "
+			     "charset=utf-8\r\nContent-Length: %zu\r\n\r\n",
+			     b.len) == 0 &&
+		   send(fd, head.s, head.len, MSG_NOSIGNAL) == (ssize_t)head.len) {
+		(void)!send(fd, sbuf_str(&b), b.len, MSG_NOSIGNAL);
+	}
+	sbuf_free(&b);
+	sbuf_free(&head);
 }
 
 static void *

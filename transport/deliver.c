@@ -118,11 +118,10 @@ trusted_route(struct delivery *d, struct route *r, char *why, size_t size)
 						   : NULL;
 	if (t == ROUTE_TRUSTED)
 		return true;
-	snprintf(why, size, "%s header %s", ROUTE_HEADER, route_trust_text(t));
-	if (t == ROUTE_OTHER_QUEUE_ID)
-		snprintf(why + strlen(why), size - strlen(why), " %s", r->qid);
-	else if (t == ROUTE_UNKNOWN_KEY)
-		snprintf(why + strlen(why), size - strlen(why), " (key %s)", r->kid);
+	snprintf(why, size, "%s header %s%s%s%s", ROUTE_HEADER, route_trust_text(t),
+		 t == ROUTE_OTHER_QUEUE_ID ? " " : t == ROUTE_UNKNOWN_KEY ? " (key " : "",
+		 t == ROUTE_OTHER_QUEUE_ID ? r->qid : t == ROUTE_UNKNOWN_KEY ? r->kid : "",
+		 t == ROUTE_UNKNOWN_KEY ? ")" : "");
 	return false;
 }
 

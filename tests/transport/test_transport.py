@@ -263,6 +263,10 @@ class MixedOutcome(Base):
         self.assertIn("Status: 5.1.10", msg)
         self.assertIn("550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found", msg)
         self.assertNotIn("ok@example.net>:", msg)
+        # The original headers are there, the route header is not (it names
+        # the gateway's submitters and connectors).
+        self.assertIn("Subject: test", msg.split("text/rfc822-headers")[1])
+        self.assertNotIn("X-M365Relay-Route", msg)
         self.assertNotIn("later@example.net", msg.split("Content-Type: text/rfc822-headers")[0])
         # Finished: the journal entry is gone, a re-run would send again.
         self.assertEqual(len(H.records()), 2)

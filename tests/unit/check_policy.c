@@ -1,5 +1,5 @@
 /*
- * check_policy.c - the verdict engine, table-driven (DESIGN.md section 4,
+ * check_policy.c - the verdict engine, table-driven (lib/policy.h,
  * steps 1 to 5).  One configuration, many submissions; each row states the
  * whole expected outcome.
  */
@@ -379,6 +379,31 @@ teardown(void)
 	tc_cleanup();
 }
 
+/* submission_of - the row's submission (ip and sender_hdr hold parts of it) */
+static void
+submission_of(const struct pcase *c, struct submission *s, struct ipaddr *ip,
+	      const char **sender_hdr)
+{
+	memset(s, 0, sizeof(*s));
+	if (c->client != NULL) {
+		ck_assert_int_eq(ip_parse(c->client, ip), 0);
+		s->id.client = ip;
+	}
+	s->id.sasl_login = c->login;
+	s->id.cert_subject = c->subject;
+	s->env_sender = c->sender;
+	s->rcpts = c->rcpts;
+	while (c->rcpts[s->n_rcpts] != NULL)
+		s->n_rcpts++;
+	s->headers.from = c->from;
+	while (c->from[s->headers.n_from] != NULL)
+		s->headers.n_from++;
+	sender_hdr[0] = c->sender_hdr;
+	s->headers.sender = sender_hdr;
+	s->headers.n_sender = c->sender_hdr ? 1 : 0;
+	s->headers.n_reply_to = (size_t)c->reply_to;
+}
+
 START_TEST(test_case)
 {
 	const struct pcase *c = &cases[_i];
@@ -389,23 +414,7 @@ START_TEST(test_case)
 	char buf[ADDR_TEXT_MAX + 1];
 	const char *sender_hdr[1] = {c->sender_hdr};
 
-	memset(&s, 0, sizeof(s));
-	if (c->client != NULL) {
-		ck_assert_int_eq(ip_parse(c->client, &ip), 0);
-		s.id.client = &ip;
-	}
-	s.id.sasl_login = c->login;
-	s.id.cert_subject = c->subject;
-	s.env_sender = c->sender;
-	s.rcpts = c->rcpts;
-	while (c->rcpts[s.n_rcpts] != NULL)
-		s.n_rcpts++;
-	s.headers.from = c->from;
-	while (c->from[s.headers.n_from] != NULL)
-		s.headers.n_from++;
-	s.headers.sender = sender_hdr;
-	s.headers.n_sender = c->sender_hdr ? 1 : 0;
-	s.headers.n_reply_to = (size_t)c->reply_to;
+	submission_of(c, &s, &ip, sender_hdr);
 
 	policy_evaluate(pconf, &s, &m, rv, 5);
 
@@ -480,23 +489,7 @@ START_TEST(test_idempotent)
 
 	if (c->verdict != VERDICT_ACCEPT)
 		return;
-	memset(&s, 0, sizeof(s));
-	if (c->client != NULL) {
-		ck_assert_int_eq(ip_parse(c->client, &ip), 0);
-		s.id.client = &ip;
-	}
-	s.id.sasl_login = c->login;
-	s.id.cert_subject = c->subject;
-	s.env_sender = c->sender;
-	s.rcpts = c->rcpts;
-	while (c->rcpts[s.n_rcpts] != NULL)
-		s.n_rcpts++;
-	s.headers.from = c->from;
-	while (c->from[s.headers.n_from] != NULL)
-		s.headers.n_from++;
-	s.headers.sender = sender_hdr;
-	s.headers.n_sender = c->sender_hdr ? 1 : 0;
-	s.headers.n_reply_to = (size_t)c->reply_to;
+	submission_of(c, &s, &ip, sender_hdr);
 	policy_evaluate(pconf, &s, &m, rv, 5);
 	ck_assert_int_eq(m.reply.verdict, VERDICT_ACCEPT);
 	policy_edits(&m, &e);
