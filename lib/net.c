@@ -219,9 +219,8 @@ void
 net_session_file(const struct tls_opts *o, const char *host, unsigned port, char *buf,
 		 size_t size)
 {
-	static const char digits[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int len = 0, i;
+	unsigned int len = 0;
 	char hex[33], ports[16];
 	EVP_MD_CTX *ctx;
 
@@ -244,11 +243,7 @@ net_session_file(const struct tls_opts *o, const char *host, unsigned port, char
 		return;
 	}
 	EVP_MD_CTX_free(ctx);
-	for (i = 0; i < 16; i++) {
-		hex[2 * i] = digits[md[i] >> 4];
-		hex[2 * i + 1] = digits[md[i] & 15];
-	}
-	hex[32] = '\0';
+	m3_hex(md, 16, hex);
 	if (snprintf(buf, size, "%s/tls-%s.session", o->cache_dir, hex) >= (int)size)
 		buf[0] = '\0';
 }

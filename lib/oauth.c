@@ -481,7 +481,6 @@ cache_path(const struct conf *conf, const struct app *app, char *buf, size_t siz
 {
 	unsigned char h[SHA256_DIGEST_LENGTH];
 	char key[2048], hex[2 * SHA256_DIGEST_LENGTH + 1];
-	size_t i;
 	int n;
 
 	n = snprintf(key, sizeof(key), "%s|%s|%s|%s", app->tenant->authority,
@@ -490,8 +489,7 @@ cache_path(const struct conf *conf, const struct app *app, char *buf, size_t siz
 	if (n < 0 || (size_t)n >= sizeof(key))
 		return -1;
 	SHA256((unsigned char *)key, (size_t)n, h);
-	for (i = 0; i < SHA256_DIGEST_LENGTH; i++)
-		snprintf(hex + 2 * i, 3, "%02x", h[i]);
+	m3_hex(h, SHA256_DIGEST_LENGTH, hex);
 	n = snprintf(buf, size, "%s/tokens/%s", conf->state_dir, hex);
 	return n < 0 || (size_t)n >= size ? -1 : 0;
 }

@@ -230,7 +230,7 @@ mac(const struct route *r, const struct addr *a, const struct route_key *key, ch
 	char canon[ROUTE_TEXT_MAX], sender[ADDR_TEXT_MAX + 1] = "";
 	struct addr folded;
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int len = 0, i;
+	unsigned int len = 0;
 	struct sbuf b;
 	int n = route_format(r, canon, sizeof(canon)), rc = -1;
 
@@ -251,12 +251,7 @@ mac(const struct route *r, const struct addr *a, const struct route_key *key, ch
 	    HMAC(EVP_sha256(), key->secret, (int)key->len, (const unsigned char *)b.s, b.len,
 		 md, &len) != NULL &&
 	    len == 32) {
-		static const char digits[] = "0123456789abcdef";
-		for (i = 0; i < len; i++) {
-			hex[2 * i] = digits[md[i] >> 4];
-			hex[2 * i + 1] = digits[md[i] & 15];
-		}
-		hex[64] = '\0';
+		m3_hex(md, len, hex);
 		rc = 0;
 	}
 	sbuf_free(&b);
@@ -318,9 +313,8 @@ route_trust_text(enum route_trust t)
 void
 route_key_id(const char *secret, size_t len, char out[ROUTE_KID_LEN + 1])
 {
-	static const char digits[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0, i;
+	unsigned int n = 0;
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 
 	memset(md, 0, sizeof(md));
@@ -329,9 +323,5 @@ route_key_id(const char *secret, size_t len, char out[ROUTE_KID_LEN + 1])
 	    EVP_DigestUpdate(ctx, secret, len) == 1)
 		EVP_DigestFinal_ex(ctx, md, &n);
 	EVP_MD_CTX_free(ctx);
-	for (i = 0; i < ROUTE_KID_LEN / 2; i++) {
-		out[2 * i] = digits[md[i] >> 4];
-		out[2 * i + 1] = digits[md[i] & 15];
-	}
-	out[ROUTE_KID_LEN] = '\0';
+	m3_hex(md, ROUTE_KID_LEN / 2, out);
 }

@@ -110,8 +110,8 @@ int
 route_keys_write(const char *path, size_t keep, uid_t uid, gid_t gid, char *err,
 		 size_t errlen)
 {
-	static const char digits[] = "0123456789abcdef";
 	unsigned char raw[32];
+	char hex[2 * sizeof(raw) + 1];
 	struct route_key *old = NULL;
 	size_t n_old = 0, i;
 	struct arena *a = arena_new();
@@ -133,11 +133,10 @@ route_keys_write(const char *path, size_t keep, uid_t uid, gid_t gid, char *err,
 	}
 	sbuf_adds(&b, "# m365relay route keys: the first signs, every one verifies "
 		      "(m365ctl route-key)\n");
-	for (i = 0; i < sizeof(raw); i++) {
-		char hex[2] = {digits[raw[i] >> 4], digits[raw[i] & 15]};
-		sbuf_add(&b, hex, 2);
-	}
+	m3_hex(raw, sizeof(raw), hex);
+	sbuf_adds(&b, hex);
 	sbuf_adds(&b, "\n");
+	OPENSSL_cleanse(hex, sizeof(hex));
 	for (i = 0; i < n_old && i < keep; i++) {
 		sbuf_add(&b, old[i].secret, old[i].len);
 		sbuf_adds(&b, "\n");

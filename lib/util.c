@@ -71,6 +71,19 @@ m3_lower(char *s)
 		*s = (char)lc((unsigned char)*s);
 }
 
+void
+m3_hex(const unsigned char *in, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
 const char *
 m3_printable(char *dst, const char *src, size_t size)
 {

@@ -23,6 +23,8 @@ int m3_casecmp(const char *a, const char *b);
 int m3_ncasecmp(const char *a, const char *b, size_t n);
 /* m3_lower - fold ASCII letters of s to lower case in place */
 void m3_lower(char *s);
+/* m3_hex - n bytes as 2n lower-case hex digits and a NUL (out holds 2n + 1) */
+void m3_hex(const unsigned char *in, size_t n, char *out);
 /* m3_printable - src for a log line: control characters as '?', at most size-1 bytes */
 const char *m3_printable(char *dst, const char *src, size_t size);
 /* m3_utf8_valid - whether [s, s+len) is well-formed UTF-8 (no overlongs, no surrogates) */
