@@ -63,13 +63,6 @@ cmd_route_key(const char *conf_file, int argc, char **argv)
 		fprintf(stderr, "m365ctl: no route_key_file (this cannot happen)\n");
 		goto out;
 	}
-	if (geteuid() == 0) {
-		pw = getpwnam(conf->user);
-		if (pw == NULL)
-			fprintf(stderr, "m365ctl: warning: service user %s does not exist; the key "
-					"stays root's until you run: chown %s %s\n",
-				conf->user, conf->user, conf->route_key_file);
-	}
 	exists = lstat(conf->route_key_file, &st) == 0;
 	if (exists && !rotate) {
 		struct arena *a = arena_new();
@@ -86,6 +79,13 @@ cmd_route_key(const char *conf_file, int argc, char **argv)
 		arena_free(a);
 		rc = 0;
 		goto out;
+	}
+	if (geteuid() == 0) {
+		pw = getpwnam(conf->user);
+		if (pw == NULL)
+			fprintf(stderr, "m365ctl: warning: service user %s does not exist; the key "
+					"stays root's until you run: chown %s %s\n",
+				conf->user, conf->user, conf->route_key_file);
 	}
 	if (route_keys_write(conf->route_key_file, rotate ? 1 : 0, pw ? pw->pw_uid : 0,
 			     pw ? pw->pw_gid : 0, err, sizeof(err)) < 0) {
