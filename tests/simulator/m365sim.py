@@ -8,7 +8,7 @@ Three roles on loopback, each on its own port:
 plus a control port (plain HTTP, loopback) for tests to change flags, add
 faults and read what was received.
 
-Every reply text comes from ../../shared/reference/exchange-online-wire.md
+Every reply text comes from doc/exchange-online.md at the top of the repository
 (Appendix A and the sections it cites); where the reference marks a fact as
 unconfirmed the choice is noted here.  See README in this directory.
 
