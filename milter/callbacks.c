@@ -226,10 +226,14 @@ cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 		smfi_setsymlist(ctx, SMFIM_ENVFROM,
 				"{auth_authen} {cert_subject} {i} i");
 		smfi_setsymlist(ctx, SMFIM_EOM, "i");
-		/* Nothing at CONNECT and RCPT: a name no MTA defines (Postfix
-		 * then sends an empty macro packet, which costs nothing more). */
+		/* Nothing at CONNECT: a name no MTA defines (Postfix then sends
+		 * an empty macro packet, which costs nothing more).  The queue
+		 * id at RCPT: Postfix opens the queue file only at the first
+		 * accepted recipient (smtpd_delay_open_until_valid_rcpt), so
+		 * {i} is often empty at MAIL, and a refusal of a later
+		 * recipient should name the queue id Postfix logs. */
 		smfi_setsymlist(ctx, SMFIM_CONNECT, "{m365relay_none}");
-		smfi_setsymlist(ctx, SMFIM_ENVRCPT, "{m365relay_none}");
+		smfi_setsymlist(ctx, SMFIM_ENVRCPT, "i");
 	}
 	return SMFIS_CONTINUE;
 }
@@ -283,9 +287,12 @@ cb_envrcpt(SMFICTX *ctx, char **argv)
 {
 	struct mctx *m = smfi_getpriv(ctx);
 	struct rcpt_verdict rv;
+	const char *q;
 
 	if (m == NULL || m->snap == NULL || !m->in_msg)
 		return internal_error(ctx, m, "RCPT without MAIL");
+	if (m->qid[0] == '\0' && (q = macro(ctx, "i")) != NULL)
+		m3_strlcpy(m->qid, q, sizeof(m->qid));
 	policy_rcpt(m->snap->conf, &m->pm, argv[0], &rv);
 	if (rv.reply.verdict != VERDICT_ACCEPT) {
 		m->refusal = rv.reply;

@@ -128,12 +128,25 @@ out=$(device 10.1.2.3 --from mfp@fabrikam.com --to x@gmail.com --header 'From: m
 expect "(c) external recipient refused at RCPT" "$out" "<** 550 5.7.54 Direct Send can only reach the organisation's own mailboxes; <x@gmail.com> is outside fabrikam.com"
 expect "(c) at RCPT time" "$out" " -> RCPT TO:<x@gmail.com>"
 
+# (c) again, with an internal recipient first: Postfix has opened the queue
+# file when the external one is refused, and the milter's line names it.
+out=$(device 10.1.2.3 --from mfp@fabrikam.com --to a@fabrikam.com,x@gmail.com \
+	--header 'From: mfp@fabrikam.com')
+qid_c=$(echo "$out" | sed -n 's/.*Ok: queued as \([0-9A-Za-z]*\).*/\1/p' | head -n1)
+expect "(c) the internal recipient is accepted" "$out" "250 2.0.0 Ok: queued"
+if [ -n "$qid_c" ] && grep -q "^m365-milter: $qid_c: recipient <x@gmail.com> refused: 550 5.7.54" "$tmp/milter.log"; then
+	ok "(c) the refusal of the second recipient carries the queue id $qid_c"
+else
+	fail "(c) no refusal line with queue id '$qid_c': $(grep 'x@gmail.com' "$tmp/milter.log" | tail -n 2)"
+fi
+sink_wait 2 || fail "(c) the internal recipient's copy did not arrive"
+
 # (d) an application logged in with SASL from an address no block covers
 out=$(device 203.0.113.50 --auth LOGIN --auth-user erp --auth-password secret \
 	--from billing@contoso.com --to customer@example.net --header 'From: Billing <billing@contoso.com>')
 expect "(d) SASL submitter accepted" "$out" "250 2.0.0 Ok: queued"
-if sink_wait 2; then
-	expect "(d) recognised by its login: route" "$(sink_get 2 data)" \
+if sink_wait 3; then
+	expect "(d) recognised by its login: route" "$(sink_get 3 data)" \
 		"X-M365Relay-Route: v=2; mode=smtp-auth; tenant=contoso; domain=contoso.com; submitter=erp; mailbox=erp@contoso.com; qid="
 else
 	fail "(d) nothing reached the next hop"
@@ -175,8 +188,8 @@ start_milter || exit 1
 out=$(device 192.168.10.7 --from scanner@contoso.com --to alice@contoso.com \
 	--header 'From: scanner@contoso.com' --header 'Subject: retry after restart')
 expect "(e) the retry after the restart succeeds" "$out" "250 2.0.0 Ok: queued"
-if sink_wait 3; then
-	expect "(e) the retry reached the next hop" "$(sink_get 3 data)" "Subject: retry after restart"
+if sink_wait 4; then
+	expect "(e) the retry reached the next hop" "$(sink_get 4 data)" "Subject: retry after restart"
 else
 	fail "(e) the retry did not reach the next hop"
 fi
