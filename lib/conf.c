@@ -42,6 +42,7 @@
 #define DEF_RECIPIENTS	      {10000, 86400}
 #define DEF_SESSIONS	      3
 #define DEF_RCPT_PER_MESSAGE  500
+#define DEF_MAX_RECIPIENTS    10000 /* per message at SMTP: Postfix splits deliveries */
 #define MAX_SESSIONS	      3    /* Exchange Online: a 4th session gets 432 4.3.2 */
 #define MAX_RCPT_PER_MESSAGE  1000 /* Exchange Online's customizable maximum */
 #define MAX_CONF_FILE	      (1024 * 1024)
@@ -100,7 +101,7 @@ loc_free(void *p)
 static cfg_opt_t milter_opts[] = {
 	OPT("socket"),		OPT("pid_file"),	  OPT("on_error"),
 	OPT("timeout"),		OPT("messages_action"),	  OPT("recipients_action"),
-	OPT("metrics_listen"),	OPT("require_spf_pass"), CFG_END()};
+	OPT("metrics_listen"),	OPT("require_spf_pass"), OPT("max_recipients"), CFG_END()};
 
 static cfg_opt_t store_opts[] = {
 	OPT("backend"),	   OPT("path"),	      OPT("size"),
@@ -777,6 +778,7 @@ build_globals(struct build *b, cfg_t *root)
 	c->milter.messages_action = FAIL_ACCEPT;
 	c->milter.recipients_action = FAIL_ACCEPT;
 	c->milter.timeout = DEF_MILTER_TIMEOUT;
+	c->milter.max_recipients = DEF_MAX_RECIPIENTS;
 	if (m == NULL)
 		return;
 	c->milter.socket = get_str(b, m, "socket", DEF_MILTER_SOCKET);
@@ -808,6 +810,8 @@ build_globals(struct build *b, cfg_t *root)
 	}
 	get_uint(b, m, "timeout", DEF_MILTER_TIMEOUT, 1, 3600, &timeout);
 	c->milter.timeout = (int)timeout;
+	get_uint(b, m, "max_recipients", DEF_MAX_RECIPIENTS, 1, 1000000, &timeout);
+	c->milter.max_recipients = (unsigned)timeout;
 	get_bool(b, m, "require_spf_pass", false, &c->milter.require_spf_pass);
 }
 

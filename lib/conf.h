@@ -87,7 +87,7 @@ struct mailbox_conf {
 	struct limit messages;	 /* default 30/60s */
 	struct limit recipients; /* default 10000/24h */
 	unsigned sessions;	 /* default 3 */
-	unsigned recipients_per_message; /* default 500 */
+	unsigned recipients_per_message; /* in one submission (transport); default 500 */
 };
 
 struct connector {
@@ -141,6 +141,11 @@ struct milter_conf {
 	/* A domain whose SPF does not pass the tenant's egress_ip is never a
 	 * rewrite target for direct-send or relay (checked at start and reload). */
 	bool require_spf_pass;
+	/* Recipients one message may have at SMTP (452 4.5.3 past it).  Not
+	 * Microsoft's per-message limit: Postfix splits each delivery into
+	 * m365_destination_recipient_limit recipients, and the transport keeps
+	 * each submission within the mailbox's recipients_per_message. */
+	unsigned max_recipients;
 };
 
 enum tls_policy { TLS_REQUIRED, TLS_OPPORTUNISTIC };

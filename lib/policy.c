@@ -188,7 +188,6 @@ policy_rcpt(const struct conf *conf, struct policy_msg *m, const char *rcpt,
 	struct addr_err e;
 	char a[ADDR_TEXT_MAX + 1];
 
-	(void)conf;
 	memset(rv, 0, sizeof(*rv));
 	if (m->reply.verdict != VERDICT_ACCEPT || d == NULL) {
 		rv->reply = m->reply;
@@ -226,19 +225,17 @@ policy_rcpt(const struct conf *conf, struct policy_msg *m, const char *rcpt,
 			return;
 		}
 	}
-	/* More recipients than the mailbox takes in one message: 452 for the excess. */
-	{
-		const struct mailbox_conf *mb = configured_mailbox(m);
-		if (mb != NULL && d->mode != MODE_DIRECT_SEND && d->mode != MODE_RELAY &&
-		    m->n_internal + m->n_external >= mb->recipients_per_message) {
-			set_reply(&rv->reply, VERDICT_TEMPFAIL, "452", "4.5.3",
-				  "recipients-per-message",
-				  "Too many recipients: %s takes %u per message; "
-				  "send the rest in another message",
-				  mb->name, mb->recipients_per_message);
-			m->n_refused++;
-			return;
-		}
+	/* More recipients than one message may have: 452 for the excess (the
+	 * device sends them in another message).  Not Microsoft's limit per
+	 * submission: Postfix splits the delivery, the transport keeps each
+	 * part within the mailbox's recipients_per_message. */
+	if (m->n_internal + m->n_external >= conf->milter.max_recipients) {
+		set_reply(&rv->reply, VERDICT_TEMPFAIL, "452", "4.5.3", "recipients-per-message",
+			  "Too many recipients: this gateway takes %u per message; send the "
+			  "rest in another message",
+			  conf->milter.max_recipients);
+		m->n_refused++;
+		return;
 	}
 	accept_reply(&rv->reply, rv->internal ? "internal" : "external");
 	if (rv->internal)

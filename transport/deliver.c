@@ -720,6 +720,18 @@ deliver(struct delivery *d, struct outcome *o)
 		goto out;
 	}
 
+	/* One submission holds at most the mailbox's recipients_per_message:
+	 * Postfix splits deliveries (m365_destination_recipient_limit); one
+	 * larger than that is a configuration to fix, and waits for it. */
+	if (p.mode == MODE_SMTP_AUTH && n_todo > p.mailbox->recipients_per_message) {
+		outcome_local(o, OUT_DEFER, "4.5.3",
+			      "%zu recipients in one delivery, more than %s takes in one "
+			      "message (%u): set m365_destination_recipient_limit to at most "
+			      "that in Postfix's main.cf", n_todo, p.mailbox->name,
+			      p.mailbox->recipients_per_message);
+		goto out;
+	}
+
 	/* Step 3: a session slot for the mailbox. */
 	if (p.mode == MODE_SMTP_AUTH) {
 		store_self(&me, store_now());

@@ -145,5 +145,27 @@ class EndToEnd(unittest.TestCase):
         self.assertIn("gone@example.net", bounce["text"])
 
 
+    def test_8_thousand_recipients(self):
+        # A device's message to 1,000 recipients through Postfix with its
+        # default error limits: every recipient accepted at SMTP (no 452 past
+        # Microsoft's 500), Postfix splits the delivery into 50s, each
+        # recipient gets exactly one copy.
+        rcpts = ["r%04d@example.net" % i for i in range(1000)]
+        out = G.swaks("203.0.113.50", "--auth", "LOGIN", "--auth-user", "erp", "--auth-password",
+                      "erp-password", "--from", "billing@contoso.com", "--to", ",".join(rcpts),
+                      "--header", "From: billing@contoso.com", "--header", "Subject: newsletter")
+        self.assertIn("250 2.0.0 Ok: queued", out[-2000:])
+        self.assertEqual(out.count("<-  250 2.1.5 Ok"), 1000, "every RCPT accepted (no 452 4.5.3)")
+        self.assertTrue(G.wait(lambda: sum(len(r["rcpt_to"]) for r in G.sim.records()) >= 1000, 120),
+                        "%d recipients at the simulator; queue:\n%s" %
+                        (sum(len(r["rcpt_to"]) for r in G.sim.records()), G.queue()))
+        self.assertTrue(G.wait(G.queue_empty, 60), G.queue())
+        recs = G.sim.records()
+        got = [a for r in recs for a in r["rcpt_to"]]
+        self.assertEqual(sorted(got), rcpts, "each recipient exactly once")
+        self.assertTrue(all(len(r["rcpt_to"]) <= 50 for r in recs), [len(r["rcpt_to"]) for r in recs])
+        self.assertEqual({r["auth_user"] for r in recs}, {"erp@contoso.com"})
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

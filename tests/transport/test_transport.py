@@ -429,6 +429,14 @@ class Addresses(Base):
         self.assertExit(r, 0, "2.0.0 delivered to 50 recipient(s)")
         self.assertEqual(H.records()[-1]["rcpt_to"], ok)
 
+    def test_more_recipients_than_the_mailbox_takes(self):
+        # Postfix splits deliveries (50 by default); a larger one waits for
+        # the configuration to be fixed rather than exceed Microsoft's limit.
+        r = self.deliver(["r%03d@example.net" % i for i in range(501)])
+        self.assertExit(r, 75, "4.5.3 501 recipients in one delivery, more than scanner@contoso.com "
+                               "takes in one message (500)")
+        self.assertEqual(H.records(), [])
+
     def test_quoted_local_part_canonical(self):
         r = self.deliver(['"a.b"@example.net', '"john doe"@example.net'])
         self.assertExit(r, 0, "2.0.0")

@@ -13,6 +13,7 @@
 #include "testconf.h"
 
 static const char *policy_conf =
+	"milter { max_recipients = 4 }\n"
 	"tenant \"contoso\" {\n"
 	"  accepted_domains = { \"contoso.com\", \"*.contoso.com\", \"fabrikam.com\" }\n"
 	"  mx_endpoint = \"contoso-com.mail.protection.outlook.com\"\n"
@@ -56,7 +57,7 @@ struct pcase {
 	const char *name;
 	/* submission */
 	const char *client, *login, *subject, *sender;
-	const char *rcpts[5];
+	const char *rcpts[6];
 	const char *from[3];
 	const char *sender_hdr;
 	int reply_to;
@@ -236,10 +237,11 @@ static const struct pcase cases[] = {
 	 0, VERDICT_ACCEPT, NULL, "ok", "app2", "billing@contoso.com", 0, "smtp-auth",
 	 "erp@contoso.com", NULL, FROM_KEEP, "", "", 1, 0, 0, 0},
 
-	{"recipients over the mailbox's per-message limit get 452 4.5.3", "203.0.113.9", "erp",
-	 NULL, "<erp@contoso.com>", R("<a@x.example>", "<b@x.example>", "<c@x.example>"),
+	{"recipients over milter { max_recipients } get 452 4.5.3", "203.0.113.9", "erp",
+	 NULL, "<erp@contoso.com>", R("<a@x.example>", "<b@x.example>", "<c@x.example>", "<d@x.example>",
+	   "<e@x.example>"),
 	 F1("erp@contoso.com"), NULL, 0, VERDICT_ACCEPT, NULL, "ok", "erp", "erp@contoso.com", 0,
-	 "smtp-auth", "erp@contoso.com", NULL, FROM_KEEP, "", "", 0, 2, 1, 0},
+	 "smtp-auth", "erp@contoso.com", NULL, FROM_KEEP, "", "", 0, 4, 1, 0},
 
 	/* Step 4: Send As */
 	{"From allowed for the submitter kept", "192.168.10.5", NULL, NULL,
@@ -410,13 +412,13 @@ START_TEST(test_case)
 	struct ipaddr ip;
 	struct submission s;
 	struct policy_msg m;
-	struct rcpt_verdict rv[5];
+	struct rcpt_verdict rv[6];
 	char buf[ADDR_TEXT_MAX + 1];
 	const char *sender_hdr[1] = {c->sender_hdr};
 
 	submission_of(c, &s, &ip, sender_hdr);
 
-	policy_evaluate(pconf, &s, &m, rv, 5);
+	policy_evaluate(pconf, &s, &m, rv, 6);
 
 	ck_assert_msg(m.reply.verdict == c->verdict, "%s: verdict %d (%s %s %s)",
 		      c->name, m.reply.verdict, m.reply.code, m.reply.xcode,
@@ -481,7 +483,7 @@ START_TEST(test_idempotent)
 	struct ipaddr ip;
 	struct submission s;
 	struct policy_msg m, m2;
-	struct rcpt_verdict rv[5];
+	struct rcpt_verdict rv[6];
 	struct edits e, e2;
 	const char *sender_hdr[1] = {c->sender_hdr}, *from[3], *sender2[1];
 	char env[ADDR_TEXT_MAX + 3];
@@ -490,7 +492,7 @@ START_TEST(test_idempotent)
 	if (c->verdict != VERDICT_ACCEPT)
 		return;
 	submission_of(c, &s, &ip, sender_hdr);
-	policy_evaluate(pconf, &s, &m, rv, 5);
+	policy_evaluate(pconf, &s, &m, rv, 6);
 	ck_assert_int_eq(m.reply.verdict, VERDICT_ACCEPT);
 	policy_edits(&m, &e);
 	ck_assert_int_eq(e.e[e.n - 1].op, EDIT_ROUTE);
@@ -539,7 +541,7 @@ START_TEST(test_idempotent)
 	s.headers.from = from;
 	sender2[0] = c->sender_hdr;
 	s.headers.sender = sender2;
-	policy_evaluate(pconf, &s, &m2, rv, 5);
+	policy_evaluate(pconf, &s, &m2, rv, 6);
 	ck_assert_msg(m2.reply.verdict == VERDICT_ACCEPT, "%s: second look: %s %s %s",
 		      c->name, m2.reply.code, m2.reply.xcode, m2.reply.text);
 	ck_assert_int_eq(m2.mode, m.mode);
@@ -587,24 +589,27 @@ END_TEST
 
 START_TEST(test_rcpt_limit_reply)
 {
-	const char *rcpts[] = {"<a@x.example>", "<b@x.example>", "<c@x.example>"};
+	const char *rcpts[] = {"<a@x.example>", "<b@x.example>", "<c@x.example>",
+			       "<d@x.example>", "<e@x.example>"};
 	const char *from[] = {"erp@contoso.com"};
 	struct submission s;
 	struct policy_msg m;
-	struct rcpt_verdict rv[3];
+	struct rcpt_verdict rv[5];
 
 	memset(&s, 0, sizeof(s));
 	s.id.sasl_login = "erp";
 	s.env_sender = "<erp@contoso.com>";
 	s.rcpts = rcpts;
-	s.n_rcpts = 3;
+	s.n_rcpts = 5;
 	s.headers.from = from;
 	s.headers.n_from = 1;
-	policy_evaluate(pconf, &s, &m, rv, 3);
-	ck_assert_int_eq(rv[2].reply.verdict, VERDICT_TEMPFAIL);
-	ck_assert_str_eq(rv[2].reply.code, "452");
-	ck_assert_str_eq(rv[2].reply.xcode, "4.5.3");
-	ck_assert_str_eq(rv[2].reply.text, "Too many recipients: erp@contoso.com takes 2 per "
+	policy_evaluate(pconf, &s, &m, rv, 5);
+	/* The mailbox's recipients_per_message (2) is the transport's business. */
+	ck_assert_int_eq(rv[3].reply.verdict, VERDICT_ACCEPT);
+	ck_assert_int_eq(rv[4].reply.verdict, VERDICT_TEMPFAIL);
+	ck_assert_str_eq(rv[4].reply.code, "452");
+	ck_assert_str_eq(rv[4].reply.xcode, "4.5.3");
+	ck_assert_str_eq(rv[4].reply.text, "Too many recipients: this gateway takes 4 per "
 					   "message; send the rest in another message");
 }
 END_TEST
