@@ -560,9 +560,37 @@ take_windows(const struct delivery *d, const struct plan *p, struct store *st,
 
 /* Step 7: the outcome ------------------------------------------------------------------------ */
 
+/*
+ * sent_line - what Postfix logs for a delivery ("delivered via m365
+ * service (...)"): Microsoft's own reply when this attempt's transaction
+ * delivered every recipient (what an administrator greps for, as with
+ * smtp(8)); otherwise our count, with Microsoft's last reply after it.
+ */
+static void
+sent_line(struct outcome *o, const struct smtp_reply *ok, size_t n_now, size_t n_done,
+	  size_t n_failed)
+{
+	if (ok != NULL && n_now == n_done && n_failed == 0) {
+		o->kind = OUT_SENT;
+		snprintf(o->line, sizeof(o->line), "%d %s", ok->code, ok->text);
+		return;
+	}
+	if (n_failed == 0)
+		outcome_local(o, OUT_SENT, "2.0.0", "delivered to %zu recipient(s)", n_done);
+	else
+		outcome_local(o, OUT_SENT, "2.0.0",
+			      "delivered to %zu recipient(s), %zu refused (reported)", n_done,
+			      n_failed);
+	if (ok != NULL) {
+		char last[1100];
+		snprintf(last, sizeof(last), ": %d %s", ok->code, ok->text);
+		m3_strlcat(o->line, last, sizeof(o->line));
+	}
+}
+
 static void
 finish(struct delivery *d, struct rcpt *rc, struct store *st, struct outcome *o,
-       const struct outcome *first_temp)
+       const struct outcome *first_temp, const struct smtp_reply *ok, size_t n_now)
 {
 	const char **failed = NULL, **replies = NULL;
 	size_t i, n_done = 0, n_failed = 0, n_temp = 0;
@@ -583,7 +611,7 @@ finish(struct delivery *d, struct rcpt *rc, struct store *st, struct outcome *o,
 		return;
 	}
 	if (n_failed == 0) {
-		outcome_local(o, OUT_SENT, "2.0.0", "delivered to %zu recipient(s)", n_done);
+		sent_line(o, ok, n_now, n_done, 0);
 		if (st != NULL)
 			store_journal_drop(st, d->qid, &e);
 		return;
@@ -624,8 +652,7 @@ finish(struct delivery *d, struct rcpt *rc, struct store *st, struct outcome *o,
 		log_info("%s: %zu delivered, %zu refused: report sent to <%s>", d->qid, n_done,
 			 n_failed, d->sender);
 	}
-	outcome_local(o, OUT_SENT, "2.0.0", "delivered to %zu recipient(s), %zu refused (reported)",
-		      n_done, n_failed);
+	sent_line(o, ok, n_now, n_done, n_failed);
 	if (st != NULL)
 		store_journal_drop(st, d->qid, &e);
 out:
@@ -651,7 +678,7 @@ deliver(struct delivery *d, struct outcome *o)
 	struct edits edits;
 	bool slot = false, by_policy = false;
 	uint64_t admitted = 0;
-	size_t i, n_todo = 0;
+	size_t i, n_todo = 0, n_now = 0;
 	char line[1200];
 
 	memset(o, 0, sizeof(*o));
@@ -716,7 +743,7 @@ deliver(struct delivery *d, struct outcome *o)
 		if (rc[i].state == R_TODO)
 			todo[n_todo++] = rc[i].addr;
 	if (n_todo == 0) {
-		finish(d, rc, st, o, &first_temp);
+		finish(d, rc, st, o, &first_temp, NULL, 0);
 		goto out;
 	}
 
@@ -777,7 +804,7 @@ deliver(struct delivery *d, struct outcome *o)
 			for (i = 0; i < d->n_rcpts; i++)
 				if (rc[i].state == R_TODO)
 					rc[i].state = R_TEMP;
-			finish(d, rc, st, o, &first_temp);
+			finish(d, rc, st, o, &first_temp, NULL, 0);
 			goto out;
 		}
 	}
@@ -796,6 +823,7 @@ deliver(struct delivery *d, struct outcome *o)
 			switch (reply_classify(r)) {
 			case RC_OK:
 				rc[i].state = R_DONE;
+				n_now++;
 				if (store_journal_put(st, d->qid, rc[i].addr, JOURNAL_ACCEPTED,
 						      r->text, store_now(), &se) < 0)
 					log_warnx("%s: journal: %s (a retry could "
@@ -830,7 +858,7 @@ deliver(struct delivery *d, struct outcome *o)
 		}
 	}
 	smtp_quit(&s);
-	finish(d, rc, st, o, &first_temp);
+	finish(d, rc, st, o, &first_temp, final.code / 100 == 2 ? &final : NULL, n_now);
 out:
 	if (s.net.fd >= 0)
 		smtp_quit(&s);
@@ -839,12 +867,26 @@ out:
 			log_warnx("%s: releasing the session slot: %s (it frees when "
 				  "this process ends)", d->qid, se.msg);
 	}
-	/* Postfix logs this line with the delivery: say there that the
-	 * policy, not the milter, routed the message, and why. */
+	/*
+	 * Postfix logs this line with the delivery (pipe(8) keeps about its
+	 * first 100 bytes): say there that the policy, not the milter, routed
+	 * the message, and why - first for a delivery (Microsoft's reply is
+	 * also in our own log line), after the status for a deferral (whose
+	 * line must start with it).
+	 */
 	if (by_policy && o->kind != OUT_BOUNCE && o->line[0] != '\0') {
-		m3_strlcat(o->line, "; routed by the policy (", sizeof(o->line));
-		m3_strlcat(o->line, d->untrusted, sizeof(o->line));
-		m3_strlcat(o->line, ")", sizeof(o->line));
+		char note[128];
+		snprintf(note, sizeof(note), "routed by the policy (%s)", d->untrusted);
+		if (o->kind == OUT_SENT) {
+			char rest[sizeof(o->line)];
+			m3_strlcpy(rest, o->line, sizeof(rest));
+			m3_strlcpy(o->line, note, sizeof(o->line));
+			m3_strlcat(o->line, ": ", sizeof(o->line));
+			m3_strlcat(o->line, rest, sizeof(o->line));
+		} else {
+			m3_strlcat(o->line, "; ", sizeof(o->line));
+			m3_strlcat(o->line, note, sizeof(o->line));
+		}
 	}
 	if (o->kind != OUT_SENT && o->line[0] != '\0') {
 		snprintf(line, sizeof(line), "%s", o->line);

@@ -166,6 +166,20 @@ class EndToEnd(unittest.TestCase):
         self.assertTrue(all(len(r["rcpt_to"]) <= 50 for r in recs), [len(r["rcpt_to"]) for r in recs])
         self.assertEqual({r["auth_user"] for r in recs}, {"erp@contoso.com"})
 
+    def test_9_postfix_logs_microsofts_reply(self):
+        # What an administrator greps: Postfix's line carries Microsoft's
+        # own 250 reply (its message id and host), as smtp(8)'s would.
+        out = G.swaks("192.168.10.7", "--from", "scanner@contoso.com", "--to", "alice@contoso.com",
+                      "--header", "From: scanner@contoso.com")
+        qid = re.search(r"queued as ([0-9A-Za-z]+)", out).group(1)
+        self.delivered(1)
+        self.assertTrue(G.wait(G.queue_empty, 30), G.queue())
+        line = [l for l in G.maillog().splitlines() if qid in l and "status=sent" in l]
+        self.assertEqual(len(line), 1, G.maillog()[-2000:])
+        # (pipe(8) keeps about the first 100 bytes of it.)
+        self.assertRegex(line[0], r"status=sent \(delivered via m365 service \(250 2\.0\.0 OK "
+                                  r"<[0-9a-f]+@[a-z0-9.]+> \[Hostname=")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

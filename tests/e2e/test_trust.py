@@ -76,9 +76,9 @@ class Bypass(unittest.TestCase):
             self.assertEqual((recs[0]["role"], recs[0]["auth_user"], recs[0]["connector"]),
                              ("mx", None, "onprem"))
             self.assertNotIn("X-M365Relay-Route", recs[0]["headers"])
-            self.assertRegex(G.maillog(), r"status=sent \(delivered via m365 service \(2\.0\.0 "
-                                          r"delivered to 1 recipient\(s\); routed by the policy "
-                                          r"\(route not signed\)\)\)")
+            # pipe(8) keeps about 100 bytes of the line: the note comes first.
+            self.assertRegex(G.maillog(), r"status=sent \(delivered via m365 service \(routed by the "
+                                          r"policy \(route not signed\): 250 2\.0\.0 OK <")
         finally:
             G.postconf("non_smtpd_milters = inet:127.0.0.1:%d" % G.milter_port)
 

@@ -46,7 +46,7 @@ class Base(unittest.TestCase):
 class Modes(Base):
     def test_smtp_auth_basic(self):
         r = self.deliver(["a@example.net"])
-        self.assertExit(r, 0, "2.0.0")
+        self.assertExit(r, 0, "250 2.0.0 OK")
         rec = H.records()[-1]
         self.assertEqual((rec["role"], rec["auth_user"], rec["auth_mech"]), ("smtp", "scanner@contoso.com", "LOGIN"))
         self.assertIn(rec["tls_version"], ("TLSv1.2", "TLSv1.3"))
@@ -54,20 +54,20 @@ class Modes(Base):
 
     def test_smtp_auth_oauth(self):
         r = self.deliver(["a@example.net"], mode="oauth", sender="billing@contoso.com")
-        self.assertExit(r, 0, "2.0.0")
+        self.assertExit(r, 0, "250 2.0.0 OK")
         rec = H.records()[-1]
         self.assertEqual((rec["auth_user"], rec["auth_mech"], rec["app_id"]), ("erp@contoso.com", "XOAUTH2", "cid"))
 
     def test_direct_send(self):
         r = self.deliver(["alice@contoso.com", "bob@fabrikam.com"], mode="direct-send")
-        self.assertExit(r, 0, "2.0.0")
+        self.assertExit(r, 0, "250 2.0.0 OK")
         rec = H.records()[-1]
         self.assertEqual((rec["role"], rec["auth_user"], rec["connector"]), ("mx", None, None))
         self.assertEqual(rec["rcpt_to"], ["alice@contoso.com", "bob@fabrikam.com"])
 
     def test_relay_certificate(self):
         r = self.deliver(["a@example.net"], mode="relay")
-        self.assertExit(r, 0, "2.0.0")
+        self.assertExit(r, 0, "250 2.0.0 OK")
         rec = H.records()[-1]
         self.assertEqual(rec["connector"], "onprem")
         self.assertEqual(rec["client_cert_subject"], "CN=relay.contoso.com,O=Contoso")
@@ -75,7 +75,7 @@ class Modes(Base):
     def test_relay_ip(self):
         H.sim.control("config", {"connectors": [{"name": "byip", "type": "ip", "sender_ips": ["127.0.0.1/32"]}]})
         r = self.deliver(["a@example.net"], mode="relay-ip")
-        self.assertExit(r, 0, "2.0.0")
+        self.assertExit(r, 0, "250 2.0.0 OK")
         rec = H.records()[-1]
         self.assertEqual((rec["connector"], rec["client_cert_subject"]), ("byip", None))
 
@@ -83,7 +83,7 @@ class Modes(Base):
         body = ".leading dot\nline\r\n..two dots\n8bit: \xe9t\xe9\n"
         msg = H.message(body=body)
         r = H.run(["a@example.net"], sender="scanner@contoso.com", msg=msg, route=ROUTES["smtp-auth"])
-        self.assertExit(r, 0, "2.0.0")
+        self.assertExit(r, 0, "250 2.0.0 OK")
         rec = H.records()[-1]
         self.assertNotIn("X-M365Relay-Route", rec["headers"], "the route header is removed before sending")
         import hashlib
@@ -205,7 +205,7 @@ class Faults(Base):
         self.assertExit(r, 75, "4.4.2")
         self.assertEqual(H.records(), [])
         r = self.deliver(["a@example.net"], qid="QDROPRCPT")
-        self.assertExit(r, 0, "2.0.0")
+        self.assertExit(r, 0, "250 2.0.0 OK")
         self.assertEqual(len(H.records()), 1, "delivered exactly once")
 
     def test_drop_after_data_may_duplicate(self):
@@ -215,7 +215,7 @@ class Faults(Base):
         r = self.deliver(["a@example.net"], qid="QDROPDATA")
         self.assertExit(r, 75, "4.4.2")
         r = self.deliver(["a@example.net"], qid="QDROPDATA")
-        self.assertExit(r, 0, "2.0.0")
+        self.assertExit(r, 0, "250 2.0.0 OK")
         recs = H.records()
         self.assertEqual(len(recs), 2)
         self.assertTrue(recs[0]["reply_dropped"])
@@ -228,7 +228,7 @@ class Faults(Base):
         self.assertLess(time.time() - t0, 4, "gave up at the 2 s timeout")
         time.sleep(4)
         r = self.deliver(["a@example.net"], qid="QSTALL")
-        self.assertExit(r, 0, "2.0.0")
+        self.assertExit(r, 0, "250 2.0.0 OK")
         self.assertEqual(len(H.records()), 1)
 
     def test_transient_4xx_then_retry(self):
@@ -236,7 +236,7 @@ class Faults(Base):
         r = self.deliver(["a@example.net", "b@example.net"], qid="QTEMP")
         self.assertExit(r, 75, "4.7.0")
         r = self.deliver(["a@example.net", "b@example.net"], qid="QTEMP")
-        self.assertExit(r, 0, "2.0.0")
+        self.assertExit(r, 0, "250 2.0.0 OK")
         self.assertEqual([rec["rcpt_to"] for rec in H.records()], [["a@example.net", "b@example.net"]])
 
 
@@ -313,7 +313,7 @@ class Trust(Base):
                             key="an-attackers-key-0123456789abcdef0123456789")
         r = H.run(["alice@contoso.com"], sender="scanner@contoso.com", raw_route=forged, qid="QFORGE2",
                   client="192.168.10.7")
-        self.assertExit(r, 0, "2.0.0")
+        self.assertExit(r, 0, "routed by the policy (")
         rec = H.records()[-1]
         self.assertEqual((rec["role"], rec["auth_user"]), ("mx", None), "Direct Send, not erp@'s mailbox")
 
@@ -356,7 +356,7 @@ class Trust(Base):
         msg = ("From: \"Scanner 3F\" <scan@printer.local>\nSender: op@printer.local\n"
                "To: alice@contoso.com\nSubject: scan\n\nbody\n")
         r = H.run(["alice@contoso.com"], sender="scan@printer.local", msg=msg, client="192.168.10.7")
-        self.assertExit(r, 0, "2.0.0")
+        self.assertExit(r, 0, "routed by the policy (")
         rec = H.records()[-1]
         self.assertEqual(rec["mail_from"], "scanner@contoso.com")
         self.assertEqual(rec["headers"]["From"], ["Scanner 3F <scanner@contoso.com>"])
@@ -382,7 +382,7 @@ class Trust(Base):
         H.configure(extra_transport='local_submitter = "lan"')
         try:
             r = H.run(["alice@contoso.com"], sender="scanner@contoso.com", client="")
-            self.assertExit(r, 0, "2.0.0")
+            self.assertExit(r, 0, "routed by the policy (")
             # ... but not mail from the network that bypassed the milter.
             r = H.run(["alice@contoso.com"], sender="scanner@contoso.com", client="203.0.113.9")
             self.assertExit(r, 69, "5.7.1")
@@ -426,7 +426,7 @@ class Addresses(Base):
         ok = ["%s%02d@%s" % ("l" * 62, i, dom) for i in range(50)]
         self.assertEqual(len("<%s>" % ok[0]), 256)
         r = self.deliver(ok)
-        self.assertExit(r, 0, "2.0.0 delivered to 50 recipient(s)")
+        self.assertExit(r, 0, "250 2.0.0 OK <")
         self.assertEqual(H.records()[-1]["rcpt_to"], ok)
 
     def test_more_recipients_than_the_mailbox_takes(self):
@@ -439,7 +439,7 @@ class Addresses(Base):
 
     def test_quoted_local_part_canonical(self):
         r = self.deliver(['"a.b"@example.net', '"john doe"@example.net'])
-        self.assertExit(r, 0, "2.0.0")
+        self.assertExit(r, 0, "250 2.0.0 OK")
         self.assertEqual(H.records()[-1]["rcpt_to"], ["a.b@example.net", '"john doe"@example.net'])
 
 
@@ -455,7 +455,7 @@ class TlsSessions(Base):
                     extra_transport="direct_send_tls = opportunistic")
         try:
             r = self.deliver(["alice@contoso.com"], mode="direct-send")
-            self.assertExit(r, 0, "2.0.0")
+            self.assertExit(r, 0, "250 2.0.0 OK")
             self.assertIn("certificate not verified (direct_send_tls = opportunistic)", r.log)
             r = self.deliver(["alice@contoso.com"], mode="relay-ip")
             self.assertExit(r, 75, "4.4.2 TLS: certificate of localhost not trusted")
@@ -466,9 +466,9 @@ class TlsSessions(Base):
     def test_verified_session_is_resumed(self):
         H.sim.control("config", self.IP_CONNECTOR)
         r = self.deliver(["alice@contoso.com"], mode="relay-ip")
-        self.assertExit(r, 0, "2.0.0")
+        self.assertExit(r, 0, "250 2.0.0 OK")
         r = self.deliver(["alice@contoso.com"], mode="relay-ip")
-        self.assertExit(r, 0, "2.0.0")
+        self.assertExit(r, 0, "250 2.0.0 OK")
         self.assertIn(" resumed status=sent", r.log)
 
 
@@ -481,7 +481,7 @@ class Protocol(Base):
         self.assertExit(r, 75, "4.4.2 localhost answered DATA with 250: replies out of step")
         self.assertEqual(H.records(), [])
         r = self.deliver(["a@example.net"], qid="QSTEP")
-        self.assertExit(r, 0, "2.0.0")
+        self.assertExit(r, 0, "250 2.0.0 OK")
         self.assertEqual(len(H.records()), 1)
 
     def test_a_3xx_final_reply_is_not_delivered(self):
