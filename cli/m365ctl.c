@@ -79,6 +79,13 @@ main(int argc, char **argv)
 	for (k = 0; k < sizeof(commands) / sizeof(commands[0]); k++) {
 		if (strcmp(argv[i], commands[k].name) != 0)
 			continue;
+		/* "COMMAND --help": its usage and what it does, on stdout. */
+		if (argc - i == 2 && (strcmp(argv[i + 1], "--help") == 0 ||
+				      strcmp(argv[i + 1], "-h") == 0)) {
+			printf("usage: m365ctl [-c FILE] %s\n  %s\n", commands[k].usage,
+			       commands[k].help);
+			return 0;
+		}
 		/* "-c FILE" is also accepted after the subcommand. */
 		if (argc - i >= 3 && strcmp(argv[i + 1], "-c") == 0) {
 			conf_file = argv[i + 2];

@@ -12,15 +12,23 @@
 #include "milter.h"
 
 static void
-usage(void)
+usage_to(FILE *fp)
 {
-	fprintf(stderr,
+	fprintf(fp,
 		"usage: m365-milter [-dfn] [-c FILE]\n"
+		"       m365-milter -V | -h\n"
 		"  -c FILE  configuration (default %s)\n"
 		"  -n       check the configuration and exit\n"
 		"  -f       stay in the foreground, log to stderr\n"
-		"  -d       debug logging\n",
+		"  -d       debug logging\n"
+		"  -V       print the version; -h this help\n",
 		M3_CONFIG_FILE);
+}
+
+static void
+usage(void)
+{
+	usage_to(stderr);
 }
 
 int
@@ -30,8 +38,14 @@ main(int argc, char **argv)
 	int check = 0, debug = 0, ch;
 	struct conf *conf;
 
-	while ((ch = getopt(argc, argv, "c:dfnh")) != -1) {
+	while ((ch = getopt(argc, argv, "c:dfnhV")) != -1) {
 		switch (ch) {
+		case 'V':
+			printf("m365-milter (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+			return 0;
+		case 'h':
+			usage_to(stdout);
+			return 0;
 		case 'c':
 			o.conf_file = optarg;
 			break;

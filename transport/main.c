@@ -33,15 +33,23 @@
 #include "util.h"
 
 static void
-usage(void)
+usage_to(FILE *fp)
 {
-	fprintf(stderr,
+	fprintf(fp,
 		"usage: m365-transport [-c FILE] [-dl] -q QUEUEID -f SENDER [-a CLIENT] "
 		"[-s SASL] -- RECIPIENT...\n"
 		"       m365-transport [-c FILE] -n\n"
+		"       m365-transport -V | -h\n"
 		"  -a  the client's address (${client_address}; empty for local mail)\n"
 		"  -d  debug log (the SMTP transcript, secrets redacted)\n"
-		"  -l  log to standard error instead of syslog (tests, by hand)\n");
+		"  -l  log to standard error instead of syslog (tests, by hand)\n"
+		"  -V  print the version; -h this help\n");
+}
+
+static void
+usage(void)
+{
+	usage_to(stderr);
 }
 
 /*
@@ -154,8 +162,14 @@ main(int argc, char **argv)
 	memset(&d, 0, sizeof(d));
 	memset(&o, 0, sizeof(o));
 	d.qid = "NOQUEUE";
-	while ((ch = getopt(argc, argv, "a:c:dlnq:f:s:")) != -1) {
+	while ((ch = getopt(argc, argv, "a:c:dhlnq:f:s:V")) != -1) {
 		switch (ch) {
+		case 'V':
+			printf("m365-transport (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+			return 0;
+		case 'h':
+			usage_to(stdout);
+			return 0;
 		case 'a':
 			d.client_given = true;
 			d.have_client = optarg[0] != '\0' && ip_parse(optarg, &d.client) == 0;
