@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "runtime.h"
 
 /*
  * cli_as_service_user - become the service user before touching state:
@@ -59,19 +60,41 @@ cli_load(const char *conf_file, int quiet_ok)
 	return conf;
 }
 
+static void
+print_runtime(void *arg, const char *what, const char *fix)
+{
+	fprintf(stderr, "%s: error: %s\n    fix: %s\n", (const char *)arg, what, fix);
+}
+
 int
 cmd_check_config(const char *conf_file, int argc, char **argv)
 {
+	struct diag diag = {0};
 	struct conf *conf;
+	size_t n, i, warnings;
 
 	(void)argv;
 	if (argc != 1) {
 		fprintf(stderr, "usage: m365ctl [-c FILE] check-config\n");
 		return 2;
 	}
-	conf = cli_load(conf_file, 0);
+	conf = conf_load(conf_file, &diag);
+	for (i = 0; i < diag.n; i++)
+		fprintf(stderr, "%s\n", diag.lines[i]);
+	warnings = diag.n_warnings;
+	if (conf == NULL)
+		fprintf(stderr, "%s: %zu error%s, configuration not usable\n", conf_file,
+			diag.n_errors, diag.n_errors == 1 ? "" : "s");
+	diag_free(&diag);
 	if (conf == NULL)
 		return 1;
+	/* The file is consistent; will the machine let the daemons run it? */
+	n = runtime_check(conf, RUNTIME_SECRETS, print_runtime, (void *)conf_file);
+	if (n > 0)
+		fprintf(stderr, "%s: %zu error%s: the configuration loads, but would fail at "
+				"run time\n", conf_file, n, n == 1 ? "" : "s");
+	else
+		printf("configuration OK%s\n", warnings ? " (with warnings)" : "");
 	conf_free(conf);
-	return 0;
+	return n > 0 ? 1 : 0;
 }

@@ -28,6 +28,7 @@
 #include "cli.h"
 #include "sbuf.h"
 #include "dns.h"
+#include "runtime.h"
 #include "smtp.h"
 #include "spf.h"
 #include "util.h"
@@ -494,6 +495,13 @@ print_json(const struct doctor *d)
 	json_object_put(root);
 }
 
+/* runtime_found - a runtime.h finding, as an error of the gateway */
+static void
+runtime_found(void *arg, const char *what, const char *fix)
+{
+	add(arg, LVL_ERR, "gateway", "runtime", fix, "%s", what);
+}
+
 static void
 run_checks(struct doctor *d, bool connect)
 {
@@ -505,6 +513,9 @@ run_checks(struct doctor *d, bool connect)
 		    "create it: systemd-sysusers (contrib/systemd/m365relay.sysusers), or "
 		    "adduser --system --group --home /var/lib/m365relay m365relay",
 		    "service user %s does not exist: file access not checked for it", c->user);
+	else
+		/* state_dir and sendmail (the secrets are checked below, one by one) */
+		runtime_check(c, 0, runtime_found, d);
 	for (i = 0; i < c->n_tenants; i++) {
 		const struct tenant *t = &c->tenants[i];
 		check_endpoints(d, t);

@@ -163,6 +163,9 @@ class Doctor(unittest.TestCase):
         shutil.rmtree(cls.work, ignore_errors=True)
 
     def conf(self, name, text):
+        state = os.path.join(self.work, "state")
+        os.makedirs(state, exist_ok=True)
+        os.chown(state, self.nobody.pw_uid, self.nobody.pw_gid)
         path = os.path.join(self.work, name)
         with open(path, "w") as f:
             f.write('user = "nobody"\nstate_dir = "%s/state"\n'
