@@ -151,6 +151,7 @@ static cfg_opt_t main_opts[] = {
 	OPT("user"),
 	OPT("state_dir"),
 	OPT("route_key_file"),
+	OPT("log_file"),
 	OPT("domain_file"),
 	CFG_SEC("milter", milter_opts, CFGF_NONE),
 	CFG_SEC("store", store_opts, CFGF_NONE),
@@ -772,6 +773,7 @@ build_globals(struct build *b, cfg_t *root)
 
 	c->user = get_str(b, root, "user", DEF_USER);
 	c->state_dir = get_str(b, root, "state_dir", DEF_STATE_DIR);
+	c->log_file = get_path(b, root, "log_file", NULL);
 	load_route_keys(b, root, c);
 	c->milter.socket = DEF_MILTER_SOCKET;
 	c->milter.on_error = FAIL_TEMPFAIL;

@@ -199,6 +199,7 @@ struct conf {
 	const char *domain_file; /* NULL if none */
 	const char *user;	 /* unprivileged service user */
 	const char *state_dir;
+	const char *log_file; /* NULL: syslog (facility mail) */
 	/* The keys of the route header (route_key_file): the first signs,
 	 * every one verifies.  None: the milter's routes are unsigned and the
 	 * transport decides every message again. */

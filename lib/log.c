@@ -1,18 +1,71 @@
 /*
- * log.c - syslog (facility mail) or stderr.
+ * log.c - syslog (facility mail), a file, or stderr.
+ *
+ * A file is opened with O_APPEND and each line is one write(): the milter's
+ * threads and the transports writing at once never mix their lines.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <syslog.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 static const char *log_ident = "m365relay";
 static enum log_dest log_dest = LOG_TO_STDERR;
 static int log_debug_on;
+static int log_fd = -1;
+static char log_path[4096];
+
+static int
+open_file(const char *path, char *err, size_t errlen)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+
+	if (fd < 0 && err != NULL)
+		snprintf(err, errlen, "log_file %s: %s", path, strerror(errno));
+	return fd;
+}
+
+int
+log_to_file(const char *path, char *err, size_t errlen)
+{
+	int fd = open_file(path, err, errlen);
+
+	if (fd < 0)
+		return -1;
+	if (log_fd >= 0)
+		close(log_fd);
+	log_fd = fd;
+	m3_strlcpy(log_path, path, sizeof(log_path));
+	log_dest = LOG_TO_FILE;
+	return 0;
+}
+
+void
+log_reopen(void)
+{
+	int fd;
+
+	if (log_dest != LOG_TO_FILE)
+		return;
+	fd = open_file(log_path, NULL, 0);
+	if (fd < 0)
+		return; /* keep writing to the old one */
+	/* Onto the same number: a thread writing now writes to one or the other. */
+	if (dup2(fd, log_fd) < 0)
+		log_fd = fd;
+	else
+		close(fd);
+}
 
 void
 log_open(const char *ident, enum log_dest dest, int debug)
@@ -36,6 +89,45 @@ log_debug_enabled(void)
 	return log_debug_on;
 }
 
+/* emit - one finished line to where logs go */
+static void
+emit(int pri, const char *msg)
+{
+	const char *lvl = pri <= LOG_ERR       ? "error: "
+			  : pri == LOG_WARNING ? "warning: "
+			  : pri == LOG_DEBUG   ? "debug: "
+					       : "";
+	char line[2400], stamp[40];
+	struct timeval tv;
+	struct tm tm;
+	int n;
+
+	switch (log_dest) {
+	case LOG_TO_SYSLOG:
+		syslog(pri, "%s", msg);
+		return;
+	case LOG_TO_STDERR:
+		fprintf(stderr, "%s: %s%s\n", log_ident, lvl, msg);
+		return;
+	case LOG_TO_FOREGROUND:
+	case LOG_TO_FILE:
+		break;
+	}
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	n = snprintf(line, sizeof(line), "%s.%03ldZ %s[%ld]: %s%s\n", stamp,
+		     (long)(tv.tv_usec / 1000), log_ident, (long)getpid(), lvl, msg);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line)) { /* cut, but still one line */
+		n = (int)sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	if (write(log_dest == LOG_TO_FILE ? log_fd : 2, line, (size_t)n) < 0)
+		return; /* nowhere left to say so */
+}
+
 static void vlog(int pri, int with_errno, const char *fmt, va_list ap)
 	__attribute__((format(printf, 3, 0)));
 
@@ -52,15 +144,7 @@ vlog(int pri, int with_errno, const char *fmt, va_list ap)
 	if (with_errno && (size_t)n < sizeof(msg))
 		snprintf(msg + n, sizeof(msg) - (size_t)n, ": %s",
 			 strerror(saved));
-	if (log_dest == LOG_TO_SYSLOG) {
-		syslog(pri, "%s", msg);
-	} else {
-		const char *lvl = pri <= LOG_ERR       ? "error: "
-				  : pri == LOG_WARNING ? "warning: "
-				  : pri == LOG_DEBUG   ? "debug: "
-						       : "";
-		fprintf(stderr, "%s: %s%s\n", log_ident, lvl, msg);
-	}
+	emit(pri, msg);
 	errno = saved;
 }
 
@@ -87,6 +171,8 @@ log_line(int error, const char *line)
 {
 	if (log_dest == LOG_TO_SYSLOG)
 		syslog(error ? LOG_ERR : LOG_WARNING, "%s", line);
-	else
+	else if (log_dest == LOG_TO_STDERR)
 		fprintf(stderr, "%s: %s\n", log_ident, line);
+	else
+		emit(LOG_INFO, line); /* the line says its severity itself */
 }

@@ -1,10 +1,13 @@
 /*
  * log.h - the one logging API of m365relay.
  *
- * Everything goes to syslog, facility mail, or to stderr in foreground and
- * command-line use.  Per-message lines start with the Postfix queue id so
- * that `grep QUEUEID /var/log/mail.log` tells a message's whole story.
- * Never log a secret or a message body.
+ * Everything goes to syslog, facility mail; or, for hosts without a syslog
+ * daemon, to the file of the log_file setting (like Postfix's
+ * maillog_file); or to stderr in foreground and command-line use.  Lines
+ * in a file and a foreground daemon's lines carry a UTC time stamp and the
+ * pid.  Per-message lines start with the Postfix queue id so that `grep
+ * QUEUEID /var/log/mail.log` tells a message's whole story.  Never log a
+ * secret or a message body.
  *
  * log_warn() and log_err() append ": strerror(errno)"; the -x variants do
  * not (OpenSMTPD's convention).  Nothing here exits.
@@ -15,12 +18,18 @@
 #include <stdarg.h>
 
 enum log_dest {
-	LOG_TO_STDERR, /* command line, foreground daemons, tests */
-	LOG_TO_SYSLOG, /* daemons; facility mail */
+	LOG_TO_STDERR,	   /* command line: "prog: text" */
+	LOG_TO_SYSLOG,	   /* daemons; facility mail */
+	LOG_TO_FOREGROUND, /* a daemon in the foreground: stderr, time-stamped */
+	LOG_TO_FILE,	   /* log_to_file(): time-stamped lines appended */
 };
 
 /* log_open - choose ident, destination and whether debug lines show */
 void log_open(const char *ident, enum log_dest dest, int debug);
+/* log_to_file - append to path from now on (0600 if created); -1 with err */
+int log_to_file(const char *path, char *err, size_t errlen);
+/* log_reopen - reopen the log file (after it was rotated); no-op otherwise */
+void log_reopen(void);
 /* log_set_debug - turn debug lines on or off */
 void log_set_debug(int debug);
 /* log_debug_enabled - whether debug lines are written (skip costly work) */

@@ -197,8 +197,10 @@ reload_thread(void *arg)
 	for (;;) {
 		if (sigwait(&set, &sig) != 0)
 			continue;
-		if (sig == SIGUSR1)
+		if (sig == SIGUSR1) {
+			log_reopen(); /* a rotated log_file */
 			snap_reload(conf_file);
+		}
 	}
 	return NULL;
 }
@@ -277,6 +279,7 @@ supervise(void)
 			 * and the worker is left alone.  The supervisor keeps
 			 * the good snapshot for any worker it restarts.
 			 */
+			log_reopen(); /* a rotated log_file */
 			log_info("SIGHUP: reloading %s", conf_file);
 			if (snap_reload(conf_file) == 0 && child > 0)
 				kill(child, SIGUSR1);

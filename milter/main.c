@@ -68,7 +68,10 @@ main(int argc, char **argv)
 		return 2;
 	}
 	log_open("m365-milter",
-		 check || o.foreground ? LOG_TO_STDERR : LOG_TO_SYSLOG, debug);
+		 check	       ? LOG_TO_STDERR
+		 : o.foreground ? LOG_TO_FOREGROUND
+				: LOG_TO_SYSLOG,
+		 debug);
 	conf = conf_load_logged(o.conf_file, true);
 	if (conf == NULL) {
 		log_errx("%s: configuration not usable", o.conf_file);
@@ -78,6 +81,15 @@ main(int argc, char **argv)
 		printf("configuration OK\n");
 		conf_free(conf);
 		return 0;
+	}
+	if (conf->log_file != NULL) {
+		/* Asked for: it wins over syslog and over -f's stderr. */
+		char err[512];
+		if (log_to_file(conf->log_file, err, sizeof(err)) < 0) {
+			log_errx("%s", err);
+			conf_free(conf);
+			return 1;
+		}
 	}
 	return daemon_run(&o, conf);
 }

@@ -30,7 +30,7 @@ def show(label, text):
 
 def decisions(g, since):
     lines = g.milter_log().split("\n")[since:]
-    return [l.replace("m365-milter: ", "") for l in lines if "submitter=" in l or "refused:" in l]
+    return [re.sub(r"^.*?m365-milter(\[\d+\])?: ", "", l) for l in lines if "submitter=" in l or "refused:" in l]
 
 
 def main():

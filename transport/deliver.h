@@ -28,6 +28,7 @@ struct delivery {
 	size_t n_rcpts;
 	struct message msg;
 	const char *untrusted;	   /* why the route was not trusted, or NULL */
+	bool to_stderr;		   /* -l: log_file does not apply */
 };
 
 /* deliver - do it; the outcome decides the exit status */

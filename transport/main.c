@@ -130,6 +130,11 @@ run(struct delivery *d, const char *conf_file, const char *sender, char **argv, 
 	}
 	/* Warnings are for check-config and the milter's start, not every delivery. */
 	d->conf = conf_load_logged(conf_file, false);
+	if (d->conf != NULL && d->conf->log_file != NULL && !d->to_stderr) {
+		/* Not being able to log is no reason to hold mail: syslog then. */
+		if (log_to_file(d->conf->log_file, err, sizeof(err)) < 0)
+			log_warnx("%s (logging to syslog instead)", err);
+	}
 	if (d->conf == NULL) {
 		/* A configuration error defers: mail waits for the fix. */
 		outcome_local(o, OUT_DEFER, "4.3.5",
@@ -183,6 +188,7 @@ main(int argc, char **argv)
 			break;
 		case 'l':
 			to_stderr = 1;
+			d.to_stderr = true;
 			break;
 		case 'n':
 			check = 1;

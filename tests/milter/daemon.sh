@@ -90,7 +90,35 @@ wait "$first"
 pids=""
 [ ! -e "$tmp/run/milter.pid" ] && ok "pid file removed at stop" || fail "pid file left"
 
-# 3. m365ctl status as root on a fresh state directory.
+# 3. log_file: time-stamped lines, and a new file after a rotation + SIGHUP.
+sed -i "1i log_file = \"$tmp/run/milter.log\"" "$tmp/m365relay.conf"
+"$milter" -f -c "$tmp/m365relay.conf" 2>"$tmp/stderr.log" &
+first=$!
+pids="$first"
+for _ in $(seq 100); do
+	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+	sleep 0.05
+done
+if grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\.[0-9]{3}Z m365-milter\[[0-9]+\]: started' "$tmp/run/milter.log"; then
+	ok "log_file has time-stamped lines"
+else
+	fail "log_file: $(cat "$tmp/run/milter.log" 2>&1)"
+fi
+mv "$tmp/run/milter.log" "$tmp/run/milter.log.1"
+kill -HUP "$first"
+for _ in $(seq 100); do
+	grep -q "SIGHUP: reloading" "$tmp/run/milter.log" 2>/dev/null && break
+	sleep 0.05
+done
+grep -q "SIGHUP: reloading" "$tmp/run/milter.log" 2>/dev/null && ok "reopened after a rotation (SIGHUP)" ||
+	fail "no new log_file after SIGHUP: $(ls "$tmp/run")"
+kill "$first"
+wait "$first"
+pids=""
+[ ! -s "$tmp/stderr.log" ] && ok "nothing on stderr with log_file set" || fail "stderr: $(cat "$tmp/stderr.log")"
+sed -i '/^log_file = /d' "$tmp/m365relay.conf"
+
+# 4. m365ctl status as root on a fresh state directory.
 mkdir "$tmp/state"
 chown nobody "$tmp/state"
 sed -i "s|^state_dir = .*|state_dir = \"$tmp/state\"|" "$tmp/m365relay.conf"

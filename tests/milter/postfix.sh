@@ -134,7 +134,7 @@ out=$(device 10.1.2.3 --from mfp@fabrikam.com --to a@fabrikam.com,x@gmail.com \
 	--header 'From: mfp@fabrikam.com')
 qid_c=$(echo "$out" | sed -n 's/.*Ok: queued as \([0-9A-Za-z]*\).*/\1/p' | head -n1)
 expect "(c) the internal recipient is accepted" "$out" "250 2.0.0 Ok: queued"
-if [ -n "$qid_c" ] && grep -q "^m365-milter: $qid_c: recipient <x@gmail.com> refused: 550 5.7.54" "$tmp/milter.log"; then
+if [ -n "$qid_c" ] && grep -qE "^[0-9T:.-]+Z m365-milter\[[0-9]+\]: $qid_c: recipient <x@gmail.com> refused: 550 5.7.54" "$tmp/milter.log"; then
 	ok "(c) the refusal of the second recipient carries the queue id $qid_c"
 else
 	fail "(c) no refusal line with queue id '$qid_c': $(grep 'x@gmail.com' "$tmp/milter.log" | tail -n 2)"
@@ -196,7 +196,7 @@ fi
 
 # Every message the milter saw was logged once, with Postfix's queue id.
 n_lines=$(grep -c 'submitter=' "$tmp/milter.log")
-n_ids=$(grep -oE '^m365-milter: [0-9A-F]{8,}: client=' "$tmp/milter.log" | sort -u | wc -l)
+n_ids=$(grep -oE ' m365-milter\[[0-9]+\]: [0-9A-F]{8,}: client=' "$tmp/milter.log" | sort -u | wc -l)
 [ "$n_ids" -ge 3 ] && ok "verdict lines carry Postfix queue ids ($n_ids)" || fail "queue ids in the log: $n_ids"
 echo "--- milter log ($n_lines verdict lines)"
 cat "$tmp/milter.log"

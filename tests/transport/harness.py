@@ -188,7 +188,7 @@ class Harness:
         return "Q%05X" % self.qid
 
     def spawn(self, rcpts, sender="scanner@contoso.com", route=None, raw_route=None, qid=None, msg=None,
-              frm=None, debug=False, client=None, sasl=None):
+              frm=None, debug=False, client=None, sasl=None, stderr_log=True):
         """route: fields, signed here for this qid and sender; raw_route: a
         header value as given; client/sasl: -a / -s (None: not passed)."""
         qid = qid or self.new_qid()
@@ -198,7 +198,7 @@ class Harness:
             msg = self.message(frm=frm or sender, to=", ".join(rcpts), route=raw_route)
         elif raw_route is not None and "X-M365Relay-Route" not in msg:
             msg = "X-M365Relay-Route: %s\n%s" % (raw_route, msg)
-        args = [TRANSPORT, "-l", "-c", self.conf, "-q", qid, "-f", sender]
+        args = [TRANSPORT] + (["-l"] if stderr_log else []) + ["-c", self.conf, "-q", qid, "-f", sender]
         if client is not None:
             args += ["-a", client]
         if sasl is not None:

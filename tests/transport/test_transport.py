@@ -443,6 +443,24 @@ class Addresses(Base):
         self.assertEqual(H.records()[-1]["rcpt_to"], ["a.b@example.net", '"john doe"@example.net'])
 
 
+class LogFile(Base):
+    def test_log_file(self):
+        # For hosts without syslog: time-stamped lines appended to log_file.
+        path = os.path.join(H.work, "transport.log")
+        H.configure(extra_top='log_file = "%s"' % path)
+        try:
+            r = H.run(["a@example.net"], route=ROUTES["smtp-auth"], stderr_log=False, qid="QLOGFILE")
+            self.assertExit(r, 0, "250 2.0.0 OK")
+            self.assertEqual(r.log, "", "nothing on stderr: it all went to the file")
+            with open(path) as f:
+                text = f.read()
+            self.assertRegex(text, r"(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z m365-transport\[\d+\]: "
+                                   r"QLOGFILE: to=<a@example\.net> relay=localhost.* status=sent \(250 2\.0\.0 OK")
+            self.assertEqual(oct(os.stat(path).st_mode & 0o777), "0o600")
+        finally:
+            H.configure(extra_top="")
+
+
 class TlsSessions(Base):
     IP_CONNECTOR = {"connectors": [{"name": "byip", "type": "ip", "sender_ips": ["127.0.0.1/32"]}]}
 
