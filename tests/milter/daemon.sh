@@ -38,15 +38,30 @@ echo c > "$tmp/relay.crt"; echo k > "$tmp/relay.key"; chmod 600 "$tmp/relay.key"
 "$top_builddir/cli/m365ctl" -c "$tmp/m365relay.conf" route-key >/dev/null || exit 1
 milter=$top_builddir/milter/m365-milter
 
+# start_first STDERR - run the milter in the background ($first), wait for its socket
+start_first() {
+	"$milter" -f -c "$tmp/m365relay.conf" 2>"$1" &
+	first=$!
+	pids="$first"
+	for _ in $(seq 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+		sleep 0.05
+	done
+}
+
+# refused WHAT TEXT - another start must fail, saying TEXT
+refused() {
+	if out=$(timeout 20 "$milter" -f -c "$tmp/m365relay.conf" 2>&1); then
+		fail "$1: it started"
+	else
+		case $out in *"$2"*) ok "$1: $(echo "$out" | tail -n1)" ;; *) fail "$1: $out" ;; esac
+	fi
+}
+
 # 1. The pid file is a symlink to a root-owned file.
 echo "precious" > "$tmp/victim"
 ln -s "$tmp/victim" "$tmp/run/milter.pid"
-if out=$(timeout 20 "$milter" -f -c "$tmp/m365relay.conf" 2>&1); then
-	fail "started with a symlinked pid file"
-else
-	case $out in *"is a symbolic link"*) ok "symlinked pid file refused: $(echo "$out" | tail -n1)" ;;
-	*) fail "unexpected: $out" ;; esac
-fi
+refused "symlinked pid file refused" "is a symbolic link"
 [ "$(cat "$tmp/victim")" = precious ] && [ "$(stat -c %U "$tmp/victim")" = root ] &&
 	ok "the file it points to is untouched" || fail "victim changed: $(stat -c '%U %s' "$tmp/victim")"
 rm -f "$tmp/run/milter.pid"
@@ -54,30 +69,14 @@ rm -f "$tmp/run/milter.pid"
 # A hard link (where protected_hardlinks allows one) is refused too.
 touch "$tmp/run/other"
 ln "$tmp/run/other" "$tmp/run/milter.pid"
-if out=$(timeout 20 "$milter" -f -c "$tmp/m365relay.conf" 2>&1); then
-	fail "started with a hard-linked pid file"
-else
-	case $out in *"not a plain file of ours"*) ok "hard-linked pid file refused" ;;
-	*) fail "unexpected: $out" ;; esac
-fi
+refused "hard-linked pid file refused" "not a plain file of ours"
 rm -f "$tmp/run/milter.pid" "$tmp/run/other"
 
 # 2. Two instances.
-"$milter" -f -c "$tmp/m365relay.conf" 2>"$tmp/first.log" &
-first=$!
-pids="$first"
-for _ in $(seq 100); do
-	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-	sleep 0.05
-done
+start_first "$tmp/first.log"
 [ "$(cat "$tmp/run/milter.pid" 2>/dev/null)" = "$first" ] && ok "pid file holds the first pid" ||
 	fail "pid file: $(cat "$tmp/run/milter.pid" 2>&1)"
-if out=$(timeout 20 "$milter" -f -c "$tmp/m365relay.conf" 2>&1); then
-	fail "a second instance ran"
-else
-	case $out in *"already running (pid $first"*) ok "second instance refused: already running" ;;
-	*) fail "unexpected: $out" ;; esac
-fi
+refused "second instance refused" "already running (pid $first"
 if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 	ok "the first instance still serves its socket"
 else
@@ -92,13 +91,7 @@ pids=""
 
 # 3. log_file: time-stamped lines, and a new file after a rotation + SIGHUP.
 sed -i "1i log_file = \"$tmp/run/milter.log\"" "$tmp/m365relay.conf"
-"$milter" -f -c "$tmp/m365relay.conf" 2>"$tmp/stderr.log" &
-first=$!
-pids="$first"
-for _ in $(seq 100); do
-	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-	sleep 0.05
-done
+start_first "$tmp/stderr.log"
 if grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\.[0-9]{3}Z m365-milter\[[0-9]+\]: started' "$tmp/run/milter.log"; then
 	ok "log_file has time-stamped lines"
 else
