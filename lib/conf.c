@@ -31,7 +31,10 @@
 #define DEF_USER	      "m365relay"
 #define DEF_STATE_DIR	      "/var/lib/m365relay"
 #define DEF_ROUTE_KEY_FILE    "route.key" /* next to the main file */
-#define DEF_MILTER_SOCKET     "unix:/run/m365relay/milter.sock"
+/* Under Postfix's queue directory: a chrooted smtpd reaches it as
+ * unix:m365relay/milter.sock, and so does one that is not chrooted. */
+#define DEF_MILTER_SOCKET     "unix:/var/spool/postfix/m365relay/milter.sock"
+#define DEF_PID_FILE	      "/run/m365relay/m365-milter.pid"
 #define DEF_MILTER_TIMEOUT    300
 #define DEF_SMTP_HOST	      "smtp.office365.com"
 #define DEF_SMTP_PORT	      587
@@ -422,6 +425,8 @@ check_file(struct build *b, struct conf_loc loc, const char *opt,
 {
 	struct stat st;
 
+	if (b->flags & CONF_NO_FILES)
+		return;
 	if (stat(path, &st) < 0) {
 		berr(b, loc, "%s: %s: %s", opt, path, strerror(errno));
 		return;
@@ -463,7 +468,7 @@ load_route_keys(struct build *b, cfg_t *root, struct conf *c)
 		free(p);
 		if (c->route_key_file == NULL)
 			return;
-		if (b->flags & CONF_NO_ROUTE_KEYS)
+		if (b->flags & (CONF_NO_ROUTE_KEYS | CONF_NO_FILES))
 			return;
 		if (lstat(c->route_key_file, &st) < 0 && errno == ENOENT) {
 			bwarn(b, loc, "no route key (%s): the milter's routes are not "
@@ -473,7 +478,7 @@ load_route_keys(struct build *b, cfg_t *root, struct conf *c)
 			return;
 		}
 	}
-	if (b->flags & CONF_NO_ROUTE_KEYS)
+	if (b->flags & (CONF_NO_ROUTE_KEYS | CONF_NO_FILES))
 		return;
 	check_file(b, loc, "route_key_file", c->route_key_file, true);
 	if (route_keys_read(c->route_key_file, c->arena, &c->route_keys, &c->n_route_keys,
@@ -776,6 +781,7 @@ build_globals(struct build *b, cfg_t *root)
 	c->log_file = get_path(b, root, "log_file", NULL);
 	load_route_keys(b, root, c);
 	c->milter.socket = DEF_MILTER_SOCKET;
+	c->milter.pid_file = DEF_PID_FILE;
 	c->milter.on_error = FAIL_TEMPFAIL;
 	c->milter.messages_action = FAIL_ACCEPT;
 	c->milter.recipients_action = FAIL_ACCEPT;
@@ -790,7 +796,12 @@ build_globals(struct build *b, cfg_t *root)
 	    strncmp(ls->s, "inet6:", 6) != 0)
 		berr(b, vloc(b, ls),
 		     "socket: \"%s\" must be unix:/path or inet:port@host", ls->s);
+	/* Absent: the default; "": none (inet: sockets only want that). */
 	c->milter.pid_file = get_path(b, m, "pid_file", NULL);
+	if (c->milter.pid_file == NULL)
+		c->milter.pid_file = DEF_PID_FILE;
+	else if (c->milter.pid_file[0] == '\0')
+		c->milter.pid_file = NULL;
 	get_enum(b, m, "on_error", fail_names, FAIL_TEMPFAIL, &v);
 	c->milter.on_error = (enum fail_action)v;
 	v = FAIL_ACCEPT;

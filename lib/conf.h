@@ -236,6 +236,7 @@ struct diag {
 struct conf *conf_load(const char *path, struct diag *diag);
 /* conf_load_flags - conf_load(), with CONF_* flags */
 #define CONF_NO_ROUTE_KEYS 1 /* name route_key_file, do not read it (m365ctl route-key) */
+#define CONF_NO_FILES 2 /* check no named file, read no key (m365ctl postfix-config) */
 struct conf *conf_load_flags(const char *path, struct diag *diag, unsigned flags);
 /* conf_load_logged - conf_load(), errors (and warnings if asked) sent to the log */
 struct conf *conf_load_logged(const char *path, bool warnings);

@@ -56,12 +56,14 @@ unix_socket_path(const char *sock)
 }
 
 /*
- * make_socket_dir - create the unix socket's directory if it is missing
- * (systemd's RuntimeDirectory= usually has), owned by the service user so
- * that the milter can remove its socket when it stops.
+ * make_parent_dir - create the directory of the unix socket or of the pid
+ * file if it is missing (a package, tmpfiles or systemd's RuntimeDirectory=
+ * usually has), owned by the service user so that the milter can remove
+ * its files when it stops.  Only the last component: a missing
+ * /var/spool/postfix means Postfix is not installed, which is said.
  */
 static int
-make_socket_dir(const char *sock, const struct passwd *pw)
+make_parent_dir(const char *sock, const struct passwd *pw, const char *what)
 {
 	char dir[4096];
 	char *slash;
@@ -75,7 +77,7 @@ make_socket_dir(const char *sock, const struct passwd *pw)
 	if (stat(dir, &st) == 0)
 		return 0;
 	if (mkdir(dir, 0750) < 0) {
-		log_err("cannot create %s for the milter socket", dir);
+		log_err("cannot create %s for the %s", dir, what);
 		return -1;
 	}
 	if (pw != NULL && chown(dir, pw->pw_uid, pw->pw_gid) < 0)
@@ -348,9 +350,11 @@ daemon_run(const struct daemon_opts *o, struct conf *conf)
 
 	if (milter_register() < 0)
 		goto fail;
-	if (path != NULL && make_socket_dir(path, pw) < 0)
+	if (path != NULL && make_parent_dir(path, pw, "milter socket") < 0)
 		goto fail;
 	if (conf->milter.pid_file != NULL) {
+		if (make_parent_dir(conf->milter.pid_file, pw, "pid file") < 0)
+			goto fail;
 		pid_file = strdup(conf->milter.pid_file);
 		if (pid_file == NULL || (pid_fd = lock_pid_file(pid_file, pw)) < 0) {
 			free(pid_file);

@@ -34,7 +34,8 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(d.n_errors, 0);
 	ck_assert_str_eq(c->user, "m365relay");
 	ck_assert_str_eq(c->state_dir, "/var/lib/m365relay");
-	ck_assert_str_eq(c->milter.socket, "unix:/run/m365relay/milter.sock");
+	ck_assert_str_eq(c->milter.socket, "unix:/var/spool/postfix/m365relay/milter.sock");
+	ck_assert_str_eq(c->milter.pid_file, "/run/m365relay/m365-milter.pid");
 	ck_assert_int_eq(c->milter.on_error, FAIL_TEMPFAIL);
 	ck_assert_int_eq(c->n_tenants, 1);
 	ck_assert_str_eq(c->tenants[0].smtp_host, "smtp.office365.com");
