@@ -11,8 +11,8 @@
  */
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <getopt.h>
+#include <grp.h>
 #include <json-c/json.h>
 #include <openssl/x509v3.h>
 #include <pwd.h>
@@ -97,21 +97,6 @@ add(struct doctor *d, enum level lvl, const char *subject, const char *check,
 		d->n_warn++;
 }
 
-static bool
-is_ip_literal(const char *host)
-{
-	unsigned char buf[sizeof(struct in6_addr)];
-	char copy[64];
-	size_t n = strlen(host);
-
-	if (host[0] == '[' && n > 2 && n < sizeof(copy) + 2 && host[n - 1] == ']') {
-		memcpy(copy, host + 1, n - 2);
-		copy[n - 2] = '\0';
-		host = copy;
-	}
-	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
-}
-
 /* Endpoints --------------------------------------------------------------------- */
 
 static void
@@ -121,26 +106,12 @@ check_endpoints(struct doctor *d, const struct tenant *t)
 	size_t i;
 	bool form_ok = false;
 
+	/* IP addresses are refused by conf.c (need_name). */
 	snprintf(subj, sizeof(subj), "tenant %s", t->name);
-	if (is_ip_literal(t->smtp_host))
-		add(d, LVL_ERR, subj, "endpoint",
-		    "set smtp_host = \"smtp.office365.com\" (Microsoft: \"IP addresses are "
-		    "not supported\")",
-		    "smtp_host %s is an IP address; Microsoft's addresses change", t->smtp_host);
-	else
-		add(d, LVL_OK, subj, "endpoint", NULL, "smtp_host %s port %u is a DNS name",
-		    t->smtp_host, t->smtp_port);
+	add(d, LVL_OK, subj, "endpoint", NULL, "smtp_host %s port %u is a DNS name",
+	    t->smtp_host, t->smtp_port);
 	if (t->mx_endpoint == NULL)
 		return;
-	if (is_ip_literal(t->mx_endpoint)) {
-		mx_endpoint_form(t->n_accepted ? t->accepted[0] : "contoso.com", form, sizeof(form));
-		snprintf(fix, sizeof(fix), "set mx_endpoint = \"%s\" (the MX record Microsoft "
-			 "gives for the domain)", form);
-		add(d, LVL_ERR, subj, "endpoint", fix,
-		    "mx_endpoint %s is an IP address; Microsoft's addresses change",
-		    t->mx_endpoint);
-		return;
-	}
 	for (i = 0; i < t->n_accepted && !form_ok; i++) {
 		if (t->accepted[i][0] == '*')
 			continue;
@@ -175,6 +146,13 @@ check_spf(struct doctor *d, const struct tenant *t, const char *domain)
 		    "check the resolver in /etc/resolv.conf and that the domain's name "
 		    "servers answer",
 		    "DNS did not answer for the SPF record: %s", err);
+		return;
+	}
+	if (r.nxdomain) {
+		add(d, LVL_ERR, domain, "spf",
+		    "check the spelling in accepted_domains, or publish the domain's zone",
+		    "%s does not exist in DNS (NXDOMAIN): no SPF record can be found, and "
+		    "receivers refuse mail from a domain that does not exist", domain);
 		return;
 	}
 	snprintf(fix, sizeof(fix), "publish one TXT record at %s: \"%s\"", domain, r.suggestion);
@@ -238,6 +216,13 @@ check_mx(struct doctor *d, const struct tenant *t, const char *domain)
 	mx_endpoint_form(domain, form, sizeof(form));
 	snprintf(fix, sizeof(fix), "publish \"%s. MX 0 %s.\" (the value the admin center "
 		 "shows for the domain)", domain, form);
+	if (n == 0 && dns_nxdomain(d->dns)) {
+		add(d, LVL_ERR, domain, "mx",
+		    "check the spelling in accepted_domains, or publish the domain's zone",
+		    "%s does not exist in DNS (NXDOMAIN): mail to it has nowhere to go",
+		    domain);
+		return;
+	}
 	if (n == 0) {
 		add(d, LVL_ERR, domain, "mx", fix, "no MX record: mail to %s has nowhere to go",
 		    domain);
@@ -495,6 +480,204 @@ print_json(const struct doctor *d)
 	json_object_put(root);
 }
 
+/* Postfix ------------------------------------------------------------------------------ */
+
+/* in_list - whether a Postfix list value (commas or spaces) holds item */
+static bool
+in_list(const char *list, const char *item)
+{
+	size_t n = strlen(item), k;
+
+	while (*list != '\0') {
+		list += strspn(list, ", \t\r\n");
+		k = strcspn(list, ", \t\r\n");
+		if (k == n && strncmp(list, item, n) == 0)
+			return true;
+		list += k;
+	}
+	return false;
+}
+
+/* may_search - whether pw (with its groups) may pass through / use st with bits (x or rw) */
+static bool
+may_use(const struct passwd *pw, const struct stat *st, unsigned bits)
+{
+	gid_t groups[256];
+	int n = (int)NELEM(groups), i;
+
+	if (pw->pw_uid == 0)
+		return true;
+	if (st->st_uid == pw->pw_uid)
+		return (st->st_mode & (bits << 6)) == (bits << 6);
+	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) < 0)
+		n = 0;
+	for (i = 0; i < n; i++)
+		if (groups[i] == st->st_gid)
+			return (st->st_mode & (bits << 3)) == (bits << 3);
+	return (st->st_mode & bits) == bits;
+}
+
+/* check_socket_access - the MTA's user can reach the milter's socket */
+static void
+check_socket_access(struct doctor *d, const char *owner)
+{
+	const char *sock = d->conf->milter.socket;
+	struct passwd *pw = getpwnam(owner);
+	struct group *gr;
+	char dir[1024], fix[600];
+	struct stat st;
+	char *slash;
+
+	if (strncmp(sock, "unix:", 5) == 0)
+		sock += 5;
+	else if (strncmp(sock, "local:", 6) == 0)
+		sock += 6;
+	else if (sock[0] != '/')
+		return; /* inet: nothing on the file system to check */
+	if (pw == NULL) {
+		add(d, LVL_WARN, "postfix", "socket", NULL,
+		    "mail_owner %s is not a user: socket access not checked", owner);
+		return;
+	}
+	m3_strlcpy(dir, sock, sizeof(dir));
+	slash = strrchr(dir, '/');
+	if (slash == NULL || slash == dir)
+		return;
+	*slash = '\0';
+	if (stat(dir, &st) < 0) {
+		add(d, LVL_WARN, "postfix", "socket",
+		    "it is made at install (tmpfiles, the package) or by the milter's first start",
+		    "%s does not exist yet", dir);
+		return;
+	}
+	gr = getgrgid(st.st_gid);
+	snprintf(fix, sizeof(fix), "adduser %s %s, then postfix reload", owner,
+		 gr != NULL ? gr->gr_name : "THE-DIRECTORY'S-GROUP");
+	if (!may_use(pw, &st, 1)) {
+		add(d, LVL_ERR, "postfix", "socket", fix,
+		    "%s (mode %04o) cannot be entered by Postfix's user %s: smtpd gets "
+		    "\"Permission denied\" and every device 451 4.7.1",
+		    dir, (unsigned)(st.st_mode & 07777), owner);
+		return;
+	}
+	if (stat(sock, &st) == 0 && !may_use(pw, &st, 6)) {
+		add(d, LVL_ERR, "postfix", "socket", fix,
+		    "the socket %s (mode %04o) cannot be used by Postfix's user %s: "
+		    "every device gets 451 4.7.1",
+		    sock, (unsigned)(st.st_mode & 07777), owner);
+		return;
+	}
+	add(d, LVL_OK, "postfix", "socket", NULL, "Postfix's user %s can reach %s", owner, sock);
+}
+
+/* check_master - master.cf runs m365-transport as the service user, with -a */
+static void
+check_master(struct doctor *d)
+{
+	static const char *const args[] = {"-M", NULL};
+	struct sbuf out;
+	char fix[300], user[128];
+	const char *line, *u, *argv0;
+	size_t n, found = 0;
+
+	if (cli_postconf(args, &out) < 0) {
+		add(d, LVL_WARN, "postfix", "master.cf", NULL, "postconf -M failed: not checked");
+		return;
+	}
+	snprintf(fix, sizeof(fix), "m365ctl postfix-config master >> master.cf (and remove "
+		 "the old entry), then postfix reload");
+	for (line = sbuf_str(&out); *line != '\0'; line += n + (line[n] == '\n')) {
+		char entry[8192];
+
+		n = strcspn(line, "\n");
+		if (n >= sizeof(entry))
+			continue;
+		memcpy(entry, line, n);
+		entry[n] = '\0';
+		argv0 = strstr(entry, "argv=");
+		if (argv0 == NULL || strstr(argv0, "/m365-transport") == NULL)
+			continue;
+		found++;
+		u = strstr(entry, " user=");
+		user[0] = '\0';
+		if (u != NULL) {
+			size_t k = strcspn(u + 6, ": \t");
+			snprintf(user, sizeof(user), "%.*s", (int)(k < sizeof(user) ? k : 0), u + 6);
+		}
+		if (strcmp(user, d->conf->user) != 0)
+			add(d, LVL_ERR, "postfix", "master.cf", fix,
+			    "pipe(8) runs m365-transport as \"%s\", not the service user %s: "
+			    "it cannot use the state and secrets (every delivery defers)",
+			    user, d->conf->user);
+		else if (strstr(argv0, "${client_address}") == NULL)
+			add(d, LVL_WARN, "postfix", "master.cf", fix,
+			    "m365-transport gets no -a ${client_address}: mail that did not pass "
+			    "the milter cannot be told from local mail (SECURITY)");
+		else
+			add(d, LVL_OK, "postfix", "master.cf", NULL,
+			    "m365-transport runs as %s with -a ${client_address}", user);
+	}
+	if (found == 0)
+		add(d, LVL_ERR, "postfix", "master.cf", fix,
+		    "no master.cf entry runs m365-transport: Postfix cannot deliver through it");
+	sbuf_free(&out);
+}
+
+/*
+ * check_postfix - what Postfix must say for the milter and the transport to
+ * work, read from postconf (MAIL_CONFIG is honoured).  Where there is no
+ * Postfix (a Sendmail gateway), one line says so.
+ */
+static void
+check_postfix(struct doctor *d)
+{
+	char queue_dir[1024], want[1200], v[4096], owner[128];
+	bool chroot_ok;
+
+	if (cli_postconf_value("queue_directory", queue_dir, sizeof(queue_dir)) < 0) {
+		add(d, LVL_OK, "postfix", "postconf", NULL,
+		    "postconf not found: Postfix's settings not checked");
+		return;
+	}
+	if (cli_postfix_milter(d->conf, queue_dir, want, sizeof(want), &chroot_ok) < 0)
+		return;
+	if (!chroot_ok)
+		add(d, LVL_WARN, "postfix", "socket",
+		    "put the socket under the queue directory: milter { socket = "
+		    "\"unix:/var/spool/postfix/m365relay/milter.sock\" }",
+		    "%s is outside Postfix's queue directory %s: a chrooted smtpd (Debian's "
+		    "default) cannot reach it", d->conf->milter.socket, queue_dir);
+	if (cli_postconf_value("smtpd_milters", v, sizeof(v)) < 0 || !in_list(v, want))
+		add(d, LVL_ERR, "postfix", "main.cf", "m365ctl postfix-config main",
+		    "smtpd_milters does not name %s: mail from the network is not checked "
+		    "at SMTP time", want);
+	else
+		add(d, LVL_OK, "postfix", "main.cf", NULL, "smtpd_milters names %s", want);
+	/* postconf -x: $smtpd_milters expanded */
+	{
+		const char *args[] = {"-xh", "non_smtpd_milters", NULL};
+		struct sbuf out;
+
+		if (cli_postconf(args, &out) == 0 && in_list(sbuf_str(&out), want))
+			add(d, LVL_OK, "postfix", "main.cf", NULL, "non_smtpd_milters names it too");
+		else
+			add(d, LVL_WARN, "postfix", "main.cf",
+			    "non_smtpd_milters = $smtpd_milters",
+			    "non_smtpd_milters does not name the milter: local submissions learn of "
+			    "a refusal only by a bounce (SECURITY)");
+		sbuf_free(&out);
+	}
+	if (cli_postconf_value("milter_default_action", v, sizeof(v)) == 0 &&
+	    strcmp(v, "accept") == 0)
+		add(d, LVL_ERR, "postfix", "main.cf", "milter_default_action = tempfail",
+		    "milter_default_action = accept: while the milter is down, mail enters "
+		    "unchecked and refusals come back as bounces (SECURITY)");
+	if (cli_postconf_value("mail_owner", owner, sizeof(owner)) < 0)
+		m3_strlcpy(owner, "postfix", sizeof(owner));
+	check_socket_access(d, owner);
+	check_master(d);
+}
+
 /* runtime_found - a runtime.h finding, as an error of the gateway */
 static void
 runtime_found(void *arg, const char *what, const char *fix)
@@ -516,6 +699,7 @@ run_checks(struct doctor *d, bool connect)
 	else
 		/* state_dir and sendmail (the secrets are checked below, one by one) */
 		runtime_check(c, 0, runtime_found, d);
+	check_postfix(d);
 	for (i = 0; i < c->n_tenants; i++) {
 		const struct tenant *t = &c->tenants[i];
 		check_endpoints(d, t);

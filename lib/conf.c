@@ -941,6 +941,30 @@ build_transport(struct build *b, cfg_t *root)
 	t->token_timeout = get_timeout(b, sec, "token_timeout", 30);
 }
 
+/*
+ * need_name - an endpoint must be a DNS name: Microsoft's certificates name
+ * smtp.office365.com, *.mail.protection.outlook.com and the login host, so
+ * an IP address fails TLS verification and every delivery would defer; and
+ * Microsoft's addresses change ("IP addresses are not supported").
+ */
+static void
+need_name(struct build *b, const struct locstr *ls, const char *opt, const char *host,
+	  size_t n, const char *name)
+{
+	struct ipaddr ip;
+	char h[64];
+
+	if (n == 0 || n >= sizeof(h))
+		return;
+	memcpy(h, host, n);
+	h[n] = '\0';
+	if (ip_parse(h, &ip) == 0)
+		berr(b, vloc(b, ls),
+		     "%s: \"%s\" is an IP address: Microsoft's certificate names %s, so "
+		     "TLS verification would fail and every delivery defer; write the name",
+		     opt, ls->s, name);
+}
+
 static void
 build_tenant(struct build *b, cfg_t *sec, struct tenant *t)
 {
@@ -966,6 +990,8 @@ build_tenant(struct build *b, cfg_t *sec, struct tenant *t)
 		if (addr_parse_domain(ls->s, strlen(ls->s), &e) < 0)
 			berr(b, vloc(b, ls), "mx_endpoint: \"%s\" is not a host name: %s",
 			     ls->s, e.msg);
+		need_name(b, ls, "mx_endpoint", ls->s, strlen(ls->s),
+			  "<domain>-<tld>.mail.protection.outlook.com");
 	}
 	get_uint(b, sec, "mx_port", DEF_MX_PORT, 1, 65535, &port);
 	t->mx_port = (unsigned)port;
@@ -979,6 +1005,9 @@ build_tenant(struct build *b, cfg_t *sec, struct tenant *t)
 	}
 	get_bool(b, sec, "direct_send", true, &t->direct_send);
 	t->smtp_host = get_str(b, sec, "smtp_host", DEF_SMTP_HOST);
+	ls = get(sec, "smtp_host");
+	if (ls != NULL)
+		need_name(b, ls, "smtp_host", ls->s, strlen(ls->s), DEF_SMTP_HOST);
 	get_uint(b, sec, "smtp_port", DEF_SMTP_PORT, 1, 65535, &port);
 	t->smtp_port = (unsigned)port;
 	t->authority = get_str(b, sec, "authority", DEF_AUTHORITY);
@@ -986,6 +1015,11 @@ build_tenant(struct build *b, cfg_t *sec, struct tenant *t)
 	if (ls != NULL && strncmp(ls->s, "https://", 8) != 0)
 		berr(b, vloc(b, ls), "authority: \"%s\" must be an https:// URL",
 		     ls->s);
+	else if (ls != NULL) {
+		const char *h = ls->s + 8;
+		size_t n = h[0] == '[' ? strcspn(h, "]") + 1 : strcspn(h, ":/");
+		need_name(b, ls, "authority", h, n, "login.microsoftonline.com");
+	}
 	t->scope = get_str(b, sec, "scope", DEF_SCOPE);
 	t->tenant_id = get_str(b, sec, "tenant_id", NULL);
 	if (t->tenant_id == NULL) {

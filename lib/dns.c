@@ -20,6 +20,7 @@ struct dns {
 	struct __res_state res;
 	const struct dns_fake_rr *fake;
 	size_t n_fake;
+	bool nxdomain; /* the last question's name does not exist */
 };
 
 struct dns *
@@ -61,6 +62,11 @@ fake(struct dns *d, const char *name, const char *type, bool (*keep)(const char 
 	size_t i;
 
 	*n = 0;
+	d->nxdomain = false;
+	for (i = 0; i < d->n_fake; i++)
+		if (m3_casecmp(d->fake[i].name, name) == 0 &&
+		    strcmp(d->fake[i].type, "NXDOMAIN") == 0)
+			d->nxdomain = true;
 	for (i = 0; i < d->n_fake && *n < cap; i++)
 		if (m3_casecmp(d->fake[i].name, name) == 0 &&
 		    strcmp(d->fake[i].type, type) == 0 && (keep == NULL || keep(d->fake[i].data)))
@@ -83,6 +89,7 @@ query(struct dns *d, const char *name, int type, unsigned char **buf, int *len, 
 	size_t i;
 
 	*buf = NULL;
+	d->nxdomain = false;
 	for (i = 0; i < NELEM(sizes); i++) {
 		free(*buf);
 		*buf = malloc((size_t)sizes[i]);
@@ -103,6 +110,8 @@ query(struct dns *d, const char *name, int type, unsigned char **buf, int *len, 
 	}
 	switch (d->res.res_h_errno) {
 	case HOST_NOT_FOUND:
+		d->nxdomain = true;
+		return 1;
 	case NO_DATA:
 		return 1;
 	default:
@@ -223,4 +232,10 @@ dns_mx(struct dns *d, const char *name, char out[][DNS_NAME_MAX], size_t cap,
 	if (d->fake != NULL)
 		return fake(d, name, "MX", NULL, out[0], DNS_NAME_MAX, cap, n);
 	return lookup(d, name, ns_t_mx, parse_mx, NULL, out, cap, n, err, errlen);
+}
+
+bool
+dns_nxdomain(const struct dns *d)
+{
+	return d->nxdomain;
 }

@@ -2,7 +2,8 @@
  * dns.h - the DNS look-ups the checks need (TXT and MX), behind one small
  * interface so that tests can answer them from a table (STYLE.md habit 8).
  *
- * Errors: 0 with the records (none is a valid answer: NXDOMAIN or no data),
+ * Errors: 0 with the records (none is a valid answer: NXDOMAIN or no data;
+ * dns_nxdomain() tells them apart),
  * -1 when the question could not be answered (SERVFAIL, timeout): err says.
  */
 #ifndef M3_DNS_H
@@ -43,5 +44,9 @@ int dns_parse_mx(const unsigned char *msg, size_t len, char out[][DNS_NAME_MAX],
 		 size_t *n);
 int dns_mx(struct dns *d, const char *name, char out[][DNS_NAME_MAX], size_t cap,
 	   size_t *n, char *err, size_t errlen);
+/* dns_nxdomain - whether the last question's name does not exist at all
+ * (NXDOMAIN; a fake table says so with type "NXDOMAIN"), as opposed to
+ * existing without records of the type asked */
+bool dns_nxdomain(const struct dns *d);
 
 #endif

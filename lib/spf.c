@@ -189,6 +189,7 @@ spf_inspect(struct dns *dns, void *zone, const char *domain, const char *egress_
 	memset(r, 0, sizeof(*r));
 	if (records(dns, domain, recs, &r->n_records, err, errlen) < 0)
 		return -1;
+	r->nxdomain = r->n_records == 0 && dns_nxdomain(dns);
 	if (r->n_records > 0) {
 		m3_strlcpy(r->record, recs[0], sizeof(r->record));
 		walk(dns, recs[0], 0, r);

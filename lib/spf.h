@@ -24,6 +24,7 @@
 
 struct spf_report {
 	size_t n_records;     /* "v=spf1" records at the domain (more than one is an error) */
+	bool nxdomain;	      /* the domain itself does not exist in DNS */
 	char record[DNS_TXT_MAX];
 	bool has_m365_include; /* include:spf.protection.outlook.com, directly or through includes */
 	int lookups;	       /* DNS-querying terms, through includes and redirects */

@@ -7,6 +7,7 @@ made at test time by tests/simulator/mkcerts.sh.
 Nothing leaves the namespace: its only interface is its own loopback.
 Needs root (ip netns); exits 77 (automake's SKIP) otherwise.
 """
+import grp
 import json
 import os
 import pwd
@@ -156,25 +157,65 @@ class Doctor(unittest.TestCase):
             if name.endswith(".key"):
                 os.chown(os.path.join(cls.certs, name), nobody.pw_uid, nobody.pw_gid)
         cls.lab = Lab(cls.work)
+        # A private Postfix configuration (never the system's), wired the
+        # way m365ctl postfix-config says; doctor reads it through postconf.
+        cls.queue = os.path.join(cls.work, "pfq")
+        cls.sockdir = os.path.join(cls.queue, "m365relay")
+        os.makedirs(cls.sockdir)
+        os.chown(cls.sockdir, nobody.pw_uid, grp.getgrnam("postfix").gr_gid)
+        os.chmod(cls.sockdir, 0o750)
+        cls.postfix = cls.postfix_dir("pf-good")
+
+    @classmethod
+    def postfix_dir(cls, name, main=(), master_user=None, master=True):
+        d = os.path.join(cls.work, name)
+        os.makedirs(d, exist_ok=True)
+        conf = cls.conf_text(os.path.join(d, "m365relay.conf"),
+                             'tenant "lab" { accepted_domains = { "pass.test" } }\n')
+        env = dict(os.environ, MAIL_CONFIG=d)
+        with open(os.path.join(d, "main.cf"), "w") as f:
+            f.write("compatibility_level = 3.6\nqueue_directory = %s\n" % cls.queue)
+        with open(os.path.join(d, "master.cf"), "w") as f:
+            f.write("smtp inet n - y - - smtpd\n")
+        subprocess.run(["chmod", "755", d], check=True)
+        lines = subprocess.run([CTL, "-c", conf, "postfix-config", "main"], env=env, check=True,
+                               capture_output=True, text=True).stdout.splitlines()
+        for line in lines + list(main):
+            subprocess.run(["postconf", "-e", line], env=env, check=True)
+        if master:
+            entry = subprocess.run([CTL, "-c", conf, "postfix-config", "master"], env=env,
+                                   check=True, capture_output=True, text=True).stdout
+            if master_user:
+                entry = entry.replace("user=nobody", "user=" + master_user)
+            with open(os.path.join(d, "master.cf"), "a") as f:
+                f.write(entry)
+        return d
 
     @classmethod
     def tearDownClass(cls):
         cls.lab.stop()
         shutil.rmtree(cls.work, ignore_errors=True)
 
-    def conf(self, name, text):
-        state = os.path.join(self.work, "state")
+    @classmethod
+    def conf_text(cls, path, text):
+        state = os.path.join(cls.work, "state")
         os.makedirs(state, exist_ok=True)
-        os.chown(state, self.nobody.pw_uid, self.nobody.pw_gid)
-        path = os.path.join(self.work, name)
+        os.chown(state, cls.nobody.pw_uid, cls.nobody.pw_gid)
         with open(path, "w") as f:
             f.write('user = "nobody"\nstate_dir = "%s/state"\n'
-                    'transport { ca_file = "%s/ca.pem" }\n' % (self.work, self.certs) + text)
+                    'transport { ca_file = "%s/ca.pem" }\n'
+                    % (cls.work, cls.certs) +
+                    ('' if "milter {" in text else
+                     'milter { socket = "unix:%s/milter.sock" }\n' % cls.sockdir) + text)
         return path
 
-    def doctor(self, conf, *args):
+    def conf(self, name, text):
+        return self.conf_text(os.path.join(self.work, name), text)
+
+    def doctor(self, conf, *args, postfix=None):
+        env = dict(os.environ, MAIL_CONFIG=postfix or self.postfix)
         r = self.lab.run([CTL, "-c", conf, "doctor"] + list(args), capture_output=True,
-                         text=True, timeout=120)
+                         text=True, timeout=120, env=env)
         sys.stdout.write(r.stdout if "--json" not in args else "")
         sys.stdout.write(r.stderr)
         return r
@@ -198,10 +239,9 @@ class Doctor(unittest.TestCase):
 tenant "lab" {
     accepted_domains = { "pass.test", "*.pass.test", "noinclude.test", "notlisted.test",
                          "norecord.test", "two.test", "many.test", "plusall.test",
-                         "mxwrong.test", "deadns.test" }
+                         "mxwrong.test", "deadns.test", "gone.test" }
     mx_endpoint = "pass-test.mail.protection.outlook.com"
     egress_ip = "%s"
-    smtp_host = "52.96.0.1"
 }
 """ % EGRESS)
         r = self.doctor(conf, "--json")
@@ -237,11 +277,15 @@ tenant "lab" {
         self.no_error(by, "mxwrong.test", "spf")
         self.level(by, "mxwrong.test", "mx", "error", "MX is mx.mxwrong.test",
                    "MX 0 mxwrong-test.mail.protection.outlook.com.")
+        # a domain that does not exist is said as such, not as "no record"
+        self.level(by, "gone.test", "spf", "error", "gone.test does not exist in DNS (NXDOMAIN)",
+                   "check the spelling in accepted_domains")
+        self.level(by, "gone.test", "mx", "error", "gone.test does not exist in DNS (NXDOMAIN)")
+        self.assertFalse([f for f in by[("gone.test", "spf")] if f["text"].startswith("no SPF")])
         # DNS that does not answer is an error of its own, not "no record"
         self.level(by, "deadns.test", "spf", "error", "DNS did not answer")
         # endpoints
-        self.level(by, "tenant lab", "endpoint", "error", "smtp_host 52.96.0.1 is an IP",
-                   'smtp_host = "smtp.office365.com"')
+        self.level(by, "tenant lab", "endpoint", "ok", "smtp_host smtp.office365.com port 587")
         self.level(by, "tenant lab", "endpoint", "ok", "has the <domain>-<tld>")
 
     def test_long_txt_set(self):
@@ -413,6 +457,53 @@ mailbox "scanner@pass.test" { app = "a" }
         f = self.level(by, "mx.nxdomain.test:25", "connect", "error", "cannot resolve mx.nxdomain.test")
         self.assertNotIn("blocked", f["text"])
 
+    # Postfix's side ------------------------------------------------------------------------
+
+    def postfix_findings(self, postfix):
+        r = self.doctor(self.clean_conf(25), "--json", postfix=postfix)
+        doc, by = findings(r.stdout)
+        return r, {k: v for k, v in by.items() if k[0] == "postfix"}
+
+    def test_postfix_wired(self):
+        r, pf = self.postfix_findings(self.postfix)
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.level(pf, "postfix", "main.cf", "ok", "smtpd_milters names unix:m365relay/milter.sock")
+        self.level(pf, "postfix", "socket", "ok", "Postfix's user postfix can reach")
+        self.level(pf, "postfix", "master.cf", "ok", "m365-transport runs as nobody with -a")
+        bad = [f for fs in pf.values() for f in fs if f["level"] != "ok"]
+        self.assertFalse(bad, bad)
+
+    def test_postfix_socket_unreachable(self):
+        os.chown(self.sockdir, self.nobody.pw_uid, grp.getgrnam("nogroup").gr_gid)
+        try:
+            r, pf = self.postfix_findings(self.postfix)
+        finally:
+            os.chown(self.sockdir, self.nobody.pw_uid, grp.getgrnam("postfix").gr_gid)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.level(pf, "postfix", "socket", "error",
+                   "cannot be entered by Postfix's user postfix", "adduser postfix nogroup")
+
+    def test_postfix_wrong_pipe_user(self):
+        r, pf = self.postfix_findings(self.postfix_dir("pf-user", master_user="postfix"))
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.level(pf, "postfix", "master.cf", "error",
+                   'runs m365-transport as "postfix", not the service user nobody',
+                   "m365ctl postfix-config master")
+
+    def test_postfix_no_transport(self):
+        r, pf = self.postfix_findings(self.postfix_dir("pf-nomaster", master=False))
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.level(pf, "postfix", "master.cf", "error", "no master.cf entry runs m365-transport")
+
+    def test_postfix_unsafe_main(self):
+        d = self.postfix_dir("pf-unsafe", main=["milter_default_action = accept",
+                                                "smtpd_milters =", "non_smtpd_milters ="])
+        r, pf = self.postfix_findings(d)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.level(pf, "postfix", "main.cf", "error", "milter_default_action = accept")
+        self.level(pf, "postfix", "main.cf", "error", "smtpd_milters does not name")
+        self.level(pf, "postfix", "main.cf", "warning", "non_smtpd_milters does not name")
+
     # The milter -----------------------------------------------------------------------
 
     def test_milter_require_spf_pass(self):
@@ -420,7 +511,7 @@ mailbox "scanner@pass.test" { app = "a" }
         os.makedirs(state, exist_ok=True)
         os.chown(state, self.nobody.pw_uid, self.nobody.pw_gid)
         conf = self.conf("milter.conf", """
-milter { socket = "inet:18465@127.0.0.1" require_spf_pass = yes }
+milter { socket = "inet:18465@127.0.0.1" require_spf_pass = yes pid_file = "%s/milter.pid" }
 store { path = "%s/store.mdb" }
 tenant "lab" {
     accepted_domains = { "pass.test", "notlisted.test" }
@@ -433,7 +524,7 @@ submitter "good" { clients = { "192.168.1.0/24" } domain = "pass.test"
     send_as = { "scanner@pass.test" } }
 submitter "bad" { clients = { "192.168.2.0/24" } domain = "notlisted.test"
     send_as = { "scanner@notlisted.test" } }
-""" % (state, EGRESS))
+""" % (state, state, EGRESS))
         r = self.lab.run(["miltertest", "-D", "milter=" + MILTER, "-D", "conf=" + conf,
                           "-D", "port=18465", "-D",
                           "common=" + os.path.join(TOP_SRCDIR, "tests", "milter", "common.lua"),
