@@ -62,8 +62,14 @@ def main():
                               "--header", "From: \"scanner@contoso.com\" <ceo@contoso.com>",
                               "--header", "Subject: Wire the money"]),
         ]
+        # What each case must give at Microsoft's side: the role that
+        # received it ("smtp" for SMTP AUTH, "mx" for Direct Send and
+        # relay) or None for "nothing".  A case that does not is counted,
+        # and the demo exits 1 (tools/test-all runs it from the tarball).
+        expect = ["mx", "smtp", "mx", None]
         seen = 0
-        for title, ip, args in cases:
+        wrong = []
+        for n, (title, ip, args) in enumerate(cases):
             say(title)
             before = len(g.milter_log().split("\n")) - 1
             out = g.swaks(ip, *args)
@@ -88,8 +94,12 @@ def main():
                     where, how, r["mail_from"], ", ".join("<%s>" % x for x in r["rcpt_to"]),
                     r["headers"].get("From", ["(none)"])[0]))
                 seen = len(recs)
+                if r["role"] != expect[n]:
+                    wrong.append("case %d: received by %s, expected %s" % (n + 1, r["role"], expect[n]))
             else:
                 show("Microsoft:", "received nothing")
+                if expect[n] is not None:
+                    wrong.append("case %d: Microsoft received nothing" % (n + 1))
         say("Postfix's log of the deliveries through m365-transport (pipe):")
         for l in g.maillog().split("\n"):
             if "postfix/pipe" in l:
@@ -102,6 +112,10 @@ def main():
         say("Done.  Stopping Postfix, the milter and the simulator.")
     finally:
         g.stop()
+    for w in wrong:
+        print("demo: NOT AS EXPECTED: " + w)
+    if wrong:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
