@@ -217,6 +217,15 @@ worker(void)
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() == 1)
 		_exit(0);
+	/* The reload thread starts while every signal is still blocked (the
+	 * supervisor's mask), so that it only ever takes SIGUSR1: a SIGTERM
+	 * landing on it would kill the worker outright instead of letting
+	 * libmilter stop it cleanly. */
+	if (pthread_create(&tid, NULL, reload_thread, NULL) != 0) {
+		log_errx("cannot start the reload thread");
+		_exit(1);
+	}
+	pthread_detach(tid);
 	/* SIGUSR1 stays blocked here: only reload_thread takes it. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGHUP);
@@ -224,11 +233,6 @@ worker(void)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGCHLD);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-	if (pthread_create(&tid, NULL, reload_thread, NULL) != 0) {
-		log_errx("cannot start the reload thread");
-		_exit(1);
-	}
-	pthread_detach(tid);
 	{
 		struct snapshot *snap = snap_get();
 		if (snap != NULL) {

@@ -88,6 +88,11 @@ message_parse(char *buf, size_t len, struct message *m, char *err, size_t errlen
 			m->eightbit = true;
 			break;
 		}
+	/* An mbox "From " line first (pipe(8) with flag F, a Sendmail mailer
+	 * without F=n) is the local envelope, not a header field: Microsoft
+	 * would take it for a broken header.  It is left out. */
+	if (len >= 5 && memcmp(buf, "From ", 5) == 0)
+		p = line_end(buf, len, 0);
 	/* The header section: fields up to the first empty line. */
 	while (p < len) {
 		size_t e = line_end(buf, len, p), start = p, colon, nlen;

@@ -84,6 +84,26 @@ else
 fi
 [ "$(cat "$tmp/run/milter.pid" 2>/dev/null)" = "$first" ] && ok "pid file still the first's" ||
 	fail "pid file overwritten"
+# A SIGTERM to the worker is libmilter's to take (a clean stop, then the
+# supervisor starts another); the reload thread once took it and the worker
+# died of the signal.
+w=$(pgrep -P "$first" | head -n1)
+if [ -n "$w" ]; then
+	kill -TERM "$w"
+	for _ in $(seq 100); do
+		grep -q "worker \(exited\|killed\)" "$tmp/first.log" && break
+		sleep 0.05
+	done
+	if grep -q "worker killed by signal 15" "$tmp/first.log"; then
+		fail "SIGTERM killed the worker outright: $(grep worker "$tmp/first.log" | tail -n2)"
+	elif grep -q "worker exited with status 0" "$tmp/first.log"; then
+		ok "SIGTERM stops the worker cleanly"
+	else
+		fail "worker after SIGTERM: $(tail -n3 "$tmp/first.log")"
+	fi
+else
+	fail "no worker process under $first"
+fi
 kill "$first"
 wait "$first"
 pids=""

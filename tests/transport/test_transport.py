@@ -92,6 +92,22 @@ class Modes(Base):
         self.assertEqual(rec["body_sha256"], hashlib.sha256(expect.encode()).hexdigest(),
                          "CRLF line ends, dot-stuffing undone by the server, 8-bit intact")
 
+    def test_mbox_from_line_is_not_sent(self):
+        # A pipe(8) F flag or a Sendmail mailer without F=n puts an mbox
+        # "From " line first; once passed to Microsoft as a header line.
+        qid = H.new_qid()
+        msg = H.message(body="body\n")
+        raw = "From scanner@contoso.com Wed Dec  2 05:00:00 2026\nX-M365Relay-Route: %s\n%s" % (
+            sign_route(ROUTES["smtp-auth"], qid, "scanner@contoso.com"), msg)
+        r = H.run(["a@example.net"], sender="scanner@contoso.com", msg=raw, qid=qid)
+        self.assertExit(r, 0, "250 2.0.0 OK")
+        self.assertNotIn("route not trusted", r.log)
+        rec = H.records()[-1]
+        import hashlib
+        self.assertEqual(rec["body_sha256"], hashlib.sha256(msg.replace("\n", "\r\n").encode()).hexdigest(),
+                         "the message as sent starts with its first header field")
+        self.assertEqual(rec["headers"]["Subject"], ["test"])
+
     def test_size_refused_before_sending(self):
         H.sim.control("config", {"max_size": 2000})
         msg = H.message(body="x" * 5000 + "\n")
