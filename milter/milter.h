@@ -13,6 +13,7 @@
 
 #include "conf.h"
 #include "policy.h"
+#include "sbuf.h"
 
 /* snapshot.c ----------------------------------------------------------------- */
 
@@ -47,7 +48,16 @@ int milter_run(void);
 void admission(const struct conf *conf, const struct policy_msg *m, struct reply *r);
 /* metrics_count - one message's verdict, for the metrics */
 void metrics_count(enum verdict v, const char *reason);
-/* metrics_start - the Prometheus listener, if configured (worker only) */
+/* metrics_render - the Prometheus text page into b (b->failed: not whole) */
+void metrics_render(struct sbuf *b);
+
+/* metrics.c -------------------------------------------------------------------- */
+
+/*
+ * metrics_start - serve metrics_render() on milter { metrics_listen }, if
+ * set (worker only, once, after the fork; libmicrohttpd's own thread); -1
+ * (logged) if it cannot, which the worker survives
+ */
 int metrics_start(const struct conf *conf);
 
 /* daemon.c --------------------------------------------------------------------- */

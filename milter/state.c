@@ -8,30 +8,24 @@
  *    mailbox's windows in the "adm" namespace, and what to answer over a
  *    limit or when the store fails;
  *  - the store's health, logged once per change (failing / recovered);
- *  - counters of verdicts by reason, and the Prometheus listener that
- *    shows them with each mailbox's counters.
+ *  - counters of verdicts by reason, and the Prometheus page that shows
+ *    them with each mailbox's counters (metrics_render; metrics.c serves
+ *    it over HTTP).
  */
 #include "config.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netdb.h>
-#include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "log.h"
 #include "sbuf.h"
 #include "milter.h"
 #include "store.h"
 #include "util.h"
-
-#define METRICS_MAX (16 * 1024 * 1024) /* the /metrics page: ~1 KiB a mailbox */
 
 static pthread_rwlock_t store_lock = PTHREAD_RWLOCK_INITIALIZER;
 static struct store *cur_store;
@@ -238,18 +232,137 @@ metrics_count(enum verdict v, const char *reason)
 	pthread_mutex_unlock(&count_lock);
 }
 
+/* add_label - s as a Prometheus label value: backslash, quote and newline escaped */
 static void
-render(struct sbuf *b)
+add_label(struct sbuf *b, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s == '\\' || *s == '"')
+			sbuf_addf(b, "\\%c", *s);
+		else if (*s == '\n')
+			sbuf_adds(b, "\\n");
+		else
+			sbuf_add(b, s, 1);
+	}
+}
+
+/* family - a family's HELP and TYPE lines; its samples follow them, all together */
+static void
+family(struct sbuf *b, const char *name, const char *type, const char *help)
+{
+	sbuf_addf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* mb_sample - one sample of a mailbox's family: NAME{mailbox="MAILBOX" then fmt */
+static void
+mb_sample(struct sbuf *b, const char *name, const char *mailbox, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void
+mb_sample(struct sbuf *b, const char *name, const char *mailbox, const char *fmt, ...)
+{
+	va_list ap;
+
+	sbuf_addf(b, "%s{mailbox=\"", name);
+	add_label(b, mailbox);
+	sbuf_adds(b, "\"");
+	va_start(ap, fmt);
+	sbuf_vaddf(b, fmt, ap);
+	va_end(ap);
+}
+
+struct mb_usage {
+	struct store_usage out, adm; /* the transports' namespace, the milter's */
+	bool ok;		     /* both read; else the mailbox is left out */
+};
+
+/* mailbox_families - each mailbox's windows, one family after the other */
+static void
+mailbox_families(struct sbuf *b, const struct conf *conf, const struct mb_usage *u,
+		 uint64_t now)
+{
+	size_t i, n = conf->n_mailboxes;
+	const struct mailbox_conf *m;
+
+	family(b, "m365relay_mailbox_messages", "gauge",
+	       "Messages in the mailbox's window (stage sent: by the transports; "
+	       "admitted: by the milter).");
+	for (i = 0, m = conf->mailboxes; i < n; i++, m++)
+		if (u[i].ok) {
+			mb_sample(b, "m365relay_mailbox_messages", m->name,
+				  ",stage=\"sent\"} %llu\n",
+				  (unsigned long long)u[i].out.msgs);
+			mb_sample(b, "m365relay_mailbox_messages", m->name,
+				  ",stage=\"admitted\"} %llu\n",
+				  (unsigned long long)u[i].adm.msgs);
+		}
+	family(b, "m365relay_mailbox_messages_limit", "gauge",
+	       "The mailbox's message limit: messages per window_seconds.");
+	for (i = 0, m = conf->mailboxes; i < n; i++, m++)
+		if (u[i].ok)
+			mb_sample(b, "m365relay_mailbox_messages_limit", m->name,
+				  ",window_seconds=\"%lu\"} %lu\n", m->messages.window,
+				  m->messages.count);
+	family(b, "m365relay_mailbox_recipients", "gauge",
+	       "Recipients in the mailbox's window (stage sent: by the transports; "
+	       "admitted: by the milter).");
+	for (i = 0, m = conf->mailboxes; i < n; i++, m++)
+		if (u[i].ok) {
+			mb_sample(b, "m365relay_mailbox_recipients", m->name,
+				  ",stage=\"sent\"} %llu\n",
+				  (unsigned long long)u[i].out.rcpts);
+			mb_sample(b, "m365relay_mailbox_recipients", m->name,
+				  ",stage=\"admitted\"} %llu\n",
+				  (unsigned long long)u[i].adm.rcpts);
+		}
+	family(b, "m365relay_mailbox_recipients_limit", "gauge",
+	       "The mailbox's recipient limit: recipients per window_seconds.");
+	for (i = 0, m = conf->mailboxes; i < n; i++, m++)
+		if (u[i].ok)
+			mb_sample(b, "m365relay_mailbox_recipients_limit", m->name,
+				  ",window_seconds=\"%lu\"} %lu\n", m->recipients.window,
+				  m->recipients.count);
+	family(b, "m365relay_mailbox_sessions", "gauge",
+	       "SMTP sessions to Microsoft 365 the transports hold for the mailbox.");
+	for (i = 0, m = conf->mailboxes; i < n; i++, m++)
+		if (u[i].ok)
+			mb_sample(b, "m365relay_mailbox_sessions", m->name, "} %llu\n",
+				  (unsigned long long)u[i].out.sessions);
+	family(b, "m365relay_mailbox_sessions_limit", "gauge",
+	       "The most SMTP sessions the mailbox may hold at once.");
+	for (i = 0, m = conf->mailboxes; i < n; i++, m++)
+		if (u[i].ok)
+			mb_sample(b, "m365relay_mailbox_sessions_limit", m->name, "} %u\n",
+				  m->sessions);
+	family(b, "m365relay_mailbox_next_message_seconds", "gauge",
+	       "Seconds until the mailbox's message window lets the transports send "
+	       "again (0: now).");
+	for (i = 0, m = conf->mailboxes; i < n; i++, m++)
+		if (u[i].ok)
+			mb_sample(b, "m365relay_mailbox_next_message_seconds", m->name,
+				  "} %.3f\n",
+				  u[i].out.msg_free_at > now
+					  ? (double)(u[i].out.msg_free_at - now) / 1000
+					  : 0.0);
+}
+
+/*
+ * metrics_render - the Prometheus text page: every family's HELP and TYPE,
+ * then all of its samples (the exposition format wants a family in one
+ * piece).  b->failed tells the caller the page is not whole.
+ */
+void
+metrics_render(struct sbuf *b)
 {
 	static const char *vnames[] = {"accept", "reject", "tempfail"};
 	struct snapshot *snap = snap_get();
 	struct store_err e;
 	struct store *st;
+	struct mb_usage *u;
 	uint64_t now = store_now();
 	size_t v, i;
 
-	sbuf_addf(b, "# HELP m365relay_verdicts_total Messages by verdict and reason.\n"
-		   "# TYPE m365relay_verdicts_total counter\n");
+	family(b, "m365relay_verdicts_total", "counter", "Messages by verdict and reason.");
 	pthread_mutex_lock(&count_lock);
 	for (v = 0; v < 3; v++)
 		for (i = 0; i < NELEM(reasons); i++)
@@ -258,148 +371,31 @@ render(struct sbuf *b)
 					vnames[v], reasons[i], counts[v][i]);
 	pthread_mutex_unlock(&count_lock);
 	pthread_mutex_lock(&health_lock);
-	sbuf_addf(b, "# HELP m365relay_store_errors_total State store operations that failed.\n"
-		   "# TYPE m365relay_store_errors_total counter\n"
-		   "m365relay_store_errors_total %lu\n"
-		   "# HELP m365relay_store_up Whether the last state store operation worked.\n"
-		   "# TYPE m365relay_store_up gauge\nm365relay_store_up %d\n",
-		store_errors, store_failing ? 0 : 1);
+	family(b, "m365relay_store_errors_total", "counter",
+	       "State store operations that failed.");
+	sbuf_addf(b, "m365relay_store_errors_total %lu\n", store_errors);
+	family(b, "m365relay_store_up", "gauge",
+	       "Whether the last state store operation worked.");
+	sbuf_addf(b, "m365relay_store_up %d\n", store_failing ? 0 : 1);
 	pthread_mutex_unlock(&health_lock);
 	if (snap == NULL)
 		return;
 	st = with_store(snap->conf, &e);
 	if (st != NULL) {
-		sbuf_addf(b, "# HELP m365relay_mailbox_messages Messages in the mailbox's window "
-			   "(stage sent: by the transports; admitted: by the milter).\n"
-			   "# TYPE m365relay_mailbox_messages gauge\n");
-		for (i = 0; i < snap->conf->n_mailboxes; i++) {
-			const struct mailbox_conf *m = &snap->conf->mailboxes[i];
-			struct store_usage out, adm;
-			if (store_usage(st, "out", m, now, &out, &e) < 0 ||
-			    store_usage(st, "adm", m, now, &adm, &e) < 0)
-				continue;
-			sbuf_addf(b,
-				"m365relay_mailbox_messages{mailbox=\"%s\",stage=\"sent\"} %llu\n"
-				"m365relay_mailbox_messages{mailbox=\"%s\",stage=\"admitted\"} %llu\n"
-				"m365relay_mailbox_messages_limit{mailbox=\"%s\",window_seconds=\"%lu\"} %lu\n"
-				"m365relay_mailbox_recipients{mailbox=\"%s\",stage=\"sent\"} %llu\n"
-				"m365relay_mailbox_recipients{mailbox=\"%s\",stage=\"admitted\"} %llu\n"
-				"m365relay_mailbox_recipients_limit{mailbox=\"%s\",window_seconds=\"%lu\"} %lu\n"
-				"m365relay_mailbox_sessions{mailbox=\"%s\"} %llu\n"
-				"m365relay_mailbox_sessions_limit{mailbox=\"%s\"} %u\n"
-				"m365relay_mailbox_next_message_seconds{mailbox=\"%s\"} %.3f\n",
-				m->name, (unsigned long long)out.msgs, m->name,
-				(unsigned long long)adm.msgs, m->name, m->messages.window,
-				m->messages.count, m->name, (unsigned long long)out.rcpts, m->name,
-				(unsigned long long)adm.rcpts, m->name, m->recipients.window,
-				m->recipients.count, m->name, (unsigned long long)out.sessions,
-				m->name, m->sessions, m->name,
-				out.msg_free_at > now ? (double)(out.msg_free_at - now) / 1000 : 0.0);
+		u = calloc(snap->conf->n_mailboxes + 1, sizeof(*u));
+		if (u == NULL) {
+			b->failed = true; /* out of memory: no page rather than half of one */
+		} else {
+			for (i = 0; i < snap->conf->n_mailboxes; i++) {
+				const struct mailbox_conf *m = &snap->conf->mailboxes[i];
+				u[i].ok = store_usage(st, "out", m, now, &u[i].out, &e) >= 0 &&
+					  store_usage(st, "adm", m, now, &u[i].adm, &e) >= 0;
+			}
 		}
 		done_store();
+		if (u != NULL)
+			mailbox_families(b, snap->conf, u, now);
+		free(u);
 	}
 	snap_put(snap);
-}
-
-static void
-serve(int fd)
-{
-	struct pollfd p = {fd, POLLIN, 0};
-	struct sbuf b, head;
-	char req[1024];
-	ssize_t n;
-
-	if (poll(&p, 1, 2000) <= 0)
-		return;
-	n = recv(fd, req, sizeof(req) - 1, 0);
-	if (n <= 0)
-		return;
-	req[n] = '\0';
-	if (strncmp(req, "GET /metrics ", 13) != 0 && strncmp(req, "GET / ", 6) != 0) {
-		const char *nf = "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n";
-		(void)!send(fd, nf, strlen(nf), MSG_NOSIGNAL);
-		return;
-	}
-	sbuf_init(&b, METRICS_MAX);
-	sbuf_init(&head, 256);
-	render(&b);
-	if (b.failed) {
-		const char *err = "HTTP/1.0 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n";
-		log_warnx("metrics: the page is larger than %d bytes, or out of memory",
-			  METRICS_MAX);
-		(void)!send(fd, err, strlen(err), MSG_NOSIGNAL);
-	} else if (sbuf_addf(&head,
-			     "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; "
-			     "charset=utf-8\r\nContent-Length: %zu\r\n\r\n",
-			     b.len) == 0 &&
-		   send(fd, head.s, head.len, MSG_NOSIGNAL) == (ssize_t)head.len) {
-		(void)!send(fd, sbuf_str(&b), b.len, MSG_NOSIGNAL);
-	}
-	sbuf_free(&b);
-	sbuf_free(&head);
-}
-
-static void *
-metrics_thread(void *arg)
-{
-	int lfd = (int)(intptr_t)arg;
-
-	for (;;) {
-		int fd = accept(lfd, NULL, NULL);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			log_warn("metrics: accept");
-			sleep(1);
-			continue;
-		}
-		serve(fd);
-		close(fd);
-	}
-	return NULL;
-}
-
-int
-metrics_start(const struct conf *conf)
-{
-	struct addrinfo hints, *res;
-	char host[256];
-	const char *colon;
-	pthread_t tid;
-	int fd, one = 1, rc;
-
-	if (conf->milter.metrics_listen == NULL)
-		return 0;
-	colon = strrchr(conf->milter.metrics_listen, ':');
-	snprintf(host, sizeof(host), "%.*s", (int)(colon - conf->milter.metrics_listen),
-		 conf->milter.metrics_listen);
-	if (host[0] == '[') { /* [::1]:9365 */
-		memmove(host, host + 1, strlen(host));
-		host[strcspn(host, "]")] = '\0';
-	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
-	rc = getaddrinfo(host, colon + 1, &hints, &res);
-	if (rc != 0) {
-		log_errx("metrics_listen %s: %s", conf->milter.metrics_listen, gai_strerror(rc));
-		return -1;
-	}
-	fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, 0);
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 16) < 0) {
-		log_err("metrics_listen %s", conf->milter.metrics_listen);
-		if (fd >= 0)
-			close(fd);
-		freeaddrinfo(res);
-		return -1;
-	}
-	freeaddrinfo(res);
-	if (pthread_create(&tid, NULL, metrics_thread, (void *)(intptr_t)fd) != 0) {
-		close(fd);
-		return -1;
-	}
-	pthread_detach(tid);
-	log_info("metrics on http://%s/metrics", conf->milter.metrics_listen);
-	return 0;
 }
