@@ -49,10 +49,14 @@ start_first() {
 	done
 }
 
-# refused WHAT TEXT - another start must fail, saying TEXT
+# refused WHAT TEXT - another start must fail with exit status 1, saying TEXT
 refused() {
-	if out=$(timeout 20 "$milter" -f -c "$tmp/m365relay.conf" 2>&1); then
+	out=$(timeout 20 "$milter" -f -c "$tmp/m365relay.conf" 2>&1)
+	rc=$?
+	if [ "$rc" -eq 0 ]; then
 		fail "$1: it started"
+	elif [ "$rc" -ne 1 ]; then
+		fail "$1: exit status $rc, not 1: $out"
 	else
 		case $out in *"$2"*) ok "$1: $(echo "$out" | tail -n1)" ;; *) fail "$1: $out" ;; esac
 	fi
