@@ -1,6 +1,6 @@
 /*
  * dns.h - the DNS look-ups the checks need (TXT and MX), behind one small
- * interface so that tests can answer them from a table (STYLE.md habit 8).
+ * interface so that tests can answer them from a table.
  *
  * Errors: 0 with the records (none is a valid answer: NXDOMAIN or no data;
  * dns_nxdomain() tells them apart),

@@ -3,7 +3,7 @@
  *
  * Each callback translates what the MTA says into the policy engine's
  * structs, calls the engine, and translates its verdict back into milter
- * replies and message changes (STYLE.md habit 3).  No decision is made here.
+ * replies and message changes.  No decision is made here.
  *
  * Failure outcomes are chosen in one place, internal_error(): an
  * unexpected failure (out of memory, an smfi_* call refused) answers what
