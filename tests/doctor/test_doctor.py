@@ -5,7 +5,8 @@ creates (`ip netns exec` binds /etc/netns/NAME/resolv.conf over
 made at test time by tests/simulator/mkcerts.sh.
 
 Nothing leaves the namespace: its only interface is its own loopback.
-Needs root (ip netns); exits 77 (automake's SKIP) otherwise.
+Needs root (ip netns); exits 99 (a hard error) otherwise, or when a tool is
+missing, naming its Debian package.
 """
 import grp
 import json
@@ -540,7 +541,13 @@ submitter "bad" { clients = { "192.168.2.0/24" } domain = "notlisted.test"
 
 
 if __name__ == "__main__":
-    if os.geteuid() != 0 or shutil.which("dnsmasq") is None or shutil.which("miltertest") is None:
-        print("SKIP: needs root, dnsmasq and miltertest")
-        sys.exit(77)
+    # A missing tool is an error that names its package, never a silent skip.
+    for tool, pkg in (("dnsmasq", "dnsmasq-base"), ("miltertest", "miltertest"), ("ip", "iproute2"),
+                      ("postconf", "postfix")):
+        if shutil.which(tool) is None:
+            print("ERROR: %s not installed (apt-get install %s)" % (tool, pkg))
+            sys.exit(99)
+    if os.geteuid() != 0:
+        print("ERROR: needs root (ip netns)")
+        sys.exit(99)
     unittest.main(verbosity=2)

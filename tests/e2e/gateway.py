@@ -310,9 +310,12 @@ m365      unix  -       n       n       -       10      pipe
             return ""
 
     def swaks(self, client_ip, *args, port=None):
-        return subprocess.run(["swaks", "--server", "127.0.0.1:%d" % (port or self.smtp_port),
-                               "--xclient-addr", client_ip, "--timeout", "30"] + list(args),
-                              capture_output=True, text=True).stdout
+        # stderr too: swaks says there why it could not talk at all (no TLS
+        # module, connection refused); a test failing on '' helps nobody.
+        r = subprocess.run(["swaks", "--server", "127.0.0.1:%d" % (port or self.smtp_port),
+                            "--xclient-addr", client_ip, "--timeout", "30"] + list(args),
+                           capture_output=True, text=True)
+        return r.stdout + r.stderr
 
     def wait(self, cond, seconds=30):
         end = time.time() + seconds

@@ -15,7 +15,7 @@ top_srcdir=$(cd "$top_srcdir" && pwd)
 top_builddir=$(cd "$top_builddir" && pwd)
 . "$top_srcdir/tests/lib/postfix.sh"
 for tool in postfix swaks saslpasswd2; do
-	command -v $tool >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
+	command -v $tool >/dev/null || { echo "ERROR: $tool not installed (apt-get install postfix swaks; sh tools/install-deps)"; exit 99; }
 done
 
 tmp=$(mktemp -d /tmp/m365-pf.XXXXXX)

@@ -5,7 +5,7 @@
 # loopback.
 set -u
 . "$top_srcdir/tests/store/lib.sh"
-command -v redis-server >/dev/null || { echo "SKIP: redis-server not installed"; exit 77; }
+command -v redis-server >/dev/null || { echo "ERROR: redis-server not installed (apt-get install redis-server)"; exit 99; }
 rp=$(free_port); m1=$(free_port); m2=$(free_port); x1=$(free_port); x2=$(free_port)
 start_redis() {
 	redis-server --port "$rp" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" \

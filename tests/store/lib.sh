@@ -3,7 +3,7 @@
 : "${top_srcdir:=.}" "${top_builddir:=.}"
 top_srcdir=$(cd "$top_srcdir" && pwd)
 top_builddir=$(cd "$top_builddir" && pwd)
-command -v miltertest >/dev/null || { echo "SKIP: miltertest not installed"; exit 77; }
+command -v miltertest >/dev/null || { echo "ERROR: miltertest not installed (apt-get install miltertest)"; exit 99; }
 
 tmp=$(mktemp -d)
 chmod 755 "$tmp"

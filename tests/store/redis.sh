@@ -4,7 +4,7 @@
 # loopback (a free port, no persistence), stopped at the end.
 set -u
 : "${top_builddir:=.}"
-command -v redis-server >/dev/null || { echo "SKIP: redis-server not installed"; exit 77; }
+command -v redis-server >/dev/null || { echo "ERROR: redis-server not installed (apt-get install redis-server)"; exit 99; }
 tmp=$(mktemp -d)
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" \
