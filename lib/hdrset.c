@@ -32,17 +32,6 @@ hdr_kind(const char *name, size_t len)
 	return HDR_OTHER;
 }
 
-const char *
-hdr_name(enum hdr_kind k)
-{
-	size_t i;
-
-	for (i = 0; i < NELEM(names); i++)
-		if (names[i].kind == k)
-			return names[i].name;
-	return NULL;
-}
-
 /* unfold - CR and LF out, blanks trimmed, at most max bytes; NULL if no memory */
 static char *
 unfold(const char *v, size_t len, size_t max)

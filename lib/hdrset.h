@@ -36,8 +36,6 @@ struct hdrset {
 
 /* hdr_kind - which of the policy's headers a field name is (ASCII case folded) */
 enum hdr_kind hdr_kind(const char *name, size_t len);
-/* hdr_name - the name to write for a kind ("From", ...; NULL for HDR_OTHER) */
-const char *hdr_name(enum hdr_kind k);
 /* hdrset_add - note one header value of kind k */
 int hdrset_add(struct hdrset *h, enum hdr_kind k, const char *value, size_t len);
 /* hdrset_view - what the policy reads (pointers into h) */

@@ -77,12 +77,6 @@ log_open(const char *ident, enum log_dest dest, int debug)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
 
-void
-log_set_debug(int debug)
-{
-	log_debug_on = debug;
-}
-
 int
 log_debug_enabled(void)
 {

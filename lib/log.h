@@ -30,8 +30,6 @@ void log_open(const char *ident, enum log_dest dest, int debug);
 int log_to_file(const char *path, char *err, size_t errlen);
 /* log_reopen - reopen the log file (after it was rotated); no-op otherwise */
 void log_reopen(void);
-/* log_set_debug - turn debug lines on or off */
-void log_set_debug(int debug);
 /* log_debug_enabled - whether debug lines are written (skip costly work) */
 int log_debug_enabled(void);
 

@@ -42,12 +42,6 @@ store_close(struct store *s)
 		s->ops->close(s);
 }
 
-const char *
-store_backend(const struct store *s)
-{
-	return s->ops->name;
-}
-
 /* key - "KIND:NS:mailbox" with the mailbox in lower case */
 static int
 key(char *buf, size_t size, const char *kind, const char *ns, const char *mailbox)

@@ -36,8 +36,6 @@ struct store;
 struct store *store_open(const struct conf *conf, struct store_err *err);
 /* store_close - NULL is fine */
 void store_close(struct store *s);
-/* store_backend - "lmdb" or "redis", for messages */
-const char *store_backend(const struct store *s);
 
 /*
  * Messages: take one admission in ns for mailbox: at most count in any

@@ -134,21 +134,6 @@ m3_utf8_seq(const unsigned char *s, size_t len)
 	return n;
 }
 
-bool
-m3_utf8_valid(const char *s, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)s;
-
-	while (len > 0) {
-		size_t n = m3_utf8_seq(p, len);
-		if (n == 0)
-			return false;
-		p += n;
-		len -= n;
-	}
-	return true;
-}
-
 /* Arena ---------------------------------------------------------------- */
 
 #define ARENA_CHUNK 8192

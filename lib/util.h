@@ -27,8 +27,6 @@ void m3_lower(char *s);
 void m3_hex(const unsigned char *in, size_t n, char *out);
 /* m3_printable - src for a log line: control characters as '?', at most size-1 bytes */
 const char *m3_printable(char *dst, const char *src, size_t size);
-/* m3_utf8_valid - whether [s, s+len) is well-formed UTF-8 (no overlongs, no surrogates) */
-bool m3_utf8_valid(const char *s, size_t len);
 /* m3_utf8_seq - length of the valid UTF-8 sequence at s (max len bytes), 0 if invalid */
 size_t m3_utf8_seq(const unsigned char *s, size_t len);
 
