@@ -15,12 +15,12 @@
 #define SEND_AS_TEXT "SMTP; Client does not have permissions to send as this sender"
 
 static void set_reply(struct reply *r, enum verdict v, const char *code,
-		      const char *xcode, const char *reason, const char *fmt,
+		      const char *xcode, enum reason reason, const char *fmt,
 		      ...) __attribute__((format(printf, 6, 7)));
 
 static void
 set_reply(struct reply *r, enum verdict v, const char *code, const char *xcode,
-	  const char *reason, const char *fmt, ...)
+	  enum reason reason, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -34,11 +34,23 @@ set_reply(struct reply *r, enum verdict v, const char *code, const char *xcode,
 }
 
 static void
-accept_reply(struct reply *r, const char *reason)
+accept_reply(struct reply *r, enum reason reason)
 {
 	memset(r, 0, sizeof(*r));
 	r->verdict = VERDICT_ACCEPT;
 	r->reason = reason;
+}
+
+static const char *const reason_names[] = {
+#define M3_REASON_NAME(e, s) s,
+	M3_REASONS(M3_REASON_NAME)
+#undef M3_REASON_NAME
+};
+
+const char *
+reason_name(enum reason r)
+{
+	return (unsigned)r < REASON_COUNT ? reason_names[r] : "?";
 }
 
 /* Step 1 ------------------------------------------------------------------------ */
@@ -136,7 +148,7 @@ policy_mail(const struct conf *conf, const struct identity *id,
 	s = policy_find_submitter(conf, id);
 	if (s == NULL) {
 		set_reply(&m->reply, VERDICT_REJECT, "550", "5.7.1",
-			  "unknown-submitter",
+			  REASON_UNKNOWN_SUBMITTER,
 			  "Client [%s]%s%s is not allowed to send through this "
 			  "gateway",
 			  m->client_text,
@@ -150,7 +162,7 @@ policy_mail(const struct conf *conf, const struct identity *id,
 	if (m->domain == NULL || m->tenant == NULL) {
 		/* conf_load() refuses this; kept as a defined answer. */
 		set_reply(&m->reply, VERDICT_TEMPFAIL, "451", "4.3.5",
-			  "config-incomplete",
+			  REASON_CONFIG_INCOMPLETE,
 			  "Gateway configuration incomplete for this client");
 		return;
 	}
@@ -166,7 +178,7 @@ policy_mail(const struct conf *conf, const struct identity *id,
 		m->final_sender = m->domain->default_sender;
 		m->sender_rewritten = true;
 	}
-	accept_reply(&m->reply, m->sender_rewritten ? "sender-rewritten" : "ok");
+	accept_reply(&m->reply, m->sender_rewritten ? REASON_SENDER_REWRITTEN : REASON_OK);
 }
 
 /* Step 3 ------------------------------------------------------------------------- */
@@ -195,7 +207,7 @@ policy_rcpt(const struct conf *conf, struct policy_msg *m, const char *rcpt,
 	}
 	if (addr_parse_path(rcpt, strlen(rcpt), false, &rv->addr, &e) < 0) {
 		set_reply(&rv->reply, VERDICT_REJECT, "501", "5.1.3",
-			  "rcpt-syntax", "Bad recipient address syntax: %s",
+			  REASON_RCPT_SYNTAX, "Bad recipient address syntax: %s",
 			  e.msg);
 		m->n_refused++;
 		return;
@@ -210,14 +222,14 @@ policy_rcpt(const struct conf *conf, struct policy_msg *m, const char *rcpt,
 			if (d->mode == MODE_DIRECT_SEND ||
 			    m->tenant->direct_send)
 				set_reply(&rv->reply, VERDICT_REJECT, "550", "5.7.54",
-					  "direct-send-external",
+					  REASON_DIRECT_SEND_EXTERNAL,
 					  "Direct Send can only reach the "
 					  "organisation's own mailboxes; <%s> "
 					  "is outside %s",
 					  a, d->name);
 			else
 				set_reply(&rv->reply, VERDICT_REJECT, "550", "5.7.54",
-					  "no-external-route",
+					  REASON_NO_EXTERNAL_ROUTE,
 					  "No mailbox or connector is configured "
 					  "to send outside %s; <%s> is external",
 					  d->name, a);
@@ -230,14 +242,14 @@ policy_rcpt(const struct conf *conf, struct policy_msg *m, const char *rcpt,
 	 * submission: Postfix splits the delivery, the transport keeps each
 	 * part within the mailbox's recipients_per_message. */
 	if (m->n_internal + m->n_external >= conf->milter.max_recipients) {
-		set_reply(&rv->reply, VERDICT_TEMPFAIL, "452", "4.5.3", "recipients-per-message",
+		set_reply(&rv->reply, VERDICT_TEMPFAIL, "452", "4.5.3", REASON_RECIPIENTS_PER_MESSAGE,
 			  "Too many recipients: this gateway takes %u per message; send the "
 			  "rest in another message",
 			  conf->milter.max_recipients);
 		m->n_refused++;
 		return;
 	}
-	accept_reply(&rv->reply, rv->internal ? "internal" : "external");
+	accept_reply(&rv->reply, rv->internal ? REASON_INTERNAL : REASON_EXTERNAL);
 	if (rv->internal)
 		m->n_internal++;
 	else
@@ -287,14 +299,14 @@ choose_mailbox(const struct conf *conf, const struct policy_msg *m,
 }
 
 static void
-send_as_denied(struct policy_msg *m, const char *reason)
+send_as_denied(struct policy_msg *m, enum reason reason)
 {
 	set_reply(&m->reply, VERDICT_REJECT, "550", "5.7.60", reason, "%s",
 		  SEND_AS_TEXT);
 }
 
 static void
-bad_header(struct policy_msg *m, const char *reason, const char *text)
+bad_header(struct policy_msg *m, enum reason reason, const char *text)
 {
 	set_reply(&m->reply, VERDICT_REJECT, "550", "5.6.0", reason, "%s", text);
 }
@@ -339,12 +351,12 @@ policy_eom(const struct conf *conf, struct policy_msg *m,
 	/* Step 4: the author. */
 	memset(&from, 0, sizeof(from));
 	if (h->n_from > 1) {
-		bad_header(m, "several-from", "Message has several From headers");
+		bad_header(m, REASON_SEVERAL_FROM, "Message has several From headers");
 		return;
 	}
 	r = h->n_from == 1 ? parse_one_author(h->from[0], &from, &e) : 0;
 	if (r == -1) {
-		bad_header(m, "from-several-addresses",
+		bad_header(m, REASON_FROM_SEVERAL_ADDRESSES,
 			   "The From header holds several addresses; send one");
 		return;
 	}
@@ -358,17 +370,17 @@ policy_eom(const struct conf *conf, struct policy_msg *m,
 			   !is_internal(m->tenant, from.addr.domain)) {
 			m->from_action = FROM_REWRITE;
 		} else {
-			send_as_denied(m, "send-as-denied");
+			send_as_denied(m, REASON_SEND_AS_DENIED);
 			return;
 		}
 	} else if (d->rewrite_header_from) {
 		/* No usable From: give the message the domain's own. */
 		m->from_action = h->n_from == 0 ? FROM_ADD : FROM_REWRITE;
 	} else if (h->n_from == 0) {
-		bad_header(m, "no-from", "Message has no From header");
+		bad_header(m, REASON_NO_FROM, "Message has no From header");
 		return;
 	} else {
-		set_reply(&m->reply, VERDICT_REJECT, "550", "5.6.0", "from-syntax",
+		set_reply(&m->reply, VERDICT_REJECT, "550", "5.6.0", REASON_FROM_SYNTAX,
 			  "The From header cannot be parsed: %s",
 			  r == 0 ? "it holds no address" : e.msg);
 		return;
@@ -385,17 +397,17 @@ policy_eom(const struct conf *conf, struct policy_msg *m,
 		/* A Sender next to a From we replaced would contradict it. */
 		m->delete_sender = h->n_sender > 0;
 	} else if (h->n_sender > 1) {
-		bad_header(m, "several-sender", "Message has several Sender headers");
+		bad_header(m, REASON_SEVERAL_SENDER, "Message has several Sender headers");
 		return;
 	} else if (h->n_sender == 1) {
 		r = parse_one_author(h->sender[0], &sender, &e);
 		if (r != 1) {
-			bad_header(m, "sender-syntax",
+			bad_header(m, REASON_SENDER_SYNTAX,
 				   "The Sender header must hold one address");
 			return;
 		}
 		if (!match_any(s->send_as, s->n_send_as, &sender.addr)) {
-			send_as_denied(m, "send-as-denied");
+			send_as_denied(m, REASON_SEND_AS_DENIED);
 			return;
 		}
 		have_sender = true;
@@ -413,7 +425,7 @@ policy_eom(const struct conf *conf, struct policy_msg *m,
 			m->mode = MODE_SMTP_AUTH;
 			m->connector = NULL;
 		} else {
-			set_reply(&m->reply, VERDICT_TEMPFAIL, "451", "4.7.0", "spf-not-authorized",
+			set_reply(&m->reply, VERDICT_TEMPFAIL, "451", "4.7.0", REASON_SPF_NOT_AUTHORIZED,
 				  "SPF for %s does not authorize this gateway (%s); mail for it "
 				  "waits until the record is fixed (m365ctl doctor)",
 				  d->default_sender.domain,
@@ -428,7 +440,7 @@ policy_eom(const struct conf *conf, struct policy_msg *m,
 		if (mb == NULL) {
 			/* conf_load() refuses a pinned smtp-auth without one. */
 			set_reply(&m->reply, VERDICT_TEMPFAIL, "451", "4.3.5",
-				  "config-incomplete",
+				  REASON_CONFIG_INCOMPLETE,
 				  "No mailbox configured for %s", d->name);
 			return;
 		}
@@ -442,11 +454,11 @@ policy_eom(const struct conf *conf, struct policy_msg *m,
 		if (!mailbox_may_send_as(mb, &final_from) ||
 		    (have_sender && !mailbox_may_send_as(mb, &sender.addr)) ||
 		    (!m->sender_null && !mailbox_may_send_as(mb, &m->final_sender))) {
-			send_as_denied(m, "send-as-denied-mailbox");
+			send_as_denied(m, REASON_SEND_AS_DENIED_MAILBOX);
 			return;
 		}
 	}
-	accept_reply(&m->reply, "ok");
+	accept_reply(&m->reply, REASON_OK);
 }
 
 void
@@ -467,7 +479,7 @@ policy_evaluate(const struct conf *conf, const struct submission *s,
 		m->reply = s->n_rcpts > 0 ? *first : m->reply;
 		if (s->n_rcpts == 0)
 			set_reply(&m->reply, VERDICT_REJECT, "554", "5.5.1",
-				  "no-recipients", "No valid recipients");
+				  REASON_NO_RECIPIENTS, "No valid recipients");
 		return;
 	}
 	policy_eom(conf, m, &s->headers);
@@ -548,6 +560,6 @@ policy_summary(const struct policy_msg *m, char *buf, size_t size)
 		 m->mailbox ? m->mailbox->name : "-",
 		 m->connector ? m->connector->name : "-", m->n_internal,
 		 m->n_external, m->n_refused, verdict,
-		 m->reply.reason ? m->reply.reason : "-");
+		 reason_name(m->reply.reason));
 	return buf;
 }

@@ -44,12 +44,55 @@
 
 enum verdict { VERDICT_ACCEPT, VERDICT_REJECT, VERDICT_TEMPFAIL };
 
+/*
+ * Every reason a verdict can carry, with its token for the log and the
+ * metrics label: the policy's, then the milter's own (admission, store,
+ * internal errors, a transaction that ended early).  One list, so that a
+ * new reason is counted and logged the same everywhere.
+ */
+#define M3_REASONS(X)                                                              \
+	X(REASON_OK, "ok")                                                              \
+	X(REASON_SENDER_REWRITTEN, "sender-rewritten")                                  \
+	X(REASON_INTERNAL, "internal")   /* an accepted recipient */                   \
+	X(REASON_EXTERNAL, "external")                                                  \
+	X(REASON_UNKNOWN_SUBMITTER, "unknown-submitter")                                \
+	X(REASON_CONFIG_INCOMPLETE, "config-incomplete")                                \
+	X(REASON_RCPT_SYNTAX, "rcpt-syntax")                                            \
+	X(REASON_DIRECT_SEND_EXTERNAL, "direct-send-external")                          \
+	X(REASON_NO_EXTERNAL_ROUTE, "no-external-route")                                \
+	X(REASON_RECIPIENTS_PER_MESSAGE, "recipients-per-message")                      \
+	X(REASON_NO_RECIPIENTS, "no-recipients")                                        \
+	X(REASON_NO_FROM, "no-from")                                                    \
+	X(REASON_SEVERAL_FROM, "several-from")                                          \
+	X(REASON_FROM_SEVERAL_ADDRESSES, "from-several-addresses")                      \
+	X(REASON_FROM_SYNTAX, "from-syntax")                                            \
+	X(REASON_SEVERAL_SENDER, "several-sender")                                      \
+	X(REASON_SENDER_SYNTAX, "sender-syntax")                                        \
+	X(REASON_SEND_AS_DENIED, "send-as-denied")                                      \
+	X(REASON_SEND_AS_DENIED_MAILBOX, "send-as-denied-mailbox")                      \
+	X(REASON_SPF_NOT_AUTHORIZED, "spf-not-authorized")                              \
+	X(REASON_MESSAGE_LIMIT, "message-limit")                                        \
+	X(REASON_RECIPIENT_LIMIT, "recipient-limit")                                    \
+	X(REASON_STORE_ERROR, "store-error")                                            \
+	X(REASON_INTERNAL_ERROR, "internal-error")                                      \
+	X(REASON_ABORTED, "aborted")
+
+enum reason {
+#define M3_REASON_ENUM(e, s) e,
+	M3_REASONS(M3_REASON_ENUM)
+#undef M3_REASON_ENUM
+	REASON_COUNT
+};
+
+/* reason_name - the token of a reason ("send-as-denied") */
+const char *reason_name(enum reason r);
+
 struct reply {
 	enum verdict verdict;
 	char code[4];	/* "550" */
 	char xcode[12]; /* "5.7.60" */
 	char text[480]; /* without code and enhanced code */
-	const char *reason; /* log token, e.g. "send-as-denied" */
+	enum reason reason;
 };
 
 /* Who is talking to the gateway (what the MTA tells the milter). */

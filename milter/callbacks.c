@@ -75,7 +75,7 @@ msg_log(struct mctx *m)
 		if (m->refused)
 			m->pm.reply = m->refusal; /* every recipient was refused */
 		else
-			m->pm.reply.reason = "aborted";
+			m->pm.reply.reason = REASON_ABORTED;
 	}
 	policy_summary(&m->pm, buf, sizeof(buf));
 	metrics_count(m->pm.reply.verdict, m->pm.reply.reason);
@@ -138,7 +138,7 @@ internal_error(SMFICTX *ctx, struct mctx *m, const char *what)
 		m->logged = true;
 	metrics_count(act == FAIL_ACCEPT ? VERDICT_ACCEPT : act == FAIL_REJECT ? VERDICT_REJECT
 									 : VERDICT_TEMPFAIL,
-		      "internal-error");
+		      REASON_INTERNAL_ERROR);
 	memset(&r, 0, sizeof(r));
 	switch (act) {
 	case FAIL_ACCEPT:
@@ -299,7 +299,7 @@ cb_envrcpt(SMFICTX *ctx, char **argv)
 		m->refused = true;
 		log_info("%s: recipient %s refused: %s %s %s reason=%s", qid(m),
 			 argv[0], rv.reply.code, rv.reply.xcode, rv.reply.text,
-			 rv.reply.reason);
+			 reason_name(rv.reply.reason));
 	}
 	return verdict_status(ctx, &rv.reply);
 }

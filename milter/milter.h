@@ -47,7 +47,7 @@ int milter_run(void);
 /* admission - step 6 for an accepted message: the mailbox's windows; r says no if over */
 void admission(const struct conf *conf, const struct policy_msg *m, struct reply *r);
 /* metrics_count - one message's verdict, for the metrics */
-void metrics_count(enum verdict v, const char *reason);
+void metrics_count(enum verdict v, enum reason reason);
 /* metrics_render - the Prometheus text page into b (b->failed: not whole) */
 void metrics_render(struct sbuf *b);
 

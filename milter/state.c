@@ -99,7 +99,7 @@ done_store(void)
 
 static void
 set(struct reply *r, enum verdict v, const char *code, const char *xcode,
-    const char *reason)
+    enum reason reason)
 {
 	r->verdict = v;
 	m3_strlcpy(r->code, code, sizeof(r->code));
@@ -109,11 +109,11 @@ set(struct reply *r, enum verdict v, const char *code, const char *xcode,
 
 /* over - the answer for a mailbox over a limit, per the configured action */
 static void
-over(enum fail_action act, struct reply *r, const char *reason, const char *fmt, ...)
+over(enum fail_action act, struct reply *r, enum reason reason, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
 static void
-over(enum fail_action act, struct reply *r, const char *reason, const char *fmt, ...)
+over(enum fail_action act, struct reply *r, enum reason reason, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -168,7 +168,7 @@ admission(const struct conf *conf, const struct policy_msg *m, struct reply *r)
 		}
 		if (rc == STORE_FULL) {
 			done_store();
-			over(ra, r, "recipient-limit", "%s reached %s recipients; retry after %s",
+			over(ra, r, REASON_RECIPIENT_LIMIT, "%s reached %s recipients; retry after %s",
 			     mb->name, limit_format(&mb->recipients, lim, sizeof(lim)),
 			     free_at == UINT64_MAX ? "never (more than the limit at once)"
 						   : utc(free_at, when, sizeof(when)));
@@ -185,7 +185,7 @@ admission(const struct conf *conf, const struct policy_msg *m, struct reply *r)
 		}
 		if (rc == STORE_FULL) {
 			done_store();
-			over(ma, r, "message-limit", "%s reached %s messages; retry after %s",
+			over(ma, r, REASON_MESSAGE_LIMIT, "%s reached %s messages; retry after %s",
 			     mb->name, limit_format(&mb->messages, lim, sizeof(lim)),
 			     utc(free_at, when, sizeof(when)));
 			return;
@@ -198,10 +198,10 @@ store_failed:
 	case FAIL_ACCEPT:
 		return;
 	case FAIL_REJECT:
-		set(r, VERDICT_REJECT, "550", "5.3.0", "store-error");
+		set(r, VERDICT_REJECT, "550", "5.3.0", REASON_STORE_ERROR);
 		break;
 	case FAIL_TEMPFAIL:
-		set(r, VERDICT_TEMPFAIL, "451", "4.3.0", "store-error");
+		set(r, VERDICT_TEMPFAIL, "451", "4.3.0", REASON_STORE_ERROR);
 		break;
 	}
 	snprintf(r->text, sizeof(r->text), "Gateway state store unavailable; try again later");
@@ -209,26 +209,16 @@ store_failed:
 
 /* Metrics ------------------------------------------------------------------------------ */
 
-static const char *reasons[] = {
-	"ok", "unknown-submitter", "direct-send-external", "no-external-route",
-	"rcpt-syntax", "send-as-denied", "send-as-denied-mailbox", "no-from",
-	"several-from", "from-several-addresses", "from-syntax", "several-sender",
-	"sender-syntax", "recipients-per-message", "message-limit", "recipient-limit",
-	"store-error", "internal-error", "aborted", "other"};
-
 static pthread_mutex_t count_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned long counts[3][NELEM(reasons)];
+static unsigned long counts[3][REASON_COUNT];
 
 void
-metrics_count(enum verdict v, const char *reason)
+metrics_count(enum verdict v, enum reason reason)
 {
-	size_t i;
-
-	for (i = 0; i + 1 < NELEM(reasons); i++)
-		if (reason != NULL && strcmp(reason, reasons[i]) == 0)
-			break;
+	if ((unsigned)reason >= REASON_COUNT)
+		return;
 	pthread_mutex_lock(&count_lock);
-	counts[v][i]++;
+	counts[v][reason]++;
 	pthread_mutex_unlock(&count_lock);
 }
 
@@ -365,10 +355,10 @@ metrics_render(struct sbuf *b)
 	family(b, "m365relay_verdicts_total", "counter", "Messages by verdict and reason.");
 	pthread_mutex_lock(&count_lock);
 	for (v = 0; v < 3; v++)
-		for (i = 0; i < NELEM(reasons); i++)
-			if (counts[v][i] > 0 || (v == 0 && i == 0))
+		for (i = 0; i < REASON_COUNT; i++)
+			if (counts[v][i] > 0 || (v == 0 && i == REASON_OK))
 				sbuf_addf(b, "m365relay_verdicts_total{verdict=\"%s\",reason=\"%s\"} %lu\n",
-					vnames[v], reasons[i], counts[v][i]);
+					vnames[v], reason_name((enum reason)i), counts[v][i]);
 	pthread_mutex_unlock(&count_lock);
 	pthread_mutex_lock(&health_lock);
 	family(b, "m365relay_store_errors_total", "counter",

@@ -432,7 +432,7 @@ START_TEST(test_case)
 				 "SMTP; Client does not have permissions to send "
 				 "as this sender");
 	}
-	ck_assert_str_eq(m.reply.reason, c->reason);
+	ck_assert_str_eq(reason_name(m.reply.reason), c->reason);
 	if (c->submitter == NULL) {
 		ck_assert_ptr_null(m.submitter);
 		return;
@@ -683,7 +683,7 @@ START_TEST(test_spf_unauthorized)
 	ck_assert_int_eq(m.reply.verdict, VERDICT_TEMPFAIL);
 	ck_assert_str_eq(m.reply.code, "451");
 	ck_assert_str_eq(m.reply.xcode, "4.7.0");
-	ck_assert_str_eq(m.reply.reason, "spf-not-authorized");
+	ck_assert_str_eq(reason_name(m.reply.reason), "spf-not-authorized");
 	ck_assert_str_eq(m.reply.text, "SPF for fabrikam.com does not authorize this gateway "
 				       "(egress_ip); mail for it waits until the record is "
 				       "fixed (m365ctl doctor)");
