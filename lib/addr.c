@@ -35,6 +35,7 @@ fail(struct cur *c, const char *msg)
 {
 	if (c->err != NULL) {
 		c->err->off = (size_t)(c->p - c->base);
+		c->err->too_many = false;
 		m3_strlcpy(c->err->msg, msg, sizeof(c->err->msg));
 	}
 	return -1;
@@ -711,8 +712,12 @@ read_mailbox(struct cur *c, struct list_out *lo, bool *group_start,
 	} else {
 		return fail_char(c, "address without '@domain'");
 	}
-	if (lo->n >= lo->cap)
-		return fail(c, "too many addresses");
+	if (lo->n >= lo->cap) {
+		fail(c, "too many addresses");
+		if (c->err != NULL)
+			c->err->too_many = true; /* decided on, never the text */
+		return -1;
+	}
 	lo->mb[lo->n].addr = a;
 	m3_strlcpy(lo->mb[lo->n].display, disp->buf, sizeof(lo->mb[0].display));
 	lo->n++;

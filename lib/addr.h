@@ -40,6 +40,7 @@ struct mailbox {
 
 struct addr_err {
 	size_t off;	 /* byte offset of the problem in the input */
+	bool too_many;	 /* the list holds more addresses than the caller's cap */
 	char msg[160];	 /* what is wrong, for humans */
 };
 
