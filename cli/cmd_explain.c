@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "policy.h"
+#include "spfgate.h"
 
 #define MAX_ITEMS 64
 
@@ -23,6 +24,15 @@ explain_usage(void)
 		"[--cert-subject DN]\n"
 		"         --sender ADDR --rcpt ADDR [--rcpt ADDR...] "
 		"[--from VALUE] [--sender-header VALUE] [--reply-to]\n");
+}
+
+/* gate_print - a require_spf_pass finding, before the verdict it shapes */
+static void
+gate_print(void *arg, enum spfgate_level lvl, const char *line)
+{
+	(void)arg;
+	(void)lvl;
+	printf("spf:         %s\n", line + strlen("require_spf_pass: "));
 }
 
 int
@@ -41,6 +51,8 @@ cmd_explain(const char *conf_file, int argc, char **argv)
 	const char *rcpts[MAX_ITEMS], *from[MAX_ITEMS], *sender[MAX_ITEMS];
 	struct rcpt_verdict rv[MAX_ITEMS];
 	struct submission sub;
+	struct policy_facts facts = {NULL};
+	bool *unauth = NULL;
 	struct policy_msg m;
 	struct ipaddr client;
 	struct conf *conf;
@@ -100,7 +112,19 @@ cmd_explain(const char *conf_file, int argc, char **argv)
 	if (conf == NULL)
 		return 1;
 
-	policy_evaluate(conf, &sub, &m, rv, MAX_ITEMS);
+	/* require_spf_pass is looked up as the milter would (it holds back
+	 * direct-send and relay for a domain whose SPF fails), and said. */
+	if (conf->milter.require_spf_pass && conf->n_domains > 0) {
+		unauth = calloc(conf->n_domains, sizeof(bool));
+		if (unauth == NULL) {
+			conf_free(conf);
+			return 1;
+		}
+		spfgate_check(conf, unauth, gate_print, NULL);
+		facts.spf_unauthorized = unauth;
+	}
+	policy_evaluate(conf, &facts, &sub, &m, rv, MAX_ITEMS);
+	free(unauth);
 	printf("submitter:   %s\n", m.submitter ? m.submitter->name
 					       : "(none: client not recognised)");
 	if (m.submitter != NULL) {

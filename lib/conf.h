@@ -107,9 +107,6 @@ struct domain_policy {
 	const struct mailbox_conf *mailbox;  /* for smtp-auth; may be NULL */
 	const struct connector *connector; /* for relay; may be NULL */
 	bool rewrite_header_from;
-	/* Not configuration: set by the milter (require_spf_pass) when SPF for
-	 * this domain does not authorize the tenant's egress_ip. */
-	bool spf_unauthorized;
 };
 
 struct submitter {

@@ -333,7 +333,7 @@ parse_one_author(const char *value, struct mailbox *mb, struct addr_err *err)
 }
 
 void
-policy_eom(const struct conf *conf, struct policy_msg *m,
+policy_eom(const struct conf *conf, const struct policy_facts *facts, struct policy_msg *m,
 	   const struct msg_headers *h)
 {
 	const struct domain_policy *d = m->domain;
@@ -419,7 +419,8 @@ policy_eom(const struct conf *conf, struct policy_msg *m,
 	 * gateway would land in junk.  Auto mode falls back to a mailbox;
 	 * otherwise the device retries later (tempfail), nothing is lost.
 	 */
-	if ((m->mode == MODE_DIRECT_SEND || m->mode == MODE_RELAY) && d->spf_unauthorized &&
+	if ((m->mode == MODE_DIRECT_SEND || m->mode == MODE_RELAY) && facts != NULL &&
+	    facts->spf_unauthorized != NULL && facts->spf_unauthorized[d - conf->domains] &&
 	    (m->sender_rewritten || m->from_action != FROM_KEEP)) {
 		if (d->mode == MODE_AUTO && configured_mailbox(m) != NULL) {
 			m->mode = MODE_SMTP_AUTH;
@@ -462,7 +463,8 @@ policy_eom(const struct conf *conf, struct policy_msg *m,
 }
 
 void
-policy_evaluate(const struct conf *conf, const struct submission *s,
+policy_evaluate(const struct conf *conf, const struct policy_facts *facts,
+		const struct submission *s,
 		struct policy_msg *m, struct rcpt_verdict *rv, size_t cap)
 {
 	struct rcpt_verdict tmp;
@@ -482,7 +484,7 @@ policy_evaluate(const struct conf *conf, const struct submission *s,
 				  REASON_NO_RECIPIENTS, "No valid recipients");
 		return;
 	}
-	policy_eom(conf, m, &s->headers);
+	policy_eom(conf, facts, m, &s->headers);
 }
 
 /* The verdict as changes ----------------------------------------------------------- */

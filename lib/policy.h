@@ -192,6 +192,16 @@ struct edits {
 	char reply_to[ADDR_DISPLAY_MAX * 2 + ADDR_TEXT_MAX + 8];
 };
 
+/*
+ * What the gateway knows at run time that is not configuration: which
+ * domain policies' SPF does not authorize the gateway (require_spf_pass,
+ * spfgate.h; indexed like conf->domains).  NULL, or a NULL array: nothing
+ * known, nothing held back.
+ */
+struct policy_facts {
+	const bool *spf_unauthorized;
+};
+
 /* policy_mail - steps 1 and 2 at MAIL FROM; m->reply says accept or refuse */
 void policy_mail(const struct conf *conf, const struct identity *id,
 		 const char *env_sender, struct policy_msg *m);
@@ -199,11 +209,12 @@ void policy_mail(const struct conf *conf, const struct identity *id,
 void policy_rcpt(const struct conf *conf, struct policy_msg *m,
 		 const char *rcpt, struct rcpt_verdict *rv);
 /* policy_eom - steps 4 and 5 at end of message; sets m->reply */
-void policy_eom(const struct conf *conf, struct policy_msg *m,
-		const struct msg_headers *h);
+void policy_eom(const struct conf *conf, const struct policy_facts *facts,
+		struct policy_msg *m, const struct msg_headers *h);
 /* policy_evaluate - every stage in order; rv (cap entries) gets each recipient's verdict */
-void policy_evaluate(const struct conf *conf, const struct submission *s,
-		     struct policy_msg *m, struct rcpt_verdict *rv, size_t cap);
+void policy_evaluate(const struct conf *conf, const struct policy_facts *facts,
+		     const struct submission *s, struct policy_msg *m, struct rcpt_verdict *rv,
+		     size_t cap);
 
 /* policy_edits - what an accepted message must become (EDIT_ROUTE always, last) */
 void policy_edits(const struct policy_msg *m, struct edits *out);

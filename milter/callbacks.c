@@ -413,7 +413,7 @@ cb_eom(SMFICTX *ctx)
 		m3_strlcpy(m->qid, q, sizeof(m->qid)); /* Sendmail sets {i} late */
 
 	hdrset_view(&m->hdr, &h);
-	policy_eom(m->snap->conf, &m->pm, &h);
+	policy_eom(m->snap->conf, &m->snap->facts, &m->pm, &h);
 	if (m->pm.reply.verdict == VERDICT_ACCEPT) {
 		/* Step 6: the mailbox's limits, at SMTP time when so configured. */
 		struct reply ar;

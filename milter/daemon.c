@@ -201,7 +201,7 @@ reload_thread(void *arg)
 			continue;
 		if (sig == SIGUSR1) {
 			log_reopen(); /* a rotated log_file */
-			snap_reload(conf_file);
+			snap_reload(conf_file, true);
 		}
 	}
 	return NULL;
@@ -217,6 +217,11 @@ worker(void)
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() == 1)
 		_exit(0);
+	/* The require_spf_pass look-ups, here rather than in the supervisor. */
+	if (snap_worker_init() < 0) {
+		log_errx("worker: no configuration, or out of memory");
+		_exit(1);
+	}
 	/* The reload thread starts while every signal is still blocked (the
 	 * supervisor's mask), so that it only ever takes SIGUSR1: a SIGTERM
 	 * landing on it would kill the worker outright instead of letting
@@ -287,7 +292,7 @@ supervise(void)
 			 */
 			log_reopen(); /* a rotated log_file */
 			log_info("SIGHUP: reloading %s", conf_file);
-			if (snap_reload(conf_file) == 0 && child > 0)
+			if (snap_reload(conf_file, false) == 0 && child > 0)
 				kill(child, SIGUSR1);
 			break;
 		case SIGTERM:

@@ -19,17 +19,22 @@
 
 struct snapshot {
 	struct conf *conf;
-	unsigned refs; /* holders, plus one while it is the current snapshot */
+	bool *spf_unauthorized;	   /* per conf->domains (worker only; NULL: none) */
+	struct policy_facts facts; /* what the policy is given with conf */
+	unsigned refs;		   /* holders, plus one while it is the current snapshot */
 };
 
-/* snap_init - make conf the current snapshot (takes ownership) */
+/* snap_init - make conf the current snapshot (takes ownership); no facts */
 void snap_init(struct conf *conf);
+/* snap_worker_init - in a new worker: the current snapshot, with its facts */
+int snap_worker_init(void);
 /* snap_get - take a reference to the current snapshot */
 struct snapshot *snap_get(void);
 /* snap_put - drop a reference (NULL is fine); frees a replaced snapshot */
 void snap_put(struct snapshot *s);
-/* snap_reload - load path; swap it in only if it is valid; 0 if swapped */
-int snap_reload(const char *path);
+/* snap_reload - load path; swap it in only if it is valid; 0 if swapped.
+ * worker: compute the facts and log the reload (the supervisor only checks) */
+int snap_reload(const char *path, bool worker);
 /* snap_shutdown - drop the current snapshot */
 void snap_shutdown(void);
 

@@ -11,76 +11,81 @@
 
 #include "log.h"
 #include "milter.h"
-#include "spf.h"
+#include "spfgate.h"
 
 static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct snapshot *current;
 
-/*
- * spf_gate - require_spf_pass: mark each domain whose SPF does not pass the
- * tenant's egress_ip (its default sender's domain is the rewrite target).
- * Only a definite answer marks a domain: when DNS cannot answer, the domain
- * stays usable and the log says so (a DNS outage at start must not hold all
- * mail; the next reload checks again).  Each call builds its own resolver
- * and libspf2 server, so nothing is shared between threads.
- */
+/* gate_log - spfgate.h's findings, into the log */
 static void
-spf_gate(struct conf *conf)
+gate_log(void *arg, enum spfgate_level lvl, const char *line)
 {
-	struct dns *dns;
-	size_t i;
-
-	if (!conf->milter.require_spf_pass)
-		return;
-	dns = dns_system();
-	if (dns == NULL) {
-		log_errx("require_spf_pass: cannot initialise the resolver; SPF not checked");
-		return;
-	}
-	for (i = 0; i < conf->n_domains; i++) {
-		struct domain_policy *d = &conf->domains[i];
-		const char *dom = d->default_sender.domain;
-		struct spf_report r;
-		char err[256];
-
-		if (d->tenant->egress_ip == NULL) {
-			log_warnx("require_spf_pass: %s: tenant %s has no egress_ip; not checked",
-				  dom, d->tenant->name);
-			continue;
-		}
-		if (spf_inspect(dns, NULL, dom, d->tenant->egress_ip, &r, err, sizeof(err)) < 0) {
-			log_warnx("require_spf_pass: %s: SPF could not be checked (%s); "
-				  "domain kept in use until the next reload", dom, err);
-			continue;
-		}
-		d->spf_unauthorized = !r.pass;
-		if (r.pass)
-			log_info("require_spf_pass: %s: SPF passes %s", dom, d->tenant->egress_ip);
-		else
-			log_errx("require_spf_pass: %s: SPF %s for %s; not used as a rewrite "
-				 "target for direct-send or relay (fix: m365ctl doctor)",
-				 dom, r.result, d->tenant->egress_ip);
-	}
-	dns_free(dns);
+	(void)arg;
+	if (lvl == SPFGATE_INFO)
+		log_info("%s", line);
+	else if (lvl == SPFGATE_WARN)
+		log_warnx("%s", line);
+	else
+		log_errx("%s", line);
 }
 
+/*
+ * snap_new - a snapshot of conf.  Only a worker's snapshots carry the
+ * require_spf_pass facts (with_facts): the supervisor keeps the file
+ * checked and parsed for the next worker, and the look-ups and their log
+ * lines happen once per reload, in the worker that uses them.
+ */
 static struct snapshot *
-snap_new(struct conf *conf)
+snap_new(struct conf *conf, bool with_facts)
 {
 	struct snapshot *s = calloc(1, sizeof(*s));
 
 	if (s == NULL)
 		return NULL;
-	spf_gate(conf);
+	if (with_facts && conf->n_domains > 0) {
+		s->spf_unauthorized = calloc(conf->n_domains, sizeof(bool));
+		if (s->spf_unauthorized == NULL) {
+			free(s);
+			return NULL;
+		}
+		spfgate_check(conf, s->spf_unauthorized, gate_log, NULL);
+	}
+	s->facts.spf_unauthorized = s->spf_unauthorized;
 	s->conf = conf;
 	s->refs = 1; /* the "current" reference */
 	return s;
 }
 
+static void
+snap_free(struct snapshot *s)
+{
+	conf_free(s->conf);
+	free(s->spf_unauthorized);
+	free(s);
+}
+
 void
 snap_init(struct conf *conf)
 {
-	current = snap_new(conf);
+	current = snap_new(conf, false);
+}
+
+int
+snap_worker_init(void)
+{
+	struct snapshot *s;
+
+	if (current == NULL)
+		return -1;
+	/* A worker starts with the supervisor's snapshot, without facts: it
+	 * is this process's own copy, and no thread uses it yet. */
+	s = snap_new(current->conf, true);
+	if (s == NULL)
+		return -1;
+	current->conf = NULL;
+	snap_put(current);
+	current = s;
+	return 0;
 }
 
 struct snapshot *
@@ -106,25 +111,24 @@ snap_put(struct snapshot *s)
 	pthread_mutex_lock(&snap_lock);
 	last = --s->refs == 0;
 	pthread_mutex_unlock(&snap_lock);
-	if (last) {
-		conf_free(s->conf);
-		free(s);
-	}
+	if (last)
+		snap_free(s);
 }
 
 int
-snap_reload(const char *path)
+snap_reload(const char *path, bool worker)
 {
 	struct conf *conf;
 	struct snapshot *s, *old;
 
-	conf = conf_load_logged(path, true);
+	/* The supervisor checked the file first and logged its warnings. */
+	conf = conf_load_logged(path, !worker);
 	if (conf == NULL) {
 		log_errx("reload: %s has errors; keeping the running configuration",
 			 path);
 		return -1;
 	}
-	s = snap_new(conf);
+	s = snap_new(conf, worker);
 	if (s == NULL) {
 		conf_free(conf);
 		log_errx("reload: out of memory; keeping the running configuration");
@@ -135,7 +139,8 @@ snap_reload(const char *path)
 	current = s;
 	pthread_mutex_unlock(&snap_lock);
 	snap_put(old);
-	log_info("reload: configuration %s loaded", path);
+	if (worker)
+		log_info("reload: configuration %s loaded", path);
 	return 0;
 }
 

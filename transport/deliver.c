@@ -35,6 +35,7 @@
 #include "log.h"
 #include "oauth.h"
 #include "policy.h"
+#include "spfgate.h"
 #include "route.h"
 #include "smtp.h"
 #include "store.h"
@@ -175,6 +176,16 @@ policy_line(const struct reply *r, char *buf, size_t size)
 	snprintf(buf, size, "%s %s", r->xcode, r->text);
 }
 
+/* gate_log - require_spf_pass findings worth a line (not the passes) */
+static void
+gate_log(void *arg, enum spfgate_level lvl, const char *line)
+{
+	const struct delivery *d = arg;
+
+	if (lvl != SPFGATE_INFO)
+		log_warnx("%s: %s", d->qid, line);
+}
+
 /*
  * plan_from_policy - mail whose route cannot be trusted: the same policy
  * as the milter's decides, from what pipe(8) gives: the client address
@@ -194,6 +205,8 @@ plan_from_policy(const struct delivery *d, const char *why, struct plan *p, stru
 	struct rcpt_verdict *rv;
 	struct submission s;
 	struct policy_msg m;
+	struct policy_facts facts = {NULL};
+	bool *unauth = NULL;
 	char summary[2048];
 	size_t i;
 
@@ -221,7 +234,20 @@ plan_from_policy(const struct delivery *d, const char *why, struct plan *p, stru
 		outcome_local(o, OUT_DEFER, "4.3.0", "out of memory");
 		return -1;
 	}
-	policy_evaluate(d->conf, &s, &m, rv, d->n_rcpts);
+	/* require_spf_pass, as the milter would have applied it: looked up
+	 * here, for the rare message the milter's route does not cover. */
+	if (d->conf->milter.require_spf_pass && d->conf->n_domains > 0) {
+		unauth = calloc(d->conf->n_domains, sizeof(bool));
+		if (unauth == NULL) {
+			free(rv);
+			outcome_local(o, OUT_DEFER, "4.3.0", "out of memory");
+			return -1;
+		}
+		spfgate_check(d->conf, unauth, gate_log, (void *)d);
+		facts.spf_unauthorized = unauth;
+	}
+	policy_evaluate(d->conf, &facts, &s, &m, rv, d->n_rcpts);
+	free(unauth);
 	policy_summary(&m, summary, sizeof(summary));
 	log_info("%s: route not trusted: %s; decided by the policy: %s", d->qid, why, summary);
 	if (m.submitter == NULL && !d->client_given) {

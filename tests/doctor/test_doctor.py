@@ -538,6 +538,43 @@ submitter "bad" { clients = { "192.168.2.0/24" } domain = "notlisted.test"
                       "as a rewrite target for direct-send or relay", r.stderr)
         self.assertIn("require_spf_pass: pass.test: SPF passes 203.0.113.7", r.stderr)
         self.assertIn("reason=spf-not-authorized", r.stderr)
+        # Looked up once at start (the worker; the supervisor only parses).
+        self.assertEqual(r.stderr.count("require_spf_pass: notlisted.test:"), 1, r.stderr)
+
+        # m365ctl explain looks SPF up as the milter does, and says the same.
+        e = self.lab.run([CTL, "-c", conf, "explain", "--client", "192.168.2.5", "--sender",
+                          "dev@printer.local", "--rcpt", "a@notlisted.test", "--from",
+                          "scanner@notlisted.test"], capture_output=True, text=True, timeout=60)
+        print(e.stdout, e.stderr)
+        self.assertEqual(e.returncode, 1, "refused (451) is exit status 1")
+        self.assertIn("spf:         notlisted.test: SPF softfail for 203.0.113.7", e.stdout)
+        self.assertIn("verdict:     451 4.7.0 SPF for notlisted.test does not authorize this "
+                      "gateway (203.0.113.7)", e.stdout)
+
+        # A reload looks it up once more, in the worker only.
+        log = os.path.join(state, "milter.log")
+        with open(log, "w") as lf:
+            p = self.lab.start([MILTER, "-f", "-c", conf], stderr=lf)
+        try:
+            def count(text):
+                with open(log) as f:
+                    return f.read().count(text)
+            for _ in range(200):
+                if count("started (worker") and count("require_spf_pass: notlisted.test:"):
+                    break
+                time.sleep(0.05)
+            p.send_signal(signal.SIGHUP)
+            for _ in range(200):
+                if count("reload: configuration"):
+                    break
+                time.sleep(0.05)
+            time.sleep(0.2)
+            self.assertEqual(count("reload: configuration"), 1)
+            self.assertEqual(count("require_spf_pass: notlisted.test:"), 2,
+                             "one look-up at start, one at the reload")
+        finally:
+            p.send_signal(signal.SIGTERM)
+            p.wait(10)
 
 
 if __name__ == "__main__":

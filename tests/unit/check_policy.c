@@ -418,7 +418,7 @@ START_TEST(test_case)
 
 	submission_of(c, &s, &ip, sender_hdr);
 
-	policy_evaluate(pconf, &s, &m, rv, 6);
+	policy_evaluate(pconf, NULL, &s, &m, rv, 6);
 
 	ck_assert_msg(m.reply.verdict == c->verdict, "%s: verdict %d (%s %s %s)",
 		      c->name, m.reply.verdict, m.reply.code, m.reply.xcode,
@@ -492,7 +492,7 @@ START_TEST(test_idempotent)
 	if (c->verdict != VERDICT_ACCEPT)
 		return;
 	submission_of(c, &s, &ip, sender_hdr);
-	policy_evaluate(pconf, &s, &m, rv, 6);
+	policy_evaluate(pconf, NULL, &s, &m, rv, 6);
 	ck_assert_int_eq(m.reply.verdict, VERDICT_ACCEPT);
 	policy_edits(&m, &e);
 	ck_assert_int_eq(e.e[e.n - 1].op, EDIT_ROUTE);
@@ -541,7 +541,7 @@ START_TEST(test_idempotent)
 	s.headers.from = from;
 	sender2[0] = c->sender_hdr;
 	s.headers.sender = sender2;
-	policy_evaluate(pconf, &s, &m2, rv, 6);
+	policy_evaluate(pconf, NULL, &s, &m2, rv, 6);
 	ck_assert_msg(m2.reply.verdict == VERDICT_ACCEPT, "%s: second look: %s %s %s",
 		      c->name, m2.reply.code, m2.reply.xcode, m2.reply.text);
 	ck_assert_int_eq(m2.mode, m.mode);
@@ -572,7 +572,7 @@ START_TEST(test_rcpt_replies)
 	s.n_rcpts = 3;
 	s.headers.from = from;
 	s.headers.n_from = 1;
-	policy_evaluate(pconf, &s, &m, rv, 3);
+	policy_evaluate(pconf, NULL, &s, &m, rv, 3);
 	ck_assert_int_eq(rv[0].reply.verdict, VERDICT_ACCEPT);
 	ck_assert(rv[0].internal);
 	ck_assert_int_eq(rv[1].reply.verdict, VERDICT_REJECT);
@@ -603,7 +603,7 @@ START_TEST(test_rcpt_limit_reply)
 	s.n_rcpts = 5;
 	s.headers.from = from;
 	s.headers.n_from = 1;
-	policy_evaluate(pconf, &s, &m, rv, 5);
+	policy_evaluate(pconf, NULL, &s, &m, rv, 5);
 	/* The mailbox's recipients_per_message (2) is the transport's business. */
 	ck_assert_int_eq(rv[3].reply.verdict, VERDICT_ACCEPT);
 	ck_assert_int_eq(rv[4].reply.verdict, VERDICT_TEMPFAIL);
@@ -632,7 +632,7 @@ START_TEST(test_summary)
 	s.n_rcpts = 1;
 	s.headers.from = from;
 	s.headers.n_from = 1;
-	policy_evaluate(pconf, &s, &m, rv, 1);
+	policy_evaluate(pconf, NULL, &s, &m, rv, 1);
 	ck_assert_str_eq(policy_summary(&m, buf, sizeof(buf)),
 			 "client=[192.168.10.5] submitter=scanners "
 			 "sender=<scanner@printer.local> -> <scanner@contoso.com> "
@@ -644,6 +644,9 @@ END_TEST
 
 /* require_spf_pass: a domain marked by the milter is never a rewrite target
  * for the gateway's own sending (direct-send, relay). */
+static bool spf_unauth[32];
+static const struct policy_facts spf_facts = {spf_unauth};
+
 static void
 spf_submit(const char *client, const char *sender, const char *from, struct policy_msg *m)
 {
@@ -661,7 +664,7 @@ spf_submit(const char *client, const char *sender, const char *from, struct poli
 	s.n_rcpts = 1;
 	s.headers.from = froms;
 	s.headers.n_from = 1;
-	policy_evaluate(pconf, &s, m, rv, 1);
+	policy_evaluate(pconf, &spf_facts, &s, m, rv, 1);
 }
 
 START_TEST(test_spf_unauthorized)
@@ -669,10 +672,11 @@ START_TEST(test_spf_unauthorized)
 	struct policy_msg m;
 	size_t i;
 
+	/* A fact at run time, given to the policy beside the configuration. */
+	ck_assert_uint_le(pconf->n_domains, sizeof(spf_unauth) / sizeof(spf_unauth[0]));
 	for (i = 0; i < pconf->n_domains; i++)
-		if (strcmp(pconf->domains[i].name, "contoso.com") == 0 ||
-		    strcmp(pconf->domains[i].name, "fabrikam.com") == 0)
-			pconf->domains[i].spf_unauthorized = true;
+		spf_unauth[i] = strcmp(pconf->domains[i].name, "contoso.com") == 0 ||
+				strcmp(pconf->domains[i].name, "fabrikam.com") == 0;
 	/* auto, a mailbox configured: smtp-auth instead of direct-send */
 	spf_submit("192.168.10.5", "<scan@printer.local>", "scan@printer.local", &m);
 	ck_assert_int_eq(m.reply.verdict, VERDICT_ACCEPT);
@@ -689,6 +693,11 @@ START_TEST(test_spf_unauthorized)
 				       "fixed (m365ctl doctor)");
 	/* nothing rewritten: the device's own address goes out as it is */
 	spf_submit("10.1.2.3", "<mfp@fabrikam.com>", "mfp@fabrikam.com", &m);
+	ck_assert_int_eq(m.reply.verdict, VERDICT_ACCEPT);
+	ck_assert_str_eq(mode_name(m.mode), "direct-send");
+	/* The same submission without the facts (nothing known): not held. */
+	memset(spf_unauth, 0, sizeof(spf_unauth));
+	spf_submit("10.1.2.3", "<mfp@printer.local>", "mfp@fabrikam.com", &m);
 	ck_assert_int_eq(m.reply.verdict, VERDICT_ACCEPT);
 	ck_assert_str_eq(mode_name(m.mode), "direct-send");
 }
