@@ -34,7 +34,7 @@ cmd_route_key(const char *conf_file, int argc, char **argv)
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
 	struct diag diag = {0};
-	struct conf *conf, *after;
+	struct conf *conf;
 	struct passwd *pw = NULL;
 	struct stat st;
 	bool rotate = false, exists;
@@ -51,7 +51,10 @@ cmd_route_key(const char *conf_file, int argc, char **argv)
 	}
 	if (optind != argc)
 		return usage();
-	conf = conf_load_flags(conf_file, &diag, CONF_NO_ROUTE_KEYS);
+	/* The key is made before the rest is filled in (a package's first
+	 * install, with a sample whose secrets do not exist yet): only the
+	 * file's syntax and where route_key_file is matter here. */
+	conf = conf_load_flags(conf_file, &diag, CONF_NO_ROUTE_KEYS | CONF_NO_FILES);
 	if (conf == NULL) {
 		for (i = 0; i < diag.n; i++)
 			fprintf(stderr, "%s\n", diag.lines[i]);
@@ -92,25 +95,29 @@ cmd_route_key(const char *conf_file, int argc, char **argv)
 		fprintf(stderr, "m365ctl: %s\n", err);
 		goto out;
 	}
-	after = conf_load(conf_file, &diag);
-	if (after == NULL || after->n_route_keys == 0) {
-		for (i = 0; i < diag.n; i++)
-			fprintf(stderr, "%s\n", diag.lines[i]);
-		fprintf(stderr, "m365ctl: wrote %s, but the configuration does not load it\n",
-			conf->route_key_file);
-		diag_free(&diag);
-		conf_free(after);
-		goto out;
+	/* Read back exactly as the milter and the transport will. */
+	{
+		struct arena *a = arena_new();
+		struct route_key *keys;
+		size_t n = 0;
+
+		if (a == NULL || route_keys_read(conf->route_key_file, a, &keys, &n, err,
+						 sizeof(err)) < 0 || n == 0) {
+			fprintf(stderr, "m365ctl: wrote %s, but it does not read back: %s\n",
+				conf->route_key_file, a ? err : "out of memory");
+			arena_free(a);
+			goto out;
+		}
+		if (rotate && n > 1)
+			printf("%s: key %s signs from the milter's next reload (SIGHUP); key %s "
+			       "still verifies mail it signed: rotate again once the queue holds "
+			       "none\n",
+			       conf->route_key_file, keys[0].id, keys[1].id);
+		else
+			printf("created %s: key %s signs; reload m365-milter (SIGHUP) to use it\n",
+			       conf->route_key_file, keys[0].id);
+		arena_free(a);
 	}
-	diag_free(&diag);
-	if (rotate && after->n_route_keys > 1)
-		printf("%s: key %s signs from the milter's next reload (SIGHUP); key %s still "
-		       "verifies mail it signed: rotate again once the queue holds none\n",
-		       conf->route_key_file, after->route_keys[0].id, after->route_keys[1].id);
-	else
-		printf("created %s: key %s signs; reload m365-milter (SIGHUP) to use it\n",
-		       conf->route_key_file, after->route_keys[0].id);
-	conf_free(after);
 	rc = 0;
 out:
 	conf_free(conf);

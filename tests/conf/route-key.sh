@@ -30,3 +30,10 @@ k2=$(keys | head -n1)
 [ "$(stat -c %a "$key")" = 600 ] || fail "mode after rotation $(stat -c %a "$key")"
 "$ctl" -c "$tmp/m365relay.conf" check-config >/dev/null || fail "check-config after rotation"
 echo "ok: created, kept, rotated twice"
+
+# A package makes the key before the configuration is filled in: the
+# secrets the sample names do not exist yet, and route-key still works.
+rm -f "$key" "$tmp/secrets/relay-app.secret" "$tmp/certs/relay.contoso.com.key"
+out=$("$ctl" -c "$tmp/m365relay.conf" route-key 2>&1) || fail "route-key without the secrets: $out"
+case $out in *"created $key"*) echo "ok: made before the secrets exist" ;; *) fail "$out" ;; esac
+[ "$(keys | wc -l)" -eq 1 ] || fail "$(keys | wc -l) keys"
