@@ -371,7 +371,7 @@ check_connect(struct doctor *d, const char *host, unsigned port, bool submission
 	tls.ca_file = c->transport.ca_file;
 	tls.verify = true;
 	if (smtp_open(&s, host, port, &r) < 0) {
-		if (strncmp(s.net.err, "cannot resolve", 14) == 0)
+		if (s.net.code == NET_ERESOLVE)
 			add(d, LVL_ERR, subj, "connect",
 			    "check the name in the configuration and the resolver "
 			    "(/etc/resolv.conf)",

@@ -36,13 +36,15 @@ net_init(struct net *n)
 }
 
 static int
-fail(struct net *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+fail(struct net *n, enum net_code code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static int
-fail(struct net *n, const char *fmt, ...)
+fail(struct net *n, enum net_code code, const char *fmt, ...)
 {
 	va_list ap;
 
+	n->code = code;
 	va_start(ap, fmt);
 	vsnprintf(n->err, sizeof(n->err), fmt, ap);
 	va_end(ap);
@@ -103,7 +105,7 @@ net_connect(struct net *n, const char *host, unsigned port, int timeout)
 	sbuf_init(&tried, 512);
 	rc = getaddrinfo(host, ports, &hints, &res);
 	if (rc != 0)
-		return fail(n, "cannot resolve %s: %s", host, gai_strerror(rc));
+		return fail(n, NET_ERESOLVE, "cannot resolve %s: %s", host, gai_strerror(rc));
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
 		struct timespec deadline;
 		char addr[64];
@@ -142,7 +144,7 @@ net_connect(struct net *n, const char *host, unsigned port, int timeout)
 		sbuf_addf(&tried, "%s[%s]: %s", tried.len ? "; " : "", addr, strerror(soerr));
 	}
 	freeaddrinfo(res);
-	fail(n, "cannot connect to %s port %u: %s", host, port,
+	fail(n, NET_ECONNECT, "cannot connect to %s port %u: %s", host, port,
 	     tried.len ? sbuf_str(&tried) : "no address");
 	sbuf_free(&tried);
 	return -1;
@@ -271,7 +273,7 @@ net_starttls(struct net *n, const struct tls_opts *o, int timeout)
 
 	n->ctx = SSL_CTX_new(TLS_client_method());
 	if (n->ctx == NULL)
-		return fail(n, "TLS: %s", ssl_error());
+		return fail(n, NET_ELOCAL, "TLS: %s", ssl_error());
 	SSL_CTX_set_min_proto_version(n->ctx, TLS1_2_VERSION);
 	if (o->verify) {
 		SSL_CTX_set_verify(n->ctx, SSL_VERIFY_PEER, NULL);
@@ -282,16 +284,16 @@ net_starttls(struct net *n, const struct tls_opts *o, int timeout)
 		if (o->ca_file != NULL
 			    ? SSL_CTX_load_verify_locations(n->ctx, o->ca_file, NULL) != 1
 			    : SSL_CTX_set_default_verify_paths(n->ctx) != 1)
-			return fail(n, "TLS: CA %s: %s", o->ca_file ? o->ca_file : "system store",
+			return fail(n, NET_ETLSCONF, "TLS: CA %s: %s", o->ca_file ? o->ca_file : "system store",
 				    ssl_error());
 	}
 	if (o->cert_file != NULL) {
 		if (SSL_CTX_use_certificate_chain_file(n->ctx, o->cert_file) != 1)
-			return fail(n, "TLS: client certificate %s: %s", o->cert_file, ssl_error());
+			return fail(n, NET_ETLSCONF, "TLS: client certificate %s: %s", o->cert_file, ssl_error());
 		if (SSL_CTX_use_PrivateKey_file(n->ctx, o->key_file, SSL_FILETYPE_PEM) != 1)
-			return fail(n, "TLS: key %s: %s", o->key_file, ssl_error());
+			return fail(n, NET_ETLSCONF, "TLS: key %s: %s", o->key_file, ssl_error());
 		if (SSL_CTX_check_private_key(n->ctx) != 1)
-			return fail(n, "TLS: %s does not match %s", o->key_file, o->cert_file);
+			return fail(n, NET_ETLSCONF, "TLS: %s does not match %s", o->key_file, o->cert_file);
 	}
 	net_session_file(o, n->host, n->port, n->session_cache, sizeof(n->session_cache));
 	if (n->session_cache[0] != '\0') {
@@ -301,7 +303,7 @@ net_starttls(struct net *n, const struct tls_opts *o, int timeout)
 	}
 	n->ssl = SSL_new(n->ctx);
 	if (n->ssl == NULL)
-		return fail(n, "TLS: %s", ssl_error());
+		return fail(n, NET_ELOCAL, "TLS: %s", ssl_error());
 	SSL_set_app_data(n->ssl, n);
 	SSL_set_fd(n->ssl, n->fd);
 	SSL_set_tlsext_host_name(n->ssl, n->host);
@@ -309,7 +311,7 @@ net_starttls(struct net *n, const struct tls_opts *o, int timeout)
 		/* The certificate must name the host we asked for (not its address). */
 		SSL_set_hostflags(n->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 		if (SSL_set1_host(n->ssl, n->host) != 1)
-			return fail(n, "TLS: %s", ssl_error());
+			return fail(n, NET_ELOCAL, "TLS: %s", ssl_error());
 	}
 	if (n->session_cache[0] != '\0' && (sess = load_session(n->session_cache)) != NULL) {
 		SSL_set_session(n->ssl, sess);
@@ -319,13 +321,13 @@ net_starttls(struct net *n, const struct tls_opts *o, int timeout)
 	while ((rc = SSL_connect(n->ssl)) != 1) {
 		int w = tls_wait(n, rc, &deadline);
 		if (w == -2)
-			return fail(n, "TLS handshake with %s timed out", n->host);
+			return fail(n, NET_ETIMEOUT, "TLS handshake with %s timed out", n->host);
 		if (w < 0) {
 			long v = SSL_get_verify_result(n->ssl);
 			if (v != X509_V_OK)
-				return fail(n, "TLS: certificate of %s not trusted: %s", n->host,
+				return fail(n, NET_ETLS, "TLS: certificate of %s not trusted: %s", n->host,
 					    X509_verify_cert_error_string(v));
-			return fail(n, "TLS handshake with %s failed: %s", n->host, ssl_error());
+			return fail(n, NET_ETLS, "TLS handshake with %s failed: %s", n->host, ssl_error());
 		}
 	}
 	n->tls = true;
@@ -335,7 +337,7 @@ net_starttls(struct net *n, const struct tls_opts *o, int timeout)
 		/* Resumed or not: the certificate the session rests on was verified. */
 		long v = SSL_get_verify_result(n->ssl);
 		if (v != X509_V_OK || SSL_get0_peer_certificate(n->ssl) == NULL)
-			return fail(n, "TLS: certificate of %s not trusted: %s", n->host,
+			return fail(n, NET_ETLS, "TLS: certificate of %s not trusted: %s", n->host,
 				    v != X509_V_OK ? X509_verify_cert_error_string(v)
 						   : "no certificate");
 		n->verified = true;
@@ -391,9 +393,9 @@ net_write(struct net *n, const void *buf, size_t len, int timeout)
 			if (rc <= 0) {
 				int t = tls_wait(n, rc, &deadline);
 				if (t == -2)
-					return fail(n, "timeout writing to %s", n->host);
+					return fail(n, NET_ETIMEOUT, "timeout writing to %s", n->host);
 				if (t < 0)
-					return fail(n, "TLS write to %s: %s", n->host, ssl_error());
+					return fail(n, NET_EIO, "TLS write to %s: %s", n->host, ssl_error());
 				continue;
 			}
 			w = rc;
@@ -402,10 +404,10 @@ net_write(struct net *n, const void *buf, size_t len, int timeout)
 			if (w < 0) {
 				if (errno == EAGAIN || errno == EINTR) {
 					if (wait_fd(n->fd, POLLOUT, &deadline) < 0)
-						return fail(n, "timeout writing to %s", n->host);
+						return fail(n, NET_ETIMEOUT, "timeout writing to %s", n->host);
 					continue;
 				}
-				return fail(n, "write to %s: %s", n->host, strerror(errno));
+				return fail(n, NET_EIO, "write to %s: %s", n->host, strerror(errno));
 			}
 		}
 		p += w;
@@ -424,12 +426,12 @@ fill(struct net *n, const struct timespec *deadline)
 			if (rc <= 0) {
 				int err = SSL_get_error(n->ssl, rc);
 				if (err == SSL_ERROR_ZERO_RETURN)
-					return fail(n, "%s closed the connection", n->host);
+					return fail(n, NET_ECLOSED, "%s closed the connection", n->host);
 				int t = tls_wait(n, rc, deadline);
 				if (t == -2)
-					return fail(n, "timeout reading from %s", n->host);
+					return fail(n, NET_ETIMEOUT, "timeout reading from %s", n->host);
 				if (t < 0)
-					return fail(n, "%s closed the connection (TLS: %s)",
+					return fail(n, NET_ECLOSED, "%s closed the connection (TLS: %s)",
 						    n->host, ssl_error());
 				continue;
 			}
@@ -439,13 +441,13 @@ fill(struct net *n, const struct timespec *deadline)
 			if (r < 0) {
 				if (errno == EAGAIN || errno == EINTR) {
 					if (wait_fd(n->fd, POLLIN, deadline) < 0)
-						return fail(n, "timeout reading from %s", n->host);
+						return fail(n, NET_ETIMEOUT, "timeout reading from %s", n->host);
 					continue;
 				}
-				return fail(n, "read from %s: %s", n->host, strerror(errno));
+				return fail(n, NET_EIO, "read from %s: %s", n->host, strerror(errno));
 			}
 			if (r == 0)
-				return fail(n, "%s closed the connection", n->host);
+				return fail(n, NET_ECLOSED, "%s closed the connection", n->host);
 		}
 		n->rlen = (size_t)r;
 		n->roff = 0;
@@ -472,7 +474,7 @@ net_readline(struct net *n, char *buf, size_t size, int timeout)
 				return (int)len;
 			}
 			if (len + 1 >= size)
-				return fail(n, "%s sent a line longer than %zu bytes", n->host, size);
+				return fail(n, NET_EPROTO, "%s sent a line longer than %zu bytes", n->host, size);
 			buf[len++] = c;
 		}
 	}

@@ -34,8 +34,23 @@ struct tls_opts {
 struct ssl_ctx_st;
 struct ssl_st;
 
+/* What went wrong, for decisions (err is for people). */
+enum net_code {
+	NET_OK,
+	NET_ERESOLVE,  /* the name does not resolve */
+	NET_ECONNECT,  /* no address of it accepted the connection */
+	NET_ETLSCONF,  /* our side of TLS: CA file, client certificate, key */
+	NET_ETLS,      /* the handshake failed or the peer is not trusted */
+	NET_ETIMEOUT,  /* the peer did not answer in time */
+	NET_ECLOSED,   /* the peer closed the connection */
+	NET_EIO,       /* a read or write failed */
+	NET_EPROTO,    /* the peer broke the protocol (a line too long, a bad reply) */
+	NET_ELOCAL,    /* refused on our side before sending (a bad command, memory) */
+};
+
 struct net {
 	int fd;
+	enum net_code code; /* of the last failure */
 	struct ssl_ctx_st *ctx; /* OpenSSL's, private to net.c */
 	struct ssl_st *ssl;
 	char host[256];	 /* the name we connected to (SNI, verification) */

@@ -18,6 +18,22 @@
 #define LINE_MAX_SMTP	4096
 #define REPLY_LINES_MAX 64
 
+/* smtp_fail - a failure of ours or the peer's, said in net.err with its code */
+static void
+smtp_fail(struct smtp *s, enum net_code code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+smtp_fail(struct smtp *s, enum net_code code, const char *fmt, ...)
+{
+	va_list ap;
+
+	s->net.code = code;
+	va_start(ap, fmt);
+	vsnprintf(s->net.err, sizeof(s->net.err), fmt, ap);
+	va_end(ap);
+}
+
 static int
 reply_code(const char *line, size_t n)
 {
@@ -111,7 +127,7 @@ read_reply_x(struct smtp *s, struct smtp_reply *r, int timeout,
 		log_debug("< %s", line);
 		rc = smtp_reply_add(r, line, (size_t)n, &err);
 		if (rc < 0) {
-			snprintf(s->net.err, sizeof(s->net.err), "%s sent %s: %.80s",
+			smtp_fail(s, NET_EPROTO, "%s sent %s: %.80s",
 				 s->net.host, err, line);
 			return -1;
 		}
@@ -147,14 +163,14 @@ send_line(struct smtp *s, const char *line, bool secret)
 	if (log_debug_enabled())
 		log_debug("> %s", secret ? "(authentication data redacted)" : line);
 	if (!line_ok(line, strlen(line))) {
-		snprintf(s->net.err, sizeof(s->net.err), "refusing to send a command "
+		smtp_fail(s, NET_ELOCAL, "refusing to send a command "
 			 "holding CR or LF");
 		return -1;
 	}
 	sbuf_init(&b, LINE_MAX_SMTP + 2);
 	if (sbuf_adds(&b, line) < 0 || sbuf_add(&b, "\r\n", 2) < 0) {
 		sbuf_free(&b);
-		snprintf(s->net.err, sizeof(s->net.err), "command too long");
+		smtp_fail(s, NET_ELOCAL, "command too long");
 		return -1;
 	}
 	rc = net_write(&s->net, b.s, b.len, s->t.command);
@@ -180,7 +196,7 @@ command(struct smtp *s, struct smtp_reply *r, bool secret, const char *fmt, ...)
 	rc = sbuf_vaddf(&b, fmt, ap);
 	va_end(ap);
 	if (rc < 0)
-		snprintf(s->net.err, sizeof(s->net.err), "command too long");
+		smtp_fail(s, NET_ELOCAL, "command too long");
 	else
 		rc = send_line(s, b.s, secret);
 	if (secret)
@@ -286,7 +302,7 @@ smtp_starttls(struct smtp *s, const struct tls_opts *o, struct smtp_reply *r)
 	 * CVE-2011-0411 and friends).
 	 */
 	if (s->net.roff < s->net.rlen) {
-		snprintf(s->net.err, sizeof(s->net.err),
+		smtp_fail(s, NET_EPROTO,
 			 "%s sent data after its STARTTLS reply; refusing it",
 			 s->net.host);
 		return -1;
@@ -337,7 +353,7 @@ smtp_auth_xoauth2(struct smtp *s, const char *user, const char *token,
 	/* user=<mailbox>^Aauth=Bearer <token>^A^A, with the initial response. */
 	n = snprintf(raw, sizeof(raw), "user=%s\001auth=Bearer %s\001\001", user, token);
 	if (n < 0 || (size_t)n >= sizeof(raw)) {
-		snprintf(s->net.err, sizeof(s->net.err), "OAuth token too long");
+		smtp_fail(s, NET_ELOCAL, "OAuth token too long");
 		return -1;
 	}
 	b64(raw, (size_t)n, enc, sizeof(enc));
@@ -347,7 +363,7 @@ smtp_auth_xoauth2(struct smtp *s, const char *user, const char *token,
 	n = snprintf(raw, sizeof(raw), "AUTH XOAUTH2 %s\r\n", enc);
 	OPENSSL_cleanse(enc, sizeof(enc));
 	if (n < 0 || (size_t)n >= sizeof(raw)) {
-		snprintf(s->net.err, sizeof(s->net.err), "OAuth token too long");
+		smtp_fail(s, NET_ELOCAL, "OAuth token too long");
 		return -1;
 	}
 	if (net_write(&s->net, raw, (size_t)n, s->t.command) < 0)
@@ -401,11 +417,11 @@ static int
 out_of_step(struct smtp *s, const char *cmd, const struct smtp_reply *r)
 {
 	if (r != NULL)
-		snprintf(s->net.err, sizeof(s->net.err),
+		smtp_fail(s, NET_EPROTO,
 			 "%s answered %s with %d: replies out of step with commands",
 			 s->net.host, cmd, r->code);
 	else
-		snprintf(s->net.err, sizeof(s->net.err),
+		smtp_fail(s, NET_EPROTO,
 			 "%s sent a reply no command asked for (after %s)", s->net.host, cmd);
 	return -1;
 }
@@ -443,7 +459,7 @@ write_envelope(struct smtp *s, const char *sender, const char *params,
 	}
 	if (b.failed) {
 		sbuf_free(&b);
-		snprintf(s->net.err, sizeof(s->net.err), "out of memory for the envelope");
+		smtp_fail(s, NET_ELOCAL, "out of memory for the envelope");
 		return -1;
 	}
 	rc = net_write(&s->net, b.s, b.len, s->t.command);
@@ -463,24 +479,24 @@ smtp_transaction(struct smtp *s, const char *sender, const char *const *rcpts,
 
 	memset(final, 0, sizeof(*final));
 	if (n == 0) {
-		snprintf(s->net.err, sizeof(s->net.err), "a transaction without recipients");
+		smtp_fail(s, NET_ELOCAL, "a transaction without recipients");
 		return -1;
 	}
 	if (!line_ok(sender, strlen(sender)) || strchr(sender, '<') || strchr(sender, '>')) {
-		snprintf(s->net.err, sizeof(s->net.err), "refusing an unsafe sender address");
+		smtp_fail(s, NET_ELOCAL, "refusing an unsafe sender address");
 		return -1;
 	}
 	for (i = 0; i < n; i++)
 		if (!line_ok(rcpts[i], strlen(rcpts[i])) || strchr(rcpts[i], '<') ||
 		    strchr(rcpts[i], '>')) {
-			snprintf(s->net.err, sizeof(s->net.err),
+			smtp_fail(s, NET_ELOCAL,
 				 "refusing an unsafe recipient address");
 			return -1;
 		}
 	sbuf_init(&params, 96);
 	if (mail_params(s, m, &params) < 0) {
 		sbuf_free(&params);
-		snprintf(s->net.err, sizeof(s->net.err), "MAIL parameters too long");
+		smtp_fail(s, NET_ELOCAL, "MAIL parameters too long");
 		return -1;
 	}
 	if (pipelined) {

@@ -20,6 +20,7 @@ store_fail(struct store_err *err, const char *fmt, ...)
 	va_list ap;
 
 	if (err != NULL) {
+		err->code = STORE_EFAIL;
 		va_start(ap, fmt);
 		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 		va_end(ap);

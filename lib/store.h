@@ -26,7 +26,14 @@
 
 enum store_status { STORE_OK = 0, STORE_FULL = 1, STORE_FAIL = -1 };
 
+/* What went wrong, for decisions and tests (msg is for people). */
+enum store_code {
+	STORE_EFAIL = 1, /* the store could not answer (down, I/O, bad data) */
+	STORE_EMAPFULL,	 /* LMDB's map is full: raise store { size } */
+};
+
 struct store_err {
+	enum store_code code;
 	char msg[256];
 };
 

@@ -35,8 +35,11 @@ struct store_lmdb {
 static int
 lmdb_fail(struct store_err *err, const char *what, int rc)
 {
-	return store_fail(err, "LMDB %s: %s%s", what, mdb_strerror(rc),
-			  rc == MDB_MAP_FULL ? " (store full: raise store { size })" : "");
+	store_fail(err, "LMDB %s: %s%s", what, mdb_strerror(rc),
+		   rc == MDB_MAP_FULL ? " (store full: raise store { size })" : "");
+	if (err != NULL && rc == MDB_MAP_FULL)
+		err->code = STORE_EMAPFULL;
+	return STORE_FAIL;
 }
 
 /* Read-modify-write of one key's array, in one write transaction. */

@@ -144,7 +144,7 @@ admission(const struct conf *conf, const struct policy_msg *m, struct reply *r)
 {
 	const struct mailbox_conf *mb = m->mailbox;
 	enum fail_action ma = conf->milter.messages_action, ra = conf->milter.recipients_action;
-	struct store_err e = {""};
+	struct store_err e = {0};
 	struct store *st;
 	uint64_t now = store_now(), free_at = 0;
 	char when[32], lim[32];

@@ -264,7 +264,8 @@ START_TEST(test_lmdb_full_and_unwritable)
 		rc = store_journal_put(st, "QFULL", rcpt, JOURNAL_ACCEPTED, big, 1, &e);
 	}
 	ck_assert_int_eq(rc, STORE_FAIL);
-	ck_assert_msg(strstr(e.msg, "store full") != NULL, "%s", e.msg);
+	ck_assert_int_eq(e.code, STORE_EMAPFULL);
+	ck_assert_msg(strstr(e.msg, "raise store { size }") != NULL, "the fix is said: %s", e.msg);
 	/* A place where the file cannot be created (root ignores modes, so
 	 * a missing directory it is): open fails and says where and why. */
 	store_close(st);
