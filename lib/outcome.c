@@ -6,7 +6,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sysexits.h>
 
 #include "outcome.h"
 #include "util.h"
@@ -169,22 +168,4 @@ outcome_local(struct outcome *o, enum outcome_kind kind, const char *status,
 	if (n > 0 && (size_t)n < sizeof(o->line))
 		vsnprintf(o->line + n, sizeof(o->line) - (size_t)n, fmt, ap);
 	va_end(ap);
-}
-
-int
-outcome_exit(const struct outcome *o)
-{
-	if (o->line[0] != '\0') {
-		printf("%s\n", o->line);
-		fflush(stdout);
-	}
-	switch (o->kind) {
-	case OUT_SENT:
-		return EX_OK;
-	case OUT_BOUNCE:
-		return EX_UNAVAILABLE;
-	case OUT_DEFER:
-		break;
-	}
-	return EX_TEMPFAIL;
 }

@@ -1,17 +1,10 @@
 /*
- * outcome.h - the one place that turns results into pipe(8) exit codes.
- *
- * Postfix pipe(8) (and sys_exits.c) defer only on exit 75 (EX_TEMPFAIL)
- * and 71 (EX_OSERR); every other status bounces, and a first output line
- * starting with 4.X.Y or 5.X.Y overrides the status.  So:
- *
- *   delivered            exit 0
- *   deferred             exit 75, first line "4.X.Y ..."
- *   bounced              exit 69 (EX_UNAVAILABLE), first line "5.X.Y ..."
- *
- * and anything that is not a deliberate bounce (a crash path, a
- * configuration error, a network failure, a token endpoint failure, a
- * Microsoft refusal that means our configuration is wrong) defers.
+ * outcome.h - what a delivery attempt came to: sent, deferred or bounced,
+ * with the line Postfix will show.  Anything that is not a deliberate
+ * bounce (a crash path, a configuration error, a network failure, a token
+ * endpoint failure, a Microsoft refusal that means our configuration is
+ * wrong) defers.  The transport turns an outcome into pipe(8)'s exit
+ * status (transport/status.c).
  *
  * Microsoft's replies are classified here; the known ones also carry a
  * one-line hint of the fix, logged next to the reply.
@@ -45,7 +38,5 @@ void outcome_reply(struct outcome *o, const char *host, const struct smtp_reply 
 /* outcome_local - a local condition: status and text of ours */
 void outcome_local(struct outcome *o, enum outcome_kind kind, const char *status,
 		   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-/* outcome_exit - print the first line (if any) and return the exit status */
-int outcome_exit(const struct outcome *o);
 
 #endif

@@ -7,6 +7,7 @@
 #define M3_DELIVER_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "cidr.h"
 #include "conf.h"
@@ -33,6 +34,8 @@ struct delivery {
 
 /* deliver - do it; the outcome decides the exit status */
 void deliver(struct delivery *d, struct outcome *o);
+/* pipe_status - the outcome's line on out (if any), and pipe(8)'s exit status (status.c) */
+int pipe_status(const struct outcome *o, FILE *out);
 
 /* dsn_send - report recipients that failed while others were delivered */
 int dsn_send(const struct delivery *d, const char *const *failed,

@@ -7,7 +7,7 @@
  *   m365-transport [-c FILE] -n
  *
  * Postfix pipe(8) bounces on every exit status except 75 and 71, so every
- * path that is not a deliberate bounce ends in outcome_exit() with a
+ * path that is not a deliberate bounce ends in pipe_status() with a
  * deferral; a crash is a signal, which pipe(8) also defers.
  *
  * Every address on the command line is parsed with the project's address
@@ -205,7 +205,7 @@ main(int argc, char **argv)
 		default:
 			usage();
 			outcome_local(&o, OUT_DEFER, "4.3.5", "m365-transport: bad arguments");
-			return outcome_exit(&o);
+			return pipe_status(&o, stdout);
 		}
 	}
 	log_open("m365-transport", check || to_stderr ? LOG_TO_STDERR : LOG_TO_SYSLOG,
@@ -223,7 +223,7 @@ main(int argc, char **argv)
 			      "m365-transport refuses to run as root: give it user= in "
 			      "master.cf");
 		log_errx("%s", o.line);
-		return outcome_exit(&o);
+		return pipe_status(&o, stdout);
 	}
 	if (strcmp(d.qid, "NOQUEUE") == 0 || sender == NULL || optind >= argc ||
 	    strspn(d.qid, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") !=
@@ -232,12 +232,12 @@ main(int argc, char **argv)
 		outcome_local(&o, OUT_DEFER, "4.3.5",
 			      "m365-transport needs -q QUEUEID -f SENDER -- RECIPIENT...");
 		log_errx("%s", o.line);
-		return outcome_exit(&o);
+		return pipe_status(&o, stdout);
 	}
 	signal(SIGPIPE, SIG_IGN);
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 	run(&d, conf_file, sender, argv + optind, argc - optind, &o);
-	ch = outcome_exit(&o);
+	ch = pipe_status(&o, stdout);
 	message_free(&d.msg);
 	free_addresses(&d);
 	conf_free((struct conf *)d.conf);
