@@ -36,6 +36,21 @@
 #define DEF_MILTER_SOCKET     "unix:/var/spool/postfix/m365relay/milter.sock"
 #define DEF_PID_FILE	      "/run/m365relay/m365-milter.pid"
 #define DEF_MILTER_TIMEOUT    300
+#define DEF_STORE_MB	      64
+#define DEF_REDIS_HOST	      "127.0.0.1"
+#define DEF_REDIS_PORT	      6379
+#define DEF_REDIS_PREFIX      "m365relay:"
+#define DEF_MAX_SIZE	      36700160 /* 35 MiB, Exchange Online's default */
+#define DEF_TIMEOUT_CONNECT   30       /* RFC 5321 4.5.3.2, and ours */
+#define DEF_TIMEOUT_GREETING  300
+#define DEF_TIMEOUT_COMMAND   300
+#define DEF_TIMEOUT_DATA      120
+#define DEF_TIMEOUT_BLOCK     180
+#define DEF_TIMEOUT_DOT	      600
+#define DEF_PACING_WAIT	      120
+#define DEF_SENDMAIL	      "/usr/sbin/sendmail"
+#define DEF_TOKEN_MARGIN      300
+#define DEF_TOKEN_TIMEOUT     30
 #define DEF_SMTP_HOST	      "smtp.office365.com"
 #define DEF_SMTP_PORT	      587
 #define DEF_MX_PORT	      25
@@ -838,9 +853,9 @@ build_store(struct build *b, cfg_t *root)
 	int e = STORE_BACKEND_LMDB;
 	char *p;
 
-	st->size_mb = 64;
-	st->redis_port = 6379;
-	st->prefix = "m365relay:";
+	st->size_mb = DEF_STORE_MB;
+	st->redis_port = DEF_REDIS_PORT;
+	st->prefix = DEF_REDIS_PREFIX;
 	st->on_error = FAIL_TEMPFAIL;
 	if (asprintf(&p, "%s/store.mdb", b->conf->state_dir) >= 0) {
 		st->path = arena_strdup(b->conf->arena, p);
@@ -852,17 +867,17 @@ build_store(struct build *b, cfg_t *root)
 	st->backend = (enum store_backend_kind)e;
 	if (get(sec, "path") != NULL)
 		st->path = get_path(b, sec, "path", NULL);
-	get_uint(b, sec, "size", 64, 1, 65536, &v);
+	get_uint(b, sec, "size", st->size_mb, 1, 65536, &v);
 	st->size_mb = v;
-	st->redis_host = get_str(b, sec, "redis_host", "127.0.0.1");
-	get_uint(b, sec, "redis_port", 6379, 1, 65535, &v);
+	st->redis_host = get_str(b, sec, "redis_host", DEF_REDIS_HOST);
+	get_uint(b, sec, "redis_port", st->redis_port, 1, 65535, &v);
 	st->redis_port = (unsigned)v;
 	get_uint(b, sec, "redis_db", 0, 0, 1024, &v);
 	st->redis_db = (unsigned)v;
 	st->redis_password_file = get_path(b, sec, "redis_password_file", &floc);
 	if (st->redis_password_file != NULL)
 		check_file(b, floc, "redis_password_file", st->redis_password_file, true);
-	st->prefix = get_str(b, sec, "prefix", "m365relay:");
+	st->prefix = get_str(b, sec, "prefix", st->prefix);
 	e = FAIL_TEMPFAIL;
 	get_enum(b, sec, "on_error", fail_names, FAIL_TEMPFAIL, &e);
 	st->on_error = (enum fail_action)e;
@@ -890,16 +905,17 @@ build_transport(struct build *b, cfg_t *root)
 	int e = TLS_REQUIRED;
 	size_t i;
 
-	t->max_size = 36700160; /* 35 MiB, Exchange Online's default */
-	t->timeout_connect = 30;
-	t->timeout_greeting = t->timeout_command = 300; /* RFC 5321 4.5.3.2 */
-	t->timeout_data = 120;
-	t->timeout_block = 180;
-	t->timeout_dot = 600;
-	t->pacing_wait = 120;
-	t->sendmail = "/usr/sbin/sendmail";
-	t->token_margin = 300;
-	t->token_timeout = 30;
+	t->max_size = DEF_MAX_SIZE;
+	t->timeout_connect = DEF_TIMEOUT_CONNECT;
+	t->timeout_greeting = DEF_TIMEOUT_GREETING;
+	t->timeout_command = DEF_TIMEOUT_COMMAND;
+	t->timeout_data = DEF_TIMEOUT_DATA;
+	t->timeout_block = DEF_TIMEOUT_BLOCK;
+	t->timeout_dot = DEF_TIMEOUT_DOT;
+	t->pacing_wait = DEF_PACING_WAIT;
+	t->sendmail = DEF_SENDMAIL;
+	t->token_margin = DEF_TOKEN_MARGIN;
+	t->token_timeout = DEF_TOKEN_TIMEOUT;
 	if (sec == NULL)
 		return;
 	t->helo_name = get_str(b, sec, "helo_name", NULL);
@@ -915,13 +931,13 @@ build_transport(struct build *b, cfg_t *root)
 		check_file(b, floc, "ca_file", t->ca_file, false);
 	get_uint(b, sec, "max_size", t->max_size, 1024, 157286400, &v);
 	t->max_size = v;
-	t->timeout_connect = get_timeout(b, sec, "timeout_connect", 30);
-	t->timeout_greeting = get_timeout(b, sec, "timeout_greeting", 300);
-	t->timeout_command = get_timeout(b, sec, "timeout_command", 300);
-	t->timeout_data = get_timeout(b, sec, "timeout_data", 120);
-	t->timeout_block = get_timeout(b, sec, "timeout_block", 180);
-	t->timeout_dot = get_timeout(b, sec, "timeout_dot", 600);
-	get_uint(b, sec, "pacing_wait", 120, 0, 3600, &v);
+	t->timeout_connect = get_timeout(b, sec, "timeout_connect", t->timeout_connect);
+	t->timeout_greeting = get_timeout(b, sec, "timeout_greeting", t->timeout_greeting);
+	t->timeout_command = get_timeout(b, sec, "timeout_command", t->timeout_command);
+	t->timeout_data = get_timeout(b, sec, "timeout_data", t->timeout_data);
+	t->timeout_block = get_timeout(b, sec, "timeout_block", t->timeout_block);
+	t->timeout_dot = get_timeout(b, sec, "timeout_dot", t->timeout_dot);
+	get_uint(b, sec, "pacing_wait", (unsigned long)t->pacing_wait, 0, 3600, &v);
 	t->pacing_wait = (int)v;
 	get_enum(b, sec, "direct_send_tls", tls_names, TLS_REQUIRED, &e);
 	t->direct_send_tls = (enum tls_policy)e;
@@ -936,9 +952,9 @@ build_transport(struct build *b, cfg_t *root)
 		if (t->local_submitter == NULL)
 			berr(b, vloc(b, ls), "submitter \"%s\" is not defined", ls->s);
 	}
-	t->sendmail = get_str(b, sec, "sendmail", "/usr/sbin/sendmail");
-	t->token_margin = get_timeout(b, sec, "token_margin", 300);
-	t->token_timeout = get_timeout(b, sec, "token_timeout", 30);
+	t->sendmail = get_str(b, sec, "sendmail", t->sendmail);
+	t->token_margin = get_timeout(b, sec, "token_margin", t->token_margin);
+	t->token_timeout = get_timeout(b, sec, "token_timeout", t->token_timeout);
 }
 
 /*
