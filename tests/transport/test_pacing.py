@@ -2,9 +2,9 @@
 """test_pacing.py - 100 messages for one mailbox whose limit is 5 per 2 s,
 run by 10 concurrent transports (as Postfix would with a process limit of
 10): all delivered, no 2-second window at the simulator holds more than 5,
-never more than the session limit (3) at once, and the whole run within
-25% of the ideal 40 s.  The simulator answers any excess with a 4xx, so an
-overrun would also show as a deferral.
+never more than the session limit (3) at once.  The simulator answers any
+excess with a 4xx, so an overrun would also show as a deferral.  How close
+the run comes to the ideal 40 s is a measurement, not a test: bench/pacing.py.
 """
 import concurrent.futures
 import os
@@ -37,10 +37,10 @@ class Pacing(unittest.TestCase):
             self.assertLessEqual(state["stats"]["max_sessions"]["scanner@contoso.com"], 3)
             self.assertEqual(state["refused"], [])
             ideal = 40.0
-            print("\n100 messages in %.1f s (ideal %.0f s, ratio %.2f); busiest 2 s window: %d; "
-                  "most sessions at once: %d" % (elapsed, ideal, elapsed / ideal, worst,
-                                                  state["stats"]["max_sessions"]["scanner@contoso.com"]))
-            self.assertLess(elapsed, ideal * 1.25, "within 25% of the ideal")
+            print("\n100 messages in %.1f s (ideal %.0f s, ratio %.2f; bench/pacing.py measures "
+                  "it); busiest 2 s window: %d; most sessions at once: %d"
+                  % (elapsed, ideal, elapsed / ideal, worst,
+                     state["stats"]["max_sessions"]["scanner@contoso.com"]))
         finally:
             h.stop()
 
