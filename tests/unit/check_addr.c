@@ -4,6 +4,8 @@
 #include "config.h"
 
 #include <check.h>
+
+#include "common.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -398,11 +400,5 @@ addr_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(addr_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(addr_suite());
 }

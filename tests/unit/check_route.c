@@ -8,6 +8,8 @@
 #include "config.h"
 
 #include <check.h>
+
+#include "common.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -203,8 +205,6 @@ main(void)
 {
 	Suite *s = suite_create("route");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_roundtrip);
 	tcase_add_loop_test(tc, test_refused, 0, sizeof(bad) / sizeof(bad[0]));
@@ -213,9 +213,5 @@ main(void)
 	tcase_add_test(tc, test_known_answer);
 	tcase_add_test(tc, test_signed);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(s);
 }

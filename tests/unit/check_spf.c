@@ -7,6 +7,8 @@
 #include "config.h"
 
 #include <check.h>
+
+#include "common.h"
 #include <string.h>
 
 #include "certcheck.h"
@@ -237,11 +239,5 @@ spf_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(spf_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_run(spf_suite());
 }

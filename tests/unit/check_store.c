@@ -7,6 +7,8 @@
 #include "config.h"
 
 #include <check.h>
+
+#include "common.h"
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -282,8 +284,6 @@ main(void)
 {
 	Suite *s = suite_create("store");
 	TCase *tc = tcase_create("contract");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_messages_exact);
@@ -295,9 +295,5 @@ main(void)
 	tcase_add_test(tc, test_lmdb_full_and_unwritable);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(s);
 }

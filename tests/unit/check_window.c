@@ -5,6 +5,8 @@
 #include "config.h"
 
 #include <check.h>
+
+#include "common.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -202,8 +204,6 @@ main(void)
 {
 	Suite *s = suite_create("window");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_msg_boundaries);
 	tcase_add_test(tc, test_msg_retime);
@@ -214,9 +214,5 @@ main(void)
 	tcase_add_test(tc, test_slots);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(s);
 }

@@ -7,6 +7,8 @@
 #include "config.h"
 
 #include <check.h>
+
+#include "common.h"
 #include <json-c/json.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -476,7 +478,6 @@ main(void)
 {
 	Suite *s = suite_create("wire");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
 	int failed;
 
 	if (make_cert() < 0) {
@@ -497,13 +498,10 @@ main(void)
 	tcase_add_test(tc, test_assertion_rs256);
 	tcase_add_test(tc, test_assertion_wrong_key);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	failed = check_run(s);
 	unlink(cert_file);
 	unlink(key_file);
 	rmdir(dir);
 	EVP_PKEY_free(pkey);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return failed;
 }
