@@ -614,13 +614,33 @@ sent_line(struct outcome *o, const struct smtp_reply *ok, size_t n_now, size_t n
 	}
 }
 
+/*
+ * journal_done - the delivery is over: its journal entry goes.  If the
+ * store cannot take the write now (an LMDB map full, Redis down), it is
+ * tried once more, then left to expire on its own (JOURNAL_TTL_MS) and
+ * said in the log: the mail is not concerned, Postfix is done with this
+ * queue id, but a silent leftover looks like a leak.
+ */
+static void
+journal_done(struct store *st, const char *qid)
+{
+	struct store_err e = {0};
+
+	if (st == NULL || store_journal_drop(st, qid, &e) == STORE_OK)
+		return;
+	usleep(200 * 1000);
+	if (store_journal_drop(st, qid, &e) == STORE_OK)
+		return;
+	log_warnx("%s: journal: entry kept, it expires by itself within 7 days: %s", qid,
+		  e.msg);
+}
+
 static void
 finish(struct delivery *d, struct rcpt *rc, struct store *st, struct outcome *o,
        const struct outcome *first_temp, const struct smtp_reply *ok, size_t n_now)
 {
 	const char **failed = NULL, **replies = NULL;
 	size_t i, n_done = 0, n_failed = 0, n_temp = 0;
-	struct store_err e;
 	char err[256];
 
 	for (i = 0; i < d->n_rcpts; i++) {
@@ -638,8 +658,7 @@ finish(struct delivery *d, struct rcpt *rc, struct store *st, struct outcome *o,
 	}
 	if (n_failed == 0) {
 		sent_line(o, ok, n_now, n_done, 0);
-		if (st != NULL)
-			store_journal_drop(st, d->qid, &e);
+		journal_done(st, d->qid);
 		return;
 	}
 	if (n_done == 0) {
@@ -651,8 +670,7 @@ finish(struct delivery *d, struct rcpt *rc, struct store *st, struct outcome *o,
 				m3_strlcpy(o->line, rc[i].reply, sizeof(o->line));
 				break;
 			}
-		if (st != NULL)
-			store_journal_drop(st, d->qid, &e);
+		journal_done(st, d->qid);
 		return;
 	}
 	/* Mixed: report the refused ones ourselves, then tell Postfix "sent". */
@@ -679,8 +697,7 @@ finish(struct delivery *d, struct rcpt *rc, struct store *st, struct outcome *o,
 			 n_failed, d->sender);
 	}
 	sent_line(o, ok, n_now, n_done, n_failed);
-	if (st != NULL)
-		store_journal_drop(st, d->qid, &e);
+	journal_done(st, d->qid);
 out:
 	free(failed);
 	free(replies);

@@ -7,6 +7,13 @@ the end-to-end tests and by tools/demo.
     g.swaks("192.168.10.7", "--from", ..., "--to", ...)
     g.sim.records(), g.queue(), g.flush(), g.milter_log(), g.maillog()
     g.stop()
+
+The soak (bench/soak.py) passes its own configuration template (conf=,
+with conf_fields=), its own tenant (sim_config=), several milters each
+behind its own smtpd listener (milters=2: smtp_ports[i] uses milter i,
+each with its own copy of the configuration, the same store), more pipe
+processes (maxproc=), SASL users (sasl_users=) and main.cf lines
+(main_extra=).
 """
 import os
 import pwd
@@ -114,14 +121,21 @@ def wait_port(port, seconds=10):
 
 
 class Gateway:
-    def __init__(self, builddir, connector=True, erp_rate="30/60s", sim_extra=None, bypass=False):
+    def __init__(self, builddir, connector=True, erp_rate="30/60s", sim_extra=None, bypass=False,
+                 conf=None, conf_fields=None, sim_config=None, milters=1, maxproc=10,
+                 sasl_users=None, main_extra="", before_start=None):
         """bypass: a second smtpd listener without milters (self.bypass_port),
-        as an administrator might add one; for the trust tests."""
+        as an administrator might add one; for the trust tests.
+        before_start(gateway): called once the configuration is written,
+        before any server starts (the soak starts its Redis there)."""
         self.build = os.path.abspath(builddir)
         self.work = tempfile.mkdtemp(prefix="m365relay-gw.")
         os.chmod(self.work, 0o755)
         self.certs = os.path.join(self.work, "certs")
-        cfg = dict(SIM, **(sim_extra or {}))
+        self.maxproc = maxproc
+        self.main_extra = main_extra
+        self.sasl_users = sasl_users or {"erp": "erp-password"}
+        cfg = dict(sim_config or SIM, **(sim_extra or {}))
         self.sim = Simulator(os.path.join(self.work, "sim"), cfg, certdir=self.certs)
         pw = pwd.getpwnam(USER)
         self.uid, self.gid = pw.pw_uid, pw.pw_gid
@@ -129,7 +143,9 @@ class Gateway:
         os.makedirs(self.state)
         os.chown(self.state, self.uid, self.gid)
         self.milter_port = free_port()
+        self.milter_ports = [self.milter_port] + [free_port() for _ in range(milters - 1)]
         self.smtp_port = free_port()
+        self.smtp_ports = [self.smtp_port] + [free_port() for _ in range(milters - 1)]
         self.bypass_port = free_port() if bypass else None
         self._write("relay-app.secret", "demo-secret-value\n", 0o600)
         # Delivery reports for mixed outcomes would go to the system's
@@ -139,10 +155,10 @@ class Gateway:
         self._write("sendmail", '#!/bin/sh\ncat > "%s/reports/$$.msg"\n' % self.work, 0o755)
         shutil.copy(os.path.join(self.certs, "relay.key"), os.path.join(self.work, "relay.key"))
         os.chown(os.path.join(self.work, "relay.key"), self.uid, self.gid)
-        self.conf = self._write("m365relay.conf", CONF.format(
+        self.conf = self._write("m365relay.conf", (conf or CONF).format(
             user=USER, state=self.state, work=self.work, certs=self.certs, milter_port=self.milter_port,
             mx=self.sim.ports["mx"], smtp=self.sim.ports["smtp"], token=self.sim.ports["token"],
-            erp_rate=erp_rate, connector="onprem" if connector else ""), 0o644)
+            erp_rate=erp_rate, connector="onprem" if connector else "", **(conf_fields or {})), 0o644)
         if not connector:
             with open(self.conf) as f:
                 text = f.read().replace('    connector = ""\n', "")
@@ -151,8 +167,21 @@ class Gateway:
         # The key that signs the route header, made as the README says.
         subprocess.run([os.path.join(self.build, "cli", "m365ctl"), "-c", self.conf, "route-key"],
                        check=True, stdout=subprocess.DEVNULL)
+        # Milter i > 0: the same configuration but its own socket and pid file.
+        self.confs = [self.conf]
+        for i in range(1, milters):
+            with open(self.conf) as f:
+                text = f.read()
+            text = text.replace("inet:%d@127.0.0.1" % self.milter_port, "inet:%d@127.0.0.1" % self.milter_ports[i])
+            text = text.replace("/milter.pid", "/milter%d.pid" % i)
+            self.confs.append(self._write("m365relay-%d.conf" % i, text, 0o644))
+        if before_start:
+            before_start(self)
         self.milter = None
-        self.start_milter()
+        self.milters = [None] * milters
+        self.milter_logfs = [None] * milters
+        for i in range(milters):
+            self.start_milter(i)
         self.pf = os.path.join(self.work, "postfix")
         self._postfix_init()
         self._postfix("start")
@@ -169,21 +198,33 @@ class Gateway:
         return path
 
     # Milter ---------------------------------------------------------------------
-    def start_milter(self):
-        self.milter_logf = open(os.path.join(self.work, "milter.log"), "a")
-        self.milter = subprocess.Popen([os.path.join(self.build, "milter", "m365-milter"), "-f", "-c", self.conf],
-                                       stderr=self.milter_logf)
-        if not wait_port(self.milter_port):
-            raise RuntimeError("m365-milter did not start: " + self.milter_log())
+    def _milter_log_name(self, i):
+        return os.path.join(self.work, "milter.log" if i == 0 else "milter%d.log" % i)
 
-    def stop_milter(self):
-        if self.milter and self.milter.poll() is None:
-            self.milter.terminate()
-            self.milter.wait(10)
-        self.milter_logf.close()
+    def start_milter(self, i=0):
+        logf = open(self._milter_log_name(i), "a")
+        proc = subprocess.Popen([os.path.join(self.build, "milter", "m365-milter"), "-f", "-c", self.confs[i]],
+                                stderr=logf)
+        self.milters[i], self.milter_logfs[i] = proc, logf
+        if i == 0:
+            self.milter, self.milter_logf = proc, logf
+        if not wait_port(self.milter_ports[i]):
+            raise RuntimeError("m365-milter did not start: " + self.milter_log(i))
 
-    def milter_log(self):
-        with open(os.path.join(self.work, "milter.log")) as f:
+    def stop_milter(self, i=0):
+        proc, logf = self.milters[i], self.milter_logfs[i]
+        if proc and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if logf:
+            logf.close()
+
+    def milter_log(self, i=0):
+        with open(self._milter_log_name(i)) as f:
             return f.read()
 
     # Postfix --------------------------------------------------------------------
@@ -228,6 +269,20 @@ delay_warning_time = 0
 smtpd_sasl_auth_enable = yes
 smtpd_sasl_security_options = noanonymous
 """
+        # main_extra replaces a setting in place (Postfix's postlogd
+        # deadlocks logging its own "overriding earlier entry" warning
+        # before the maillog is open) or adds it.
+        for line in self.main_extra.splitlines():
+            key = line.split("=", 1)[0].strip()
+            if not key:
+                continue
+            lines = main.split("\n")
+            hits = [i for i, l in enumerate(lines) if l.split("=", 1)[0].strip() == key]
+            if hits:
+                lines[hits[0]] = line
+                main = "\n".join(lines)
+            else:
+                main += line + "\n"
         master = f"""127.0.0.1:{self.smtp_port} inet n - n - - smtpd
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
@@ -247,8 +302,12 @@ discard   unix  -       -       n       -       -       discard
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
-m365      unix  -       n       n       -       10      pipe
+m365      unix  -       n       n       -       {self.maxproc}      pipe
   flags=q user={USER} null_sender= argv={transport} -c {self.conf} -q ${{queue_id}} -f ${{sender}} -a ${{client_address}} -s ${{sasl_username}} -- ${{recipient}}
+"""
+        for i in range(1, len(self.smtp_ports)):
+            master += f"""127.0.0.1:{self.smtp_ports[i]} inet n - n - - smtpd
+  -o smtpd_milters=inet:127.0.0.1:{self.milter_ports[i]}
 """
         if self.bypass_port:
             master += f"""127.0.0.1:{self.bypass_port} inet n - n - - smtpd
@@ -262,8 +321,9 @@ m365      unix  -       n       n       -       10      pipe
         with open(os.path.join(etc, "sasl", "smtpd.conf"), "w") as f:
             f.write("pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\n"
                     "sasldb_path: %s/sasldb2\n" % os.path.join(etc, "sasl"))
-        subprocess.run(["saslpasswd2", "-f", os.path.join(etc, "sasl", "sasldb2"), "-c", "-p", "-u",
-                        "relay.contoso.test", "erp"], input="erp-password\n", text=True, check=True)
+        for login, password in self.sasl_users.items():
+            subprocess.run(["saslpasswd2", "-f", os.path.join(etc, "sasl", "sasldb2"), "-c", "-p", "-u",
+                            "relay.contoso.test", login], input=password + "\n", text=True, check=True)
         shutil.chown(os.path.join(etc, "sasl", "sasldb2"), "postfix")
 
     def _postfix(self, *args):
@@ -327,7 +387,8 @@ m365      unix  -       n       n       -       10      pipe
 
     def stop(self, keep=False):
         self._postfix("stop")
-        self.stop_milter()
+        for i in range(len(self.milters)):
+            self.stop_milter(i)
         self.sim.stop()
         if not keep:
             shutil.rmtree(self.work, ignore_errors=True)

@@ -173,27 +173,45 @@ class State:
             self.sent = {}              # mailbox -> [(time, n_rcpts)]
             self.connections = 0
             self.rcpt_reply_used = {}
-            for name in ("records.jsonl", "refused.jsonl"):
+            self.fired = []             # faults that fired: time, role, step, action, client port
+            for name in ("records.jsonl", "refused.jsonl", "sessions.jsonl", "faults.jsonl"):
                 open(os.path.join(self.statedir, name), "w").close()
 
     def record(self, kind, rec):
         with self.lock:
-            (self.records if kind == "records" else self.refused).append(rec)
+            if kind == "records":
+                self.records.append(rec)
+            elif kind == "refused":
+                self.refused.append(rec)
+            elif kind == "faults":
+                self.fired.append(rec)
             with open(os.path.join(self.statedir, kind + ".jsonl"), "a") as f:
                 f.write(json.dumps(rec) + "\n")
 
-    def take_fault(self, role, step):
-        """The first fault armed for this role and step (consumes one use)."""
+    def take_fault(self, role, step, client_port=None):
+        """The first fault armed for this role and step (consumes one use).
+        A fault with "for_seconds" fires every time until that long after
+        it was armed; its count is not used."""
+        t = now()
         with self.lock:
             for f in self.faults:
                 if f.get("step") != step or f.get("role", "any") not in ("any", role):
                     continue
-                if f.get("count", 1) == 0:
+                if "for_seconds" in f:
+                    if t >= f["armed"] + float(f["for_seconds"]):
+                        continue
+                elif f.get("count", 1) == 0:
                     continue
-                if f.get("count", 1) > 0:
+                elif f.get("count", 1) > 0:
                     f["count"] = f.get("count", 1) - 1
-                return dict(f)
-        return None
+                fired = dict(f)
+                break
+            else:
+                return None
+        self.record("faults", {"time": t, "role": role, "step": step, "action": fired.get("action"),
+                               "reply": fired.get("reply"), "status": fired.get("status"),
+                               "seconds": fired.get("seconds"), "client_port": client_port})
+        return fired
 
     def mailbox(self, addr):
         for k, v in self.config["mailboxes"].items():
@@ -260,6 +278,8 @@ class Session:
         self.contexts = contexts
         peer = writer.get_extra_info("peername")
         self.ip = peer[0] if peer else "unknown"
+        self.port = peer[1] if peer else None
+        self.session_start = None      # when the session counted for its mailbox
         self.host = ("SIM%02dPR01CA%04d.outlook.office365.com" % (random.randint(1, 9), random.randint(1, 999))
                      if role == "smtp" else
                      "SIM%02dEUR03FT%03d.mail.protection.outlook.com" % (random.randint(1, 9), random.randint(1, 999)))
@@ -300,25 +320,31 @@ class Session:
         return line
 
     async def fault(self, step):
-        f = self.st.take_fault(self.role, step)
+        f = self.st.take_fault(self.role, step, self.port)
         if f is None:
             return False
         action = f.get("action")
         if action == "drop":
-            self.refuse(step, "fault: connection dropped")
+            self.refuse(step, "fault: connection dropped", fault=True)
             raise Drop()
         if action == "stall":
-            await asyncio.sleep(float(f.get("seconds", 30)))
+            # The stall ends early when the client hangs up (a server
+            # notices a closed connection): the session is gone then.
+            end = now() + float(f.get("seconds", 30))
+            while now() < end:
+                if getattr(self.r, "_eof", False) or self.w.is_closing():
+                    raise Drop()
+                await asyncio.sleep(min(0.1, max(end - now(), 0)))
             return False
         if action == "reply":
             reply = f.get("reply", R["transient"])
-            self.refuse(step, reply)
+            self.refuse(step, reply, fault=True)
             await self.send(reply)
             return True
         if action == "extra":
             # A reply nobody asked for, then the real one: the client's
             # replies are out of step with its commands from here on.
-            self.refuse(step, "fault: extra reply")
+            self.refuse(step, "fault: extra reply", fault=True)
             await self.send(f.get("reply", "250 2.1.0 Sender OK"))
             return False
         return False
@@ -327,7 +353,7 @@ class Session:
         rec = {"role": self.role, "time": now(), "stage": stage, "reply": reply.replace("{tag}", ""),
                "client_ip": self.ip, "mail_from": self.mail_from, "rcpt_to": list(self.rcpts),
                "auth_user": self.auth_user, "tls_version": self.tls,
-               "client_cert_subject": self.cert_subject}
+               "client_cert_subject": self.cert_subject, "client_port": self.port}
         rec.update(extra)
         self.st.record("refused", rec)
 
@@ -363,6 +389,9 @@ class Session:
             with self.st.lock:
                 self.st.sessions[self.auth_user] -= 1
             self.counted = False
+            self.st.record("sessions", {"role": self.role, "auth_user": self.auth_user,
+                                        "start": self.session_start, "end": now(),
+                                        "client_ip": self.ip, "client_port": self.port})
 
     def ehlo_lines(self):
         kws = []
@@ -536,6 +565,7 @@ class Session:
             self.st.max_sessions[name] = max(self.st.max_sessions.get(name, 0), n)
             self.over_limit = n > self.st.config["concurrency"]
         self.counted = True
+        self.session_start = now()
         await self.send(R["auth_ok"])
         return True
 
@@ -695,7 +725,7 @@ class Session:
         if await self.fault("eom"):
             self.reset_tx()
             return True
-        f = self.st.take_fault(self.role, "after_data")
+        f = self.st.take_fault(self.role, "after_data", self.port)
         if f and f.get("action") == "drop":
             # The message is in; the client never hears so.  RFC 5321 6.1
             # allows the duplicate this causes.
@@ -866,6 +896,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                "token_requests_by_client": st.token_requests_by_client,
                                "max_sessions": st.max_sessions, "open_sessions": st.sessions,
                                "connections": st.connections},
+                     "faults_fired": st.fired,
                      "config": st.config, "ports": st.ports}
             return self.reply(200, json.loads(json.dumps(state)))
 
@@ -884,6 +915,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 merge(st.config, data)
         elif self.path == "/fault":
             with st.lock:
+                data["armed"] = now()
                 st.faults.append(data)
         elif self.path == "/revoke":
             with st.lock:
@@ -896,7 +928,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         st = self.state
         with st.lock:
             st.token_requests += 1
-        f = st.take_fault("token", "request")
+        f = st.take_fault("token", "request", self.client_address[1])
         if f:
             if f.get("action") == "stall":
                 time.sleep(float(f.get("seconds", 30)))

@@ -489,6 +489,16 @@ class TokenEndpoint(Base):
         self.assertEqual(http_post(SIM.token_url(), self.form(client_secret="s3cret"))[0], 503)
         self.assertEqual(http_post(SIM.token_url(), self.form(client_secret="s3cret"))[0], 200, "one use only")
 
+    def test_fault_for_seconds(self):
+        SIM.control("fault", {"role": "token", "step": "request", "action": "status", "status": 503,
+                              "for_seconds": 1.5})
+        for _ in range(3):
+            self.assertEqual(http_post(SIM.token_url(), self.form(client_secret="s3cret"))[0], 503)
+        time.sleep(1.6)
+        self.assertEqual(http_post(SIM.token_url(), self.form(client_secret="s3cret"))[0], 200, "over after 1.5 s")
+        fired = SIM.state()["faults_fired"]
+        self.assertEqual([(f["role"], f["step"], f["status"]) for f in fired], [("token", "request", 503)] * 3)
+
 
 class Faults(Base):
     def login(self):
@@ -518,6 +528,35 @@ class Faults(Base):
         t0 = time.time()
         self.assertEqual(s.mail("scanner@contoso.com")[0], 250)
         self.assertGreater(time.time() - t0, 1.4)
+
+    def test_stall_ends_when_the_client_hangs_up(self):
+        SIM.control("fault", {"step": "mail", "action": "stall", "seconds": 30})
+        s = self.login()
+        port = s.sock.getsockname()[1]
+        s.sock.sendall(b"MAIL FROM:<scanner@contoso.com>\r\n")
+        time.sleep(0.3)
+        s.close()
+        time.sleep(0.5)
+        self.assertEqual(SIM.state()["stats"]["open_sessions"]["scanner@contoso.com"], 0,
+                         "the stalled session ended with its connection")
+        self.assertEqual([(f["step"], f["action"], f["client_port"]) for f in SIM.state()["faults_fired"]],
+                         [("mail", "stall", port)])
+
+    def test_session_records(self):
+        s = self.login()
+        s.quit()
+        time.sleep(0.3)
+        with open(os.path.join(WORK, "sessions.jsonl")) as f:
+            rec = json.loads(f.readlines()[-1])
+        self.assertEqual(rec["auth_user"], "scanner@contoso.com")
+        self.assertLessEqual(rec["start"], rec["end"])
+
+    def test_fault_replies_are_marked(self):
+        SIM.control("fault", {"step": "rcpt", "action": "reply"})
+        s = self.login()
+        s.mail("scanner@contoso.com")
+        s.rcpt("a@example.net")
+        self.assertTrue(SIM.refused()[-1]["fault"])
 
     def test_transient_reply_at_a_step(self):
         SIM.control("fault", {"step": "rcpt", "action": "reply"})

@@ -40,7 +40,7 @@ SIM_CONFIG = {
 CONF = """
 {extra_top}
 state_dir = "{state}"
-store {{ path = "{state}/store.mdb" }}
+store {{ path = "{state}/store.mdb" size = 8 }}
 transport {{
     ca_file = "{ca_file}"
     helo_name = "gw.contoso.test"

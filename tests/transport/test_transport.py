@@ -12,7 +12,9 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import Harness, ROUTES, sign_route  # noqa: E402
+from lmdbctl import Lmdb  # noqa: E402
 
 H = None
 
@@ -212,6 +214,34 @@ class Replies(Base):
         finally:
             with open(H.conf, "w") as f:
                 f.write(conf)
+
+
+class StoreFull(Base):
+    def test_map_full_at_delivery_loses_nothing(self):
+        # The LMDB map full while a message is delivered (the soak's
+        # map-full fault): the journal cannot record the recipient, which
+        # the log says with its consequence, and the mail goes all the
+        # same; nothing of this queue id is left in the journal.  (A drop
+        # that fails after a successful write is said too, "journal: entry
+        # kept"; the soak's accounting fails on any entry left without it.)
+        H.run(["warm@contoso.com"], route=ROUTES["direct-send"])  # the store exists
+        path = os.path.join(H.state, "store.mdb")
+        db = Lmdb(path)
+        try:
+            db.fill()
+            r = H.run(["alice@contoso.com"], route=ROUTES["direct-send"])
+        finally:
+            db.unfill()
+            db.close()
+        self.assertExit(r, 0, "")
+        self.assertEqual(H.records()[-1]["rcpt_to"], ["alice@contoso.com"])
+        self.assertIn("%s: journal: LMDB journal write: MDB_MAP_FULL" % r.qid, r.log)
+        self.assertIn("store full: raise store { size }", r.log)
+        db = Lmdb(path)
+        try:
+            self.assertEqual([k for k in db.keys(b"j:") if r.qid.encode() in k], [])
+        finally:
+            db.close()
 
 
 class Faults(Base):
