@@ -17,7 +17,8 @@ int cmd_status(const char *conf_file, int argc, char **argv);
 int cmd_route_key(const char *conf_file, int argc, char **argv);
 int cmd_postfix_config(const char *conf_file, int argc, char **argv);
 
-/* cli_as_service_user - as root, become the configured user (before touching state); -1 if not possible */
+/* cli_as_service_user - as root, become the configured user (before touching state); -1 if not
+ * possible */
 int cli_as_service_user(const struct conf *conf);
 /* cli_load - load the configuration, printing every diagnostic; NULL on error */
 struct conf *cli_load(const char *conf_file, int quiet_ok);
@@ -30,7 +31,7 @@ int cli_postconf_value(const char *name, char *val, size_t len);
 /* cli_postfix_milter - the smtpd_milters value that reaches the configured
  * socket from a Postfix whose queue directory is queue_dir; sets *chroot_ok
  * to whether a chrooted smtpd reaches it too */
-int cli_postfix_milter(const struct conf *conf, const char *queue_dir, char *buf,
-		       size_t len, bool *chroot_ok);
+int cli_postfix_milter(const struct conf *conf, const char *queue_dir, char *buf, size_t len,
+                       bool *chroot_ok);
 
 #endif

@@ -26,9 +26,10 @@ cli_as_service_user(const struct conf *conf)
 		return 0;
 	pw = getpwnam(conf->user);
 	if (pw == NULL) {
-		fprintf(stderr, "m365ctl: the service user \"%s\" does not exist; refusing to "
-				"create state in %s as root (create the user, or run as it)\n",
-			conf->user, conf->state_dir);
+		fprintf(stderr,
+		        "m365ctl: the service user \"%s\" does not exist; refusing to "
+		        "create state in %s as root (create the user, or run as it)\n",
+		        conf->user, conf->state_dir);
 		return -1;
 	}
 	if (pw->pw_uid == 0)
@@ -51,11 +52,10 @@ cli_load(const char *conf_file, int quiet_ok)
 	for (i = 0; i < diag.n; i++)
 		fprintf(stderr, "%s\n", diag.lines[i]);
 	if (conf == NULL)
-		fprintf(stderr, "%s: %zu error%s, configuration not usable\n",
-			conf_file, diag.n_errors, diag.n_errors == 1 ? "" : "s");
+		fprintf(stderr, "%s: %zu error%s, configuration not usable\n", conf_file,
+		        diag.n_errors, diag.n_errors == 1 ? "" : "s");
 	else if (!quiet_ok)
-		printf("configuration OK%s\n",
-		       diag.n_warnings ? " (with warnings)" : "");
+		printf("configuration OK%s\n", diag.n_warnings ? " (with warnings)" : "");
 	diag_free(&diag);
 	return conf;
 }
@@ -84,15 +84,17 @@ cmd_check_config(const char *conf_file, int argc, char **argv)
 	warnings = diag.n_warnings;
 	if (conf == NULL)
 		fprintf(stderr, "%s: %zu error%s, configuration not usable\n", conf_file,
-			diag.n_errors, diag.n_errors == 1 ? "" : "s");
+		        diag.n_errors, diag.n_errors == 1 ? "" : "s");
 	diag_free(&diag);
 	if (conf == NULL)
 		return 1;
 	/* The file is consistent; will the machine let the daemons run it? */
 	n = runtime_check(conf, RUNTIME_SECRETS, print_runtime, (void *)conf_file);
 	if (n > 0)
-		fprintf(stderr, "%s: %zu error%s: the configuration loads, but would fail at "
-				"run time\n", conf_file, n, n == 1 ? "" : "s");
+		fprintf(stderr,
+		        "%s: %zu error%s: the configuration loads, but would fail at "
+		        "run time\n",
+		        conf_file, n, n == 1 ? "" : "s");
 	else
 		printf("configuration OK%s\n", warnings ? " (with warnings)" : "");
 	conf_free(conf);

@@ -52,7 +52,7 @@ static const char *const level_name[] = {"ok", "warning", "error"};
 
 struct finding {
 	char subject[300]; /* "contoso.com", "connector relay", ... */
-	char check[24];	   /* "spf", "mx", "endpoint", "certificate", ... */
+	char check[24];    /* "spf", "mx", "endpoint", "certificate", ... */
 	enum level level;
 	char text[DNS_TXT_MAX + 256];
 	char fix[DNS_TXT_MAX + 256];
@@ -67,8 +67,8 @@ struct doctor {
 };
 
 static void
-add(struct doctor *d, enum level lvl, const char *subject, const char *check,
-    const char *fix, const char *fmt, ...)
+add(struct doctor *d, enum level lvl, const char *subject, const char *check, const char *fix,
+    const char *fmt, ...)
 {
 	struct finding *f;
 	va_list ap;
@@ -108,8 +108,8 @@ check_endpoints(struct doctor *d, const struct tenant *t)
 
 	/* IP addresses are refused by conf.c (need_name). */
 	snprintf(subj, sizeof(subj), "tenant %s", t->name);
-	add(d, LVL_OK, subj, "endpoint", NULL, "smtp_host %s port %u is a DNS name",
-	    t->smtp_host, t->smtp_port);
+	add(d, LVL_OK, subj, "endpoint", NULL, "smtp_host %s port %u is a DNS name", t->smtp_host,
+	    t->smtp_port);
 	if (t->mx_endpoint == NULL)
 		return;
 	for (i = 0; i < t->n_accepted && !form_ok; i++) {
@@ -123,13 +123,16 @@ check_endpoints(struct doctor *d, const struct tenant *t)
 		    "mx_endpoint %s has the <domain>-<tld>.mail.protection.outlook.com form",
 		    t->mx_endpoint);
 	} else {
-		mx_endpoint_form(t->n_accepted ? t->accepted[0] : "contoso.com", form, sizeof(form));
+		mx_endpoint_form(t->n_accepted ? t->accepted[0] : "contoso.com", form,
+		                 sizeof(form));
 		snprintf(fix, sizeof(fix),
-			 "copy the MX value from the Microsoft 365 admin center (Settings > "
-			 "Domains > DNS records), e.g. mx_endpoint = \"%s\"", form);
+		         "copy the MX value from the Microsoft 365 admin center (Settings > "
+		         "Domains > DNS records), e.g. mx_endpoint = \"%s\"",
+		         form);
 		add(d, LVL_WARN, subj, "endpoint", fix,
 		    "mx_endpoint %s is not <domain>-<tld>.mail.protection.outlook.com for "
-		    "any accepted domain", t->mx_endpoint);
+		    "any accepted domain",
+		    t->mx_endpoint);
 	}
 }
 
@@ -152,19 +155,21 @@ check_spf(struct doctor *d, const struct tenant *t, const char *domain)
 		add(d, LVL_ERR, domain, "spf",
 		    "check the spelling in accepted_domains, or publish the domain's zone",
 		    "%s does not exist in DNS (NXDOMAIN): no SPF record can be found, and "
-		    "receivers refuse mail from a domain that does not exist", domain);
+		    "receivers refuse mail from a domain that does not exist",
+		    domain);
 		return;
 	}
 	snprintf(fix, sizeof(fix), "publish one TXT record at %s: \"%s\"", domain, r.suggestion);
 	if (r.n_records == 0) {
-		add(d, LVL_ERR, domain, "spf", fix, "no SPF record: receivers cannot tell the "
+		add(d, LVL_ERR, domain, "spf", fix,
+		    "no SPF record: receivers cannot tell the "
 		    "gateway's mail from forgeries");
 		return;
 	}
 	if (r.n_records > 1) {
 		char merged[DNS_TXT_MAX + 256];
 		snprintf(merged, sizeof(merged), "merge them into one TXT record at %s: \"%s\"",
-			 domain, r.suggestion);
+		         domain, r.suggestion);
 		add(d, LVL_ERR, domain, "spf", merged,
 		    "more than one SPF record: every SPF check gives permerror (RFC 7208 3.2)");
 		return;
@@ -181,8 +186,8 @@ check_spf(struct doctor *d, const struct tenant *t, const char *domain)
 		    "\"%s\" ends in +all: any host on the Internet passes", r.record);
 	if (!r.has_m365_include)
 		add(d, LVL_ERR, domain, "spf", fix,
-		    "no include:%s: mail Microsoft 365 sends for %s fails SPF",
-		    SPF_M365_INCLUDE, domain);
+		    "no include:%s: mail Microsoft 365 sends for %s fails SPF", SPF_M365_INCLUDE,
+		    domain);
 	if (t->egress_ip == NULL)
 		add(d, LVL_WARN, domain, "spf",
 		    "set egress_ip in the tenant to the gateway's public address",
@@ -214,13 +219,14 @@ check_mx(struct doctor *d, const struct tenant *t, const char *domain)
 		return;
 	}
 	mx_endpoint_form(domain, form, sizeof(form));
-	snprintf(fix, sizeof(fix), "publish \"%s. MX 0 %s.\" (the value the admin center "
-		 "shows for the domain)", domain, form);
+	snprintf(fix, sizeof(fix),
+	         "publish \"%s. MX 0 %s.\" (the value the admin center "
+	         "shows for the domain)",
+	         domain, form);
 	if (n == 0 && dns_nxdomain(d->dns)) {
 		add(d, LVL_ERR, domain, "mx",
 		    "check the spelling in accepted_domains, or publish the domain's zone",
-		    "%s does not exist in DNS (NXDOMAIN): mail to it has nowhere to go",
-		    domain);
+		    "%s does not exist in DNS (NXDOMAIN): mail to it has nowhere to go", domain);
 		return;
 	}
 	if (n == 0) {
@@ -233,16 +239,17 @@ check_mx(struct doctor *d, const struct tenant *t, const char *domain)
 		    m3_casecmp(mx[i], form) == 0) {
 			add(d, LVL_OK, domain, "mx", NULL, "MX %s is %s", mx[i],
 			    m3_casecmp(mx[i], form) == 0 && (t->mx_endpoint == NULL ||
-							   m3_casecmp(mx[i], t->mx_endpoint) != 0)
-				    ? "the domain's Microsoft 365 endpoint"
-				    : "the configured mx_endpoint");
+			                                     m3_casecmp(mx[i], t->mx_endpoint) != 0)
+			        ? "the domain's Microsoft 365 endpoint"
+			        : "the configured mx_endpoint");
 			return;
 		}
 		join(list, sizeof(list), mx[i]);
 	}
 	add(d, LVL_ERR, domain, "mx", fix,
 	    "MX is %s, not the configured endpoint %s: Direct Send and relay would reach a "
-	    "tenant other mail does not", list, t->mx_endpoint ? t->mx_endpoint : form);
+	    "tenant other mail does not",
+	    list, t->mx_endpoint ? t->mx_endpoint : form);
 }
 
 /* Certificates and credentials --------------------------------------------------------- */
@@ -262,8 +269,7 @@ may_read(const struct passwd *pw, const char *path, const struct stat *st)
 }
 
 static void
-check_file(struct doctor *d, const char *subject, const char *what, const char *path,
-	   bool secret)
+check_file(struct doctor *d, const char *subject, const char *what, const char *path, bool secret)
 {
 	const struct passwd *pw = getpwnam(d->conf->user);
 	struct stat st;
@@ -293,7 +299,7 @@ check_file(struct doctor *d, const char *subject, const char *what, const char *
 
 static void
 check_cert(struct doctor *d, const char *subject, const char *cert, const char *key,
-	   const struct tenant *t)
+           const struct tenant *t)
 {
 	/* A connector's certificate is checked against the tenant (names, chain);
 	 * an app's only for its key and dates: Entra ID takes self-signed ones. */
@@ -304,8 +310,8 @@ check_cert(struct doctor *d, const char *subject, const char *cert, const char *
 	check_file(d, subject, "certificate_file", cert, false);
 	check_file(d, subject, "key_file", key, true);
 	if (cert_inspect(cert, key, d->conf->transport.ca_file, t, &r, err, sizeof(err)) < 0) {
-		add(d, LVL_ERR, subject, "certificate", "give a PEM certificate, leaf first",
-		    "%s", err);
+		add(d, LVL_ERR, subject, "certificate", "give a PEM certificate, leaf first", "%s",
+		    err);
 		return;
 	}
 	for (i = 0; i < r.n_names; i++)
@@ -314,14 +320,16 @@ check_cert(struct doctor *d, const char *subject, const char *cert, const char *
 		if (r.matched[0] != '\0')
 			add(d, LVL_OK, subject, "certificate", NULL,
 			    "name %s is in an accepted domain (set TlsSenderCertificateName on "
-			    "the inbound connector to it or to its *.domain)", r.matched);
+			    "the inbound connector to it or to its *.domain)",
+			    r.matched);
 		else
 			add(d, LVL_ERR, subject, "certificate",
 			    "use a certificate whose CN or SAN is in an accepted domain (e.g. "
 			    "relay.<your domain>), the same name as the connector's "
 			    "TlsSenderCertificateName",
 			    "no name in an accepted domain (names: %s): Microsoft answers 550 "
-			    "5.7.64 Relay Access Denied", names[0] ? names : "none");
+			    "5.7.64 Relay Access Denied",
+			    names[0] ? names : "none");
 	}
 	if (key != NULL && !r.key_matches)
 		add(d, LVL_ERR, subject, "certificate",
@@ -333,8 +341,10 @@ check_cert(struct doctor *d, const char *subject, const char *cert, const char *
 	if (t == NULL) {
 		/* no chain for an app certificate */
 	} else if (!r.chain_ok) {
-		snprintf(fix, sizeof(fix), "append the intermediate certificates to %s, leaf "
-			 "first (Microsoft needs the whole chain, else 5.7.64)", cert);
+		snprintf(fix, sizeof(fix),
+		         "append the intermediate certificates to %s, leaf "
+		         "first (Microsoft needs the whole chain, else 5.7.64)",
+		         cert);
 		add(d, LVL_ERR, subject, "certificate", fix, "chain incomplete: %s", r.chain_err);
 	} else {
 		add(d, LVL_OK, subject, "certificate", NULL, "chain complete to a trusted root");
@@ -347,7 +357,8 @@ check_cert(struct doctor *d, const char *subject, const char *cert, const char *
 		    "expires in %ld day%s (%s)", r.days_left, r.days_left == 1 ? "" : "s",
 		    r.not_after);
 	else
-		add(d, LVL_OK, subject, "certificate", NULL, "valid for %ld more days", r.days_left);
+		add(d, LVL_OK, subject, "certificate", NULL, "valid for %ld more days",
+		    r.days_left);
 }
 
 /* --connect ----------------------------------------------------------------------------- */
@@ -411,18 +422,18 @@ check_connect(struct doctor *d, const char *host, unsigned port, bool submission
 		goto out;
 	}
 	net_peer_names(&s.net, names, sizeof(names));
-	add(d, LVL_OK, subj, "tls", NULL, "%s, certificate verified (names: %s)",
-	    s.net.tls_version, names);
+	add(d, LVL_OK, subj, "tls", NULL, "%s, certificate verified (names: %s)", s.net.tls_version,
+	    names);
 	if (smtp_ehlo(&s, &r) < 0 || r.code != 250) {
-		add(d, LVL_ERR, subj, "connect", NULL, "EHLO after STARTTLS refused: %d %s",
-		    r.code, r.text);
+		add(d, LVL_ERR, subj, "connect", NULL, "EHLO after STARTTLS refused: %d %s", r.code,
+		    r.text);
 		goto out;
 	}
 	snprintf(caps, sizeof(caps), "%s%s%s%s%s%s", s.ext & EXT_PIPELINING ? " PIPELINING" : "",
-		 s.ext & EXT_SIZE ? " SIZE" : "", s.ext & EXT_8BITMIME ? " 8BITMIME" : "",
-		 s.ext & EXT_SMTPUTF8 ? " SMTPUTF8" : "",
-		 s.ext & EXT_AUTH_LOGIN ? " AUTH-LOGIN" : "",
-		 s.ext & EXT_AUTH_XOAUTH2 ? " AUTH-XOAUTH2" : "");
+	         s.ext & EXT_SIZE ? " SIZE" : "", s.ext & EXT_8BITMIME ? " 8BITMIME" : "",
+	         s.ext & EXT_SMTPUTF8 ? " SMTPUTF8" : "",
+	         s.ext & EXT_AUTH_LOGIN ? " AUTH-LOGIN" : "",
+	         s.ext & EXT_AUTH_XOAUTH2 ? " AUTH-XOAUTH2" : "");
 	if (submission && !(s.ext & EXT_AUTH_XOAUTH2))
 		add(d, LVL_ERR, subj, "ehlo",
 		    "smtp_host must be Microsoft's submission endpoint (smtp.office365.com)",
@@ -476,7 +487,7 @@ print_json(const struct doctor *d)
 	json_object_object_add(root, "errors", json_object_new_int64((int64_t)d->n_err));
 	json_object_object_add(root, "warnings", json_object_new_int64((int64_t)d->n_warn));
 	printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
-								   JSON_C_TO_STRING_NOSLASHESCAPE));
+	                                                        JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(root);
 }
 
@@ -552,7 +563,7 @@ check_socket_access(struct doctor *d, const char *owner)
 	}
 	gr = getgrgid(st.st_gid);
 	snprintf(fix, sizeof(fix), "adduser %s %s, then postfix reload", owner,
-		 gr != NULL ? gr->gr_name : "THE-DIRECTORY'S-GROUP");
+	         gr != NULL ? gr->gr_name : "THE-DIRECTORY'S-GROUP");
 	if (!may_use(pw, &st, 1)) {
 		add(d, LVL_ERR, "postfix", "socket", fix,
 		    "%s (mode %04o) cannot be entered by Postfix's user %s: smtpd gets "
@@ -584,8 +595,9 @@ check_master(struct doctor *d)
 		add(d, LVL_WARN, "postfix", "master.cf", NULL, "postconf -M failed: not checked");
 		return;
 	}
-	snprintf(fix, sizeof(fix), "m365ctl postfix-config master >> master.cf (and remove "
-		 "the old entry), then postfix reload");
+	snprintf(fix, sizeof(fix),
+	         "m365ctl postfix-config master >> master.cf (and remove "
+	         "the old entry), then postfix reload");
 	for (line = sbuf_str(&out); *line != '\0'; line += n + (line[n] == '\n')) {
 		char entry[8192];
 
@@ -602,7 +614,8 @@ check_master(struct doctor *d)
 		user[0] = '\0';
 		if (u != NULL) {
 			size_t k = strcspn(u + 6, ": \t");
-			snprintf(user, sizeof(user), "%.*s", (int)(k < sizeof(user) ? k : 0), u + 6);
+			snprintf(user, sizeof(user), "%.*s", (int)(k < sizeof(user) ? k : 0),
+			         u + 6);
 		}
 		if (strcmp(user, d->conf->user) != 0)
 			add(d, LVL_ERR, "postfix", "master.cf", fix,
@@ -646,11 +659,13 @@ check_postfix(struct doctor *d)
 		    "put the socket under the queue directory: milter { socket = "
 		    "\"unix:/var/spool/postfix/m365relay/milter.sock\" }",
 		    "%s is outside Postfix's queue directory %s: a chrooted smtpd (Debian's "
-		    "default) cannot reach it", d->conf->milter.socket, queue_dir);
+		    "default) cannot reach it",
+		    d->conf->milter.socket, queue_dir);
 	if (cli_postconf_value("smtpd_milters", v, sizeof(v)) < 0 || !in_list(v, want))
 		add(d, LVL_ERR, "postfix", "main.cf", "m365ctl postfix-config main",
 		    "smtpd_milters does not name %s: mail from the network is not checked "
-		    "at SMTP time", want);
+		    "at SMTP time",
+		    want);
 	else
 		add(d, LVL_OK, "postfix", "main.cf", NULL, "smtpd_milters names %s", want);
 	/* postconf -x: $smtpd_milters expanded */
@@ -659,11 +674,12 @@ check_postfix(struct doctor *d)
 		struct sbuf out;
 
 		if (cli_postconf(args, &out) == 0 && in_list(sbuf_str(&out), want))
-			add(d, LVL_OK, "postfix", "main.cf", NULL, "non_smtpd_milters names it too");
+			add(d, LVL_OK, "postfix", "main.cf", NULL,
+			    "non_smtpd_milters names it too");
 		else
-			add(d, LVL_WARN, "postfix", "main.cf",
-			    "non_smtpd_milters = $smtpd_milters",
-			    "non_smtpd_milters does not name the milter: local submissions learn of "
+			add(d, LVL_WARN, "postfix", "main.cf", "non_smtpd_milters = $smtpd_milters",
+			    "non_smtpd_milters does not name the milter: local submissions learn "
+			    "of "
 			    "a refusal only by a bounce (SECURITY)");
 		sbuf_free(&out);
 	}
@@ -741,9 +757,10 @@ run_checks(struct doctor *d, bool connect)
 		if (mb->auth == AUTH_BASIC)
 			check_file(d, subj, "password_file", mb->password_file, true);
 		else
-			add(d, LVL_OK, subj, "credentials", NULL, "OAuth through app %s "
-			    "(m365ctl token test %s --mailbox %s tries it)", mb->app->name,
-			    mb->app->name, mb->name);
+			add(d, LVL_OK, subj, "credentials", NULL,
+			    "OAuth through app %s "
+			    "(m365ctl token test %s --mailbox %s tries it)",
+			    mb->app->name, mb->app->name, mb->name);
 	}
 	if (!connect)
 		return;
@@ -759,8 +776,8 @@ int
 cmd_doctor(const char *conf_file, int argc, char **argv)
 {
 	static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
-					     {"connect", no_argument, NULL, 'C'},
-					     {NULL, 0, NULL, 0}};
+	                                     {"connect", no_argument, NULL, 'C'},
+	                                     {NULL, 0, NULL, 0}};
 	struct doctor d;
 	bool json = false, connect = false;
 	struct conf *conf;

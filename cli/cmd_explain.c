@@ -19,11 +19,10 @@
 static void
 explain_usage(void)
 {
-	fprintf(stderr,
-		"usage: m365ctl [-c FILE] explain [--client IP] [--login NAME] "
-		"[--cert-subject DN]\n"
-		"         --sender ADDR --rcpt ADDR [--rcpt ADDR...] "
-		"[--from VALUE] [--sender-header VALUE] [--reply-to]\n");
+	fprintf(stderr, "usage: m365ctl [-c FILE] explain [--client IP] [--login NAME] "
+	                "[--cert-subject DN]\n"
+	                "         --sender ADDR --rcpt ADDR [--rcpt ADDR...] "
+	                "[--from VALUE] [--sender-header VALUE] [--reply-to]\n");
 }
 
 /* gate_print - a require_spf_pass finding, before the verdict it shapes */
@@ -38,16 +37,15 @@ gate_print(void *arg, enum spfgate_level lvl, const char *line)
 int
 cmd_explain(const char *conf_file, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"client", required_argument, NULL, 'a'},
-		{"login", required_argument, NULL, 'l'},
-		{"cert-subject", required_argument, NULL, 'C'},
-		{"sender", required_argument, NULL, 's'},
-		{"rcpt", required_argument, NULL, 'r'},
-		{"from", required_argument, NULL, 'f'},
-		{"sender-header", required_argument, NULL, 'S'},
-		{"reply-to", no_argument, NULL, 'R'},
-		{NULL, 0, NULL, 0}};
+	static const struct option opts[] = {{"client", required_argument, NULL, 'a'},
+	                                     {"login", required_argument, NULL, 'l'},
+	                                     {"cert-subject", required_argument, NULL, 'C'},
+	                                     {"sender", required_argument, NULL, 's'},
+	                                     {"rcpt", required_argument, NULL, 'r'},
+	                                     {"from", required_argument, NULL, 'f'},
+	                                     {"sender-header", required_argument, NULL, 'S'},
+	                                     {"reply-to", no_argument, NULL, 'R'},
+	                                     {NULL, 0, NULL, 0}};
 	const char *rcpts[MAX_ITEMS], *from[MAX_ITEMS], *sender[MAX_ITEMS];
 	struct rcpt_verdict rv[MAX_ITEMS];
 	struct submission sub;
@@ -70,7 +68,7 @@ cmd_explain(const char *conf_file, int argc, char **argv)
 		case 'a':
 			if (ip_parse(optarg, &client) < 0) {
 				fprintf(stderr, "m365ctl: --client %s: not an IP address\n",
-					optarg);
+				        optarg);
 				return 2;
 			}
 			sub.id.client = &client;
@@ -125,39 +123,34 @@ cmd_explain(const char *conf_file, int argc, char **argv)
 	}
 	policy_evaluate(conf, &facts, &sub, &m, rv, MAX_ITEMS);
 	free(unauth);
-	printf("submitter:   %s\n", m.submitter ? m.submitter->name
-					       : "(none: client not recognised)");
+	printf("submitter:   %s\n",
+	       m.submitter ? m.submitter->name : "(none: client not recognised)");
 	if (m.submitter != NULL) {
 		char a[ADDR_TEXT_MAX + 1], b2[ADDR_TEXT_MAX + 1];
 		addr_format(&m.env_sender, a, sizeof(a));
 		addr_format(&m.final_sender, b2, sizeof(b2));
-		printf("domain:      %s (tenant %s)\n", m.domain->name,
-		       m.tenant->name);
-		printf("sender:      <%s>%s%s%s\n",
-		       m.sender_unparseable ? "(unparseable)" : a,
+		printf("domain:      %s (tenant %s)\n", m.domain->name, m.tenant->name);
+		printf("sender:      <%s>%s%s%s\n", m.sender_unparseable ? "(unparseable)" : a,
 		       m.sender_rewritten ? " rewritten to <" : " kept",
-		       m.sender_rewritten ? b2 : "",
-		       m.sender_rewritten ? ">" : "");
+		       m.sender_rewritten ? b2 : "", m.sender_rewritten ? ">" : "");
 		for (i = 0; i < sub.n_rcpts && i < MAX_ITEMS; i++)
 			printf("recipient:   %s %s%s\n", rcpts[i],
 			       rv[i].reply.verdict == VERDICT_ACCEPT
-				       ? (rv[i].internal ? "internal" : "external")
-				       : "refused: ",
+			           ? (rv[i].internal ? "internal" : "external")
+			           : "refused: ",
 			       rv[i].reply.verdict == VERDICT_ACCEPT
-				       ? ""
-				       : reply_format(&rv[i].reply, buf, sizeof(buf)));
+			           ? ""
+			           : reply_format(&rv[i].reply, buf, sizeof(buf)));
 		if (m.from_action != FROM_KEEP)
 			printf("header From: %s to %s\n",
-			       m.from_action == FROM_ADD ? "added" : "rewritten",
-			       m.new_from);
+			       m.from_action == FROM_ADD ? "added" : "rewritten", m.new_from);
 		if (m.new_reply_to[0] != '\0')
 			printf("Reply-To:    added %s\n", m.new_reply_to);
 		if (m.delete_sender)
 			printf("Sender:      removed\n");
 		if (m.reply.verdict == VERDICT_ACCEPT)
 			printf("delivery:    %s%s%s%s%s\n", mode_name(m.mode),
-			       m.mailbox ? " as mailbox " : "",
-			       m.mailbox ? m.mailbox->name : "",
+			       m.mailbox ? " as mailbox " : "", m.mailbox ? m.mailbox->name : "",
 			       m.connector ? " through connector " : "",
 			       m.connector ? m.connector->name : "");
 	}

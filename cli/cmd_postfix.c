@@ -19,13 +19,13 @@
 #include "cli.h"
 #include "util.h"
 
-#define DEF_QUEUE_DIR	"/var/spool/postfix"
-#define DEF_RCPT_LIMIT	500 /* Exchange Online's default per message */
+#define DEF_QUEUE_DIR   "/var/spool/postfix"
+#define DEF_RCPT_LIMIT  500 /* Exchange Online's default per message */
 #define TRANSPORT_PROCS 10  /* mailbox { sessions } holds each mailbox to 3 */
 
 int
 cli_postfix_milter(const struct conf *conf, const char *queue_dir, char *buf, size_t len,
-		   bool *chroot_ok)
+                   bool *chroot_ok)
 {
 	const char *s = conf->milter.socket, *at;
 	size_t q = strlen(queue_dir);
@@ -75,7 +75,7 @@ recipient_limit(const struct conf *conf)
 
 static void
 print_main(const struct conf *conf, const char *milter, bool comments, bool chroot_ok,
-	   const char *queue_dir)
+           const char *queue_dir)
 {
 	if (comments) {
 		printf("# main.cf (each line: postconf -e 'LINE')\n"
@@ -139,8 +139,8 @@ cmd_postfix_config(const char *conf_file, int argc, char **argv)
 	struct group *gr;
 	size_t i;
 
-	if (argc > 2 || (argc == 2 && strcmp(argv[1], "main") != 0 &&
-			 strcmp(argv[1], "master") != 0)) {
+	if (argc > 2 ||
+	    (argc == 2 && strcmp(argv[1], "main") != 0 && strcmp(argv[1], "master") != 0)) {
 		fprintf(stderr, "usage: m365ctl [-c FILE] postfix-config [main|master]\n");
 		return 2;
 	}
@@ -155,7 +155,7 @@ cmd_postfix_config(const char *conf_file, int argc, char **argv)
 	diag_free(&diag);
 	if (conf == NULL) {
 		fprintf(stderr, "m365ctl: %s is not usable; fix it first (m365ctl check-config)\n",
-			conf_file);
+		        conf_file);
 		return 1;
 	}
 	have_postfix = cli_postconf_value("queue_directory", queue_dir, sizeof(queue_dir)) == 0;
@@ -163,7 +163,7 @@ cmd_postfix_config(const char *conf_file, int argc, char **argv)
 		m3_strlcpy(queue_dir, DEF_QUEUE_DIR, sizeof(queue_dir));
 	if (cli_postfix_milter(conf, queue_dir, milter, sizeof(milter), &chroot_ok) < 0) {
 		fprintf(stderr, "m365ctl: milter socket %s: not one Postfix can name\n",
-			conf->milter.socket);
+		        conf->milter.socket);
 		conf_free(conf);
 		return 1;
 	}

@@ -31,8 +31,8 @@ int
 cmd_route_key(const char *conf_file, int argc, char **argv)
 {
 	static const struct option opts[] = {{"rotate", no_argument, NULL, 'r'},
-					     {"help", no_argument, NULL, 'h'},
-					     {NULL, 0, NULL, 0}};
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
 	struct diag diag = {0};
 	struct conf *conf;
 	struct passwd *pw = NULL;
@@ -71,8 +71,8 @@ cmd_route_key(const char *conf_file, int argc, char **argv)
 		struct arena *a = arena_new();
 		struct route_key *keys;
 		size_t n;
-		if (a == NULL || route_keys_read(conf->route_key_file, a, &keys, &n, err,
-						 sizeof(err)) < 0) {
+		if (a == NULL ||
+		    route_keys_read(conf->route_key_file, a, &keys, &n, err, sizeof(err)) < 0) {
 			fprintf(stderr, "m365ctl: %s\n", a ? err : "out of memory");
 			arena_free(a);
 			goto out;
@@ -86,12 +86,13 @@ cmd_route_key(const char *conf_file, int argc, char **argv)
 	if (geteuid() == 0) {
 		pw = getpwnam(conf->user);
 		if (pw == NULL)
-			fprintf(stderr, "m365ctl: warning: service user %s does not exist; the key "
-					"stays root's until you run: chown %s %s\n",
-				conf->user, conf->user, conf->route_key_file);
+			fprintf(stderr,
+			        "m365ctl: warning: service user %s does not exist; the key "
+			        "stays root's until you run: chown %s %s\n",
+			        conf->user, conf->user, conf->route_key_file);
 	}
 	if (route_keys_write(conf->route_key_file, rotate ? 1 : 0, pw ? pw->pw_uid : 0,
-			     pw ? pw->pw_gid : 0, err, sizeof(err)) < 0) {
+	                     pw ? pw->pw_gid : 0, err, sizeof(err)) < 0) {
 		fprintf(stderr, "m365ctl: %s\n", err);
 		goto out;
 	}
@@ -101,10 +102,11 @@ cmd_route_key(const char *conf_file, int argc, char **argv)
 		struct route_key *keys;
 		size_t n = 0;
 
-		if (a == NULL || route_keys_read(conf->route_key_file, a, &keys, &n, err,
-						 sizeof(err)) < 0 || n == 0) {
+		if (a == NULL ||
+		    route_keys_read(conf->route_key_file, a, &keys, &n, err, sizeof(err)) < 0 ||
+		    n == 0) {
 			fprintf(stderr, "m365ctl: wrote %s, but it does not read back: %s\n",
-				conf->route_key_file, a ? err : "out of memory");
+			        conf->route_key_file, a ? err : "out of memory");
 			arena_free(a);
 			goto out;
 		}

@@ -95,22 +95,26 @@ cmd_status(const char *conf_file, int argc, char **argv)
 		limit_format(&m->messages, lm, sizeof(lm));
 		limit_format(&m->recipients, lr, sizeof(lr));
 		if (json) {
-			printf("%s\n  {\"mailbox\": \"%s\", \"messages\": {\"sent\": %llu, \"admitted\": %llu, "
-			       "\"limit\": %lu, \"window_seconds\": %lu, \"next_ms\": %llu}, "
-			       "\"recipients\": {\"sent\": %llu, \"admitted\": %llu, \"limit\": %lu, "
-			       "\"window_seconds\": %lu}, \"sessions\": {\"in_use\": %llu, \"limit\": %u}}",
-			       first ? "" : ",", m->name, (unsigned long long)out.msgs,
-			       (unsigned long long)adm.msgs, m->messages.count, m->messages.window,
-			       (unsigned long long)(out.msg_free_at > now ? out.msg_free_at - now : 0),
-			       (unsigned long long)out.rcpts, (unsigned long long)adm.rcpts,
-			       m->recipients.count, m->recipients.window,
-			       (unsigned long long)out.sessions, m->sessions);
+			printf(
+			    "%s\n  {\"mailbox\": \"%s\", \"messages\": {\"sent\": %llu, "
+			    "\"admitted\": %llu, "
+			    "\"limit\": %lu, \"window_seconds\": %lu, \"next_ms\": %llu}, "
+			    "\"recipients\": {\"sent\": %llu, \"admitted\": %llu, \"limit\": %lu, "
+			    "\"window_seconds\": %lu}, \"sessions\": {\"in_use\": %llu, \"limit\": "
+			    "%u}}",
+			    first ? "" : ",", m->name, (unsigned long long)out.msgs,
+			    (unsigned long long)adm.msgs, m->messages.count, m->messages.window,
+			    (unsigned long long)(out.msg_free_at > now ? out.msg_free_at - now : 0),
+			    (unsigned long long)out.rcpts, (unsigned long long)adm.rcpts,
+			    m->recipients.count, m->recipients.window,
+			    (unsigned long long)out.sessions, m->sessions);
 			first = false;
 		} else {
 			snprintf(a, sizeof(a), "%llu/%s", (unsigned long long)out.msgs, lm);
 			snprintf(b, sizeof(b), "%llu/%s", (unsigned long long)adm.msgs, lm);
 			snprintf(r, sizeof(r), "%llu/%s", (unsigned long long)out.rcpts, lr);
-			snprintf(s, sizeof(s), "%llu/%u", (unsigned long long)out.sessions, m->sessions);
+			snprintf(s, sizeof(s), "%llu/%u", (unsigned long long)out.sessions,
+			         m->sessions);
 			printf("%-32s %-14s %-14s %-18s %-9s %s\n", m->name, a, b, r, s,
 			       when(out.msg_free_at, now, w, sizeof(w)));
 		}

@@ -28,15 +28,15 @@ show_claims(const char *token)
 	const char *keys[] = {"aud", "roles", "appid", "tid", "iss"};
 	size_t i;
 
-	if (oauth_claims(token, json, sizeof(json)) < 0 ||
-	    (j = json_tokener_parse(json)) == NULL) {
+	if (oauth_claims(token, json, sizeof(json)) < 0 || (j = json_tokener_parse(json)) == NULL) {
 		printf("claims:      (not a JWT: cannot show them)\n");
 		return;
 	}
 	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		if (json_object_object_get_ex(j, keys[i], &v))
-			printf("%-12s %s\n", keys[i], json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
-								    JSON_C_TO_STRING_NOSLASHESCAPE));
+			printf("%-12s %s\n", keys[i],
+			       json_object_to_json_string_ext(
+			           v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	if (json_object_object_get_ex(j, "exp", &v)) {
 		time_t exp = (time_t)json_object_get_int64(v);
 		struct tm tm;
@@ -54,7 +54,7 @@ show_claims(const char *token)
 
 static int
 smtp_round_trip(const struct conf *conf, const struct app *app, const char *mailbox,
-		const char *token)
+                const char *token)
 {
 	const struct tenant *t = app->tenant;
 	struct smtp s;
@@ -99,7 +99,7 @@ int
 cmd_token(const char *conf_file, int argc, char **argv)
 {
 	static const struct option opts[] = {{"mailbox", required_argument, NULL, 'm'},
-					     {NULL, 0, NULL, 0}};
+	                                     {NULL, 0, NULL, 0}};
 	const char *mailbox = NULL, *name;
 	const struct app *app = NULL;
 	struct oauth_token tok;
@@ -131,9 +131,9 @@ cmd_token(const char *conf_file, int argc, char **argv)
 	}
 	oauth_token_url(app, url, sizeof(url));
 	printf("app:         %s (client %s, %s)\n", app->name, app->client_id,
-	       app->secret_file ? "client secret"
+	       app->secret_file                    ? "client secret"
 	       : app->assertion == ASSERTION_PS256 ? "certificate, PS256"
-						   : "certificate, RS256");
+	                                           : "certificate, RS256");
 	printf("endpoint:    %s\n", url);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (oauth_fetch(conf, app, &tok, &e) < 0) {

@@ -51,8 +51,7 @@ fail_char(struct cur *c, const char *what)
 	else if (*c->p >= 0x21 && *c->p < 0x7f)
 		snprintf(msg, sizeof(msg), "%s: unexpected '%c'", what, *c->p);
 	else
-		snprintf(msg, sizeof(msg), "%s: unexpected byte 0x%02x", what,
-			 *c->p);
+		snprintf(msg, sizeof(msg), "%s: unexpected byte 0x%02x", what, *c->p);
 	return fail(c, msg);
 }
 
@@ -65,8 +64,7 @@ peek(const struct cur *c)
 static bool
 is_atext(int ch)
 {
-	if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-	    (ch >= '0' && ch <= '9'))
+	if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
 		return true;
 	return ch > 0 && strchr("!#$%&'*+-/=?^_`{|}~", ch) != NULL;
 }
@@ -189,8 +187,7 @@ parse_domain_at(struct cur *c, char *out)
 	if (c->p == start)
 		return fail_char(c, "domain");
 	if (label == 0)
-		return fail(c, last == '.' ? "domain: ends with '.'"
-					   : "domain: empty label");
+		return fail(c, last == '.' ? "domain: ends with '.'" : "domain: empty label");
 	if (last == '-')
 		return fail(c, "domain: label ends with '-'");
 	total = (size_t)(c->p - start);
@@ -205,7 +202,7 @@ int
 addr_parse_domain(const char *s, size_t len, struct addr_err *err)
 {
 	struct cur c = {(const unsigned char *)s, (const unsigned char *)s,
-			(const unsigned char *)s + len, err, ""};
+	                (const unsigned char *)s + len, err, ""};
 	char out[ADDR_DOMAIN_MAX + 1];
 
 	if (parse_domain_at(&c, out) < 0)
@@ -231,8 +228,7 @@ is_dot_atom(const char *s, size_t len)
 			if (s[i + 1] == '.')
 				return false;
 		} else if (ch >= 0x80) {
-			size_t n = m3_utf8_seq((const unsigned char *)s + i,
-					       len - i);
+			size_t n = m3_utf8_seq((const unsigned char *)s + i, len - i);
 			if (n == 0)
 				return false;
 			i += n - 1;
@@ -254,7 +250,7 @@ canon_local(struct cur *c, const char *v, size_t len, char *out)
 	for (i = 0; i < len; i++)
 		if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
 			return fail(c, "control character in local part "
-				       "(cannot be sent over SMTP)");
+			               "(cannot be sent over SMTP)");
 	if (is_dot_atom(v, len)) {
 		if (len > ADDR_LOCAL_MAX)
 			return fail(c, "local part longer than 64 octets");
@@ -358,11 +354,10 @@ read_atom(struct cur *c, struct val *v)
 /* Envelope (RFC 5321) ------------------------------------------------------ */
 
 int
-addr_parse_path(const char *s, size_t len, bool allow_null, struct addr *out,
-		struct addr_err *err)
+addr_parse_path(const char *s, size_t len, bool allow_null, struct addr *out, struct addr_err *err)
 {
 	struct cur c = {(const unsigned char *)s, (const unsigned char *)s,
-			(const unsigned char *)s + len, err, ""};
+	                (const unsigned char *)s + len, err, ""};
 	char value[ADDR_LOCAL_MAX + 1];
 	struct val v = {value, 0, ADDR_LOCAL_MAX, "local part longer than 64 octets"};
 	bool angle = false;
@@ -461,8 +456,7 @@ skip_comment(struct cur *c)
 			if (v.len + (size_t)(c->p - s) <= v.cap)
 				val_add(c, &v, s, (size_t)(c->p - s));
 			continue;
-		} else if (ch == '\r' || ch == '\n' || ch == '\t' ||
-			   ch == ' ') {
+		} else if (ch == '\r' || ch == '\n' || ch == '\t' || ch == ' ') {
 			c->p++;
 			ch = ' ';
 		} else if (ch < 0x20 || ch == 0x7f) {
@@ -506,7 +500,7 @@ encoded_word_len(const struct cur *c)
 
 	if (e - p < 8 || p[0] != '=' || p[1] != '?')
 		return 0;
-	for (p += 2; p < e && *p > 0x20 && *p < 0x7f; p++) {
+	for (p += 2; p<e && * p> 0x20 && *p < 0x7f; p++) {
 		if (*p == '?') {
 			if (q == 2 && p + 1 < e && p[1] == '=')
 				return (size_t)(p + 2 - c->p);
@@ -532,8 +526,7 @@ read_phrase(struct cur *c, struct val *disp)
 		if (ew == 0 && ch != '"' && ch != '.' && !(ch >= 0x80) &&
 		    !(ch >= 0 && is_atext(ch)))
 			return words;
-		if (words > 0 && ch != '.' &&
-		    val_add(c, disp, " ", 1) < 0)
+		if (words > 0 && ch != '.' && val_add(c, disp, " ", 1) < 0)
 			return -1;
 		if (ew > 0) {
 			if (val_add(c, disp, c->p, ew) < 0)
@@ -672,8 +665,7 @@ struct list_out {
 
 /* read_mailbox - one name-addr or addr-spec (not a group) */
 static int
-read_mailbox(struct cur *c, struct list_out *lo, bool *group_start,
-	     struct val *disp)
+read_mailbox(struct cur *c, struct list_out *lo, bool *group_start, struct val *disp)
 {
 	const unsigned char *start;
 	struct addr a;
@@ -725,11 +717,11 @@ read_mailbox(struct cur *c, struct list_out *lo, bool *group_start,
 }
 
 int
-addr_parse_list(const char *s, size_t len, struct mailbox *out, size_t cap,
-		size_t *n, struct addr_err *err)
+addr_parse_list(const char *s, size_t len, struct mailbox *out, size_t cap, size_t *n,
+                struct addr_err *err)
 {
 	struct cur c = {(const unsigned char *)s, (const unsigned char *)s,
-			(const unsigned char *)s + len, err, ""};
+	                (const unsigned char *)s + len, err, ""};
 	struct list_out lo = {out, cap, 0};
 	char dbuf[ADDR_DISPLAY_MAX + 1];
 	struct val disp = {dbuf, 0, ADDR_DISPLAY_MAX, "display name too long"};
@@ -797,8 +789,7 @@ addr_is_null(const struct addr *a)
 bool
 addr_equal(const struct addr *a, const struct addr *b)
 {
-	return m3_casecmp(a->local, b->local) == 0 &&
-	       m3_casecmp(a->domain, b->domain) == 0;
+	return m3_casecmp(a->local, b->local) == 0 && m3_casecmp(a->domain, b->domain) == 0;
 }
 
 int
@@ -831,8 +822,7 @@ phrase_safe(const char *s)
 }
 
 int
-addr_format_mailbox(const char *display, const struct addr *a, char *buf,
-		    size_t size)
+addr_format_mailbox(const char *display, const struct addr *a, char *buf, size_t size)
 {
 	char ab[ADDR_TEXT_MAX + 1];
 	size_t o = 0;
@@ -889,9 +879,8 @@ addr_match(const char *pattern, const struct addr *a)
 	at = strrchr(pattern, '@');
 	if (at == NULL)
 		return false;
-	if (at != pattern &&
-	    (strlen(a->local) != (size_t)(at - pattern) ||
-	     m3_ncasecmp(pattern, a->local, (size_t)(at - pattern)) != 0))
+	if (at != pattern && (strlen(a->local) != (size_t)(at - pattern) ||
+	                      m3_ncasecmp(pattern, a->local, (size_t)(at - pattern)) != 0))
 		return false;
 	return domain_match(at + 1, a->domain);
 }
@@ -905,15 +894,14 @@ domain_pattern_check(const char *pattern, struct addr_err *err)
 		if (d[1] != '.') {
 			err->off = 1;
 			m3_strlcpy(err->msg, "a wildcard must be written *.domain",
-				   sizeof(err->msg));
+			           sizeof(err->msg));
 			return -1;
 		}
 		d += 2;
 	}
 	if (d[0] == '[') {
 		err->off = 0;
-		m3_strlcpy(err->msg, "an address literal is not a domain",
-			   sizeof(err->msg));
+		m3_strlcpy(err->msg, "an address literal is not a domain", sizeof(err->msg));
 		return -1;
 	}
 	if (addr_parse_domain(d, strlen(d), err) < 0) {
@@ -934,22 +922,20 @@ addr_pattern_check(const char *pattern, struct addr_err *err)
 	at = strrchr(pattern, '@');
 	if (at == NULL) {
 		err->off = 0;
-		m3_strlcpy(err->msg, "expected local@domain, @domain or *",
-			   sizeof(err->msg));
+		m3_strlcpy(err->msg, "expected local@domain, @domain or *", sizeof(err->msg));
 		return -1;
 	}
 	if (at != pattern) {
 		/* Check the local part by parsing a sample address. */
 		char tmp[ADDR_TEXT_MAX + 16];
-		snprintf(tmp, sizeof(tmp), "%.*s@example.com",
-			 (int)(at - pattern), pattern);
+		snprintf(tmp, sizeof(tmp), "%.*s@example.com", (int)(at - pattern), pattern);
 		if (addr_parse_path(tmp, strlen(tmp), false, &a, err) < 0)
 			return -1;
 		if (strlen(a.local) != (size_t)(at - pattern) ||
 		    strncmp(a.local, pattern, (size_t)(at - pattern)) != 0) {
 			err->off = 0;
 			m3_strlcpy(err->msg, "local part is not in canonical form",
-				   sizeof(err->msg));
+			           sizeof(err->msg));
 			return -1;
 		}
 	}

@@ -20,12 +20,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define ADDR_LOCAL_MAX	 64  /* RFC 5321 4.5.3.1.1, octets as sent */
-#define ADDR_DOMAIN_MAX	 255 /* RFC 5321 4.5.3.1.2 */
-#define ADDR_PATH_MAX	 254 /* 256-octet path minus the angle brackets */
-#define ADDR_TEXT_MAX	 (ADDR_LOCAL_MAX + 1 + ADDR_DOMAIN_MAX)
+#define ADDR_LOCAL_MAX   64  /* RFC 5321 4.5.3.1.1, octets as sent */
+#define ADDR_DOMAIN_MAX  255 /* RFC 5321 4.5.3.1.2 */
+#define ADDR_PATH_MAX    254 /* 256-octet path minus the angle brackets */
+#define ADDR_TEXT_MAX    (ADDR_LOCAL_MAX + 1 + ADDR_DOMAIN_MAX)
 #define ADDR_DISPLAY_MAX 512  /* display names longer than this are refused */
-#define ADDR_HEADER_MAX	 8192 /* address header values longer than this are refused */
+#define ADDR_HEADER_MAX  8192 /* address header values longer than this are refused */
 
 struct addr {
 	char local[ADDR_LOCAL_MAX + 1];
@@ -39,17 +39,17 @@ struct mailbox {
 };
 
 struct addr_err {
-	size_t off;	 /* byte offset of the problem in the input */
-	bool too_many;	 /* the list holds more addresses than the caller's cap */
-	char msg[160];	 /* what is wrong, for humans */
+	size_t off;    /* byte offset of the problem in the input */
+	bool too_many; /* the list holds more addresses than the caller's cap */
+	char msg[160]; /* what is wrong, for humans */
 };
 
 /* addr_parse_path - parse an envelope address, "<local@domain>" or bare; "<>" only if allow_null */
 int addr_parse_path(const char *s, size_t len, bool allow_null, struct addr *out,
-		    struct addr_err *err);
+                    struct addr_err *err);
 /* addr_parse_list - parse an address header value into at most cap mailboxes (groups flattened) */
-int addr_parse_list(const char *s, size_t len, struct mailbox *out, size_t cap,
-		    size_t *n, struct addr_err *err);
+int addr_parse_list(const char *s, size_t len, struct mailbox *out, size_t cap, size_t *n,
+                    struct addr_err *err);
 /* addr_parse_domain - validate a domain name (or [address literal]) */
 int addr_parse_domain(const char *s, size_t len, struct addr_err *err);
 
@@ -59,9 +59,9 @@ bool addr_is_null(const struct addr *a);
 bool addr_equal(const struct addr *a, const struct addr *b);
 /* addr_format - "local@domain" ("" for null) into buf; -1 if it does not fit */
 int addr_format(const struct addr *a, char *buf, size_t size);
-/* addr_format_mailbox - '"Display" <local@domain>' with the display name made safe; -1 if too long */
-int addr_format_mailbox(const char *display, const struct addr *a, char *buf,
-			size_t size);
+/* addr_format_mailbox - '"Display" <local@domain>' with the display name made safe; -1 if too long
+ */
+int addr_format_mailbox(const char *display, const struct addr *a, char *buf, size_t size);
 
 /*
  * Patterns.  A domain pattern is "example.com" (that domain only) or

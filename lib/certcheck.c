@@ -46,10 +46,10 @@ cert_name_in_domain(const char *name, const char *domain)
 
 int
 cert_inspect(const char *cert_file, const char *key_file, const char *ca_file,
-	     const struct tenant *t, struct cert_report *r, char *err, size_t errlen)
+             const struct tenant *t, struct cert_report *r, char *err, size_t errlen)
 {
 	STACK_OF(X509) *chain = sk_X509_new_null();
-	STACK_OF(GENERAL_NAME) *sans;
+	STACK_OF(GENERAL_NAME) * sans;
 	X509_STORE *store = NULL;
 	X509_STORE_CTX *ctx = NULL;
 	EVP_PKEY *key = NULL;
@@ -78,16 +78,17 @@ cert_inspect(const char *cert_file, const char *key_file, const char *ca_file,
 	{
 		char cn[256];
 		if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn,
-					      sizeof(cn)) > 0)
+		                              sizeof(cn)) > 0)
 			m3_strlcpy(r->names[r->n_names++], cn, sizeof(r->names[0]));
 	}
 	sans = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
-	for (i = 0; sans != NULL && i < sk_GENERAL_NAME_num(sans) && r->n_names < CERT_NAMES_MAX; i++) {
+	for (i = 0; sans != NULL && i < sk_GENERAL_NAME_num(sans) && r->n_names < CERT_NAMES_MAX;
+	     i++) {
 		GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
 		if (g->type == GEN_DNS)
 			snprintf(r->names[r->n_names++], sizeof(r->names[0]), "%.*s",
-				 ASN1_STRING_length(g->d.dNSName),
-				 (const char *)ASN1_STRING_get0_data(g->d.dNSName));
+			         ASN1_STRING_length(g->d.dNSName),
+			         (const char *)ASN1_STRING_get0_data(g->d.dNSName));
 	}
 	GENERAL_NAMES_free(sans);
 	for (j = 0; j < r->n_names && r->matched[0] == '\0'; j++) {
@@ -122,7 +123,7 @@ cert_inspect(const char *cert_file, const char *key_file, const char *ca_file,
 	if (store == NULL || ctx == NULL)
 		goto out;
 	if (ca_file != NULL ? X509_STORE_load_file(store, ca_file) != 1
-			    : X509_STORE_set_default_paths(store) != 1) {
+	                    : X509_STORE_set_default_paths(store) != 1) {
 		snprintf(r->chain_err, sizeof(r->chain_err), "cannot load the CA store");
 	} else if (X509_STORE_CTX_init(ctx, store, cert, chain) == 1) {
 		/* Dates are reported on their own; the chain check is about issuers. */
@@ -130,8 +131,8 @@ cert_inspect(const char *cert_file, const char *key_file, const char *ca_file,
 		r->chain_ok = X509_verify_cert(ctx) == 1;
 		if (!r->chain_ok)
 			m3_strlcpy(r->chain_err,
-				   X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)),
-				   sizeof(r->chain_err));
+			           X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)),
+			           sizeof(r->chain_err));
 	}
 	ERR_clear_error();
 	rc = 0;

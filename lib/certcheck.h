@@ -19,18 +19,18 @@
 struct cert_report {
 	char names[CERT_NAMES_MAX][256]; /* CN first, then DNS SANs */
 	size_t n_names;
-	char matched[256];	/* the name that falls in an accepted domain, or "" */
+	char matched[256]; /* the name that falls in an accepted domain, or "" */
 	bool key_matches;
 	bool chain_ok;
 	char chain_err[160];
-	long days_left;		/* whole days left; negative: expired */
-	char not_after[40];	/* "Nov 26 15:44:30 2026 GMT" */
+	long days_left;     /* whole days left; negative: expired */
+	char not_after[40]; /* "Nov 26 15:44:30 2026 GMT" */
 };
 
 /* cert_name_in_domain - whether a certificate name belongs to an accepted domain */
 bool cert_name_in_domain(const char *name, const char *domain);
 /* cert_inspect - the report; ca_file NULL means the system store */
 int cert_inspect(const char *cert_file, const char *key_file, const char *ca_file,
-		 const struct tenant *t, struct cert_report *r, char *err, size_t errlen);
+                 const struct tenant *t, struct cert_report *r, char *err, size_t errlen);
 
 #endif

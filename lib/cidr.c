@@ -124,7 +124,7 @@ cidr_parse(const char *s, struct cidr *c, const char **err)
 		p = strtoul(slash + 1, &end, 10);
 		if (*end != '\0' || p > max) {
 			*err = max == 32 ? "prefix length must be 0..32"
-					 : "prefix length must be 0..128";
+			                 : "prefix length must be 0..128";
 			return -1;
 		}
 		c->prefix = (unsigned)p;
@@ -137,8 +137,7 @@ cidr_parse(const char *s, struct cidr *c, const char **err)
 			return -1;
 		}
 	}
-	if (c->net.family == AF_INET6 && c->prefix >= 96 &&
-	    memcmp(c->net.b, v4mapped, 12) == 0) {
+	if (c->net.family == AF_INET6 && c->prefix >= 96 && memcmp(c->net.b, v4mapped, 12) == 0) {
 		unmap(&c->net);
 		c->prefix -= 96;
 	}

@@ -69,80 +69,92 @@ loc_free(void *p)
 	}
 }
 
-#define OPT(name)  CFG_PTR_CB(name, NULL, CFGF_NODEFAULT, loc_parse, loc_free)
-#define LIST(name) CFG_PTR_LIST_CB(name, NULL, CFGF_NODEFAULT, loc_parse, loc_free)
+#define OPT(name)           CFG_PTR_CB(name, NULL, CFGF_NODEFAULT, loc_parse, loc_free)
+#define LIST(name)          CFG_PTR_LIST_CB(name, NULL, CFGF_NODEFAULT, loc_parse, loc_free)
 #define SECTION(name, opts) CFG_SEC(name, opts, CFGF_MULTI | CFGF_TITLE)
 
 /* The schema ---------------------------------------------------------------- */
 
-static cfg_opt_t milter_opts[] = {
-	OPT("socket"),		OPT("pid_file"),	  OPT("on_error"),
-	OPT("timeout"),		OPT("messages_action"),	  OPT("recipients_action"),
-	OPT("metrics_listen"),	OPT("require_spf_pass"), OPT("max_recipients"), CFG_END()};
+static cfg_opt_t milter_opts[] = {OPT("socket"),          OPT("pid_file"),
+                                  OPT("on_error"),        OPT("timeout"),
+                                  OPT("messages_action"), OPT("recipients_action"),
+                                  OPT("metrics_listen"),  OPT("require_spf_pass"),
+                                  OPT("max_recipients"),  CFG_END()};
 
-static cfg_opt_t store_opts[] = {
-	OPT("backend"),	   OPT("path"),	      OPT("size"),
-	OPT("redis_host"), OPT("redis_port"), OPT("redis_db"),
-	OPT("redis_password_file"), OPT("prefix"), OPT("on_error"),
-	CFG_END()};
+static cfg_opt_t store_opts[] = {OPT("backend"),
+                                 OPT("path"),
+                                 OPT("size"),
+                                 OPT("redis_host"),
+                                 OPT("redis_port"),
+                                 OPT("redis_db"),
+                                 OPT("redis_password_file"),
+                                 OPT("prefix"),
+                                 OPT("on_error"),
+                                 CFG_END()};
 
-static cfg_opt_t transport_opts[] = {
-	OPT("helo_name"),	OPT("ca_file"),		 OPT("max_size"),
-	OPT("timeout_connect"), OPT("timeout_greeting"), OPT("timeout_command"),
-	OPT("timeout_data"),	OPT("timeout_block"),	 OPT("timeout_dot"),
-	OPT("pacing_wait"),	OPT("direct_send_tls"),	 OPT("local_submitter"),
-	OPT("sendmail"),	OPT("token_margin"),	 OPT("token_timeout"),
-	OPT("unverified_route"),
-	CFG_END()};
+static cfg_opt_t transport_opts[] = {OPT("helo_name"),
+                                     OPT("ca_file"),
+                                     OPT("max_size"),
+                                     OPT("timeout_connect"),
+                                     OPT("timeout_greeting"),
+                                     OPT("timeout_command"),
+                                     OPT("timeout_data"),
+                                     OPT("timeout_block"),
+                                     OPT("timeout_dot"),
+                                     OPT("pacing_wait"),
+                                     OPT("direct_send_tls"),
+                                     OPT("local_submitter"),
+                                     OPT("sendmail"),
+                                     OPT("token_margin"),
+                                     OPT("token_timeout"),
+                                     OPT("unverified_route"),
+                                     CFG_END()};
 
 static cfg_opt_t tenant_opts[] = {
-	LIST("accepted_domains"), OPT("mx_endpoint"), OPT("mx_port"),
-	OPT("egress_ip"),	  OPT("direct_send"), OPT("smtp_host"),
-	OPT("smtp_port"),	  OPT("authority"),   OPT("tenant_id"),
-	OPT("scope"),		  CFG_END()};
+    LIST("accepted_domains"), OPT("mx_endpoint"), OPT("mx_port"),   OPT("egress_ip"),
+    OPT("direct_send"),       OPT("smtp_host"),   OPT("smtp_port"), OPT("authority"),
+    OPT("tenant_id"),         OPT("scope"),       CFG_END()};
 
-static cfg_opt_t app_opts[] = {
-	OPT("tenant"),	 OPT("client_id"),     OPT("client_secret_file"),
-	OPT("certificate_file"), OPT("key_file"), OPT("assertion"),
-	CFG_END()};
+static cfg_opt_t app_opts[] = {OPT("tenant"),
+                               OPT("client_id"),
+                               OPT("client_secret_file"),
+                               OPT("certificate_file"),
+                               OPT("key_file"),
+                               OPT("assertion"),
+                               CFG_END()};
 
 static cfg_opt_t mailbox_opts[] = {
-	OPT("auth"),	 OPT("app"),	    OPT("password_file"),
-	LIST("send_as"), OPT("messages"),   OPT("recipients"),
-	OPT("sessions"), OPT("recipients_per_message"), CFG_END()};
+    OPT("auth"),     OPT("app"),        OPT("password_file"), LIST("send_as"),
+    OPT("messages"), OPT("recipients"), OPT("sessions"),      OPT("recipients_per_message"),
+    CFG_END()};
 
-static cfg_opt_t connector_opts[] = {
-	OPT("tenant"), OPT("type"), OPT("certificate_file"), OPT("key_file"),
-	CFG_END()};
+static cfg_opt_t connector_opts[] = {OPT("tenant"), OPT("type"), OPT("certificate_file"),
+                                     OPT("key_file"), CFG_END()};
 
 static cfg_opt_t submitter_opts[] = {
-	LIST("clients"),	  LIST("sasl_logins"), LIST("cert_subjects"),
-	OPT("domain"),		  OPT("mailbox"),      LIST("envelope_senders"),
-	LIST("send_as"),	  CFG_END()};
+    LIST("clients"), LIST("sasl_logins"),      LIST("cert_subjects"), OPT("domain"),
+    OPT("mailbox"),  LIST("envelope_senders"), LIST("send_as"),       CFG_END()};
 
-static cfg_opt_t domain_opts[] = {
-	OPT("mode"),	  OPT("default_sender"),      OPT("mailbox"),
-	OPT("connector"), OPT("rewrite_header_from"), CFG_END()};
+static cfg_opt_t domain_opts[] = {OPT("mode"),      OPT("default_sender"),      OPT("mailbox"),
+                                  OPT("connector"), OPT("rewrite_header_from"), CFG_END()};
 
-static cfg_opt_t main_opts[] = {
-	OPT("user"),
-	OPT("state_dir"),
-	OPT("route_key_file"),
-	OPT("log_file"),
-	OPT("domain_file"),
-	CFG_SEC("milter", milter_opts, CFGF_NONE),
-	CFG_SEC("store", store_opts, CFGF_NONE),
-	CFG_SEC("transport", transport_opts, CFGF_NONE),
-	SECTION("tenant", tenant_opts),
-	SECTION("app", app_opts),
-	SECTION("mailbox", mailbox_opts),
-	SECTION("connector", connector_opts),
-	SECTION("submitter", submitter_opts),
-	SECTION("domain", domain_opts),
-	CFG_END()};
+static cfg_opt_t main_opts[] = {OPT("user"),
+                                OPT("state_dir"),
+                                OPT("route_key_file"),
+                                OPT("log_file"),
+                                OPT("domain_file"),
+                                CFG_SEC("milter", milter_opts, CFGF_NONE),
+                                CFG_SEC("store", store_opts, CFGF_NONE),
+                                CFG_SEC("transport", transport_opts, CFGF_NONE),
+                                SECTION("tenant", tenant_opts),
+                                SECTION("app", app_opts),
+                                SECTION("mailbox", mailbox_opts),
+                                SECTION("connector", connector_opts),
+                                SECTION("submitter", submitter_opts),
+                                SECTION("domain", domain_opts),
+                                CFG_END()};
 
-static cfg_opt_t domain_file_opts[] = {SECTION("domain", domain_opts),
-				       CFG_END()};
+static cfg_opt_t domain_file_opts[] = {SECTION("domain", domain_opts), CFG_END()};
 
 /* Diagnostics ---------------------------------------------------------------- */
 
@@ -197,9 +209,8 @@ diag_free(struct diag *d)
 static void
 check_duplicates(struct build *b, const struct conf_text *t, const char *file)
 {
-	static const char *kinds[] = {"tenant", "app", "mailbox", "connector",
-				      "submitter", "domain", "milter", "store",
-				      "transport"};
+	static const char *kinds[] = {"tenant", "app",    "mailbox", "connector", "submitter",
+	                              "domain", "milter", "store",   "transport"};
 	size_t i, j, k;
 
 	for (k = 0; k < NELEM(kinds); k++) {
@@ -241,12 +252,11 @@ check_cross(struct build *b)
 			for (k = i + 1; k < c->n_tenants; k++)
 				for (l = 0; l < c->tenants[k].n_accepted; l++)
 					if (m3_casecmp(c->tenants[i].accepted[j],
-						       c->tenants[k].accepted[l]) == 0)
+					               c->tenants[k].accepted[l]) == 0)
 						berr(b, c->tenants[k].loc,
 						     "accepted domain %s is in "
 						     "tenant \"%s\" and tenant \"%s\"",
-						     c->tenants[k].accepted[l],
-						     c->tenants[i].name,
+						     c->tenants[k].accepted[l], c->tenants[i].name,
 						     c->tenants[k].name);
 	/* A client block, login or subject names one submitter. */
 	for (i = 0; i < c->n_submitters; i++) {
@@ -261,28 +271,23 @@ check_cross(struct build *b)
 						berr(b, t->loc,
 						     "submitter \"%s\": client "
 						     "%s/%u is already submitter \"%s\"",
-						     t->name, ip, t->clients[l].prefix,
-						     s->name);
+						     t->name, ip, t->clients[l].prefix, s->name);
 					}
 			for (j = 0; j < s->n_sasl_logins; j++)
 				for (l = 0; l < t->n_sasl_logins; l++)
-					if (m3_casecmp(s->sasl_logins[j],
-						       t->sasl_logins[l]) == 0)
+					if (m3_casecmp(s->sasl_logins[j], t->sasl_logins[l]) == 0)
 						berr(b, t->loc,
 						     "submitter \"%s\": SASL login "
 						     "\"%s\" is already submitter \"%s\"",
-						     t->name, t->sasl_logins[l],
-						     s->name);
+						     t->name, t->sasl_logins[l], s->name);
 			for (j = 0; j < s->n_cert_subjects; j++)
 				for (l = 0; l < t->n_cert_subjects; l++)
-					if (strcmp(s->cert_subjects[j],
-						   t->cert_subjects[l]) == 0)
+					if (strcmp(s->cert_subjects[j], t->cert_subjects[l]) == 0)
 						berr(b, t->loc,
 						     "submitter \"%s\": certificate "
 						     "subject \"%s\" is already "
 						     "submitter \"%s\"",
-						     t->name, t->cert_subjects[l],
-						     s->name);
+						     t->name, t->cert_subjects[l], s->name);
 		}
 	}
 	if (c->n_tenants == 0)
@@ -299,7 +304,7 @@ check_cross(struct build *b)
 static struct build *cur_build; /* for the libconfuse error callback */
 
 static void cfg_errfn(cfg_t *cfg, const char *fmt, va_list ap)
-	__attribute__((format(printf, 2, 0)));
+    __attribute__((format(printf, 2, 0)));
 
 static void
 cfg_errfn(cfg_t *cfg, const char *fmt, va_list ap)
@@ -308,8 +313,7 @@ cfg_errfn(cfg_t *cfg, const char *fmt, va_list ap)
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	diag_add(cur_build->diag, true, "%s:%d: error: %s",
-		 cfg && cfg->filename ? cfg->filename : "?", cfg ? cfg->line : 0,
-		 msg);
+	         cfg && cfg->filename ? cfg->filename : "?", cfg ? cfg->line : 0, msg);
 }
 
 static int
@@ -320,8 +324,7 @@ read_file(const char *path, char **data, size_t *len, struct build *b)
 	size_t n;
 
 	if (fp == NULL) {
-		diag_add(b->diag, true, "%s: error: cannot open: %s", path,
-			 strerror(errno));
+		diag_add(b->diag, true, "%s: error: cannot open: %s", path, strerror(errno));
 		return -1;
 	}
 	buf = malloc(MAX_CONF_FILE + 1);
@@ -331,16 +334,14 @@ read_file(const char *path, char **data, size_t *len, struct build *b)
 	}
 	n = fread(buf, 1, MAX_CONF_FILE + 1, fp);
 	if (ferror(fp)) {
-		diag_add(b->diag, true, "%s: error: cannot read: %s", path,
-			 strerror(errno));
+		diag_add(b->diag, true, "%s: error: cannot read: %s", path, strerror(errno));
 		fclose(fp);
 		free(buf);
 		return -1;
 	}
 	fclose(fp);
 	if (n > MAX_CONF_FILE) {
-		diag_add(b->diag, true, "%s: error: larger than %d bytes", path,
-			 MAX_CONF_FILE);
+		diag_add(b->diag, true, "%s: error: larger than %d bytes", path, MAX_CONF_FILE);
 		free(buf);
 		return -1;
 	}
@@ -351,8 +352,7 @@ read_file(const char *path, char **data, size_t *len, struct build *b)
 
 /* parse_one - comments out, then libconfuse; NULL on a syntax error */
 static cfg_t *
-parse_one(struct build *b, const char *path, cfg_opt_t *opts,
-	  struct conf_text *text)
+parse_one(struct build *b, const char *path, cfg_opt_t *opts, struct conf_text *text)
 {
 	char *data;
 	size_t len;
@@ -392,9 +392,9 @@ parse_one(struct build *b, const char *path, cfg_opt_t *opts,
 	if (rc == CFG_SUCCESS && text->open_depth > 0) {
 		/* libconfuse 3.3 takes the end of the file as closing braces. */
 		diag_add(b->diag, true,
-			 "%s:%d: error: section %s opened here is never closed "
-			 "(missing '}')",
-			 path, text->open_line, text->open_name);
+		         "%s:%d: error: section %s opened here is never closed "
+		         "(missing '}')",
+		         path, text->open_line, text->open_name);
 		rc = CFG_PARSE_ERROR;
 	}
 	if (rc != CFG_SUCCESS) {
@@ -404,14 +404,12 @@ parse_one(struct build *b, const char *path, cfg_opt_t *opts,
 	return cfg;
 }
 
-#define BUILD_ALL(root, kind, arr, n, fn)                                       \
-	do {                                                                   \
-		size_t i_, cnt_ = cfg_size(root, kind);                        \
-		c->arr = cnt_ ? arena_alloc(c->arena, cnt_ * sizeof(*c->arr))  \
-			      : NULL;                                          \
-		for (i_ = 0; i_ < cnt_ && c->arr != NULL; i_++)                \
-			fn(&b, cfg_getnsec(root, kind, (unsigned)i_),          \
-			   &c->arr[c->n++]);                                   \
+#define BUILD_ALL(root, kind, arr, n, fn)                                                          \
+	do {                                                                                       \
+		size_t i_, cnt_ = cfg_size(root, kind);                                            \
+		c->arr = cnt_ ? arena_alloc(c->arena, cnt_ * sizeof(*c->arr)) : NULL;              \
+		for (i_ = 0; i_ < cnt_ && c->arr != NULL; i_++)                                    \
+			fn(&b, cfg_getnsec(root, kind, (unsigned)i_), &c->arr[c->n++]);            \
 	} while (0)
 
 struct conf *
@@ -447,8 +445,7 @@ conf_load_flags(const char *path, struct diag *diag, unsigned flags)
 	b.conf = c;
 	c->file = b.main_file = arena_strdup(arena, path);
 	slash = strrchr(c->file, '/');
-	c->dir = slash ? arena_strndup(arena, c->file, (size_t)(slash - c->file))
-		       : ".";
+	c->dir = slash ? arena_strndup(arena, c->file, (size_t)(slash - c->file)) : ".";
 	if (c->dir[0] == '\0')
 		c->dir = "/";
 
@@ -459,8 +456,7 @@ conf_load_flags(const char *path, struct diag *diag, unsigned flags)
 	if (df != NULL) {
 		c->domain_file = get_path(&b, root, "domain_file", NULL);
 		b.domain_file = c->domain_file;
-		dom = parse_one(&b, c->domain_file, domain_file_opts,
-				&b.domain_text);
+		dom = parse_one(&b, c->domain_file, domain_file_opts, &b.domain_text);
 		if (dom == NULL)
 			goto out;
 	}
@@ -480,10 +476,10 @@ conf_load_flags(const char *path, struct diag *diag, unsigned flags)
 	c->domains = n_dom ? arena_alloc(arena, n_dom * sizeof(*c->domains)) : NULL;
 	for (i = 0; i < cfg_size(root, "domain") && c->domains; i++)
 		build_domain(&b, cfg_getnsec(root, "domain", (unsigned)i),
-			     &c->domains[c->n_domains++]);
+		             &c->domains[c->n_domains++]);
 	for (i = 0; dom && i < cfg_size(dom, "domain") && c->domains; i++)
 		build_domain(&b, cfg_getnsec(dom, "domain", (unsigned)i),
-			     &c->domains[c->n_domains++]);
+		             &c->domains[c->n_domains++]);
 	/* A domain named in both files: the main file's marks do not see it. */
 	for (i = 0; i < c->n_domains; i++) {
 		size_t j;

@@ -24,10 +24,10 @@
 
 /* How a message reaches Microsoft 365 (README: the three ways in). */
 enum mode {
-	MODE_AUTO,	  /* choose per message (configuration only) */
-	MODE_SMTP_AUTH,	  /* smtp.office365.com:587, a mailbox authenticates */
+	MODE_AUTO,        /* choose per message (configuration only) */
+	MODE_SMTP_AUTH,   /* smtp.office365.com:587, a mailbox authenticates */
 	MODE_DIRECT_SEND, /* tenant MX endpoint, internal recipients only */
-	MODE_RELAY,	  /* tenant MX endpoint through an inbound connector */
+	MODE_RELAY,       /* tenant MX endpoint through an inbound connector */
 };
 
 enum mailbox_auth { AUTH_OAUTH, AUTH_BASIC };
@@ -80,13 +80,13 @@ struct mailbox_conf {
 	struct addr addr;
 	const struct tenant *tenant;
 	enum mailbox_auth auth;
-	const struct app *app;	   /* AUTH_OAUTH */
+	const struct app *app;     /* AUTH_OAUTH */
 	const char *password_file; /* AUTH_BASIC */
-	const char **send_as;	   /* address patterns it has Send As on */
+	const char **send_as;      /* address patterns it has Send As on */
 	size_t n_send_as;
-	struct limit messages;	 /* default 30/60s */
-	struct limit recipients; /* default 10000/24h */
-	unsigned sessions;	 /* default 3 */
+	struct limit messages;           /* default 30/60s */
+	struct limit recipients;         /* default 10000/24h */
+	unsigned sessions;               /* default 3 */
 	unsigned recipients_per_message; /* in one submission (transport); default 500 */
 };
 
@@ -104,8 +104,8 @@ struct domain_policy {
 	const struct tenant *tenant;
 	enum mode mode;
 	struct addr default_sender;
-	const struct mailbox_conf *mailbox;  /* for smtp-auth; may be NULL */
-	const struct connector *connector; /* for relay; may be NULL */
+	const struct mailbox_conf *mailbox; /* for smtp-auth; may be NULL */
+	const struct connector *connector;  /* for relay; may be NULL */
 	bool rewrite_header_from;
 };
 
@@ -120,7 +120,7 @@ struct submitter {
 	size_t n_cert_subjects;
 	const struct domain_policy *domain;
 	const struct mailbox_conf *mailbox; /* overrides the domain's; may be NULL */
-	const char **envelope_senders;	   /* address patterns kept as they are */
+	const char **envelope_senders;      /* address patterns kept as they are */
 	size_t n_envelope_senders;
 	const char **send_as; /* header From address patterns allowed */
 	size_t n_send_as;
@@ -151,36 +151,36 @@ enum tls_policy { TLS_REQUIRED, TLS_OPPORTUNISTIC };
 enum unverified_action { UNVERIFIED_DECIDE, UNVERIFIED_DEFER };
 
 struct transport_conf {
-	const char *helo_name; /* NULL: the host name */
-	const char *ca_file;   /* NULL: the system store */
+	const char *helo_name;  /* NULL: the host name */
+	const char *ca_file;    /* NULL: the system store */
 	unsigned long max_size; /* bytes */
-	int timeout_connect, timeout_greeting, timeout_command, timeout_data,
-		timeout_block, timeout_dot;
-	int pacing_wait;	     /* seconds waiting for a slot or window */
+	int timeout_connect, timeout_greeting, timeout_command, timeout_data, timeout_block,
+	    timeout_dot;
+	int pacing_wait; /* seconds waiting for a slot or window */
 	enum tls_policy direct_send_tls;
 	const struct submitter *local_submitter; /* mail with no client address */
 	enum unverified_action unverified_route;
-	const char *sendmail;	     /* for the report of mixed outcomes */
-	int token_margin;	     /* refresh a token with less left (s) */
-	int token_timeout;	     /* the token endpoint's deadline (s) */
+	const char *sendmail; /* for the report of mixed outcomes */
+	int token_margin;     /* refresh a token with less left (s) */
+	int token_timeout;    /* the token endpoint's deadline (s) */
 };
 
 enum store_backend_kind { STORE_BACKEND_LMDB, STORE_BACKEND_REDIS };
 
 struct store_conf {
 	enum store_backend_kind backend;
-	const char *path;     /* LMDB file; default <state_dir>/store.mdb */
-	unsigned long size_mb; /* LMDB map size */
+	const char *path;       /* LMDB file; default <state_dir>/store.mdb */
+	unsigned long size_mb;  /* LMDB map size */
 	const char *redis_host; /* host, or a unix socket path */
 	unsigned redis_port;
 	unsigned redis_db;
 	const char *redis_password_file;
-	const char *prefix; /* Redis key prefix */
+	const char *prefix;        /* Redis key prefix */
 	enum fail_action on_error; /* what the milter answers when the store fails */
 };
 
 #define ROUTE_KEYS_MAX 8 /* keys in route_key_file: the signing one and older ones */
-#define ROUTE_KID_LEN 8	 /* hex digits of a key's name */
+#define ROUTE_KID_LEN  8 /* hex digits of a key's name */
 
 /* A key that signs (the first) or verifies (any) the route header. */
 struct route_key {
@@ -191,10 +191,10 @@ struct route_key {
 
 struct conf {
 	struct arena *arena;
-	const char *file;	 /* the main file, as given */
-	const char *dir;	 /* its directory: relative paths start here */
+	const char *file;        /* the main file, as given */
+	const char *dir;         /* its directory: relative paths start here */
 	const char *domain_file; /* NULL if none */
-	const char *user;	 /* unprivileged service user */
+	const char *user;        /* unprivileged service user */
 	const char *state_dir;
 	const char *log_file; /* NULL: syslog (facility mail) */
 	/* The keys of the route header (route_key_file): the first signs,
@@ -233,7 +233,7 @@ struct diag {
 struct conf *conf_load(const char *path, struct diag *diag);
 /* conf_load_flags - conf_load(), with CONF_* flags */
 #define CONF_NO_ROUTE_KEYS 1 /* name route_key_file, do not read it (m365ctl route-key) */
-#define CONF_NO_FILES 2 /* check no named file, read no key (m365ctl postfix-config) */
+#define CONF_NO_FILES      2 /* check no named file, read no key (m365ctl postfix-config) */
 struct conf *conf_load_flags(const char *path, struct diag *diag, unsigned flags);
 /* conf_load_logged - conf_load(), errors (and warnings if asked) sent to the log */
 struct conf *conf_load_logged(const char *path, bool warnings);
@@ -244,15 +244,12 @@ void conf_free(struct conf *conf);
 void diag_free(struct diag *diag);
 /* diag_add - append one diagnostic (printf style) */
 void diag_add(struct diag *diag, bool error, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Lookups (by name, exact; mailboxes by address, case-insensitive). */
-const struct tenant *conf_tenant_of_domain(const struct conf *conf,
-					   const char *domain);
-const struct mailbox_conf *conf_mailbox(const struct conf *conf,
-					const struct addr *a);
-const struct domain_policy *conf_domain(const struct conf *conf,
-					const char *name);
+const struct tenant *conf_tenant_of_domain(const struct conf *conf, const char *domain);
+const struct mailbox_conf *conf_mailbox(const struct conf *conf, const struct addr *a);
+const struct domain_policy *conf_domain(const struct conf *conf, const char *name);
 
 /* mode_name - "auto", "smtp-auth", "direct-send", "relay" */
 const char *mode_name(enum mode mode);

@@ -17,42 +17,48 @@
 #include "conf_text.h"
 
 /* Defaults (Exchange Online's published limits; m365relay.conf(5)). */
-#define DEF_USER	      "m365relay"
-#define DEF_STATE_DIR	      "/var/lib/m365relay"
-#define DEF_ROUTE_KEY_FILE    "route.key" /* next to the main file */
+#define DEF_USER           "m365relay"
+#define DEF_STATE_DIR      "/var/lib/m365relay"
+#define DEF_ROUTE_KEY_FILE "route.key" /* next to the main file */
 /* Under Postfix's queue directory: a chrooted smtpd reaches it as
  * unix:m365relay/milter.sock, and so does one that is not chrooted. */
-#define DEF_MILTER_SOCKET     "unix:/var/spool/postfix/m365relay/milter.sock"
-#define DEF_PID_FILE	      "/run/m365relay/m365-milter.pid"
-#define DEF_MILTER_TIMEOUT    300
-#define DEF_STORE_MB	      64
-#define DEF_REDIS_HOST	      "127.0.0.1"
-#define DEF_REDIS_PORT	      6379
-#define DEF_REDIS_PREFIX      "m365relay:"
-#define DEF_MAX_SIZE	      36700160 /* 35 MiB, Exchange Online's default */
-#define DEF_TIMEOUT_CONNECT   30       /* RFC 5321 4.5.3.2, and ours */
-#define DEF_TIMEOUT_GREETING  300
-#define DEF_TIMEOUT_COMMAND   300
-#define DEF_TIMEOUT_DATA      120
-#define DEF_TIMEOUT_BLOCK     180
-#define DEF_TIMEOUT_DOT	      600
-#define DEF_PACING_WAIT	      120
-#define DEF_SENDMAIL	      "/usr/sbin/sendmail"
-#define DEF_TOKEN_MARGIN      300
-#define DEF_TOKEN_TIMEOUT     30
-#define DEF_SMTP_HOST	      "smtp.office365.com"
-#define DEF_SMTP_PORT	      587
-#define DEF_MX_PORT	      25
-#define DEF_AUTHORITY	      "https://login.microsoftonline.com"
-#define DEF_SCOPE	      "https://outlook.office365.com/.default"
-#define DEF_MESSAGES	      {30, 60}
-#define DEF_RECIPIENTS	      {10000, 86400}
-#define DEF_SESSIONS	      3
-#define DEF_RCPT_PER_MESSAGE  500
-#define DEF_MAX_RECIPIENTS    10000 /* per message at SMTP: Postfix splits deliveries */
-#define MAX_SESSIONS	      3    /* Exchange Online: a 4th session gets 432 4.3.2 */
-#define MAX_RCPT_PER_MESSAGE  1000 /* Exchange Online's customizable maximum */
-#define MAX_CONF_FILE	      (1024 * 1024)
+#define DEF_MILTER_SOCKET    "unix:/var/spool/postfix/m365relay/milter.sock"
+#define DEF_PID_FILE         "/run/m365relay/m365-milter.pid"
+#define DEF_MILTER_TIMEOUT   300
+#define DEF_STORE_MB         64
+#define DEF_REDIS_HOST       "127.0.0.1"
+#define DEF_REDIS_PORT       6379
+#define DEF_REDIS_PREFIX     "m365relay:"
+#define DEF_MAX_SIZE         36700160 /* 35 MiB, Exchange Online's default */
+#define DEF_TIMEOUT_CONNECT  30       /* RFC 5321 4.5.3.2, and ours */
+#define DEF_TIMEOUT_GREETING 300
+#define DEF_TIMEOUT_COMMAND  300
+#define DEF_TIMEOUT_DATA     120
+#define DEF_TIMEOUT_BLOCK    180
+#define DEF_TIMEOUT_DOT      600
+#define DEF_PACING_WAIT      120
+#define DEF_SENDMAIL         "/usr/sbin/sendmail"
+#define DEF_TOKEN_MARGIN     300
+#define DEF_TOKEN_TIMEOUT    30
+#define DEF_SMTP_HOST        "smtp.office365.com"
+#define DEF_SMTP_PORT        587
+#define DEF_MX_PORT          25
+#define DEF_AUTHORITY        "https://login.microsoftonline.com"
+#define DEF_SCOPE            "https://outlook.office365.com/.default"
+#define DEF_MESSAGES                                                                               \
+	{                                                                                          \
+		30, 60                                                                             \
+	}
+#define DEF_RECIPIENTS                                                                             \
+	{                                                                                          \
+		10000, 86400                                                                       \
+	}
+#define DEF_SESSIONS         3
+#define DEF_RCPT_PER_MESSAGE 500
+#define DEF_MAX_RECIPIENTS   10000 /* per message at SMTP: Postfix splits deliveries */
+#define MAX_SESSIONS         3     /* Exchange Online: a 4th session gets 432 4.3.2 */
+#define MAX_RCPT_PER_MESSAGE 1000  /* Exchange Online's customizable maximum */
+#define MAX_CONF_FILE        (1024 * 1024)
 
 struct locstr {
 	char *s;
@@ -78,38 +84,45 @@ struct enum_name {
 
 /* Lookups --------------------------------------------------------------------- */
 
-#define FIND_BY_NAME(fn, type, arr, n)                                         \
-	static inline const type *fn(const struct conf *conf, const char *name) \
-	{                                                                      \
-		size_t i;                                                      \
-		for (i = 0; i < conf->n; i++)                                  \
-			if (conf->arr[i].name != NULL &&                       \
-			    strcmp(conf->arr[i].name, name) == 0)              \
-				return &conf->arr[i];                          \
-		return NULL;                                                   \
+#define FIND_BY_NAME(fn, type, arr, n)                                                             \
+	static inline const type *fn(const struct conf *conf, const char *name)                    \
+	{                                                                                          \
+		size_t i;                                                                          \
+		for (i = 0; i < conf->n; i++)                                                      \
+			if (conf->arr[i].name != NULL && strcmp(conf->arr[i].name, name) == 0)     \
+				return &conf->arr[i];                                              \
+		return NULL;                                                                       \
 	}
 FIND_BY_NAME(find_tenant, struct tenant, tenants, n_tenants)
 FIND_BY_NAME(find_app, struct app, apps, n_apps)
 FIND_BY_NAME(find_connector, struct connector, connectors, n_connectors)
 
 /* conf_get.c: the typed getters (each problem reported at its line) */
-void berr(struct build *b, struct conf_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void bwarn(struct build *b, struct conf_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void berr(struct build *b, struct conf_loc loc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void bwarn(struct build *b, struct conf_loc loc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 struct conf_loc sec_loc(struct build *b, cfg_t *sec, const char *kind);
 const struct locstr *get(cfg_t *sec, const char *name);
 struct conf_loc vloc(struct build *b, const struct locstr *ls);
 const char *get_str(struct build *b, cfg_t *sec, const char *name, const char *def);
-int get_uint(struct build *b, cfg_t *sec, const char *name, unsigned long def, unsigned long min, unsigned long max, unsigned long *out);
+int get_uint(struct build *b, cfg_t *sec, const char *name, unsigned long def, unsigned long min,
+             unsigned long max, unsigned long *out);
 int get_bool(struct build *b, cfg_t *sec, const char *name, bool def, bool *out);
-int get_enum(struct build *b, cfg_t *sec, const char *name, const struct enum_name *names, int def, int *out);
+int get_enum(struct build *b, cfg_t *sec, const char *name, const struct enum_name *names, int def,
+             int *out);
 const char *get_path(struct build *b, cfg_t *sec, const char *name, struct conf_loc *loc);
-void check_file(struct build *b, struct conf_loc loc, const char *opt, const char *path, bool secret);
-const char **get_list(struct build *b, cfg_t *sec, const char *name, size_t *n, int (*check)(struct build *, const struct locstr *, const char *));
+void check_file(struct build *b, struct conf_loc loc, const char *opt, const char *path,
+                bool secret);
+const char **get_list(struct build *b, cfg_t *sec, const char *name, size_t *n,
+                      int (*check)(struct build *, const struct locstr *, const char *));
 int check_addr_pattern(struct build *b, const struct locstr *ls, const char *name);
 int check_domain_pattern(struct build *b, const struct locstr *ls, const char *name);
-int parse_addr_value(struct build *b, struct conf_loc loc, const char *what, const char *s, struct addr *a);
+int parse_addr_value(struct build *b, struct conf_loc loc, const char *what, const char *s,
+                     struct addr *a);
 const struct tenant *ref_tenant(struct build *b, cfg_t *sec, struct conf_loc loc);
-int get_limit(struct build *b, cfg_t *sec, const char *name, struct limit def, unsigned long max_count, unsigned long max_window, struct limit *out);
+int get_limit(struct build *b, cfg_t *sec, const char *name, struct limit def,
+              unsigned long max_count, unsigned long max_window, struct limit *out);
 
 /* conf_sections.c: one builder per section */
 void load_route_keys(struct build *b, cfg_t *root, struct conf *c);

@@ -19,19 +19,18 @@
 #include "log.h"
 #include "util.h"
 
-static void vdiag(struct build *b, bool error, struct conf_loc loc,
-		  const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+static void vdiag(struct build *b, bool error, struct conf_loc loc, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 
 static void
-vdiag(struct build *b, bool error, struct conf_loc loc, const char *fmt,
-      va_list ap)
+vdiag(struct build *b, bool error, struct conf_loc loc, const char *fmt, va_list ap)
 {
 	char msg[1024];
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (loc.line > 0)
 		diag_add(b->diag, error, "%s:%d: %s: %s", loc.file, loc.line,
-			 error ? "error" : "warning", msg);
+		         error ? "error" : "warning", msg);
 	else /* about the file as a whole (a default, not a line) */
 		diag_add(b->diag, error, "%s: %s: %s", loc.file, error ? "error" : "warning", msg);
 }
@@ -64,8 +63,7 @@ sec_loc(struct build *b, cfg_t *sec, const char *kind)
 	const struct sec_mark *m;
 	struct conf_loc loc;
 
-	loc.file = arena_strdup(b->conf->arena,
-				sec->filename ? sec->filename : b->main_file);
+	loc.file = arena_strdup(b->conf->arena, sec->filename ? sec->filename : b->main_file);
 	loc.line = sec->line;
 	if (b->domain_file != NULL && sec->filename != NULL &&
 	    strcmp(sec->filename, b->domain_file) == 0)
@@ -98,8 +96,8 @@ get_str(struct build *b, cfg_t *sec, const char *name, const char *def)
 }
 
 int
-get_uint(struct build *b, cfg_t *sec, const char *name, unsigned long def,
-	 unsigned long min, unsigned long max, unsigned long *out)
+get_uint(struct build *b, cfg_t *sec, const char *name, unsigned long def, unsigned long min,
+         unsigned long max, unsigned long *out)
 {
 	const struct locstr *ls = get(sec, name);
 	char *end;
@@ -115,8 +113,7 @@ get_uint(struct build *b, cfg_t *sec, const char *name, unsigned long def,
 		return -1;
 	}
 	if (v < min || v > max) {
-		berr(b, vloc(b, ls), "%s: %lu is out of range (%lu..%lu)", name,
-		     v, min, max);
+		berr(b, vloc(b, ls), "%s: %lu is out of range (%lu..%lu)", name, v, min, max);
 		return -1;
 	}
 	*out = v;
@@ -149,8 +146,8 @@ get_bool(struct build *b, cfg_t *sec, const char *name, bool def, bool *out)
 }
 
 int
-get_enum(struct build *b, cfg_t *sec, const char *name,
-	 const struct enum_name *names, int def, int *out)
+get_enum(struct build *b, cfg_t *sec, const char *name, const struct enum_name *names, int def,
+         int *out)
 {
 	const struct locstr *ls = get(sec, name);
 	char choices[256] = "";
@@ -168,8 +165,7 @@ get_enum(struct build *b, cfg_t *sec, const char *name,
 			m3_strlcat(choices, " | ", sizeof(choices));
 		m3_strlcat(choices, names[i].name, sizeof(choices));
 	}
-	berr(b, vloc(b, ls), "%s: \"%s\" is not one of %s", name, ls->s,
-	     choices);
+	berr(b, vloc(b, ls), "%s: \"%s\" is not one of %s", name, ls->s, choices);
 	return -1;
 }
 
@@ -200,8 +196,7 @@ get_path(struct build *b, cfg_t *sec, const char *name, struct conf_loc *loc)
  * be readable or writable by group or others (as ssh insists for keys).
  */
 void
-check_file(struct build *b, struct conf_loc loc, const char *opt,
-	   const char *path, bool secret)
+check_file(struct build *b, struct conf_loc loc, const char *opt, const char *path, bool secret)
 {
 	struct stat st;
 
@@ -225,7 +220,7 @@ check_file(struct build *b, struct conf_loc loc, const char *opt,
 /* A list of strings, each checked by fn (which reports), copied to the arena. */
 const char **
 get_list(struct build *b, cfg_t *sec, const char *name, size_t *n,
-	 int (*check)(struct build *, const struct locstr *, const char *))
+         int (*check)(struct build *, const struct locstr *, const char *))
 {
 	size_t i, count = cfg_size(sec, name);
 	const char **out;
@@ -251,41 +246,37 @@ check_addr_pattern(struct build *b, const struct locstr *ls, const char *name)
 	struct addr_err e;
 
 	if (addr_pattern_check(ls->s, &e) < 0) {
-		berr(b, vloc(b, ls), "%s: \"%s\" is not an address pattern: %s",
-		     name, ls->s, e.msg);
-		return -1;
-	}
-	return 0;
-}
-
-int
-check_domain_pattern(struct build *b, const struct locstr *ls,
-		     const char *name)
-{
-	struct addr_err e;
-
-	if (domain_pattern_check(ls->s, &e) < 0) {
-		berr(b, vloc(b, ls), "%s: \"%s\" is not a domain: %s", name,
-		     ls->s, e.msg);
-		return -1;
-	}
-	return 0;
-}
-
-int
-parse_addr_value(struct build *b, struct conf_loc loc, const char *what,
-		 const char *s, struct addr *a)
-{
-	struct addr_err e;
-
-	if (addr_parse_path(s, strlen(s), false, a, &e) < 0) {
-		berr(b, loc, "%s: \"%s\" is not a valid address: %s", what, s,
+		berr(b, vloc(b, ls), "%s: \"%s\" is not an address pattern: %s", name, ls->s,
 		     e.msg);
 		return -1;
 	}
 	return 0;
 }
 
+int
+check_domain_pattern(struct build *b, const struct locstr *ls, const char *name)
+{
+	struct addr_err e;
+
+	if (domain_pattern_check(ls->s, &e) < 0) {
+		berr(b, vloc(b, ls), "%s: \"%s\" is not a domain: %s", name, ls->s, e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+int
+parse_addr_value(struct build *b, struct conf_loc loc, const char *what, const char *s,
+                 struct addr *a)
+{
+	struct addr_err e;
+
+	if (addr_parse_path(s, strlen(s), false, a, &e) < 0) {
+		berr(b, loc, "%s: \"%s\" is not a valid address: %s", what, s, e.msg);
+		return -1;
+	}
+	return 0;
+}
 
 const struct tenant *
 conf_tenant_of_domain(const struct conf *conf, const char *domain)
@@ -305,8 +296,7 @@ conf_mailbox(const struct conf *conf, const struct addr *a)
 	size_t i;
 
 	for (i = 0; i < conf->n_mailboxes; i++)
-		if (conf->mailboxes[i].name != NULL &&
-		    addr_equal(&conf->mailboxes[i].addr, a))
+		if (conf->mailboxes[i].name != NULL && addr_equal(&conf->mailboxes[i].addr, a))
 			return &conf->mailboxes[i];
 	return NULL;
 }
@@ -317,8 +307,7 @@ conf_domain(const struct conf *conf, const char *name)
 	size_t i;
 
 	for (i = 0; i < conf->n_domains; i++)
-		if (conf->domains[i].name != NULL &&
-		    m3_casecmp(conf->domains[i].name, name) == 0)
+		if (conf->domains[i].name != NULL && m3_casecmp(conf->domains[i].name, name) == 0)
 			return &conf->domains[i];
 	return NULL;
 }
@@ -334,8 +323,9 @@ ref_tenant(struct build *b, cfg_t *sec, struct conf_loc loc)
 		if (b->conf->n_tenants == 1)
 			return &b->conf->tenants[0];
 		if (b->conf->n_tenants > 1)
-			berr(b, loc, "there are several tenants: say which "
-				     "with tenant = \"NAME\"");
+			berr(b, loc,
+			     "there are several tenants: say which "
+			     "with tenant = \"NAME\"");
 		return NULL;
 	}
 	t = find_tenant(b->conf, ls->s);
@@ -378,8 +368,7 @@ limit_parse(const char *s, struct limit *l, const char **err)
 		*err = "the window needs a unit: s, m, h or d (e.g. 60s)";
 		return -1;
 	}
-	if (end[1] != '\0' || errno != 0 || n > 7 * 86400 ||
-	    n * mult > 7 * 86400) {
+	if (end[1] != '\0' || errno != 0 || n > 7 * 86400 || n * mult > 7 * 86400) {
 		*err = "expected COUNT/WINDOW, e.g. 30/60s or 10000/24h";
 		return -1;
 	}
@@ -391,8 +380,7 @@ limit_parse(const char *s, struct limit *l, const char **err)
 const char *
 limit_format(const struct limit *l, char *buf, size_t size)
 {
-	if (l->window % 86400 == 0 && l->window >= 86400 &&
-	    l->window != 86400)
+	if (l->window % 86400 == 0 && l->window >= 86400 && l->window != 86400)
 		snprintf(buf, size, "%lu/%lud", l->count, l->window / 86400);
 	else if (l->window % 3600 == 0 && l->window >= 3600)
 		snprintf(buf, size, "%lu/%luh", l->count, l->window / 3600);
@@ -402,8 +390,8 @@ limit_format(const struct limit *l, char *buf, size_t size)
 }
 
 int
-get_limit(struct build *b, cfg_t *sec, const char *name, struct limit def,
-	  unsigned long max_count, unsigned long max_window, struct limit *out)
+get_limit(struct build *b, cfg_t *sec, const char *name, struct limit def, unsigned long max_count,
+          unsigned long max_window, struct limit *out)
 {
 	const struct locstr *ls = get(sec, name);
 	const char *err;
@@ -416,10 +404,8 @@ get_limit(struct build *b, cfg_t *sec, const char *name, struct limit def,
 		berr(b, vloc(b, ls), "%s: \"%s\": %s", name, ls->s, err);
 		return -1;
 	}
-	if (l.count < 1 || l.count > max_count || l.window < 1 ||
-	    l.window > max_window) {
-		berr(b, vloc(b, ls),
-		     "%s: \"%s\" is out of range (count 1..%lu, window 1s..%lus)",
+	if (l.count < 1 || l.count > max_count || l.window < 1 || l.window > max_window) {
+		berr(b, vloc(b, ls), "%s: \"%s\" is out of range (count 1..%lu, window 1s..%lus)",
 		     name, ls->s, max_count, max_window);
 		return -1;
 	}

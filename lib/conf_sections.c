@@ -48,9 +48,11 @@ load_route_keys(struct build *b, cfg_t *root, struct conf *c)
 		if (b->flags & (CONF_NO_ROUTE_KEYS | CONF_NO_FILES))
 			return;
 		if (lstat(c->route_key_file, &st) < 0 && errno == ENOENT) {
-			bwarn(b, loc, "no route key (%s): the milter's routes are not "
-				      "signed and the transport decides every message again; "
-				      "run: m365ctl route-key", c->route_key_file);
+			bwarn(b, loc,
+			      "no route key (%s): the milter's routes are not "
+			      "signed and the transport decides every message again; "
+			      "run: m365ctl route-key",
+			      c->route_key_file);
 			c->route_key_file = NULL;
 			return;
 		}
@@ -58,52 +60,51 @@ load_route_keys(struct build *b, cfg_t *root, struct conf *c)
 	if (b->flags & (CONF_NO_ROUTE_KEYS | CONF_NO_FILES))
 		return;
 	check_file(b, loc, "route_key_file", c->route_key_file, true);
-	if (route_keys_read(c->route_key_file, c->arena, &c->route_keys, &c->n_route_keys,
-			    err, sizeof(err)) < 0) {
+	if (route_keys_read(c->route_key_file, c->arena, &c->route_keys, &c->n_route_keys, err,
+	                    sizeof(err)) < 0) {
 		berr(b, loc, "route_key_file: %s", err);
 		return;
 	}
 	if (geteuid() == 0 && stat(c->route_key_file, &st) == 0) {
 		const struct passwd *pw = getpwnam(c->user);
 		if (pw != NULL && st.st_uid != pw->pw_uid)
-			berr(b, loc, "route_key_file: %s: owned by uid %u, but the milter "
-				     "(after a reload) and the transport read it as %s; run: "
-				     "chown %s %s", c->route_key_file, (unsigned)st.st_uid,
-			     c->user, c->user, c->route_key_file);
+			berr(b, loc,
+			     "route_key_file: %s: owned by uid %u, but the milter "
+			     "(after a reload) and the transport read it as %s; run: "
+			     "chown %s %s",
+			     c->route_key_file, (unsigned)st.st_uid, c->user, c->user,
+			     c->route_key_file);
 	}
 }
 
 /* Names and enumerations ---------------------------------------------------- */
 
-static const struct enum_name mode_names[] = {
-	{"auto", MODE_AUTO},
-	{"smtp-auth", MODE_SMTP_AUTH},
-	{"direct-send", MODE_DIRECT_SEND},
-	{"relay", MODE_RELAY},
-	{NULL, 0}};
+static const struct enum_name mode_names[] = {{"auto", MODE_AUTO},
+                                              {"smtp-auth", MODE_SMTP_AUTH},
+                                              {"direct-send", MODE_DIRECT_SEND},
+                                              {"relay", MODE_RELAY},
+                                              {NULL, 0}};
 
 static const struct enum_name auth_names[] = {
-	{"oauth", AUTH_OAUTH}, {"basic", AUTH_BASIC}, {NULL, 0}};
+    {"oauth", AUTH_OAUTH}, {"basic", AUTH_BASIC}, {NULL, 0}};
 
 static const struct enum_name alg_names[] = {
-	{"ps256", ASSERTION_PS256}, {"rs256", ASSERTION_RS256}, {NULL, 0}};
+    {"ps256", ASSERTION_PS256}, {"rs256", ASSERTION_RS256}, {NULL, 0}};
 
 static const struct enum_name connector_names[] = {
-	{"certificate", CONNECTOR_CERTIFICATE}, {"ip", CONNECTOR_IP}, {NULL, 0}};
+    {"certificate", CONNECTOR_CERTIFICATE}, {"ip", CONNECTOR_IP}, {NULL, 0}};
 
 static const struct enum_name backend_names[] = {
-	{"lmdb", STORE_BACKEND_LMDB}, {"redis", STORE_BACKEND_REDIS}, {NULL, 0}};
+    {"lmdb", STORE_BACKEND_LMDB}, {"redis", STORE_BACKEND_REDIS}, {NULL, 0}};
 
 static const struct enum_name unverified_names[] = {
-	{"decide", UNVERIFIED_DECIDE}, {"defer", UNVERIFIED_DEFER}, {NULL, 0}};
+    {"decide", UNVERIFIED_DECIDE}, {"defer", UNVERIFIED_DEFER}, {NULL, 0}};
 
 static const struct enum_name tls_names[] = {
-	{"required", TLS_REQUIRED}, {"opportunistic", TLS_OPPORTUNISTIC}, {NULL, 0}};
+    {"required", TLS_REQUIRED}, {"opportunistic", TLS_OPPORTUNISTIC}, {NULL, 0}};
 
-static const struct enum_name fail_names[] = {{"tempfail", FAIL_TEMPFAIL},
-					      {"accept", FAIL_ACCEPT},
-					      {"reject", FAIL_REJECT},
-					      {NULL, 0}};
+static const struct enum_name fail_names[] = {
+    {"tempfail", FAIL_TEMPFAIL}, {"accept", FAIL_ACCEPT}, {"reject", FAIL_REJECT}, {NULL, 0}};
 
 const char *
 mode_name(enum mode mode)
@@ -142,11 +143,9 @@ build_globals(struct build *b, cfg_t *root)
 		return;
 	c->milter.socket = get_str(b, m, "socket", DEF_MILTER_SOCKET);
 	ls = get(m, "socket");
-	if (ls != NULL && strncmp(ls->s, "unix:", 5) != 0 &&
-	    strncmp(ls->s, "local:", 6) != 0 && strncmp(ls->s, "inet:", 5) != 0 &&
-	    strncmp(ls->s, "inet6:", 6) != 0)
-		berr(b, vloc(b, ls),
-		     "socket: \"%s\" must be unix:/path or inet:port@host", ls->s);
+	if (ls != NULL && strncmp(ls->s, "unix:", 5) != 0 && strncmp(ls->s, "local:", 6) != 0 &&
+	    strncmp(ls->s, "inet:", 5) != 0 && strncmp(ls->s, "inet6:", 6) != 0)
+		berr(b, vloc(b, ls), "socket: \"%s\" must be unix:/path or inet:port@host", ls->s);
 	/* Absent: the default; "": none (inet: sockets only want that). */
 	c->milter.pid_file = get_path(b, m, "pid_file", NULL);
 	if (c->milter.pid_file == NULL)
@@ -167,8 +166,10 @@ build_globals(struct build *b, cfg_t *root)
 		char *end;
 		unsigned long port = colon ? strtoul(colon + 1, &end, 10) : 0;
 		if (colon == NULL || colon == ls->s || port == 0 || port > 65535 || *end != '\0')
-			berr(b, vloc(b, ls), "metrics_listen: \"%s\" must be ADDRESS:PORT "
-					     "(e.g. 127.0.0.1:9365)", ls->s);
+			berr(b, vloc(b, ls),
+			     "metrics_listen: \"%s\" must be ADDRESS:PORT "
+			     "(e.g. 127.0.0.1:9365)",
+			     ls->s);
 		else
 			c->milter.metrics_listen = arena_strdup(b->conf->arena, ls->s);
 	}
@@ -259,8 +260,8 @@ build_transport(struct build *b, cfg_t *root)
 	if (ls != NULL) {
 		struct addr_err ae;
 		if (addr_parse_domain(ls->s, strlen(ls->s), &ae) < 0)
-			berr(b, vloc(b, ls), "helo_name: \"%s\" is not a host name: %s",
-			     ls->s, ae.msg);
+			berr(b, vloc(b, ls), "helo_name: \"%s\" is not a host name: %s", ls->s,
+			     ae.msg);
 	}
 	t->ca_file = get_path(b, sec, "ca_file", &floc);
 	if (t->ca_file != NULL)
@@ -300,8 +301,8 @@ build_transport(struct build *b, cfg_t *root)
  * Microsoft's addresses change ("IP addresses are not supported").
  */
 static void
-need_name(struct build *b, const struct locstr *ls, const char *opt, const char *host,
-	  size_t n, const char *name)
+need_name(struct build *b, const struct locstr *ls, const char *opt, const char *host, size_t n,
+          const char *name)
 {
 	struct ipaddr ip;
 	char h[64];
@@ -326,8 +327,7 @@ build_tenant(struct build *b, cfg_t *sec, struct tenant *t)
 
 	t->name = arena_strdup(b->conf->arena, cfg_title(sec));
 	t->loc = sec_loc(b, sec, "tenant");
-	t->accepted = get_list(b, sec, "accepted_domains", &t->n_accepted,
-			       check_domain_pattern);
+	t->accepted = get_list(b, sec, "accepted_domains", &t->n_accepted, check_domain_pattern);
 	if (cfg_size(sec, "accepted_domains") == 0)
 		berr(b, t->loc,
 		     "tenant \"%s\": accepted_domains is missing (the domains "
@@ -340,10 +340,10 @@ build_tenant(struct build *b, cfg_t *sec, struct tenant *t)
 	if (ls != NULL) {
 		struct addr_err e;
 		if (addr_parse_domain(ls->s, strlen(ls->s), &e) < 0)
-			berr(b, vloc(b, ls), "mx_endpoint: \"%s\" is not a host name: %s",
-			     ls->s, e.msg);
+			berr(b, vloc(b, ls), "mx_endpoint: \"%s\" is not a host name: %s", ls->s,
+			     e.msg);
 		need_name(b, ls, "mx_endpoint", ls->s, strlen(ls->s),
-			  "<domain>-<tld>.mail.protection.outlook.com");
+		          "<domain>-<tld>.mail.protection.outlook.com");
 	}
 	get_uint(b, sec, "mx_port", DEF_MX_PORT, 1, 65535, &port);
 	t->mx_port = (unsigned)port;
@@ -351,8 +351,7 @@ build_tenant(struct build *b, cfg_t *sec, struct tenant *t)
 	if (ls != NULL) {
 		struct ipaddr ip;
 		if (ip_parse(ls->s, &ip) < 0)
-			berr(b, vloc(b, ls), "egress_ip: \"%s\" is not an IP address",
-			     ls->s);
+			berr(b, vloc(b, ls), "egress_ip: \"%s\" is not an IP address", ls->s);
 		t->egress_ip = arena_strdup(b->conf->arena, ls->s);
 	}
 	get_bool(b, sec, "direct_send", true, &t->direct_send);
@@ -365,8 +364,7 @@ build_tenant(struct build *b, cfg_t *sec, struct tenant *t)
 	t->authority = get_str(b, sec, "authority", DEF_AUTHORITY);
 	ls = get(sec, "authority");
 	if (ls != NULL && strncmp(ls->s, "https://", 8) != 0)
-		berr(b, vloc(b, ls), "authority: \"%s\" must be an https:// URL",
-		     ls->s);
+		berr(b, vloc(b, ls), "authority: \"%s\" must be an https:// URL", ls->s);
 	else if (ls != NULL) {
 		const char *h = ls->s + 8;
 		size_t n = h[0] == '[' ? strcspn(h, "]") + 1 : strcspn(h, ":/");
@@ -417,8 +415,7 @@ build_app(struct build *b, cfg_t *sec, struct app *a)
 		     "and key_file",
 		     a->name);
 	else if (a->certificate_file != NULL && a->key_file == NULL)
-		berr(b, a->loc, "app \"%s\": certificate_file needs key_file",
-		     a->name);
+		berr(b, a->loc, "app \"%s\": certificate_file needs key_file", a->name);
 }
 
 void
@@ -431,8 +428,7 @@ build_connector(struct build *b, cfg_t *sec, struct connector *k)
 	k->loc = sec_loc(b, sec, "connector");
 	k->tenant = ref_tenant(b, sec, k->loc);
 	if (get(sec, "type") == NULL)
-		berr(b, k->loc, "connector \"%s\": type is missing (certificate | ip)",
-		     k->name);
+		berr(b, k->loc, "connector \"%s\": type is missing (certificate | ip)", k->name);
 	get_enum(b, sec, "type", connector_names, CONNECTOR_CERTIFICATE, &v);
 	k->kind = (enum connector_kind)v;
 	k->certificate_file = get_path(b, sec, "certificate_file", &floc);
@@ -448,11 +444,9 @@ build_connector(struct build *b, cfg_t *sec, struct connector *k)
 		     "certificate_file and key_file",
 		     k->name);
 	if (k->kind == CONNECTOR_IP && k->certificate_file != NULL)
-		bwarn(b, k->loc,
-		      "connector \"%s\": an IP connector ignores certificate_file",
+		bwarn(b, k->loc, "connector \"%s\": an IP connector ignores certificate_file",
 		      k->name);
-	if (k->kind == CONNECTOR_IP && k->tenant != NULL &&
-	    k->tenant->egress_ip == NULL)
+	if (k->kind == CONNECTOR_IP && k->tenant != NULL && k->tenant->egress_ip == NULL)
 		bwarn(b, k->loc,
 		      "connector \"%s\": an IP connector relies on the tenant's "
 		      "egress_ip, which is not set",
@@ -494,11 +488,9 @@ build_mailbox(struct build *b, cfg_t *sec, struct mailbox_conf *m)
 		     "password_file (Basic)",
 		     m->name);
 	} else if (auth == AUTH_OAUTH && app == NULL) {
-		berr(b, m->loc, "mailbox \"%s\": auth = oauth needs app = \"NAME\"",
-		     m->name);
+		berr(b, m->loc, "mailbox \"%s\": auth = oauth needs app = \"NAME\"", m->name);
 	} else if (auth == AUTH_BASIC && m->password_file == NULL) {
-		berr(b, m->loc, "mailbox \"%s\": auth = basic needs password_file",
-		     m->name);
+		berr(b, m->loc, "mailbox \"%s\": auth = basic needs password_file", m->name);
 	} else if (auth == AUTH_BASIC) {
 		bwarn(b, m->loc,
 		      "mailbox \"%s\" uses Basic authentication, which Microsoft "
@@ -508,17 +500,17 @@ build_mailbox(struct build *b, cfg_t *sec, struct mailbox_conf *m)
 	m->auth = auth == AUTH_BASIC ? AUTH_BASIC : AUTH_OAUTH;
 	if (m->app != NULL && m->tenant != NULL && m->app->tenant != NULL &&
 	    m->app->tenant != m->tenant)
-		berr(b, m->loc, "mailbox \"%s\" is in tenant \"%s\" but app \"%s\" "
-				"belongs to tenant \"%s\"",
+		berr(b, m->loc,
+		     "mailbox \"%s\" is in tenant \"%s\" but app \"%s\" "
+		     "belongs to tenant \"%s\"",
 		     m->name, m->tenant->name, m->app->name, m->app->tenant->name);
 	m->send_as = get_list(b, sec, "send_as", &m->n_send_as, check_addr_pattern);
 	get_limit(b, sec, "messages", def_msg, 10000, 86400, &m->messages);
-	get_limit(b, sec, "recipients", def_rcpt, 1000000, 7 * 86400,
-		  &m->recipients);
+	get_limit(b, sec, "recipients", def_rcpt, 1000000, 7 * 86400, &m->recipients);
 	get_uint(b, sec, "sessions", DEF_SESSIONS, 1, MAX_SESSIONS, &v);
 	m->sessions = (unsigned)v;
-	get_uint(b, sec, "recipients_per_message", DEF_RCPT_PER_MESSAGE, 1,
-		 MAX_RCPT_PER_MESSAGE, &v);
+	get_uint(b, sec, "recipients_per_message", DEF_RCPT_PER_MESSAGE, 1, MAX_RCPT_PER_MESSAGE,
+	         &v);
 	m->recipients_per_message = (unsigned)v;
 }
 
@@ -546,28 +538,23 @@ build_domain(struct build *b, cfg_t *sec, struct domain_policy *d)
 	d->name = arena_strdup(b->conf->arena, cfg_title(sec));
 	d->loc = sec_loc(b, sec, "domain");
 	if (addr_parse_domain(d->name, strlen(d->name), &e) < 0) {
-		berr(b, d->loc, "domain \"%s\" is not a domain name: %s", d->name,
-		     e.msg);
+		berr(b, d->loc, "domain \"%s\" is not a domain name: %s", d->name, e.msg);
 		return;
 	}
 	d->tenant = conf_tenant_of_domain(b->conf, d->name);
 	if (d->tenant == NULL)
-		berr(b, d->loc,
-		     "domain \"%s\" is not an accepted domain of any tenant",
-		     d->name);
+		berr(b, d->loc, "domain \"%s\" is not an accepted domain of any tenant", d->name);
 	get_enum(b, sec, "mode", mode_names, MODE_AUTO, &mode);
 	d->mode = (enum mode)mode;
 	get_bool(b, sec, "rewrite_header_from", false, &d->rewrite_header_from);
 
 	ls = get(sec, "default_sender");
 	if (ls == NULL) {
-		berr(b, d->loc, "domain \"%s\": default_sender is missing",
-		     d->name);
-	} else if (parse_addr_value(b, vloc(b, ls), "default_sender", ls->s,
-				    &d->default_sender) == 0 &&
-		   d->tenant != NULL &&
-		   conf_tenant_of_domain(b->conf, d->default_sender.domain) !=
-			   d->tenant) {
+		berr(b, d->loc, "domain \"%s\": default_sender is missing", d->name);
+	} else if (parse_addr_value(b, vloc(b, ls), "default_sender", ls->s, &d->default_sender) ==
+	               0 &&
+	           d->tenant != NULL &&
+	           conf_tenant_of_domain(b->conf, d->default_sender.domain) != d->tenant) {
 		berr(b, vloc(b, ls),
 		     "default_sender: %s is outside the accepted domains of "
 		     "tenant \"%s\"",
@@ -579,33 +566,26 @@ build_domain(struct build *b, cfg_t *sec, struct domain_policy *d)
 		if (parse_addr_value(b, vloc(b, ls), "mailbox", ls->s, &a) == 0) {
 			d->mailbox = conf_mailbox(b->conf, &a);
 			if (d->mailbox == NULL)
-				berr(b, vloc(b, ls), "mailbox \"%s\" is not defined",
-				     ls->s);
+				berr(b, vloc(b, ls), "mailbox \"%s\" is not defined", ls->s);
 		}
 	}
 	ls = get(sec, "connector");
 	if (ls != NULL) {
 		d->connector = find_connector(b->conf, ls->s);
 		if (d->connector == NULL)
-			berr(b, vloc(b, ls), "connector \"%s\" is not defined",
-			     ls->s);
+			berr(b, vloc(b, ls), "connector \"%s\" is not defined", ls->s);
 		else if (d->tenant != NULL && d->connector->tenant != d->tenant)
-			berr(b, vloc(b, ls),
-			     "connector \"%s\" belongs to another tenant",
-			     ls->s);
+			berr(b, vloc(b, ls), "connector \"%s\" belongs to another tenant", ls->s);
 	}
 
 	/* Every domain must have a way to deliver. */
 	if (d->mode == MODE_SMTP_AUTH && d->mailbox == NULL && get(sec, "mailbox") == NULL)
-		berr(b, d->loc, "domain \"%s\": mode smtp-auth needs mailbox",
-		     d->name);
+		berr(b, d->loc, "domain \"%s\": mode smtp-auth needs mailbox", d->name);
 	if (d->mode == MODE_RELAY && d->connector == NULL && get(sec, "connector") == NULL)
-		berr(b, d->loc, "domain \"%s\": mode relay needs connector",
-		     d->name);
+		berr(b, d->loc, "domain \"%s\": mode relay needs connector", d->name);
 	if (d->tenant != NULL && !d->tenant->direct_send &&
-	    (d->mode == MODE_DIRECT_SEND ||
-	     (d->mode == MODE_AUTO && get(sec, "mailbox") == NULL &&
-	      get(sec, "connector") == NULL)))
+	    (d->mode == MODE_DIRECT_SEND || (d->mode == MODE_AUTO && get(sec, "mailbox") == NULL &&
+	                                     get(sec, "connector") == NULL)))
 		berr(b, d->loc,
 		     "domain \"%s\": tenant \"%s\" refuses Direct Send "
 		     "(direct_send = false); give the domain a mailbox or a "
@@ -626,8 +606,7 @@ check_cidr_item(struct build *b, const struct locstr *ls, const char *name)
 	const char *err;
 
 	if (cidr_parse(ls->s, &c, &err) < 0) {
-		berr(b, vloc(b, ls), "%s: \"%s\" is not a valid CIDR: %s", name,
-		     ls->s, err);
+		berr(b, vloc(b, ls), "%s: \"%s\" is not a valid CIDR: %s", name, ls->s, err);
 		return -1;
 	}
 	return 0;
@@ -643,27 +622,24 @@ build_submitter(struct build *b, cfg_t *sec, struct submitter *s)
 	s->name = arena_strdup(b->conf->arena, cfg_title(sec));
 	s->loc = sec_loc(b, sec, "submitter");
 	cl = get_list(b, sec, "clients", &n, check_cidr_item);
-	s->clients = n ? arena_alloc(b->conf->arena, n * sizeof(*s->clients))
-		       : NULL;
+	s->clients = n ? arena_alloc(b->conf->arena, n * sizeof(*s->clients)) : NULL;
 	for (i = 0; i < n && s->clients != NULL; i++) {
 		const char *err;
 		if (cidr_parse(cl[i], &s->clients[i], &err) == 0)
 			s->n_clients++;
 	}
 	s->sasl_logins = get_list(b, sec, "sasl_logins", &s->n_sasl_logins, NULL);
-	s->cert_subjects =
-		get_list(b, sec, "cert_subjects", &s->n_cert_subjects, NULL);
+	s->cert_subjects = get_list(b, sec, "cert_subjects", &s->n_cert_subjects, NULL);
 	if (cfg_size(sec, "clients") + cfg_size(sec, "sasl_logins") +
-		    cfg_size(sec, "cert_subjects") == 0)
+	        cfg_size(sec, "cert_subjects") ==
+	    0)
 		berr(b, s->loc,
 		     "submitter \"%s\": give clients, sasl_logins or "
 		     "cert_subjects, or it can never be recognised",
 		     s->name);
-	s->envelope_senders = get_list(b, sec, "envelope_senders",
-				       &s->n_envelope_senders,
-				       check_addr_pattern);
-	s->send_as = get_list(b, sec, "send_as", &s->n_send_as,
-			      check_addr_pattern);
+	s->envelope_senders =
+	    get_list(b, sec, "envelope_senders", &s->n_envelope_senders, check_addr_pattern);
+	s->send_as = get_list(b, sec, "send_as", &s->n_send_as, check_addr_pattern);
 	if (cfg_size(sec, "envelope_senders") == 0) {
 		s->envelope_senders = s->send_as;
 		s->n_envelope_senders = s->n_send_as;
@@ -676,8 +652,7 @@ build_submitter(struct build *b, cfg_t *sec, struct submitter *s)
 	} else if (b->conf->n_domains == 1) {
 		s->domain = &b->conf->domains[0];
 	} else {
-		berr(b, s->loc, "submitter \"%s\": domain = \"NAME\" is missing",
-		     s->name);
+		berr(b, s->loc, "submitter \"%s\": domain = \"NAME\" is missing", s->name);
 	}
 	ls = get(sec, "mailbox");
 	if (ls != NULL) {
@@ -685,8 +660,7 @@ build_submitter(struct build *b, cfg_t *sec, struct submitter *s)
 		if (parse_addr_value(b, vloc(b, ls), "mailbox", ls->s, &a) == 0) {
 			s->mailbox = conf_mailbox(b->conf, &a);
 			if (s->mailbox == NULL)
-				berr(b, vloc(b, ls), "mailbox \"%s\" is not defined",
-				     ls->s);
+				berr(b, vloc(b, ls), "mailbox \"%s\" is not defined", ls->s);
 		}
 	}
 }

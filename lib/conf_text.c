@@ -24,17 +24,16 @@
 enum tok { T_NONE, T_WORD, T_STR, T_OPEN, T_CLOSE, T_EQ, T_OTHER };
 
 enum state {
-	S_NAME,	 /* expecting an option or section name */
+	S_NAME,  /* expecting an option or section name */
 	S_AFTER, /* after a name: '=', '{', a title, or '(' */
 	S_TITLE, /* after a title: '{' */
 	S_VALUE, /* after '=': a value or '{' (list) */
-	S_LIST,	 /* inside a value list */
-	S_CALL,	 /* inside a function call's parentheses */
+	S_LIST,  /* inside a value list */
+	S_CALL,  /* inside a function call's parentheses */
 };
 
 static int
-add_mark(struct conf_text *t, const char *name, const char *title, int line,
-	 int depth)
+add_mark(struct conf_text *t, const char *name, const char *title, int line, int depth)
 {
 	struct sec_mark *m;
 
@@ -96,8 +95,7 @@ conf_text_prepare(const char *data, size_t len, struct conf_text *t)
 		if (ch == '/' && i + 1 < len && b[i + 1] == '*') {
 			b[i++] = ' ';
 			b[i++] = ' ';
-			while (i < len && !(b[i] == '*' && i + 1 < len &&
-					    b[i + 1] == '/')) {
+			while (i < len && !(b[i] == '*' && i + 1 < len && b[i + 1] == '/')) {
 				if (b[i] == '\n')
 					line++;
 				else
@@ -135,10 +133,10 @@ conf_text_prepare(const char *data, size_t len, struct conf_text *t)
 			if (ch == '+' && i + 1 < len && b[i + 1] == '=')
 				i++;
 			i++;
-			tok = ch == '{'	  ? T_OPEN
-			      : ch == '}' ? T_CLOSE
+			tok = ch == '{'                ? T_OPEN
+			      : ch == '}'              ? T_CLOSE
 			      : ch == '=' || ch == '+' ? T_EQ
-						       : T_OTHER;
+			                               : T_OTHER;
 			tokbuf[0] = ch;
 			tl = 1;
 		} else {
@@ -223,8 +221,7 @@ conf_text_free(struct conf_text *t)
 }
 
 const struct sec_mark *
-conf_text_find(const struct conf_text *t, const char *name, const char *title,
-	       size_t skip)
+conf_text_find(const struct conf_text *t, const char *name, const char *title, size_t skip)
 {
 	size_t i;
 

@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 struct sec_mark {
-	char name[32];	 /* "mailbox" */
+	char name[32];   /* "mailbox" */
 	char title[330]; /* "scanner@contoso.com" (unescaped) */
 	bool has_title;
 	int line;  /* line of the section's name */
@@ -22,8 +22,8 @@ struct conf_text {
 	size_t len;
 	struct sec_mark *marks;
 	size_t n_marks, cap_marks;
-	int open_depth;	     /* sections still open at the end (0 if well formed) */
-	int open_line;	     /* where the innermost of them opened */
+	int open_depth; /* sections still open at the end (0 if well formed) */
+	int open_line;  /* where the innermost of them opened */
 	char open_name[32];
 };
 
@@ -32,8 +32,7 @@ int conf_text_prepare(const char *data, size_t len, struct conf_text *t);
 /* conf_text_free - release */
 void conf_text_free(struct conf_text *t);
 /* conf_text_find - the (skip+1)-th section named name with that title (any title if NULL) */
-const struct sec_mark *conf_text_find(const struct conf_text *t,
-				      const char *name, const char *title,
-				      size_t skip);
+const struct sec_mark *conf_text_find(const struct conf_text *t, const char *name,
+                                      const char *title, size_t skip);
 
 #endif

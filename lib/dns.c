@@ -56,8 +56,8 @@ dns_free(struct dns *d)
 }
 
 static int
-fake(struct dns *d, const char *name, const char *type, bool (*keep)(const char *),
-     char *out, size_t width, size_t cap, size_t *n)
+fake(struct dns *d, const char *name, const char *type, bool (*keep)(const char *), char *out,
+     size_t width, size_t cap, size_t *n)
 {
 	size_t i;
 
@@ -68,8 +68,8 @@ fake(struct dns *d, const char *name, const char *type, bool (*keep)(const char 
 		    strcmp(d->fake[i].type, "NXDOMAIN") == 0)
 			d->nxdomain = true;
 	for (i = 0; i < d->n_fake && *n < cap; i++)
-		if (m3_casecmp(d->fake[i].name, name) == 0 &&
-		    strcmp(d->fake[i].type, type) == 0 && (keep == NULL || keep(d->fake[i].data)))
+		if (m3_casecmp(d->fake[i].name, name) == 0 && strcmp(d->fake[i].type, type) == 0 &&
+		    (keep == NULL || keep(d->fake[i].data)))
 			m3_strlcpy(out + (*n)++ * width, d->fake[i].data, width);
 	return 0;
 }
@@ -105,7 +105,7 @@ query(struct dns *d, const char *name, int type, unsigned char **buf, int *len, 
 	}
 	if (*len > 0) {
 		snprintf(err, errlen, "DNS answer for %s is longer than %d bytes", name,
-			 DNS_ANSWER_MAX);
+		         DNS_ANSWER_MAX);
 		return -1;
 	}
 	switch (d->res.res_h_errno) {
@@ -116,15 +116,15 @@ query(struct dns *d, const char *name, int type, unsigned char **buf, int *len, 
 		return 1;
 	default:
 		snprintf(err, errlen, "DNS query for %s failed (%s)", name,
-			 d->res.res_h_errno == TRY_AGAIN ? "server failure or timeout"
-							 : "no answer");
+		         d->res.res_h_errno == TRY_AGAIN ? "server failure or timeout"
+		                                         : "no answer");
 		return -1;
 	}
 }
 
 int
 dns_parse_txt(const unsigned char *msg, size_t len, bool (*keep)(const char *),
-	      char out[][DNS_TXT_MAX], size_t cap, size_t *n)
+              char out[][DNS_TXT_MAX], size_t cap, size_t *n)
 {
 	ns_msg m;
 	ns_rr rr;
@@ -159,8 +159,7 @@ dns_parse_txt(const unsigned char *msg, size_t len, bool (*keep)(const char *),
 }
 
 int
-dns_parse_mx(const unsigned char *msg, size_t len, char out[][DNS_NAME_MAX], size_t cap,
-	     size_t *n)
+dns_parse_mx(const unsigned char *msg, size_t len, char out[][DNS_NAME_MAX], size_t cap, size_t *n)
 {
 	ns_msg m;
 	ns_rr rr;
@@ -173,8 +172,8 @@ dns_parse_mx(const unsigned char *msg, size_t len, char out[][DNS_NAME_MAX], siz
 		if (ns_parserr(&m, ns_s_an, i, &rr) < 0 || ns_rr_type(rr) != ns_t_mx ||
 		    ns_rr_rdlen(rr) < 3)
 			continue;
-		if (ns_name_uncompress(ns_msg_base(m), ns_msg_end(m), ns_rr_rdata(rr) + 2,
-				       out[*n], DNS_NAME_MAX) < 0)
+		if (ns_name_uncompress(ns_msg_base(m), ns_msg_end(m), ns_rr_rdata(rr) + 2, out[*n],
+		                       DNS_NAME_MAX) < 0)
 			continue;
 		(*n)++;
 	}
@@ -184,10 +183,8 @@ dns_parse_mx(const unsigned char *msg, size_t len, char out[][DNS_NAME_MAX], siz
 /* lookup - query and parse with fn; 0 (records, maybe none) or -1 */
 static int
 lookup(struct dns *d, const char *name, int type,
-       int (*fn)(const unsigned char *, size_t, bool (*)(const char *), void *, size_t,
-		 size_t *),
-       bool (*keep)(const char *), void *out, size_t cap, size_t *n, char *err,
-       size_t errlen)
+       int (*fn)(const unsigned char *, size_t, bool (*)(const char *), void *, size_t, size_t *),
+       bool (*keep)(const char *), void *out, size_t cap, size_t *n, char *err, size_t errlen)
 {
 	unsigned char *buf;
 	int len, rc = query(d, name, type, &buf, &len, err, errlen);
@@ -202,23 +199,23 @@ lookup(struct dns *d, const char *name, int type,
 }
 
 static int
-parse_txt(const unsigned char *m, size_t len, bool (*keep)(const char *), void *out,
-	  size_t cap, size_t *n)
+parse_txt(const unsigned char *m, size_t len, bool (*keep)(const char *), void *out, size_t cap,
+          size_t *n)
 {
 	return dns_parse_txt(m, len, keep, out, cap, n);
 }
 
 static int
-parse_mx(const unsigned char *m, size_t len, bool (*keep)(const char *), void *out,
-	 size_t cap, size_t *n)
+parse_mx(const unsigned char *m, size_t len, bool (*keep)(const char *), void *out, size_t cap,
+         size_t *n)
 {
 	(void)keep;
 	return dns_parse_mx(m, len, out, cap, n);
 }
 
 int
-dns_txt(struct dns *d, const char *name, bool (*keep)(const char *),
-	char out[][DNS_TXT_MAX], size_t cap, size_t *n, char *err, size_t errlen)
+dns_txt(struct dns *d, const char *name, bool (*keep)(const char *), char out[][DNS_TXT_MAX],
+        size_t cap, size_t *n, char *err, size_t errlen)
 {
 	if (d->fake != NULL)
 		return fake(d, name, "TXT", keep, out[0], DNS_TXT_MAX, cap, n);
@@ -226,8 +223,8 @@ dns_txt(struct dns *d, const char *name, bool (*keep)(const char *),
 }
 
 int
-dns_mx(struct dns *d, const char *name, char out[][DNS_NAME_MAX], size_t cap,
-       size_t *n, char *err, size_t errlen)
+dns_mx(struct dns *d, const char *name, char out[][DNS_NAME_MAX], size_t cap, size_t *n, char *err,
+       size_t errlen)
 {
 	if (d->fake != NULL)
 		return fake(d, name, "MX", NULL, out[0], DNS_NAME_MAX, cap, n);

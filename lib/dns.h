@@ -12,11 +12,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define DNS_TXT_MAX 2048 /* one TXT record, its strings joined */
-#define DNS_NAME_MAX 256
-#define DNS_RECORDS_MAX 16
+#define DNS_TXT_MAX      2048 /* one TXT record, its strings joined */
+#define DNS_NAME_MAX     256
+#define DNS_RECORDS_MAX  16
 #define DNS_ANSWER_FIRST 8192  /* the first buffer a query gets */
-#define DNS_ANSWER_MAX 65535   /* the largest DNS message (over TCP) */
+#define DNS_ANSWER_MAX   65535 /* the largest DNS message (over TCP) */
 
 struct dns;
 
@@ -34,16 +34,16 @@ struct dns *dns_fake(const struct dns_fake_rr *rr, size_t n);
 void dns_free(struct dns *d);
 
 /* dns_txt - the TXT records of name that keep() accepts (NULL: all), at most cap */
-int dns_txt(struct dns *d, const char *name, bool (*keep)(const char *),
-	    char out[][DNS_TXT_MAX], size_t cap, size_t *n, char *err, size_t errlen);
+int dns_txt(struct dns *d, const char *name, bool (*keep)(const char *), char out[][DNS_TXT_MAX],
+            size_t cap, size_t *n, char *err, size_t errlen);
 /* dns_parse_txt - the TXT records of an answer message (strings joined); -1 if malformed */
 int dns_parse_txt(const unsigned char *msg, size_t len, bool (*keep)(const char *),
-		  char out[][DNS_TXT_MAX], size_t cap, size_t *n);
+                  char out[][DNS_TXT_MAX], size_t cap, size_t *n);
 /* dns_parse_mx - the MX host names of an answer message; -1 if malformed */
 int dns_parse_mx(const unsigned char *msg, size_t len, char out[][DNS_NAME_MAX], size_t cap,
-		 size_t *n);
-int dns_mx(struct dns *d, const char *name, char out[][DNS_NAME_MAX], size_t cap,
-	   size_t *n, char *err, size_t errlen);
+                 size_t *n);
+int dns_mx(struct dns *d, const char *name, char out[][DNS_NAME_MAX], size_t cap, size_t *n,
+           char *err, size_t errlen);
 /* dns_nxdomain - whether the last question's name does not exist at all
  * (NXDOMAIN; a fake table says so with type "NXDOMAIN"), as opposed to
  * existing without records of the type asked */

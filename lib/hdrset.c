@@ -15,10 +15,10 @@ static const struct {
 	const char *name;
 	enum hdr_kind kind;
 } names[] = {
-	{"From", HDR_FROM},
-	{"Sender", HDR_SENDER},
-	{"Reply-To", HDR_REPLY_TO},
-	{ROUTE_HEADER, HDR_ROUTE},
+    {"From", HDR_FROM},
+    {"Sender", HDR_SENDER},
+    {"Reply-To", HDR_REPLY_TO},
+    {ROUTE_HEADER, HDR_ROUTE},
 };
 
 enum hdr_kind

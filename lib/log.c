@@ -88,9 +88,9 @@ static void
 emit(int pri, const char *msg)
 {
 	const char *lvl = pri <= LOG_ERR       ? "error: "
-			  : pri == LOG_WARNING ? "warning: "
-			  : pri == LOG_DEBUG   ? "debug: "
-					       : "";
+	                  : pri == LOG_WARNING ? "warning: "
+	                  : pri == LOG_DEBUG   ? "debug: "
+	                                       : "";
 	char line[2400], stamp[40];
 	struct timeval tv;
 	struct tm tm;
@@ -111,7 +111,7 @@ emit(int pri, const char *msg)
 	gmtime_r(&tv.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 	n = snprintf(line, sizeof(line), "%s.%03ldZ %s[%ld]: %s%s\n", stamp,
-		     (long)(tv.tv_usec / 1000), log_ident, (long)getpid(), lvl, msg);
+	             (long)(tv.tv_usec / 1000), log_ident, (long)getpid(), lvl, msg);
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof(line)) { /* cut, but still one line */
@@ -123,7 +123,7 @@ emit(int pri, const char *msg)
 }
 
 static void vlog(int pri, int with_errno, const char *fmt, va_list ap)
-	__attribute__((format(printf, 3, 0)));
+    __attribute__((format(printf, 3, 0)));
 
 static void
 vlog(int pri, int with_errno, const char *fmt, va_list ap)
@@ -136,21 +136,20 @@ vlog(int pri, int with_errno, const char *fmt, va_list ap)
 	if (n < 0)
 		return;
 	if (with_errno && (size_t)n < sizeof(msg))
-		snprintf(msg + n, sizeof(msg) - (size_t)n, ": %s",
-			 strerror(saved));
+		snprintf(msg + n, sizeof(msg) - (size_t)n, ": %s", strerror(saved));
 	emit(pri, msg);
 	errno = saved;
 }
 
-#define LOG_FN(name, pri, with_errno)                                          \
-	void name(const char *fmt, ...)                                        \
-	{                                                                      \
-		va_list ap;                                                    \
-		if (pri == LOG_DEBUG && !log_debug_on)                         \
-			return;                                                \
-		va_start(ap, fmt);                                             \
-		vlog(pri, with_errno, fmt, ap);                                \
-		va_end(ap);                                                    \
+#define LOG_FN(name, pri, with_errno)                                                              \
+	void name(const char *fmt, ...)                                                            \
+	{                                                                                          \
+		va_list ap;                                                                        \
+		if (pri == LOG_DEBUG && !log_debug_on)                                             \
+			return;                                                                    \
+		va_start(ap, fmt);                                                                 \
+		vlog(pri, with_errno, fmt, ap);                                                    \
+		va_end(ap);                                                                        \
 	}
 
 LOG_FN(log_err, LOG_ERR, 1)

@@ -18,10 +18,10 @@
 #include <stdarg.h>
 
 enum log_dest {
-	LOG_TO_STDERR,	   /* command line: "prog: text" */
-	LOG_TO_SYSLOG,	   /* daemons; facility mail */
+	LOG_TO_STDERR,     /* command line: "prog: text" */
+	LOG_TO_SYSLOG,     /* daemons; facility mail */
 	LOG_TO_FOREGROUND, /* a daemon in the foreground: stderr, time-stamped */
-	LOG_TO_FILE,	   /* log_to_file(): time-stamped lines appended */
+	LOG_TO_FILE,       /* log_to_file(): time-stamped lines appended */
 };
 
 /* log_open - choose ident, destination and whether debug lines show */

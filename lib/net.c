@@ -35,9 +35,8 @@ net_init(struct net *n)
 	n->fd = -1;
 }
 
-static int
-fail(struct net *n, enum net_code code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static int fail(struct net *n, enum net_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int
 fail(struct net *n, enum net_code code, const char *fmt, ...)
@@ -57,8 +56,7 @@ ms_left(const struct timespec *deadline)
 	struct timespec now;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (deadline->tv_sec - now.tv_sec) * 1000 +
-	       (deadline->tv_nsec - now.tv_nsec) / 1000000;
+	return (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
 }
 
 static void
@@ -112,10 +110,9 @@ net_connect(struct net *n, const char *host, unsigned port, int timeout)
 		int fd, soerr = 0, flags;
 		socklen_t sl = sizeof(soerr);
 
-		getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof(addr), NULL,
-			    0, NI_NUMERICHOST);
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-			    ai->ai_protocol);
+		getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof(addr), NULL, 0,
+		            NI_NUMERICHOST);
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
 		if (fd < 0)
 			continue;
 		/* Small SMTP commands must not wait for delayed ACKs. */
@@ -218,8 +215,7 @@ load_session(const char *path)
  * would have accepted a new handshake.
  */
 void
-net_session_file(const struct tls_opts *o, const char *host, unsigned port, char *buf,
-		 size_t size)
+net_session_file(const struct tls_opts *o, const char *host, unsigned port, char *buf, size_t size)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int len = 0;
@@ -236,10 +232,10 @@ net_session_file(const struct tls_opts *o, const char *host, unsigned port, char
 	    EVP_DigestUpdate(ctx, ports, strlen(ports) + 1) != 1 ||
 	    EVP_DigestUpdate(ctx, "verify", 7) != 1 ||
 	    EVP_DigestUpdate(ctx, o->ca_file ? o->ca_file : "(system store)",
-			     strlen(o->ca_file ? o->ca_file : "(system store)") + 1) != 1 ||
+	                     strlen(o->ca_file ? o->ca_file : "(system store)") + 1) != 1 ||
 	    EVP_DigestUpdate(ctx, o->cert_file ? o->cert_file : "(no client certificate)",
-			     strlen(o->cert_file ? o->cert_file : "(no client certificate)") + 1) !=
-		    1 ||
+	                     strlen(o->cert_file ? o->cert_file : "(no client certificate)") + 1) !=
+	        1 ||
 	    EVP_DigestFinal_ex(ctx, md, &len) != 1 || len < 16) {
 		EVP_MD_CTX_free(ctx);
 		return;
@@ -282,23 +278,25 @@ net_starttls(struct net *n, const struct tls_opts *o, int timeout)
 		 * the certificates it needs, not the whole bundle, per delivery.
 		 */
 		if (o->ca_file != NULL
-			    ? SSL_CTX_load_verify_locations(n->ctx, o->ca_file, NULL) != 1
-			    : SSL_CTX_set_default_verify_paths(n->ctx) != 1)
-			return fail(n, NET_ETLSCONF, "TLS: CA %s: %s", o->ca_file ? o->ca_file : "system store",
-				    ssl_error());
+		        ? SSL_CTX_load_verify_locations(n->ctx, o->ca_file, NULL) != 1
+		        : SSL_CTX_set_default_verify_paths(n->ctx) != 1)
+			return fail(n, NET_ETLSCONF, "TLS: CA %s: %s",
+			            o->ca_file ? o->ca_file : "system store", ssl_error());
 	}
 	if (o->cert_file != NULL) {
 		if (SSL_CTX_use_certificate_chain_file(n->ctx, o->cert_file) != 1)
-			return fail(n, NET_ETLSCONF, "TLS: client certificate %s: %s", o->cert_file, ssl_error());
+			return fail(n, NET_ETLSCONF, "TLS: client certificate %s: %s", o->cert_file,
+			            ssl_error());
 		if (SSL_CTX_use_PrivateKey_file(n->ctx, o->key_file, SSL_FILETYPE_PEM) != 1)
 			return fail(n, NET_ETLSCONF, "TLS: key %s: %s", o->key_file, ssl_error());
 		if (SSL_CTX_check_private_key(n->ctx) != 1)
-			return fail(n, NET_ETLSCONF, "TLS: %s does not match %s", o->key_file, o->cert_file);
+			return fail(n, NET_ETLSCONF, "TLS: %s does not match %s", o->key_file,
+			            o->cert_file);
 	}
 	net_session_file(o, n->host, n->port, n->session_cache, sizeof(n->session_cache));
 	if (n->session_cache[0] != '\0') {
 		SSL_CTX_set_session_cache_mode(n->ctx, SSL_SESS_CACHE_CLIENT |
-							       SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		                                           SSL_SESS_CACHE_NO_INTERNAL_STORE);
 		SSL_CTX_sess_set_new_cb(n->ctx, new_session);
 	}
 	n->ssl = SSL_new(n->ctx);
@@ -325,9 +323,10 @@ net_starttls(struct net *n, const struct tls_opts *o, int timeout)
 		if (w < 0) {
 			long v = SSL_get_verify_result(n->ssl);
 			if (v != X509_V_OK)
-				return fail(n, NET_ETLS, "TLS: certificate of %s not trusted: %s", n->host,
-					    X509_verify_cert_error_string(v));
-			return fail(n, NET_ETLS, "TLS handshake with %s failed: %s", n->host, ssl_error());
+				return fail(n, NET_ETLS, "TLS: certificate of %s not trusted: %s",
+				            n->host, X509_verify_cert_error_string(v));
+			return fail(n, NET_ETLS, "TLS handshake with %s failed: %s", n->host,
+			            ssl_error());
 		}
 	}
 	n->tls = true;
@@ -338,8 +337,8 @@ net_starttls(struct net *n, const struct tls_opts *o, int timeout)
 		long v = SSL_get_verify_result(n->ssl);
 		if (v != X509_V_OK || SSL_get0_peer_certificate(n->ssl) == NULL)
 			return fail(n, NET_ETLS, "TLS: certificate of %s not trusted: %s", n->host,
-				    v != X509_V_OK ? X509_verify_cert_error_string(v)
-						   : "no certificate");
+			            v != X509_V_OK ? X509_verify_cert_error_string(v)
+			                           : "no certificate");
 		n->verified = true;
 	}
 	n->rlen = n->roff = 0; /* nothing read before STARTTLS may be used */
@@ -350,7 +349,7 @@ void
 net_peer_names(const struct net *n, char *buf, size_t size)
 {
 	X509 *c = n->ssl != NULL ? SSL_get1_peer_certificate(n->ssl) : NULL;
-	STACK_OF(GENERAL_NAME) *sans;
+	STACK_OF(GENERAL_NAME) * sans;
 	struct sbuf b;
 	char cn[256] = "";
 	int i;
@@ -362,14 +361,14 @@ net_peer_names(const struct net *n, char *buf, size_t size)
 		return;
 	sbuf_init(&b, size - 1);
 	if (X509_NAME_get_text_by_NID(X509_get_subject_name(c), NID_commonName, cn,
-				      (int)sizeof(cn)) > 0)
+	                              (int)sizeof(cn)) > 0)
 		sbuf_adds(&b, cn);
 	sans = X509_get_ext_d2i(c, NID_subject_alt_name, NULL, NULL);
 	for (i = 0; sans != NULL && i < sk_GENERAL_NAME_num(sans); i++) {
 		GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
 		if (g->type == GEN_DNS)
 			sbuf_addf(&b, ", %.*s", ASN1_STRING_length(g->d.dNSName),
-				  (const char *)ASN1_STRING_get0_data(g->d.dNSName));
+			          (const char *)ASN1_STRING_get0_data(g->d.dNSName));
 	}
 	GENERAL_NAMES_free(sans);
 	X509_free(c);
@@ -393,9 +392,11 @@ net_write(struct net *n, const void *buf, size_t len, int timeout)
 			if (rc <= 0) {
 				int t = tls_wait(n, rc, &deadline);
 				if (t == -2)
-					return fail(n, NET_ETIMEOUT, "timeout writing to %s", n->host);
+					return fail(n, NET_ETIMEOUT, "timeout writing to %s",
+					            n->host);
 				if (t < 0)
-					return fail(n, NET_EIO, "TLS write to %s: %s", n->host, ssl_error());
+					return fail(n, NET_EIO, "TLS write to %s: %s", n->host,
+					            ssl_error());
 				continue;
 			}
 			w = rc;
@@ -404,10 +405,12 @@ net_write(struct net *n, const void *buf, size_t len, int timeout)
 			if (w < 0) {
 				if (errno == EAGAIN || errno == EINTR) {
 					if (wait_fd(n->fd, POLLOUT, &deadline) < 0)
-						return fail(n, NET_ETIMEOUT, "timeout writing to %s", n->host);
+						return fail(n, NET_ETIMEOUT,
+						            "timeout writing to %s", n->host);
 					continue;
 				}
-				return fail(n, NET_EIO, "write to %s: %s", n->host, strerror(errno));
+				return fail(n, NET_EIO, "write to %s: %s", n->host,
+				            strerror(errno));
 			}
 		}
 		p += w;
@@ -426,13 +429,16 @@ fill(struct net *n, const struct timespec *deadline)
 			if (rc <= 0) {
 				int err = SSL_get_error(n->ssl, rc);
 				if (err == SSL_ERROR_ZERO_RETURN)
-					return fail(n, NET_ECLOSED, "%s closed the connection", n->host);
+					return fail(n, NET_ECLOSED, "%s closed the connection",
+					            n->host);
 				int t = tls_wait(n, rc, deadline);
 				if (t == -2)
-					return fail(n, NET_ETIMEOUT, "timeout reading from %s", n->host);
+					return fail(n, NET_ETIMEOUT, "timeout reading from %s",
+					            n->host);
 				if (t < 0)
-					return fail(n, NET_ECLOSED, "%s closed the connection (TLS: %s)",
-						    n->host, ssl_error());
+					return fail(n, NET_ECLOSED,
+					            "%s closed the connection (TLS: %s)", n->host,
+					            ssl_error());
 				continue;
 			}
 			r = rc;
@@ -441,10 +447,12 @@ fill(struct net *n, const struct timespec *deadline)
 			if (r < 0) {
 				if (errno == EAGAIN || errno == EINTR) {
 					if (wait_fd(n->fd, POLLIN, deadline) < 0)
-						return fail(n, NET_ETIMEOUT, "timeout reading from %s", n->host);
+						return fail(n, NET_ETIMEOUT,
+						            "timeout reading from %s", n->host);
 					continue;
 				}
-				return fail(n, NET_EIO, "read from %s: %s", n->host, strerror(errno));
+				return fail(n, NET_EIO, "read from %s: %s", n->host,
+				            strerror(errno));
 			}
 			if (r == 0)
 				return fail(n, NET_ECLOSED, "%s closed the connection", n->host);
@@ -474,7 +482,8 @@ net_readline(struct net *n, char *buf, size_t size, int timeout)
 				return (int)len;
 			}
 			if (len + 1 >= size)
-				return fail(n, NET_EPROTO, "%s sent a line longer than %zu bytes", n->host, size);
+				return fail(n, NET_EPROTO, "%s sent a line longer than %zu bytes",
+				            n->host, size);
 			buf[len++] = c;
 		}
 	}

@@ -28,7 +28,7 @@ struct tls_opts {
 	const char *cert_file; /* client certificate, or NULL */
 	const char *key_file;
 	const char *cache_dir; /* where sessions are kept, or NULL for none */
-	bool verify;	       /* false only for opportunistic TLS */
+	bool verify;           /* false only for opportunistic TLS */
 };
 
 struct ssl_ctx_st;
@@ -37,31 +37,31 @@ struct ssl_st;
 /* What went wrong, for decisions (err is for people). */
 enum net_code {
 	NET_OK,
-	NET_ERESOLVE,  /* the name does not resolve */
-	NET_ECONNECT,  /* no address of it accepted the connection */
-	NET_ETLSCONF,  /* our side of TLS: CA file, client certificate, key */
-	NET_ETLS,      /* the handshake failed or the peer is not trusted */
-	NET_ETIMEOUT,  /* the peer did not answer in time */
-	NET_ECLOSED,   /* the peer closed the connection */
-	NET_EIO,       /* a read or write failed */
-	NET_EPROTO,    /* the peer broke the protocol (a line too long, a bad reply) */
-	NET_ELOCAL,    /* refused on our side before sending (a bad command, memory) */
+	NET_ERESOLVE, /* the name does not resolve */
+	NET_ECONNECT, /* no address of it accepted the connection */
+	NET_ETLSCONF, /* our side of TLS: CA file, client certificate, key */
+	NET_ETLS,     /* the handshake failed or the peer is not trusted */
+	NET_ETIMEOUT, /* the peer did not answer in time */
+	NET_ECLOSED,  /* the peer closed the connection */
+	NET_EIO,      /* a read or write failed */
+	NET_EPROTO,   /* the peer broke the protocol (a line too long, a bad reply) */
+	NET_ELOCAL,   /* refused on our side before sending (a bad command, memory) */
 };
 
 struct net {
 	int fd;
-	enum net_code code; /* of the last failure */
+	enum net_code code;     /* of the last failure */
 	struct ssl_ctx_st *ctx; /* OpenSSL's, private to net.c */
 	struct ssl_st *ssl;
-	char host[256];	 /* the name we connected to (SNI, verification) */
+	char host[256]; /* the name we connected to (SNI, verification) */
 	unsigned port;
-	char peer[64];	 /* address actually connected */
+	char peer[64];   /* address actually connected */
 	char rbuf[8192]; /* read buffer */
 	size_t rlen, roff;
 	char err[512];
-	bool tls;	    /* the connection is under TLS */
-	bool verified;	    /* ... with the peer's certificate verified */
-	bool resumed;	    /* the TLS session was resumed */
+	bool tls;      /* the connection is under TLS */
+	bool verified; /* ... with the peer's certificate verified */
+	bool resumed;  /* the TLS session was resumed */
 	const char *tls_version;
 	char session_cache[1100]; /* this connection's cache file, "" for none */
 };
@@ -72,7 +72,8 @@ int net_connect(struct net *n, const char *host, unsigned port, int timeout);
 int net_starttls(struct net *n, const struct tls_opts *o, int timeout);
 /* net_write - write all of buf within timeout */
 int net_write(struct net *n, const void *buf, size_t len, int timeout);
-/* net_readline - one line (CRLF or LF, stripped) into buf; -1 on error/timeout/EOF or a line too long */
+/* net_readline - one line (CRLF or LF, stripped) into buf; -1 on error/timeout/EOF or a line too
+ * long */
 int net_readline(struct net *n, char *buf, size_t size, int timeout);
 /* net_close - close (and free TLS state) */
 void net_close(struct net *n);
@@ -80,7 +81,7 @@ void net_close(struct net *n);
 void net_peer_names(const struct net *n, char *buf, size_t size);
 /* net_session_file - the cache file for these options and this host:port ("" for none) */
 void net_session_file(const struct tls_opts *o, const char *host, unsigned port, char *buf,
-		      size_t size);
+                      size_t size);
 /* net_init - zero a struct net */
 void net_init(struct net *n);
 

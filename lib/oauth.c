@@ -28,14 +28,13 @@
 #include "sbuf.h"
 #include "util.h"
 
-#define RESPONSE_MAX (64 * 1024)
-#define JSON_DEPTH_MAX 8		/* the answers are two levels deep */
+#define RESPONSE_MAX       (64 * 1024)
+#define JSON_DEPTH_MAX     8       /* the answers are two levels deep */
 #define TOKEN_LIFETIME_MAX (86400) /* seconds a token may claim to live */
-#define SECRET_MAX   1024
+#define SECRET_MAX         1024
 #define ASSERTION_LIFETIME 300 /* "5-10 minutes after nbf at most" */
 
-static int
-efail(struct oauth_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int efail(struct oauth_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int
 efail(struct oauth_err *e, const char *fmt, ...)
@@ -52,31 +51,31 @@ static const struct {
 	long code;
 	const char *hint;
 } aadsts_hints[] = {
-	{7000215, "client_secret_file holds the secret's ID or a stale secret: "
-		  "put the secret VALUE in it"},
-	{7000222, "the client secret has expired: create a new one in the app "
-		  "registration"},
-	{7000218, "no credential was sent: give the app client_secret_file or "
-		  "certificate_file and key_file"},
-	{700027, "the assertion's signature was refused: key_file does not match "
-		 "the certificate uploaded to the app registration, or the "
-		 "certificate was not uploaded (or has expired)"},
-	{700024, "the assertion is outside its validity window: check the "
-		 "gateway's clock (NTP)"},
-	{700016, "no such application in this tenant: check client_id and the "
-		 "tenant's tenant_id"},
-	{90002, "no such tenant: check the tenant's tenant_id (GUID or "
-		"verified domain)"},
-	{900023, "the tenant_id is not a valid tenant: use its GUID or a "
-		 "verified domain"},
-	{70011, "the scope is wrong: SMTP AUTH needs "
-		"https://outlook.office365.com/.default"},
-	{500011, "the Office 365 Exchange Online service principal is missing "
-		 "from the tenant, or the app lacks SMTP.SendAsApp"},
-	{7000112, "the application is disabled in the tenant"},
-	{700021, "the assertion's audience is not this token endpoint"},
-	{50013, "the assertion failed signature validation: check key_file and "
-		"the certificate registered for the app"},
+    {7000215, "client_secret_file holds the secret's ID or a stale secret: "
+              "put the secret VALUE in it"},
+    {7000222, "the client secret has expired: create a new one in the app "
+              "registration"},
+    {7000218, "no credential was sent: give the app client_secret_file or "
+              "certificate_file and key_file"},
+    {700027, "the assertion's signature was refused: key_file does not match "
+             "the certificate uploaded to the app registration, or the "
+             "certificate was not uploaded (or has expired)"},
+    {700024, "the assertion is outside its validity window: check the "
+             "gateway's clock (NTP)"},
+    {700016, "no such application in this tenant: check client_id and the "
+             "tenant's tenant_id"},
+    {90002, "no such tenant: check the tenant's tenant_id (GUID or "
+            "verified domain)"},
+    {900023, "the tenant_id is not a valid tenant: use its GUID or a "
+             "verified domain"},
+    {70011, "the scope is wrong: SMTP AUTH needs "
+            "https://outlook.office365.com/.default"},
+    {500011, "the Office 365 Exchange Online service principal is missing "
+             "from the tenant, or the app lacks SMTP.SendAsApp"},
+    {7000112, "the application is disabled in the tenant"},
+    {700021, "the assertion's audience is not this token endpoint"},
+    {50013, "the assertion failed signature validation: check key_file and "
+            "the certificate registered for the app"},
 };
 
 const char *
@@ -99,7 +98,7 @@ oauth_token_url(const struct app *app, char *buf, size_t size)
 	if (t == NULL)
 		return -1;
 	n = snprintf(buf, size, "%s/%s/oauth2/v2.0/token", t->authority,
-		     t->tenant_id ? t->tenant_id : "");
+	             t->tenant_id ? t->tenant_id : "");
 	return n < 0 || (size_t)n >= size ? -1 : 0;
 }
 
@@ -126,8 +125,8 @@ b64url(const unsigned char *in, size_t len, char *out, size_t size)
 /* Client assertion -------------------------------------------------------------- */
 
 int
-oauth_assertion(const struct app *app, const char *token_url, uint64_t now,
-		char *buf, size_t size, struct oauth_err *e)
+oauth_assertion(const struct app *app, const char *token_url, uint64_t now, char *buf, size_t size,
+                struct oauth_err *e)
 {
 	e->local = true; /* every failure here is a file or key of ours */
 	unsigned char der_hash[SHA256_DIGEST_LENGTH], jti[16], *der = NULL;
@@ -178,7 +177,7 @@ oauth_assertion(const struct app *app, const char *token_url, uint64_t now,
 		SHA1(der, (size_t)derlen, der_hash);
 	b64url(der_hash, pss ? SHA256_DIGEST_LENGTH : SHA_DIGEST_LENGTH, x5t, sizeof(x5t));
 	snprintf(header, sizeof(header), "{\"alg\":\"%s\",\"typ\":\"JWT\",\"%s\":\"%s\"}",
-		 pss ? "PS256" : "RS256", pss ? "x5t#S256" : "x5t", x5t);
+	         pss ? "PS256" : "RS256", pss ? "x5t#S256" : "x5t", x5t);
 	if (RAND_bytes(jti, sizeof(jti)) != 1) {
 		efail(e, "no random bytes for the assertion id");
 		goto out;
@@ -186,15 +185,14 @@ oauth_assertion(const struct app *app, const char *token_url, uint64_t now,
 	jti[6] = (jti[6] & 0x0f) | 0x40;
 	jti[8] = (jti[8] & 0x3f) | 0x80;
 	snprintf(uuid, sizeof(uuid),
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-		 jti[0], jti[1], jti[2], jti[3], jti[4], jti[5], jti[6], jti[7], jti[8],
-		 jti[9], jti[10], jti[11], jti[12], jti[13], jti[14], jti[15]);
+	         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", jti[0],
+	         jti[1], jti[2], jti[3], jti[4], jti[5], jti[6], jti[7], jti[8], jti[9], jti[10],
+	         jti[11], jti[12], jti[13], jti[14], jti[15]);
 	snprintf(claims, sizeof(claims),
-		 "{\"aud\":\"%s\",\"iss\":\"%s\",\"sub\":\"%s\",\"jti\":\"%s\","
-		 "\"nbf\":%llu,\"iat\":%llu,\"exp\":%llu}",
-		 token_url, app->client_id, app->client_id, uuid,
-		 (unsigned long long)now, (unsigned long long)now,
-		 (unsigned long long)(now + ASSERTION_LIFETIME));
+	         "{\"aud\":\"%s\",\"iss\":\"%s\",\"sub\":\"%s\",\"jti\":\"%s\","
+	         "\"nbf\":%llu,\"iat\":%llu,\"exp\":%llu}",
+	         token_url, app->client_id, app->client_id, uuid, (unsigned long long)now,
+	         (unsigned long long)now, (unsigned long long)(now + ASSERTION_LIFETIME));
 	b64url((unsigned char *)header, strlen(header), h64, sizeof(h64));
 	if (b64url((unsigned char *)claims, strlen(claims), c64, sizeof(c64)) < 0) {
 		efail(e, "assertion claims too long");
@@ -204,7 +202,7 @@ oauth_assertion(const struct app *app, const char *token_url, uint64_t now,
 	md = EVP_MD_CTX_new();
 	if (md == NULL || EVP_DigestSignInit(md, &pctx, EVP_sha256(), NULL, key) != 1 ||
 	    (pss && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
-		     EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1)) ||
+	             EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1)) ||
 	    EVP_DigestSign(md, NULL, &siglen, (unsigned char *)signing, strlen(signing)) != 1 ||
 	    (sig = malloc(siglen)) == NULL ||
 	    EVP_DigestSign(md, sig, &siglen, (unsigned char *)signing, strlen(signing)) != 1) {
@@ -264,8 +262,8 @@ parse_json(const char *text, size_t len)
 	if (j != NULL) {
 		/* Nothing but blanks after the object (text is not NUL-terminated). */
 		size_t i = json_tokener_get_parse_end(tok);
-		while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' ||
-				   text[i] == '\n'))
+		while (i < len &&
+		       (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n'))
 			i++;
 		if (json_tokener_get_error(tok) != json_tokener_success || i != len ||
 		    !json_object_is_type(j, json_type_object)) {
@@ -307,8 +305,7 @@ parse_error(json_object *j, long status, struct oauth_err *e)
 
 	e->aadsts = 0;
 	if (json_object_object_get_ex(j, "error_codes", &codes) &&
-	    json_object_is_type(codes, json_type_array) &&
-	    json_object_array_length(codes) > 0)
+	    json_object_is_type(codes, json_type_array) && json_object_array_length(codes) > 0)
 		e->aadsts = json_object_get_int64(json_object_array_get_idx(codes, 0));
 	if (json_object_object_get_ex(j, "error_description", &desc))
 		d = json_object_get_string(desc);
@@ -321,13 +318,14 @@ parse_error(json_object *j, long status, struct oauth_err *e)
 	} else if (json_object_object_get_ex(j, "error", &err)) {
 		snprintf(text, sizeof(text), "%s", json_object_get_string(err));
 	}
-	efail(e, "token endpoint answered HTTP %ld: %s", status, text[0] ? text : "(no description)");
+	efail(e, "token endpoint answered HTTP %ld: %s", status,
+	      text[0] ? text : "(no description)");
 	e->hint = oauth_aadsts_hint(e->aadsts);
 }
 
 int
 oauth_parse_answer(const char *url, long status, const char *body, size_t len, uint64_t now,
-		   struct oauth_token *t, struct oauth_err *e)
+                   struct oauth_token *t, struct oauth_err *e)
 {
 	json_object *j = parse_json(body, len), *v;
 	int64_t expires_in;
@@ -394,7 +392,7 @@ oauth_cache_parse(const char *text, size_t len, uint64_t now, struct oauth_token
 
 int
 oauth_fetch(const struct conf *conf, const struct app *app, struct oauth_token *t,
-	    struct oauth_err *e)
+            struct oauth_err *e)
 {
 	char url[1024], secret[SECRET_MAX], assertion[8192];
 	struct sbuf body;
@@ -409,8 +407,8 @@ oauth_fetch(const struct conf *conf, const struct app *app, struct oauth_token *
 	if (app->secret_file != NULL) {
 		if (read_secret(app->secret_file, secret, sizeof(secret), e) < 0)
 			return -1;
-	} else if (oauth_assertion(app, url, (uint64_t)time(NULL), assertion,
-				   sizeof(assertion), e) < 0) {
+	} else if (oauth_assertion(app, url, (uint64_t)time(NULL), assertion, sizeof(assertion),
+	                           e) < 0) {
 		return -1;
 	}
 	sbuf_init(&body, RESPONSE_MAX);
@@ -424,12 +422,12 @@ oauth_fetch(const struct conf *conf, const struct app *app, struct oauth_token *
 		char *scope = curl_easy_escape(curl, app->tenant->scope, 0);
 		enc = curl_easy_escape(curl, app->secret_file ? secret : assertion, 0);
 		if (cid == NULL || scope == NULL || enc == NULL ||
-		    asprintf(&post,
-			     "client_id=%s&scope=%s&grant_type=client_credentials&%s=%s%s",
-			     cid, scope, app->secret_file ? "client_secret" : "client_assertion",
-			     enc,
-			     app->secret_file ? ""
-					      : "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer") < 0)
+		    asprintf(&post, "client_id=%s&scope=%s&grant_type=client_credentials&%s=%s%s",
+		             cid, scope, app->secret_file ? "client_secret" : "client_assertion",
+		             enc,
+		             app->secret_file ? ""
+		                              : "&client_assertion_type=urn%3Aietf%3Aparams%"
+		                                "3Aoauth%3Aclient-assertion-type%3Ajwt-bearer") < 0)
 			post = NULL;
 		curl_free(cid);
 		curl_free(scope);
@@ -455,8 +453,7 @@ oauth_fetch(const struct conf *conf, const struct app *app, struct oauth_token *
 		goto out;
 	}
 	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-	rc = oauth_parse_answer(url, status, sbuf_str(&body), body.len, (uint64_t)time(NULL), t,
-				e);
+	rc = oauth_parse_answer(url, status, sbuf_str(&body), body.len, (uint64_t)time(NULL), t, e);
 out:
 	if (enc != NULL) {
 		OPENSSL_cleanse(enc, strlen(enc));
@@ -484,8 +481,8 @@ cache_path(const struct conf *conf, const struct app *app, char *buf, size_t siz
 	int n;
 
 	n = snprintf(key, sizeof(key), "%s|%s|%s|%s", app->tenant->authority,
-		     app->tenant->tenant_id ? app->tenant->tenant_id : "",
-		     app->client_id, app->tenant->scope);
+	             app->tenant->tenant_id ? app->tenant->tenant_id : "", app->client_id,
+	             app->tenant->scope);
 	if (n < 0 || (size_t)n >= sizeof(key))
 		return -1;
 	SHA256((unsigned char *)key, (size_t)n, h);
@@ -508,8 +505,8 @@ cache_read(const char *path, struct oauth_token *t)
 	n = read(fd, buf, sizeof(buf));
 	close(fd);
 	rc = n > 0 && (size_t)n < sizeof(buf)
-		     ? oauth_cache_parse(buf, (size_t)n, (uint64_t)time(NULL), t)
-		     : -1;
+	         ? oauth_cache_parse(buf, (size_t)n, (uint64_t)time(NULL), t)
+	         : -1;
 	OPENSSL_cleanse(buf, sizeof(buf));
 	return rc;
 }
@@ -559,7 +556,7 @@ usable(const struct conf *conf, const struct oauth_token *t, const char *rejecte
 
 int
 oauth_get(const struct conf *conf, const struct app *app, const char *rejected,
-	  struct oauth_token *t, struct oauth_err *e)
+          struct oauth_token *t, struct oauth_err *e)
 {
 	char path[1100], dir[1100], lock[1200];
 	int fd, rc;
@@ -593,9 +590,9 @@ oauth_get(const struct conf *conf, const struct app *app, const char *rejected,
 	memset(t, 0, sizeof(*t));
 	rc = oauth_fetch(conf, app, t, e);
 	if (rc == 0) {
-		log_info("OAuth: new token for app %s (client %s), valid for %llus",
-			 app->name, app->client_id,
-			 (unsigned long long)(t->expires_at - (uint64_t)time(NULL)));
+		log_info("OAuth: new token for app %s (client %s), valid for %llus", app->name,
+		         app->client_id,
+		         (unsigned long long)(t->expires_at - (uint64_t)time(NULL)));
 		if (cache_write(path, t, e) < 0)
 			log_warnx("%s (the token is used anyway)", e->msg);
 	}

@@ -29,13 +29,13 @@
 struct oauth_token {
 	char access[OAUTH_TOKEN_MAX];
 	uint64_t expires_at; /* seconds since the epoch */
-	bool fetched;	     /* this call went to the endpoint */
+	bool fetched;        /* this call went to the endpoint */
 };
 
 struct oauth_err {
 	char msg[768];
-	long aadsts;	  /* the AADSTS code, 0 if none */
-	bool local;	  /* our configuration (files, keys), not the endpoint */
+	long aadsts;      /* the AADSTS code, 0 if none */
+	bool local;       /* our configuration (files, keys), not the endpoint */
 	const char *hint; /* how to fix it, or NULL */
 };
 
@@ -46,19 +46,19 @@ int oauth_token_url(const struct app *app, char *buf, size_t size);
  * server refused (535 5.7.3): it is dropped and a new one fetched, unless
  * another process already replaced it.
  */
-int oauth_get(const struct conf *conf, const struct app *app,
-	      const char *rejected, struct oauth_token *t, struct oauth_err *e);
+int oauth_get(const struct conf *conf, const struct app *app, const char *rejected,
+              struct oauth_token *t, struct oauth_err *e);
 /* oauth_fetch - a new token from the endpoint, bypassing the cache */
-int oauth_fetch(const struct conf *conf, const struct app *app,
-		struct oauth_token *t, struct oauth_err *e);
+int oauth_fetch(const struct conf *conf, const struct app *app, struct oauth_token *t,
+                struct oauth_err *e);
 /* oauth_parse_answer - the token endpoint's answer (status, body) into t; -1 with e */
-int oauth_parse_answer(const char *url, long status, const char *body, size_t len,
-		       uint64_t now, struct oauth_token *t, struct oauth_err *e);
+int oauth_parse_answer(const char *url, long status, const char *body, size_t len, uint64_t now,
+                       struct oauth_token *t, struct oauth_err *e);
 /* oauth_cache_parse - a token cache file's text into t; -1 if not usable */
 int oauth_cache_parse(const char *text, size_t len, uint64_t now, struct oauth_token *t);
 /* oauth_assertion - the client assertion JWT for app at time now */
-int oauth_assertion(const struct app *app, const char *token_url, uint64_t now,
-		    char *buf, size_t size, struct oauth_err *e);
+int oauth_assertion(const struct app *app, const char *token_url, uint64_t now, char *buf,
+                    size_t size, struct oauth_err *e);
 /* oauth_claims - the decoded payload of a JWT access token (JSON text) */
 int oauth_claims(const char *token, char *json, size_t size);
 /* oauth_aadsts_hint - the fix for an AADSTS code, or NULL */

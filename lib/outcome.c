@@ -22,81 +22,79 @@ static const struct known {
 	enum reply_class cls;
 	const char *hint;
 } known[] = {
-	{"5.7.139", "SmtpClientAuthentication is disabled", RC_CONFIG,
-	 "SMTP AUTH is disabled for the tenant or the mailbox: Set-CASMailbox "
-	 "-Identity <mailbox> -SmtpClientAuthenticationDisabled $false "
-	 "(https://aka.ms/smtp_auth_disabled)"},
-	{"5.7.139", "basic authentication is disabled", RC_CONFIG,
-	 "Basic authentication is blocked (security defaults or an "
-	 "authentication policy): give the mailbox an app (OAuth)"},
-	{"5.7.139", "credentials were incorrect", RC_CONFIG,
-	 "the password in the mailbox's password_file is wrong"},
-	{"5.7.139", NULL, RC_CONFIG,
-	 "authentication refused by policy (Conditional Access, federation): "
-	 "see the text and the sign-in logs"},
-	{"5.7.30", NULL, RC_CONFIG,
-	 "Microsoft no longer accepts Basic authentication for SMTP AUTH: "
-	 "give the mailbox an app (OAuth)"},
-	{"5.7.3", "STARTTLS", RC_CONFIG,
-	 "the server wants STARTTLS first (a gateway bug: please report it)"},
-	{"5.7.3", NULL, RC_CONFIG,
-	 "the token was refused: grant the app SMTP.SendAsApp with admin "
-	 "consent, register it (New-ServicePrincipal) and give it access to the "
-	 "mailbox (Add-MailboxPermission -AccessRights FullAccess)"},
-	{"5.7.57", NULL, RC_CONFIG,
-	 "the server saw no authentication (a gateway bug: please report it)"},
-	{"5.7.4", NULL, RC_CONFIG,
-	 "the endpoint does not offer this authentication: SMTP AUTH needs "
-	 "smtp.office365.com (smtp_host), not the MX endpoint"},
-	{"5.7.60", NULL, RC_CONFIG,
-	 "the mailbox may not send as this address: Add-RecipientPermission "
-	 "-Identity <address> -Trustee <mailbox> -AccessRights SendAs, and list "
-	 "it in the mailbox's send_as"},
-	{"5.2.252", "SendAsDenied", RC_CONFIG,
-	 "the mailbox may not send as this address: Add-RecipientPermission "
-	 "-Identity <address> -Trustee <mailbox> -AccessRights SendAs, and list "
-	 "it in the mailbox's send_as"},
-	{"5.2.251", NULL, RC_CONFIG,
-	 "Microsoft throttles the mailbox after repeated errors (mailbox full); "
-	 "mail waits until it lifts"},
-	{"5.2.252", NULL, RC_CONFIG,
-	 "Microsoft throttles the mailbox after repeated Send As errors; fix the "
-	 "Send As permissions, mail waits until it lifts"},
-	{"5.2.253", NULL, RC_CONFIG,
-	 "Microsoft throttles the mailbox after repeated licence errors"},
-	{"5.2.254", NULL, RC_CONFIG,
-	 "Microsoft throttles the mailbox after repeated too-many-recipients errors"},
-	{"5.2.255", NULL, RC_CONFIG,
-	 "Microsoft throttles the mailbox after repeated invalid-recipient errors"},
-	{"5.2.0", "SubmissionQuotaExceeded", RC_CONFIG,
-	 "the mailbox reached 10,000 recipients in 24 hours: lower its "
-	 "recipients limit or spread the load over more mailboxes"},
-	{"5.2.2", "QuotaExceeded", RC_CONFIG,
-	 "the mailbox is full (Sent Items counts): free space or raise its quota"},
-	{"5.7.64", NULL, RC_CONFIG,
-	 "no inbound connector matched: check that the connector's certificate "
-	 "name (TlsSenderCertificateName) or IP matches, and that the sender is "
-	 "in an accepted domain"},
-	{"5.7.68", NULL, RC_CONFIG,
-	 "the tenant rejects Direct Send (RejectDirectSend): set direct_send = "
-	 "false for the tenant and give the domain a connector or a mailbox"},
-	{"5.7.51", NULL, RC_CONFIG,
-	 "a partner connector restricts this domain to its certificate or IPs"},
-	{"5.7.54", NULL, RC_CONFIG,
-	 "Microsoft would not relay to this recipient: Direct Send reaches only "
-	 "the organisation's mailboxes; use a connector or SMTP AUTH"},
-	{"5.1.8", NULL, RC_CONFIG,
-	 "the mailbox is on the Restricted users list (bad outbound sender): an "
-	 "administrator must release it"},
-	{"5.7.705", NULL, RC_CONFIG, "the tenant is blocked for exceeding a threshold"},
-	{"5.7.708", NULL, RC_CONFIG, "Microsoft does not accept traffic from this IP"},
-	{"5.7.750", NULL, RC_CONFIG,
-	 "the tenant is blocked from sending from unregistered domains"},
-	{"4.3.2", NULL, RC_TEMP,
-	 "more than 3 concurrent SMTP AUTH sessions for the mailbox: keep "
-	 "sessions <= 3 and the transport's process limit in step"},
-	{"4.7.66", NULL, RC_TEMP, "TLS 1.2 or later is required"},
-	{"4.7.500", NULL, RC_TEMP, "Microsoft is throttling this sender or IP"},
+    {"5.7.139", "SmtpClientAuthentication is disabled", RC_CONFIG,
+     "SMTP AUTH is disabled for the tenant or the mailbox: Set-CASMailbox "
+     "-Identity <mailbox> -SmtpClientAuthenticationDisabled $false "
+     "(https://aka.ms/smtp_auth_disabled)"},
+    {"5.7.139", "basic authentication is disabled", RC_CONFIG,
+     "Basic authentication is blocked (security defaults or an "
+     "authentication policy): give the mailbox an app (OAuth)"},
+    {"5.7.139", "credentials were incorrect", RC_CONFIG,
+     "the password in the mailbox's password_file is wrong"},
+    {"5.7.139", NULL, RC_CONFIG,
+     "authentication refused by policy (Conditional Access, federation): "
+     "see the text and the sign-in logs"},
+    {"5.7.30", NULL, RC_CONFIG,
+     "Microsoft no longer accepts Basic authentication for SMTP AUTH: "
+     "give the mailbox an app (OAuth)"},
+    {"5.7.3", "STARTTLS", RC_CONFIG,
+     "the server wants STARTTLS first (a gateway bug: please report it)"},
+    {"5.7.3", NULL, RC_CONFIG,
+     "the token was refused: grant the app SMTP.SendAsApp with admin "
+     "consent, register it (New-ServicePrincipal) and give it access to the "
+     "mailbox (Add-MailboxPermission -AccessRights FullAccess)"},
+    {"5.7.57", NULL, RC_CONFIG,
+     "the server saw no authentication (a gateway bug: please report it)"},
+    {"5.7.4", NULL, RC_CONFIG,
+     "the endpoint does not offer this authentication: SMTP AUTH needs "
+     "smtp.office365.com (smtp_host), not the MX endpoint"},
+    {"5.7.60", NULL, RC_CONFIG,
+     "the mailbox may not send as this address: Add-RecipientPermission "
+     "-Identity <address> -Trustee <mailbox> -AccessRights SendAs, and list "
+     "it in the mailbox's send_as"},
+    {"5.2.252", "SendAsDenied", RC_CONFIG,
+     "the mailbox may not send as this address: Add-RecipientPermission "
+     "-Identity <address> -Trustee <mailbox> -AccessRights SendAs, and list "
+     "it in the mailbox's send_as"},
+    {"5.2.251", NULL, RC_CONFIG,
+     "Microsoft throttles the mailbox after repeated errors (mailbox full); "
+     "mail waits until it lifts"},
+    {"5.2.252", NULL, RC_CONFIG,
+     "Microsoft throttles the mailbox after repeated Send As errors; fix the "
+     "Send As permissions, mail waits until it lifts"},
+    {"5.2.253", NULL, RC_CONFIG, "Microsoft throttles the mailbox after repeated licence errors"},
+    {"5.2.254", NULL, RC_CONFIG,
+     "Microsoft throttles the mailbox after repeated too-many-recipients errors"},
+    {"5.2.255", NULL, RC_CONFIG,
+     "Microsoft throttles the mailbox after repeated invalid-recipient errors"},
+    {"5.2.0", "SubmissionQuotaExceeded", RC_CONFIG,
+     "the mailbox reached 10,000 recipients in 24 hours: lower its "
+     "recipients limit or spread the load over more mailboxes"},
+    {"5.2.2", "QuotaExceeded", RC_CONFIG,
+     "the mailbox is full (Sent Items counts): free space or raise its quota"},
+    {"5.7.64", NULL, RC_CONFIG,
+     "no inbound connector matched: check that the connector's certificate "
+     "name (TlsSenderCertificateName) or IP matches, and that the sender is "
+     "in an accepted domain"},
+    {"5.7.68", NULL, RC_CONFIG,
+     "the tenant rejects Direct Send (RejectDirectSend): set direct_send = "
+     "false for the tenant and give the domain a connector or a mailbox"},
+    {"5.7.51", NULL, RC_CONFIG,
+     "a partner connector restricts this domain to its certificate or IPs"},
+    {"5.7.54", NULL, RC_CONFIG,
+     "Microsoft would not relay to this recipient: Direct Send reaches only "
+     "the organisation's mailboxes; use a connector or SMTP AUTH"},
+    {"5.1.8", NULL, RC_CONFIG,
+     "the mailbox is on the Restricted users list (bad outbound sender): an "
+     "administrator must release it"},
+    {"5.7.705", NULL, RC_CONFIG, "the tenant is blocked for exceeding a threshold"},
+    {"5.7.708", NULL, RC_CONFIG, "Microsoft does not accept traffic from this IP"},
+    {"5.7.750", NULL, RC_CONFIG, "the tenant is blocked from sending from unregistered domains"},
+    {"4.3.2", NULL, RC_TEMP,
+     "more than 3 concurrent SMTP AUTH sessions for the mailbox: keep "
+     "sessions <= 3 and the transport's process limit in step"},
+    {"4.7.66", NULL, RC_TEMP, "TLS 1.2 or later is required"},
+    {"4.7.500", NULL, RC_TEMP, "Microsoft is throttling this sender or IP"},
 };
 
 static const struct known *
@@ -151,13 +149,11 @@ outcome_reply(struct outcome *o, const char *host, const struct smtp_reply *r)
 		status[0] = '4';
 	else if (o->kind == OUT_BOUNCE)
 		status[0] = '5';
-	snprintf(o->line, sizeof(o->line), "%s %s said: %d %s", status, host,
-		 r->code, r->text);
+	snprintf(o->line, sizeof(o->line), "%s %s said: %d %s", status, host, r->code, r->text);
 }
 
 void
-outcome_local(struct outcome *o, enum outcome_kind kind, const char *status,
-	      const char *fmt, ...)
+outcome_local(struct outcome *o, enum outcome_kind kind, const char *status, const char *fmt, ...)
 {
 	va_list ap;
 	int n;

@@ -15,7 +15,7 @@
 #include "smtp.h"
 
 enum reply_class {
-	RC_OK,	   /* 2xx */
+	RC_OK,     /* 2xx */
 	RC_TEMP,   /* 4xx (and 1xx/3xx, which cannot end a delivery): retry later */
 	RC_CONFIG, /* 5xx that means our side is misconfigured: defer, fix, flush */
 	RC_PERM,   /* 5xx about this message or recipient: bounce */
@@ -36,7 +36,7 @@ const char *reply_hint(const struct smtp_reply *r);
 /* outcome_reply - from Microsoft's reply: "X.Y.Z <code> <text>" (class decides X) */
 void outcome_reply(struct outcome *o, const char *host, const struct smtp_reply *r);
 /* outcome_local - a local condition: status and text of ours */
-void outcome_local(struct outcome *o, enum outcome_kind kind, const char *status,
-		   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void outcome_local(struct outcome *o, enum outcome_kind kind, const char *status, const char *fmt,
+                   ...) __attribute__((format(printf, 4, 5)));
 
 #endif

@@ -14,13 +14,13 @@
 /* The exact words Exchange Online uses for a Send As refusal. */
 #define SEND_AS_TEXT "SMTP; Client does not have permissions to send as this sender"
 
-static void set_reply(struct reply *r, enum verdict v, const char *code,
-		      const char *xcode, enum reason reason, const char *fmt,
-		      ...) __attribute__((format(printf, 6, 7)));
+static void set_reply(struct reply *r, enum verdict v, const char *code, const char *xcode,
+                      enum reason reason, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
 static void
-set_reply(struct reply *r, enum verdict v, const char *code, const char *xcode,
-	  enum reason reason, const char *fmt, ...)
+set_reply(struct reply *r, enum verdict v, const char *code, const char *xcode, enum reason reason,
+          const char *fmt, ...)
 {
 	va_list ap;
 
@@ -43,7 +43,7 @@ accept_reply(struct reply *r, enum reason reason)
 
 static const char *const reason_names[] = {
 #define M3_REASON_NAME(e, s) s,
-	M3_REASONS(M3_REASON_NAME)
+    M3_REASONS(M3_REASON_NAME)
 #undef M3_REASON_NAME
 };
 
@@ -67,13 +67,13 @@ policy_find_submitter(const struct conf *conf, const struct identity *id)
 		for (i = 0; i < conf->n_submitters; i++)
 			for (j = 0; j < conf->submitters[i].n_sasl_logins; j++)
 				if (m3_casecmp(conf->submitters[i].sasl_logins[j],
-					       id->sasl_login) == 0)
+				               id->sasl_login) == 0)
 					return &conf->submitters[i];
 	if (id->cert_subject != NULL && id->cert_subject[0] != '\0')
 		for (i = 0; i < conf->n_submitters; i++)
 			for (j = 0; j < conf->submitters[i].n_cert_subjects; j++)
 				if (strcmp(conf->submitters[i].cert_subjects[j],
-					   id->cert_subject) == 0)
+				           id->cert_subject) == 0)
 					return &conf->submitters[i];
 	if (id->client == NULL)
 		return id->as;
@@ -123,8 +123,8 @@ mailbox_may_send_as(const struct mailbox_conf *mb, const struct addr *a)
 /* Steps 1 and 2 ------------------------------------------------------------------- */
 
 void
-policy_mail(const struct conf *conf, const struct identity *id,
-	    const char *env_sender, struct policy_msg *m)
+policy_mail(const struct conf *conf, const struct identity *id, const char *env_sender,
+            struct policy_msg *m)
 {
 	struct addr_err e;
 	const struct submitter *s;
@@ -137,8 +137,7 @@ policy_mail(const struct conf *conf, const struct identity *id,
 
 	if (env_sender == NULL)
 		env_sender = "";
-	if (addr_parse_path(env_sender, strlen(env_sender), true,
-			    &m->env_sender, &e) < 0) {
+	if (addr_parse_path(env_sender, strlen(env_sender), true, &m->env_sender, &e) < 0) {
 		memset(&m->env_sender, 0, sizeof(m->env_sender));
 		m->sender_unparseable = true;
 	} else if (addr_is_null(&m->env_sender)) {
@@ -147,13 +146,11 @@ policy_mail(const struct conf *conf, const struct identity *id,
 
 	s = policy_find_submitter(conf, id);
 	if (s == NULL) {
-		set_reply(&m->reply, VERDICT_REJECT, "550", "5.7.1",
-			  REASON_UNKNOWN_SUBMITTER,
-			  "Client [%s]%s%s is not allowed to send through this "
-			  "gateway",
-			  m->client_text,
-			  id->sasl_login && *id->sasl_login ? " login " : "",
-			  id->sasl_login && *id->sasl_login ? id->sasl_login : "");
+		set_reply(&m->reply, VERDICT_REJECT, "550", "5.7.1", REASON_UNKNOWN_SUBMITTER,
+		          "Client [%s]%s%s is not allowed to send through this "
+		          "gateway",
+		          m->client_text, id->sasl_login && *id->sasl_login ? " login " : "",
+		          id->sasl_login && *id->sasl_login ? id->sasl_login : "");
 		return;
 	}
 	m->submitter = s;
@@ -161,18 +158,15 @@ policy_mail(const struct conf *conf, const struct identity *id,
 	m->tenant = s->domain ? s->domain->tenant : NULL;
 	if (m->domain == NULL || m->tenant == NULL) {
 		/* conf_load() refuses this; kept as a defined answer. */
-		set_reply(&m->reply, VERDICT_TEMPFAIL, "451", "4.3.5",
-			  REASON_CONFIG_INCOMPLETE,
-			  "Gateway configuration incomplete for this client");
+		set_reply(&m->reply, VERDICT_TEMPFAIL, "451", "4.3.5", REASON_CONFIG_INCOMPLETE,
+		          "Gateway configuration incomplete for this client");
 		return;
 	}
 
 	if (m->sender_null) {
 		m->final_sender = m->env_sender; /* <> is never rewritten */
-	} else if (!m->sender_unparseable &&
-		   is_internal(m->tenant, m->env_sender.domain) &&
-		   match_any(s->envelope_senders, s->n_envelope_senders,
-			     &m->env_sender)) {
+	} else if (!m->sender_unparseable && is_internal(m->tenant, m->env_sender.domain) &&
+	           match_any(s->envelope_senders, s->n_envelope_senders, &m->env_sender)) {
 		m->final_sender = m->env_sender;
 	} else {
 		m->final_sender = m->domain->default_sender;
@@ -194,7 +188,7 @@ configured_mailbox(const struct policy_msg *m)
 
 void
 policy_rcpt(const struct conf *conf, struct policy_msg *m, const char *rcpt,
-	    struct rcpt_verdict *rv)
+            struct rcpt_verdict *rv)
 {
 	const struct domain_policy *d = m->domain;
 	struct addr_err e;
@@ -206,9 +200,8 @@ policy_rcpt(const struct conf *conf, struct policy_msg *m, const char *rcpt,
 		return;
 	}
 	if (addr_parse_path(rcpt, strlen(rcpt), false, &rv->addr, &e) < 0) {
-		set_reply(&rv->reply, VERDICT_REJECT, "501", "5.1.3",
-			  REASON_RCPT_SYNTAX, "Bad recipient address syntax: %s",
-			  e.msg);
+		set_reply(&rv->reply, VERDICT_REJECT, "501", "5.1.3", REASON_RCPT_SYNTAX,
+		          "Bad recipient address syntax: %s", e.msg);
 		m->n_refused++;
 		return;
 	}
@@ -216,23 +209,22 @@ policy_rcpt(const struct conf *conf, struct policy_msg *m, const char *rcpt,
 	rv->internal = is_internal(m->tenant, rv->addr.domain);
 	if (!rv->internal) {
 		bool can_leave = d->mode == MODE_SMTP_AUTH || d->mode == MODE_RELAY ||
-				 (d->mode == MODE_AUTO &&
-				  (d->connector != NULL || configured_mailbox(m) != NULL));
+		                 (d->mode == MODE_AUTO &&
+		                  (d->connector != NULL || configured_mailbox(m) != NULL));
 		if (!can_leave) {
-			if (d->mode == MODE_DIRECT_SEND ||
-			    m->tenant->direct_send)
+			if (d->mode == MODE_DIRECT_SEND || m->tenant->direct_send)
 				set_reply(&rv->reply, VERDICT_REJECT, "550", "5.7.54",
-					  REASON_DIRECT_SEND_EXTERNAL,
-					  "Direct Send can only reach the "
-					  "organisation's own mailboxes; <%s> "
-					  "is outside %s",
-					  a, d->name);
+				          REASON_DIRECT_SEND_EXTERNAL,
+				          "Direct Send can only reach the "
+				          "organisation's own mailboxes; <%s> "
+				          "is outside %s",
+				          a, d->name);
 			else
 				set_reply(&rv->reply, VERDICT_REJECT, "550", "5.7.54",
-					  REASON_NO_EXTERNAL_ROUTE,
-					  "No mailbox or connector is configured "
-					  "to send outside %s; <%s> is external",
-					  d->name, a);
+				          REASON_NO_EXTERNAL_ROUTE,
+				          "No mailbox or connector is configured "
+				          "to send outside %s; <%s> is external",
+				          d->name, a);
 			m->n_refused++;
 			return;
 		}
@@ -242,10 +234,11 @@ policy_rcpt(const struct conf *conf, struct policy_msg *m, const char *rcpt,
 	 * submission: Postfix splits the delivery, the transport keeps each
 	 * part within the mailbox's recipients_per_message. */
 	if (m->n_internal + m->n_external >= conf->milter.max_recipients) {
-		set_reply(&rv->reply, VERDICT_TEMPFAIL, "452", "4.5.3", REASON_RECIPIENTS_PER_MESSAGE,
-			  "Too many recipients: this gateway takes %u per message; send the "
-			  "rest in another message",
-			  conf->milter.max_recipients);
+		set_reply(&rv->reply, VERDICT_TEMPFAIL, "452", "4.5.3",
+		          REASON_RECIPIENTS_PER_MESSAGE,
+		          "Too many recipients: this gateway takes %u per message; send the "
+		          "rest in another message",
+		          conf->milter.max_recipients);
 		m->n_refused++;
 		return;
 	}
@@ -288,8 +281,7 @@ choose_mode(struct policy_msg *m)
  * (it then sends as itself); else the submitter's, else the domain's.
  */
 static const struct mailbox_conf *
-choose_mailbox(const struct conf *conf, const struct policy_msg *m,
-	       const struct addr *from)
+choose_mailbox(const struct conf *conf, const struct policy_msg *m, const struct addr *from)
 {
 	const struct mailbox_conf *mb = conf_mailbox(conf, from);
 
@@ -301,8 +293,7 @@ choose_mailbox(const struct conf *conf, const struct policy_msg *m,
 static void
 send_as_denied(struct policy_msg *m, enum reason reason)
 {
-	set_reply(&m->reply, VERDICT_REJECT, "550", "5.7.60", reason, "%s",
-		  SEND_AS_TEXT);
+	set_reply(&m->reply, VERDICT_REJECT, "550", "5.7.60", reason, "%s", SEND_AS_TEXT);
 }
 
 static void
@@ -334,7 +325,7 @@ parse_one_author(const char *value, struct mailbox *mb, struct addr_err *err)
 
 void
 policy_eom(const struct conf *conf, const struct policy_facts *facts, struct policy_msg *m,
-	   const struct msg_headers *h)
+           const struct msg_headers *h)
 {
 	const struct domain_policy *d = m->domain;
 	const struct submitter *s = m->submitter;
@@ -357,7 +348,7 @@ policy_eom(const struct conf *conf, const struct policy_facts *facts, struct pol
 	r = h->n_from == 1 ? parse_one_author(h->from[0], &from, &e) : 0;
 	if (r == -1) {
 		bad_header(m, REASON_FROM_SEVERAL_ADDRESSES,
-			   "The From header holds several addresses; send one");
+		           "The From header holds several addresses; send one");
 		return;
 	}
 	if (r == 1) {
@@ -366,8 +357,7 @@ policy_eom(const struct conf *conf, const struct policy_facts *facts, struct pol
 		    (d->rewrite_header_from && addr_equal(&from.addr, &d->default_sender))) {
 			/* The second: what this policy itself writes there. */
 			m->from_action = FROM_KEEP;
-		} else if (d->rewrite_header_from &&
-			   !is_internal(m->tenant, from.addr.domain)) {
+		} else if (d->rewrite_header_from && !is_internal(m->tenant, from.addr.domain)) {
 			m->from_action = FROM_REWRITE;
 		} else {
 			send_as_denied(m, REASON_SEND_AS_DENIED);
@@ -381,19 +371,18 @@ policy_eom(const struct conf *conf, const struct policy_facts *facts, struct pol
 		return;
 	} else {
 		set_reply(&m->reply, VERDICT_REJECT, "550", "5.6.0", REASON_FROM_SYNTAX,
-			  "The From header cannot be parsed: %s",
-			  r == 0 ? "it holds no address" : e.msg);
+		          "The From header cannot be parsed: %s",
+		          r == 0 ? "it holds no address" : e.msg);
 		return;
 	}
 	final_from = m->from_action == FROM_KEEP ? from.addr : d->default_sender;
 	if (m->from_action != FROM_KEEP) {
-		addr_format_mailbox(from.display, &d->default_sender,
-				    m->new_from, sizeof(m->new_from));
+		addr_format_mailbox(from.display, &d->default_sender, m->new_from,
+		                    sizeof(m->new_from));
 		if (m->from_action == FROM_REWRITE && h->n_reply_to == 0 &&
 		    !addr_is_null(&from.addr))
-			addr_format_mailbox(from.display, &from.addr,
-					    m->new_reply_to,
-					    sizeof(m->new_reply_to));
+			addr_format_mailbox(from.display, &from.addr, m->new_reply_to,
+			                    sizeof(m->new_reply_to));
 		/* A Sender next to a From we replaced would contradict it. */
 		m->delete_sender = h->n_sender > 0;
 	} else if (h->n_sender > 1) {
@@ -403,7 +392,7 @@ policy_eom(const struct conf *conf, const struct policy_facts *facts, struct pol
 		r = parse_one_author(h->sender[0], &sender, &e);
 		if (r != 1) {
 			bad_header(m, REASON_SENDER_SYNTAX,
-				   "The Sender header must hold one address");
+			           "The Sender header must hold one address");
 			return;
 		}
 		if (!match_any(s->send_as, s->n_send_as, &sender.addr)) {
@@ -426,11 +415,12 @@ policy_eom(const struct conf *conf, const struct policy_facts *facts, struct pol
 			m->mode = MODE_SMTP_AUTH;
 			m->connector = NULL;
 		} else {
-			set_reply(&m->reply, VERDICT_TEMPFAIL, "451", "4.7.0", REASON_SPF_NOT_AUTHORIZED,
-				  "SPF for %s does not authorize this gateway (%s); mail for it "
-				  "waits until the record is fixed (m365ctl doctor)",
-				  d->default_sender.domain,
-				  m->tenant->egress_ip ? m->tenant->egress_ip : "egress_ip");
+			set_reply(&m->reply, VERDICT_TEMPFAIL, "451", "4.7.0",
+			          REASON_SPF_NOT_AUTHORIZED,
+			          "SPF for %s does not authorize this gateway (%s); mail for it "
+			          "waits until the record is fixed (m365ctl doctor)",
+			          d->default_sender.domain,
+			          m->tenant->egress_ip ? m->tenant->egress_ip : "egress_ip");
 			return;
 		}
 	}
@@ -441,8 +431,8 @@ policy_eom(const struct conf *conf, const struct policy_facts *facts, struct pol
 		if (mb == NULL) {
 			/* conf_load() refuses a pinned smtp-auth without one. */
 			set_reply(&m->reply, VERDICT_TEMPFAIL, "451", "4.3.5",
-				  REASON_CONFIG_INCOMPLETE,
-				  "No mailbox configured for %s", d->name);
+			          REASON_CONFIG_INCOMPLETE, "No mailbox configured for %s",
+			          d->name);
 			return;
 		}
 		m->mailbox = mb;
@@ -464,8 +454,8 @@ policy_eom(const struct conf *conf, const struct policy_facts *facts, struct pol
 
 void
 policy_evaluate(const struct conf *conf, const struct policy_facts *facts,
-		const struct submission *s,
-		struct policy_msg *m, struct rcpt_verdict *rv, size_t cap)
+                const struct submission *s, struct policy_msg *m, struct rcpt_verdict *rv,
+                size_t cap)
 {
 	struct rcpt_verdict tmp;
 	size_t i;
@@ -480,8 +470,8 @@ policy_evaluate(const struct conf *conf, const struct policy_facts *facts,
 		const struct reply *first = cap > 0 ? &rv[0].reply : &tmp.reply;
 		m->reply = s->n_rcpts > 0 ? *first : m->reply;
 		if (s->n_rcpts == 0)
-			set_reply(&m->reply, VERDICT_REJECT, "554", "5.5.1",
-				  REASON_NO_RECIPIENTS, "No valid recipients");
+			set_reply(&m->reply, VERDICT_REJECT, "554", "5.5.1", REASON_NO_RECIPIENTS,
+			          "No valid recipients");
 		return;
 	}
 	policy_eom(conf, facts, m, &s->headers);
@@ -539,11 +529,11 @@ policy_summary(const struct policy_msg *m, char *buf, size_t size)
 {
 	char env[ADDR_TEXT_MAX + 1], fin[ADDR_TEXT_MAX + 1], from[ADDR_TEXT_MAX + 1];
 	const char *from_act = m->from_action == FROM_REWRITE ? "rewrite"
-			       : m->from_action == FROM_ADD   ? "add"
-							      : "keep";
+	                       : m->from_action == FROM_ADD   ? "add"
+	                                                      : "keep";
 	const char *verdict = m->reply.verdict == VERDICT_ACCEPT   ? "accept"
-			      : m->reply.verdict == VERDICT_REJECT ? "reject"
-								   : "tempfail";
+	                      : m->reply.verdict == VERDICT_REJECT ? "reject"
+	                                                           : "tempfail";
 
 	if (m->sender_unparseable)
 		m3_strlcpy(env, "(unparseable)", sizeof(env));
@@ -552,16 +542,14 @@ policy_summary(const struct policy_msg *m, char *buf, size_t size)
 	addr_format(&m->final_sender, fin, sizeof(fin));
 	addr_format(&m->from, from, sizeof(from));
 	snprintf(buf, size,
-		 "client=[%s] submitter=%s sender=<%s>%s%s%s from=<%s> "
-		 "from_action=%s mode=%s mailbox=%s connector=%s internal=%zu "
-		 "external=%zu refused=%zu verdict=%s reason=%s",
-		 m->client_text, m->submitter ? m->submitter->name : "-", env,
-		 m->sender_rewritten ? " -> <" : "", m->sender_rewritten ? fin : "",
-		 m->sender_rewritten ? ">" : "", from, from_act,
-		 m->mode_chosen ? mode_name(m->mode) : "-",
-		 m->mailbox ? m->mailbox->name : "-",
-		 m->connector ? m->connector->name : "-", m->n_internal,
-		 m->n_external, m->n_refused, verdict,
-		 reason_name(m->reply.reason));
+	         "client=[%s] submitter=%s sender=<%s>%s%s%s from=<%s> "
+	         "from_action=%s mode=%s mailbox=%s connector=%s internal=%zu "
+	         "external=%zu refused=%zu verdict=%s reason=%s",
+	         m->client_text, m->submitter ? m->submitter->name : "-", env,
+	         m->sender_rewritten ? " -> <" : "", m->sender_rewritten ? fin : "",
+	         m->sender_rewritten ? ">" : "", from, from_act,
+	         m->mode_chosen ? mode_name(m->mode) : "-", m->mailbox ? m->mailbox->name : "-",
+	         m->connector ? m->connector->name : "-", m->n_internal, m->n_external,
+	         m->n_refused, verdict, reason_name(m->reply.reason));
 	return buf;
 }

@@ -50,38 +50,38 @@ enum verdict { VERDICT_ACCEPT, VERDICT_REJECT, VERDICT_TEMPFAIL };
  * internal errors, a transaction that ended early).  One list, so that a
  * new reason is counted and logged the same everywhere.
  */
-#define M3_REASONS(X)                                                              \
-	X(REASON_OK, "ok")                                                              \
-	X(REASON_SENDER_REWRITTEN, "sender-rewritten")                                  \
-	X(REASON_INTERNAL, "internal")   /* an accepted recipient */                   \
-	X(REASON_EXTERNAL, "external")                                                  \
-	X(REASON_UNKNOWN_SUBMITTER, "unknown-submitter")                                \
-	X(REASON_CONFIG_INCOMPLETE, "config-incomplete")                                \
-	X(REASON_RCPT_SYNTAX, "rcpt-syntax")                                            \
-	X(REASON_DIRECT_SEND_EXTERNAL, "direct-send-external")                          \
-	X(REASON_NO_EXTERNAL_ROUTE, "no-external-route")                                \
-	X(REASON_RECIPIENTS_PER_MESSAGE, "recipients-per-message")                      \
-	X(REASON_NO_RECIPIENTS, "no-recipients")                                        \
-	X(REASON_NO_FROM, "no-from")                                                    \
-	X(REASON_SEVERAL_FROM, "several-from")                                          \
-	X(REASON_FROM_SEVERAL_ADDRESSES, "from-several-addresses")                      \
-	X(REASON_FROM_SYNTAX, "from-syntax")                                            \
-	X(REASON_SEVERAL_SENDER, "several-sender")                                      \
-	X(REASON_SENDER_SYNTAX, "sender-syntax")                                        \
-	X(REASON_SEND_AS_DENIED, "send-as-denied")                                      \
-	X(REASON_SEND_AS_DENIED_MAILBOX, "send-as-denied-mailbox")                      \
-	X(REASON_SPF_NOT_AUTHORIZED, "spf-not-authorized")                              \
-	X(REASON_MESSAGE_LIMIT, "message-limit")                                        \
-	X(REASON_RECIPIENT_LIMIT, "recipient-limit")                                    \
-	X(REASON_STORE_ERROR, "store-error")                                            \
-	X(REASON_INTERNAL_ERROR, "internal-error")                                      \
+#define M3_REASONS(X)                                                                              \
+	X(REASON_OK, "ok")                                                                         \
+	X(REASON_SENDER_REWRITTEN, "sender-rewritten")                                             \
+	X(REASON_INTERNAL, "internal") /* an accepted recipient */                                 \
+	X(REASON_EXTERNAL, "external")                                                             \
+	X(REASON_UNKNOWN_SUBMITTER, "unknown-submitter")                                           \
+	X(REASON_CONFIG_INCOMPLETE, "config-incomplete")                                           \
+	X(REASON_RCPT_SYNTAX, "rcpt-syntax")                                                       \
+	X(REASON_DIRECT_SEND_EXTERNAL, "direct-send-external")                                     \
+	X(REASON_NO_EXTERNAL_ROUTE, "no-external-route")                                           \
+	X(REASON_RECIPIENTS_PER_MESSAGE, "recipients-per-message")                                 \
+	X(REASON_NO_RECIPIENTS, "no-recipients")                                                   \
+	X(REASON_NO_FROM, "no-from")                                                               \
+	X(REASON_SEVERAL_FROM, "several-from")                                                     \
+	X(REASON_FROM_SEVERAL_ADDRESSES, "from-several-addresses")                                 \
+	X(REASON_FROM_SYNTAX, "from-syntax")                                                       \
+	X(REASON_SEVERAL_SENDER, "several-sender")                                                 \
+	X(REASON_SENDER_SYNTAX, "sender-syntax")                                                   \
+	X(REASON_SEND_AS_DENIED, "send-as-denied")                                                 \
+	X(REASON_SEND_AS_DENIED_MAILBOX, "send-as-denied-mailbox")                                 \
+	X(REASON_SPF_NOT_AUTHORIZED, "spf-not-authorized")                                         \
+	X(REASON_MESSAGE_LIMIT, "message-limit")                                                   \
+	X(REASON_RECIPIENT_LIMIT, "recipient-limit")                                               \
+	X(REASON_STORE_ERROR, "store-error")                                                       \
+	X(REASON_INTERNAL_ERROR, "internal-error")                                                 \
 	X(REASON_ABORTED, "aborted")
 
 enum reason {
 #define M3_REASON_ENUM(e, s) e,
 	M3_REASONS(M3_REASON_ENUM)
 #undef M3_REASON_ENUM
-	REASON_COUNT
+	    REASON_COUNT
 };
 
 /* reason_name - the token of a reason ("send-as-denied") */
@@ -89,7 +89,7 @@ const char *reason_name(enum reason r);
 
 struct reply {
 	enum verdict verdict;
-	char code[4];	/* "550" */
+	char code[4];   /* "550" */
 	char xcode[12]; /* "5.7.60" */
 	char text[480]; /* without code and enhanced code */
 	enum reason reason;
@@ -98,10 +98,10 @@ struct reply {
 /* Who is talking to the gateway (what the MTA tells the milter). */
 struct identity {
 	const struct ipaddr *client; /* NULL if unknown */
-	const char *sasl_login;	     /* NULL or "" when not authenticated */
+	const char *sasl_login;      /* NULL or "" when not authenticated */
 	const char *cert_subject;    /* NULL or "" without a client certificate */
 	const struct submitter *as;  /* a submitter to use when nothing else matches
-					(the transport's local_submitter), or NULL */
+	                                (the transport's local_submitter), or NULL */
 };
 
 enum from_action {
@@ -131,15 +131,15 @@ struct policy_msg {
 	size_t n_internal, n_external, n_refused;
 
 	enum mode mode;
-	bool mode_chosen; /* policy_eom got as far as step 5 */
-	const struct mailbox_conf *mailbox;  /* smtp-auth */
-	const struct connector *connector; /* relay */
+	bool mode_chosen;                   /* policy_eom got as far as step 5 */
+	const struct mailbox_conf *mailbox; /* smtp-auth */
+	const struct connector *connector;  /* relay */
 
-	struct addr from;	      /* header From as received, if parsed */
+	struct addr from; /* header From as received, if parsed */
 	enum from_action from_action;
 	char new_from[ADDR_DISPLAY_MAX * 2 + ADDR_TEXT_MAX + 8];
 	char new_reply_to[ADDR_DISPLAY_MAX * 2 + ADDR_TEXT_MAX + 8]; /* "" = none */
-	bool delete_sender;	      /* remove the Sender header(s) */
+	bool delete_sender; /* remove the Sender header(s) */
 
 	struct reply reply; /* the message's verdict so far */
 };
@@ -169,11 +169,11 @@ struct submission {
  * copies held in the struct edits itself: it outlives the policy_msg.
  */
 enum edit_op {
-	EDIT_SENDER,	  /* the envelope sender becomes value */
+	EDIT_SENDER,      /* the envelope sender becomes value */
 	EDIT_HEADER_SET,  /* the first `header` field's value becomes value */
 	EDIT_HEADER_ADD,  /* a `header` field with value is added after the others */
 	EDIT_HEADER_DROP, /* every `header` field goes */
-	EDIT_ROUTE,	  /* every route header goes; the milter then adds its own */
+	EDIT_ROUTE,       /* every route header goes; the milter then adds its own */
 };
 
 struct edit {
@@ -203,25 +203,24 @@ struct policy_facts {
 };
 
 /* policy_mail - steps 1 and 2 at MAIL FROM; m->reply says accept or refuse */
-void policy_mail(const struct conf *conf, const struct identity *id,
-		 const char *env_sender, struct policy_msg *m);
+void policy_mail(const struct conf *conf, const struct identity *id, const char *env_sender,
+                 struct policy_msg *m);
 /* policy_rcpt - step 3 for one recipient; counts it in m if accepted */
-void policy_rcpt(const struct conf *conf, struct policy_msg *m,
-		 const char *rcpt, struct rcpt_verdict *rv);
+void policy_rcpt(const struct conf *conf, struct policy_msg *m, const char *rcpt,
+                 struct rcpt_verdict *rv);
 /* policy_eom - steps 4 and 5 at end of message; sets m->reply */
-void policy_eom(const struct conf *conf, const struct policy_facts *facts,
-		struct policy_msg *m, const struct msg_headers *h);
+void policy_eom(const struct conf *conf, const struct policy_facts *facts, struct policy_msg *m,
+                const struct msg_headers *h);
 /* policy_evaluate - every stage in order; rv (cap entries) gets each recipient's verdict */
 void policy_evaluate(const struct conf *conf, const struct policy_facts *facts,
-		     const struct submission *s, struct policy_msg *m, struct rcpt_verdict *rv,
-		     size_t cap);
+                     const struct submission *s, struct policy_msg *m, struct rcpt_verdict *rv,
+                     size_t cap);
 
 /* policy_edits - what an accepted message must become (EDIT_ROUTE always, last) */
 void policy_edits(const struct policy_msg *m, struct edits *out);
 
 /* policy_find_submitter - step 1 alone (NULL if nobody matches) */
-const struct submitter *policy_find_submitter(const struct conf *conf,
-					      const struct identity *id);
+const struct submitter *policy_find_submitter(const struct conf *conf, const struct identity *id);
 /* reply_format - "550 5.7.60 text" */
 const char *reply_format(const struct reply *r, char *buf, size_t size);
 /* policy_summary - the key=value fields of the verdict log line */

@@ -56,8 +56,7 @@ number(const redisReply *e, uint64_t *v)
 		*v = (uint64_t)e->integer;
 		return 0;
 	}
-	if (e->type != REDIS_REPLY_STRING || e->str == NULL || e->len == 0 ||
-	    e->len >= sizeof(buf))
+	if (e->type != REDIS_REPLY_STRING || e->str == NULL || e->len == 0 || e->len >= sizeof(buf))
 		return -1;
 	memcpy(buf, e->str, e->len);
 	buf[e->len] = '\0';
@@ -179,8 +178,8 @@ rr_holder_dead(const char *id, const char *since, uint64_t now)
 }
 
 int
-rr_dead_holders(const redisReply *r, const char *mine, uint64_t now,
-		char dead[][HOLDER_ID_MAX], size_t cap, size_t *n)
+rr_dead_holders(const redisReply *r, const char *mine, uint64_t now, char dead[][HOLDER_ID_MAX],
+                size_t cap, size_t *n)
 {
 	size_t i;
 

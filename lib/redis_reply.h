@@ -21,11 +21,11 @@
 #include "store.h"
 #include "window.h"
 
-#define RR_BAD (-2) /* a reply of the wrong shape */
+#define RR_BAD        (-2) /* a reply of the wrong shape */
 #define SLOT_LEASE_MS (30ULL * 60 * 1000)
 #define HOLDER_ID_MAX 64
 
-#define RR_ARRAY_MAX 65536	     /* elements of an array reply we accept */
+#define RR_ARRAY_MAX  65536         /* elements of an array reply we accept */
 #define RR_STRING_MAX (1024 * 1024) /* bytes of a string reply */
 
 /*
@@ -45,8 +45,8 @@ int rr_stamps(const redisReply *r, uint64_t *out, size_t cap, size_t *n);
 /* rr_buckets - HGETALL of a recipient hash, oldest first (at most cap), or RR_BAD */
 int rr_buckets(const redisReply *r, struct bucket *out, size_t cap, size_t *n);
 /* rr_dead_holders - HGETALL of a slot hash: holders that are gone (not mine), or RR_BAD */
-int rr_dead_holders(const redisReply *r, const char *mine, uint64_t now,
-		    char dead[][HOLDER_ID_MAX], size_t cap, size_t *n);
+int rr_dead_holders(const redisReply *r, const char *mine, uint64_t now, char dead[][HOLDER_ID_MAX],
+                    size_t cap, size_t *n);
 /* rr_live_holders - HGETALL of a slot hash: how many holders are alive, or RR_BAD */
 int rr_live_holders(const redisReply *r, uint64_t now, uint64_t *n);
 /* rr_journal - HGET of a journal entry "STATE|TIME|REPLY" (nil: none), or RR_BAD */

@@ -40,8 +40,8 @@ format(const struct route *r, bool with_mac, char *buf, size_t size)
 	int rc = -1;
 
 	sbuf_init(&b, size > 0 ? size - 1 : 0);
-	sbuf_addf(&b, "v=2; mode=%s; tenant=%s; domain=%s; submitter=%s",
-		  mode_name(r->mode), r->tenant, r->domain, r->submitter);
+	sbuf_addf(&b, "v=2; mode=%s; tenant=%s; domain=%s; submitter=%s", mode_name(r->mode),
+	          r->tenant, r->domain, r->submitter);
 	if (r->mailbox[0] != '\0')
 		sbuf_addf(&b, "; mailbox=%s", r->mailbox);
 	if (r->connector[0] != '\0')
@@ -111,9 +111,9 @@ route_parse(const char *value, struct route *r, const char **err)
 		return -1;
 	}
 	while (*p != '\0') {
-		static const char *const keys[] = {"v", "mode", "tenant", "domain",
-						   "submitter", "mailbox", "connector",
-						   "qid", "key", "mac"};
+		static const char *const keys[] = {"v",         "mode",    "tenant",    "domain",
+		                                   "submitter", "mailbox", "connector", "qid",
+		                                   "key",       "mac"};
 		const char *key, *val, *end;
 		size_t klen, vlen, k;
 		int bad = 0;
@@ -134,8 +134,8 @@ route_parse(const char *value, struct route *r, const char **err)
 		while (*p != '\0' && *p != ';')
 			p++;
 		end = p;
-		while (end > val && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' ||
-				     end[-1] == '\n'))
+		while (end > val &&
+		       (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
 			end--;
 		vlen = (size_t)(end - val);
 		if (*p == ';')
@@ -248,8 +248,8 @@ mac(const struct route *r, const struct addr *a, const struct route_key *key, ch
 	sbuf_adds(&b, "\n");
 	sbuf_add(&b, canon, (size_t)n);
 	if (!b.failed &&
-	    HMAC(EVP_sha256(), key->secret, (int)key->len, (const unsigned char *)b.s, b.len,
-		 md, &len) != NULL &&
+	    HMAC(EVP_sha256(), key->secret, (int)key->len, (const unsigned char *)b.s, b.len, md,
+	         &len) != NULL &&
 	    len == 32) {
 		m3_hex(md, len, hex);
 		rc = 0;
@@ -259,8 +259,8 @@ mac(const struct route *r, const struct addr *a, const struct route_key *key, ch
 }
 
 int
-route_sign(struct route *r, const char *qid, const struct addr *sender,
-	   const struct route_key *key, char *buf, size_t size)
+route_sign(struct route *r, const char *qid, const struct addr *sender, const struct route_key *key,
+           char *buf, size_t size)
 {
 	if (take(qid, strlen(qid), r->qid, sizeof(r->qid)) < 0)
 		return -1;
@@ -273,7 +273,7 @@ route_sign(struct route *r, const char *qid, const struct addr *sender,
 
 enum route_trust
 route_verify(const struct route *r, const char *qid, const struct addr *sender,
-	     const struct route_key *keys, size_t n)
+             const struct route_key *keys, size_t n)
 {
 	char hex[65];
 	size_t i;

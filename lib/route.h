@@ -39,9 +39,9 @@
 #include "conf.h"
 #include "policy.h"
 
-#define ROUTE_HEADER "X-M365Relay-Route"
+#define ROUTE_HEADER   "X-M365Relay-Route"
 #define ROUTE_TEXT_MAX 1024 /* a formatted, signed route fits in this */
-#define ROUTE_QID_MAX 32    /* Postfix long queue ids are 12-20 characters */
+#define ROUTE_QID_MAX  32   /* Postfix long queue ids are 12-20 characters */
 
 struct route {
 	enum mode mode;
@@ -49,18 +49,18 @@ struct route {
 	char domain[ADDR_DOMAIN_MAX + 1];
 	char submitter[128];
 	char mailbox[ADDR_TEXT_MAX + 1]; /* "" when none */
-	char connector[128];		 /* "" when none */
-	char qid[ROUTE_QID_MAX + 1];	 /* the queue id it was signed for */
-	char kid[ROUTE_KID_LEN + 1];	 /* which key signed it; "" unsigned */
-	char mac[65];			 /* hex HMAC-SHA-256, "" when unsigned */
+	char connector[128];             /* "" when none */
+	char qid[ROUTE_QID_MAX + 1];     /* the queue id it was signed for */
+	char kid[ROUTE_KID_LEN + 1];     /* which key signed it; "" unsigned */
+	char mac[65];                    /* hex HMAC-SHA-256, "" when unsigned */
 };
 
 /* How far a route may be believed. */
 enum route_trust {
-	ROUTE_TRUSTED,	      /* made by our milter for this message */
-	ROUTE_UNSIGNED,	      /* no signature (or no key to check it with) */
+	ROUTE_TRUSTED,        /* made by our milter for this message */
+	ROUTE_UNSIGNED,       /* no signature (or no key to check it with) */
 	ROUTE_UNKNOWN_KEY,    /* signed with a key route_key_file no longer holds */
-	ROUTE_FORGED,	      /* the signature does not match what it covers */
+	ROUTE_FORGED,         /* the signature does not match what it covers */
 	ROUTE_OTHER_QUEUE_ID, /* genuine, but for another queue id (requeued) */
 };
 
@@ -72,10 +72,10 @@ int route_format(const struct route *r, char *buf, size_t size);
 int route_parse(const char *value, struct route *r, const char **err);
 /* route_sign - set r's qid, kid and mac, and write the signed value; -1 if it does not fit */
 int route_sign(struct route *r, const char *qid, const struct addr *sender,
-	       const struct route_key *key, char *buf, size_t size);
+               const struct route_key *key, char *buf, size_t size);
 /* route_verify - whether r was signed by one of keys for this queue id and sender */
-enum route_trust route_verify(const struct route *r, const char *qid,
-			      const struct addr *sender, const struct route_key *keys, size_t n);
+enum route_trust route_verify(const struct route *r, const char *qid, const struct addr *sender,
+                              const struct route_key *keys, size_t n);
 /* route_trust_text - "not signed", "signed for another queue id", ... for logs */
 const char *route_trust_text(enum route_trust t);
 /* route_key_id - the 8 hex digits that name a key */

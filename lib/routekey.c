@@ -34,8 +34,8 @@ key_ok(const char *k, size_t n)
 }
 
 int
-route_keys_read(const char *path, struct arena *a, struct route_key **keys, size_t *n,
-		char *err, size_t errlen)
+route_keys_read(const char *path, struct arena *a, struct route_key **keys, size_t *n, char *err,
+                size_t errlen)
 {
 	char line[ROUTE_KEY_MAX + 3];
 	unsigned lineno = 0;
@@ -64,12 +64,12 @@ route_keys_read(const char *path, struct arena *a, struct route_key **keys, size
 		char *copy;
 		lineno++;
 		if (len > 0 && line[len - 1] != '\n' && !feof(fp)) {
-			snprintf(err, errlen, "%s line %u: a key of more than %d characters",
-				 path, lineno, ROUTE_KEY_MAX);
+			snprintf(err, errlen, "%s line %u: a key of more than %d characters", path,
+			         lineno, ROUTE_KEY_MAX);
 			goto fail;
 		}
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' ||
-				   line[len - 1] == ' ' || line[len - 1] == '\t'))
+		                   line[len - 1] == ' ' || line[len - 1] == '\t'))
 			line[--len] = '\0';
 		if (len == 0 || line[0] == '#')
 			continue;
@@ -107,8 +107,7 @@ fail:
 }
 
 int
-route_keys_write(const char *path, size_t keep, uid_t uid, gid_t gid, char *err,
-		 size_t errlen)
+route_keys_write(const char *path, size_t keep, uid_t uid, gid_t gid, char *err, size_t errlen)
 {
 	unsigned char raw[32];
 	char hex[2 * sizeof(raw) + 1];
@@ -132,7 +131,7 @@ route_keys_write(const char *path, size_t keep, uid_t uid, gid_t gid, char *err,
 		goto out;
 	}
 	sbuf_adds(&b, "# m365relay route keys: the first signs, every one verifies "
-		      "(m365ctl route-key)\n");
+	              "(m365ctl route-key)\n");
 	m3_hex(raw, sizeof(raw), hex);
 	sbuf_adds(&b, hex);
 	sbuf_adds(&b, "\n");

@@ -21,10 +21,9 @@
 #define ROUTE_KEY_MAX 256
 
 /* route_keys_read - every key of path into the arena */
-int route_keys_read(const char *path, struct arena *a, struct route_key **keys,
-		    size_t *n, char *err, size_t errlen);
+int route_keys_read(const char *path, struct arena *a, struct route_key **keys, size_t *n,
+                    char *err, size_t errlen);
 /* route_keys_write - a new key first (keeping the first `keep` old ones), owned by uid:gid, 0600 */
-int route_keys_write(const char *path, size_t keep, uid_t uid, gid_t gid, char *err,
-		     size_t errlen);
+int route_keys_write(const char *path, size_t keep, uid_t uid, gid_t gid, char *err, size_t errlen);
 
 #endif

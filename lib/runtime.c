@@ -28,7 +28,7 @@ struct ctx {
 };
 
 static void report(struct ctx *x, const char *fix, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void
 report(struct ctx *x, const char *fix, const char *fmt, ...)
@@ -68,8 +68,10 @@ secret(struct ctx *x, const char *what, const char *path)
 		return; /* conf_load() reports a missing file */
 	if (!may(x->pw, &st, 4)) {
 		snprintf(fix, sizeof(fix), "chown %s %s", x->c->user, path);
-		report(x, fix, "%s %s cannot be read by the service user %s (the transport "
-			       "and the milter after a reload run as it)", what, path, x->c->user);
+		report(x, fix,
+		       "%s %s cannot be read by the service user %s (the transport "
+		       "and the milter after a reload run as it)",
+		       what, path, x->c->user);
 	}
 }
 
@@ -82,7 +84,7 @@ state_dir(struct ctx *x)
 
 	if (stat(d, &st) != 0) {
 		snprintf(fix, sizeof(fix), "mkdir -p %s && chown %s %s && chmod 750 %s", d,
-			 x->c->user, d, d);
+		         x->c->user, d, d);
 		report(x, fix, "state_dir %s: %s", d, strerror(errno));
 		return;
 	}
@@ -92,8 +94,10 @@ state_dir(struct ctx *x)
 	}
 	if (!may(x->pw, &st, 2) || !may(x->pw, &st, 1)) {
 		snprintf(fix, sizeof(fix), "chown %s %s", x->c->user, d);
-		report(x, fix, "state_dir %s is not writable by the service user %s (the store, "
-			       "the journal and the token cache live there)", d, x->c->user);
+		report(x, fix,
+		       "state_dir %s is not writable by the service user %s (the store, "
+		       "the journal and the token cache live there)",
+		       d, x->c->user);
 	}
 }
 
@@ -106,9 +110,10 @@ runtime_check(const struct conf *c, unsigned flags, runtime_report fn, void *arg
 
 	x.pw = getpwnam(c->user);
 	if (x.pw == NULL) {
-		snprintf(fix, sizeof(fix), "useradd --system --home-dir %s --shell "
-			 "/usr/sbin/nologin %s, or set user = to the account to use",
-			 c->state_dir, c->user);
+		snprintf(fix, sizeof(fix),
+		         "useradd --system --home-dir %s --shell "
+		         "/usr/sbin/nologin %s, or set user = to the account to use",
+		         c->state_dir, c->user);
 		report(&x, fix, "the service user %s does not exist", c->user);
 	} else {
 		state_dir(&x);
@@ -126,11 +131,13 @@ runtime_check(const struct conf *c, unsigned flags, runtime_report fn, void *arg
 		}
 	}
 	if (c->transport.sendmail != NULL && access(c->transport.sendmail, X_OK) != 0) {
-		snprintf(fix, sizeof(fix), "install the MTA's sendmail command, or set transport "
-			 "{ sendmail } to it");
-		report(&x, fix, "transport { sendmail } %s cannot be run (%s): delivery reports "
-				"for partly refused mail would fail", c->transport.sendmail,
-		       strerror(errno));
+		snprintf(fix, sizeof(fix),
+		         "install the MTA's sendmail command, or set transport "
+		         "{ sendmail } to it");
+		report(&x, fix,
+		       "transport { sendmail } %s cannot be run (%s): delivery reports "
+		       "for partly refused mail would fail",
+		       c->transport.sendmail, strerror(errno));
 	}
 	return x.n;
 }

@@ -15,13 +15,12 @@
 #include "smtp.h"
 #include "util.h"
 
-#define LINE_MAX_SMTP	4096
+#define LINE_MAX_SMTP   4096
 #define REPLY_LINES_MAX 64
 
 /* smtp_fail - a failure of ours or the peer's, said in net.err with its code */
-static void
-smtp_fail(struct smtp *s, enum net_code code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static void smtp_fail(struct smtp *s, enum net_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void
 smtp_fail(struct smtp *s, enum net_code code, const char *fmt, ...)
@@ -57,8 +56,8 @@ find_xcode(struct smtp_reply *r)
 		dots += t[i] == '.';
 		i++;
 	}
-	if (dots == 2 && i >= 5 && (t[i] == ' ' || t[i] == '\0') &&
-	    t[0] - '0' == r->code / 100 && t[1] == '.') {
+	if (dots == 2 && i >= 5 && (t[i] == ' ' || t[i] == '\0') && t[0] - '0' == r->code / 100 &&
+	    t[1] == '.') {
 		memcpy(r->xcode, t, i);
 		r->xcode[i] = '\0';
 	}
@@ -112,7 +111,7 @@ smtp_reply_add(struct smtp_reply *r, const char *line, size_t n, const char **er
  */
 static int
 read_reply_x(struct smtp *s, struct smtp_reply *r, int timeout,
-	     void (*ehlo)(struct smtp *, const char *, size_t))
+             void (*ehlo)(struct smtp *, const char *, size_t))
 {
 	char line[LINE_MAX_SMTP];
 	const char *err;
@@ -127,8 +126,7 @@ read_reply_x(struct smtp *s, struct smtp_reply *r, int timeout,
 		log_debug("< %s", line);
 		rc = smtp_reply_add(r, line, (size_t)n, &err);
 		if (rc < 0) {
-			smtp_fail(s, NET_EPROTO, "%s sent %s: %.80s",
-				 s->net.host, err, line);
+			smtp_fail(s, NET_EPROTO, "%s sent %s: %.80s", s->net.host, err, line);
 			return -1;
 		}
 		if (ehlo != NULL && r->lines > 1 && n > 4)
@@ -163,8 +161,9 @@ send_line(struct smtp *s, const char *line, bool secret)
 	if (log_debug_enabled())
 		log_debug("> %s", secret ? "(authentication data redacted)" : line);
 	if (!line_ok(line, strlen(line))) {
-		smtp_fail(s, NET_ELOCAL, "refusing to send a command "
-			 "holding CR or LF");
+		smtp_fail(s, NET_ELOCAL,
+		          "refusing to send a command "
+		          "holding CR or LF");
 		return -1;
 	}
 	sbuf_init(&b, LINE_MAX_SMTP + 2);
@@ -180,8 +179,8 @@ send_line(struct smtp *s, const char *line, bool secret)
 	return rc;
 }
 
-static int command(struct smtp *s, struct smtp_reply *r, bool secret,
-		   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int command(struct smtp *s, struct smtp_reply *r, bool secret, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* command - one command line, made printf-style, and its reply */
 static int
@@ -206,8 +205,7 @@ command(struct smtp *s, struct smtp_reply *r, bool secret, const char *fmt, ...)
 }
 
 int
-smtp_open(struct smtp *s, const char *host, unsigned port,
-	  struct smtp_reply *greeting)
+smtp_open(struct smtp *s, const char *host, unsigned port, struct smtp_reply *greeting)
 {
 	if (net_connect(&s->net, host, port, s->t.connect) < 0)
 		return -1;
@@ -302,15 +300,14 @@ smtp_starttls(struct smtp *s, const struct tls_opts *o, struct smtp_reply *r)
 	 * CVE-2011-0411 and friends).
 	 */
 	if (s->net.roff < s->net.rlen) {
-		smtp_fail(s, NET_EPROTO,
-			 "%s sent data after its STARTTLS reply; refusing it",
-			 s->net.host);
+		smtp_fail(s, NET_EPROTO, "%s sent data after its STARTTLS reply; refusing it",
+		          s->net.host);
 		return -1;
 	}
 	if (net_starttls(&s->net, o, s->t.command) < 0)
 		return -1;
 	log_debug("TLS %s with %s%s", s->net.tls_version, s->net.host,
-		  s->net.resumed ? " (session resumed)" : "");
+	          s->net.resumed ? " (session resumed)" : "");
 	return 0;
 }
 
@@ -325,8 +322,7 @@ b64(const char *in, size_t len, char *out, size_t size)
 }
 
 int
-smtp_auth_login(struct smtp *s, const char *user, const char *password,
-		struct smtp_reply *r)
+smtp_auth_login(struct smtp *s, const char *user, const char *password, struct smtp_reply *r)
 {
 	char enc[1024];
 
@@ -344,8 +340,7 @@ smtp_auth_login(struct smtp *s, const char *user, const char *password,
 }
 
 int
-smtp_auth_xoauth2(struct smtp *s, const char *user, const char *token,
-		  struct smtp_reply *r)
+smtp_auth_xoauth2(struct smtp *s, const char *user, const char *token, struct smtp_reply *r)
 {
 	char raw[8192], enc[11000];
 	int n;
@@ -418,11 +413,11 @@ out_of_step(struct smtp *s, const char *cmd, const struct smtp_reply *r)
 {
 	if (r != NULL)
 		smtp_fail(s, NET_EPROTO,
-			 "%s answered %s with %d: replies out of step with commands",
-			 s->net.host, cmd, r->code);
+		          "%s answered %s with %d: replies out of step with commands", s->net.host,
+		          cmd, r->code);
 	else
-		smtp_fail(s, NET_EPROTO,
-			 "%s sent a reply no command asked for (after %s)", s->net.host, cmd);
+		smtp_fail(s, NET_EPROTO, "%s sent a reply no command asked for (after %s)",
+		          s->net.host, cmd);
 	return -1;
 }
 
@@ -437,8 +432,8 @@ unread(const struct smtp *s)
 
 /* write_envelope - MAIL, each RCPT and (when pipelining) DATA, in one write */
 static int
-write_envelope(struct smtp *s, const char *sender, const char *params,
-	       const char *const *rcpts, size_t n, bool with_data)
+write_envelope(struct smtp *s, const char *sender, const char *params, const char *const *rcpts,
+               size_t n, bool with_data)
 {
 	struct sbuf b;
 	size_t i;
@@ -468,9 +463,8 @@ write_envelope(struct smtp *s, const char *sender, const char *params,
 }
 
 int
-smtp_transaction(struct smtp *s, const char *sender, const char *const *rcpts,
-		 size_t n, const struct smtp_msg *m, struct smtp_reply *rr,
-		 struct smtp_reply *final)
+smtp_transaction(struct smtp *s, const char *sender, const char *const *rcpts, size_t n,
+                 const struct smtp_msg *m, struct smtp_reply *rr, struct smtp_reply *final)
 {
 	struct smtp_reply mail, data;
 	struct sbuf params;
@@ -489,8 +483,7 @@ smtp_transaction(struct smtp *s, const char *sender, const char *const *rcpts,
 	for (i = 0; i < n; i++)
 		if (!line_ok(rcpts[i], strlen(rcpts[i])) || strchr(rcpts[i], '<') ||
 		    strchr(rcpts[i], '>')) {
-			smtp_fail(s, NET_ELOCAL,
-				 "refusing an unsafe recipient address");
+			smtp_fail(s, NET_ELOCAL, "refusing an unsafe recipient address");
 			return -1;
 		}
 	sbuf_init(&params, 96);

@@ -37,8 +37,8 @@ enum smtp_ext {
 };
 
 struct smtp_reply {
-	int code;	/* 250 */
-	char xcode[16]; /* "2.0.0", or "" when the server gave none */
+	int code;        /* 250 */
+	char xcode[16];  /* "2.0.0", or "" when the server gave none */
 	char text[1024]; /* the whole reply after the code, lines joined by ' ' */
 	/* while it is read: */
 	size_t used;
@@ -56,19 +56,17 @@ struct smtp {
 
 /* smtp_reply_begin - an empty reply, before its first line */
 void smtp_reply_begin(struct smtp_reply *r);
-/* smtp_reply_add - one line (no CR LF): 1 the reply is complete, 0 more lines follow, -1 malformed (err set) */
+/* smtp_reply_add - one line (no CR LF): 1 the reply is complete, 0 more lines follow, -1 malformed
+ * (err set) */
 int smtp_reply_add(struct smtp_reply *r, const char *line, size_t n, const char **err);
 /* smtp_ehlo_keyword - record the extension one EHLO line (after "250-") announces */
 void smtp_ehlo_keyword(unsigned *ext, unsigned long *size_limit, const char *kw, size_t n);
 
-int smtp_open(struct smtp *s, const char *host, unsigned port,
-	      struct smtp_reply *greeting);
+int smtp_open(struct smtp *s, const char *host, unsigned port, struct smtp_reply *greeting);
 int smtp_ehlo(struct smtp *s, struct smtp_reply *r);
 int smtp_starttls(struct smtp *s, const struct tls_opts *o, struct smtp_reply *r);
-int smtp_auth_login(struct smtp *s, const char *user, const char *password,
-		    struct smtp_reply *r);
-int smtp_auth_xoauth2(struct smtp *s, const char *user, const char *token,
-		      struct smtp_reply *r);
+int smtp_auth_login(struct smtp *s, const char *user, const char *password, struct smtp_reply *r);
+int smtp_auth_xoauth2(struct smtp *s, const char *user, const char *token, struct smtp_reply *r);
 
 /* One transaction: rr[i] gets recipient i's reply; *final the DATA outcome. */
 struct smtp_msg {
@@ -78,9 +76,8 @@ struct smtp_msg {
 	bool eightbit, utf8;
 };
 
-int smtp_transaction(struct smtp *s, const char *sender, const char *const *rcpts,
-		     size_t n, const struct smtp_msg *m, struct smtp_reply *rr,
-		     struct smtp_reply *final);
+int smtp_transaction(struct smtp *s, const char *sender, const char *const *rcpts, size_t n,
+                     const struct smtp_msg *m, struct smtp_reply *rr, struct smtp_reply *final);
 /* smtp_quit - QUIT (best effort) and close */
 void smtp_quit(struct smtp *s);
 

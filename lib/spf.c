@@ -29,8 +29,8 @@ is_spf(const char *txt)
 /* The SPF record(s) of a name: two at most (a second one is an error),
  * however many other TXT records the name has. */
 static int
-records(struct dns *dns, const char *name, char out[][DNS_TXT_MAX], size_t *n,
-	char *err, size_t errlen)
+records(struct dns *dns, const char *name, char out[][DNS_TXT_MAX], size_t *n, char *err,
+        size_t errlen)
 {
 	return dns_txt(dns, name, is_spf, out, 2, n, err, errlen);
 }
@@ -70,13 +70,14 @@ walk(struct dns *dns, const char *record, int depth, struct spf_report *r)
 		size_t n;
 
 		term(t, name, sizeof(name), &arg);
-		if (strcmp(name, "a") == 0 || strcmp(name, "mx") == 0 ||
-		    strcmp(name, "ptr") == 0 || strcmp(name, "exists") == 0) {
+		if (strcmp(name, "a") == 0 || strcmp(name, "mx") == 0 || strcmp(name, "ptr") == 0 ||
+		    strcmp(name, "exists") == 0) {
 			r->lookups++;
 		} else if ((strcmp(name, "include") == 0 || strcmp(name, "redirect") == 0) &&
-			   arg != NULL) {
+		           arg != NULL) {
 			r->lookups++;
-			if (m3_casecmp(arg, SPF_M365_INCLUDE) == 0 && strcmp(name, "include") == 0) {
+			if (m3_casecmp(arg, SPF_M365_INCLUDE) == 0 &&
+			    strcmp(name, "include") == 0) {
 				r->has_m365_include = true;
 				continue; /* Microsoft's own: counted once, not walked */
 			}
@@ -93,8 +94,8 @@ walk(struct dns *dns, const char *record, int depth, struct spf_report *r)
 /* suggest - the record to publish: the existing mechanisms kept, the
  * egress IP and Microsoft's include added if missing, "~all" at the end. */
 static void
-suggest(const struct spf_report *r, char recs[][DNS_TXT_MAX], size_t n,
-	const char *egress_ip, char *out, size_t size)
+suggest(const struct spf_report *r, char recs[][DNS_TXT_MAX], size_t n, const char *egress_ip,
+        char *out, size_t size)
 {
 	struct ipaddr ip;
 	char copy[DNS_TXT_MAX], *save = NULL, *t, all[8] = "~all";
@@ -122,11 +123,13 @@ suggest(const struct spf_report *r, char recs[][DNS_TXT_MAX], size_t n,
 				continue;
 			if (strcmp(name, "all") == 0) {
 				if (t[0] == '-')
-					m3_strlcpy(all, "-all", sizeof(all)); /* keep a strict policy */
+					m3_strlcpy(all, "-all",
+					           sizeof(all)); /* keep a strict policy */
 				continue;
 			}
 			if (strcmp(name, "redirect") == 0)
-				continue; /* incompatible with an "all"; its target is to merge by hand */
+				continue; /* incompatible with an "all"; its target is to merge by
+				             hand */
 			if (have_ip && (strcmp(name, "ip4") == 0 || strcmp(name, "ip6") == 0) &&
 			    arg != NULL && strcmp(arg, egress_ip) == 0)
 				continue;
@@ -181,7 +184,7 @@ evaluate(void *zone, const char *domain, const char *egress_ip, struct spf_repor
 
 int
 spf_inspect(struct dns *dns, void *zone, const char *domain, const char *egress_ip,
-	    struct spf_report *r, char *err, size_t errlen)
+            struct spf_report *r, char *err, size_t errlen)
 {
 	char recs[2][DNS_TXT_MAX];
 	char copy[DNS_TXT_MAX], *save = NULL, *t;
@@ -236,9 +239,10 @@ mx_endpoint_form(const char *domain, char *buf, size_t size)
 	size_t i, o = 0;
 
 	for (i = 0; domain[i] && o + 1 < size; i++)
-		buf[o++] = domain[i] == '.' ? '-' : (char)((domain[i] >= 'A' && domain[i] <= 'Z')
-							       ? domain[i] + 32
-							       : domain[i]);
+		buf[o++] = domain[i] == '.'
+		               ? '-'
+		               : (char)((domain[i] >= 'A' && domain[i] <= 'Z') ? domain[i] + 32
+		                                                               : domain[i]);
 	buf[o] = '\0';
 	m3_strlcat(buf, ".mail.protection.outlook.com", size);
 }

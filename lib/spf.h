@@ -20,17 +20,18 @@
 #include "dns.h"
 
 #define SPF_M365_INCLUDE "spf.protection.outlook.com"
-#define SPF_MAX_LOOKUPS 10 /* RFC 7208 4.6.4 */
+#define SPF_MAX_LOOKUPS  10 /* RFC 7208 4.6.4 */
 
 struct spf_report {
-	size_t n_records;     /* "v=spf1" records at the domain (more than one is an error) */
-	bool nxdomain;	      /* the domain itself does not exist in DNS */
+	size_t n_records; /* "v=spf1" records at the domain (more than one is an error) */
+	bool nxdomain;    /* the domain itself does not exist in DNS */
 	char record[DNS_TXT_MAX];
-	bool has_m365_include; /* include:spf.protection.outlook.com, directly or through includes */
-	int lookups;	       /* DNS-querying terms, through includes and redirects */
-	bool plus_all;	       /* "+all" or a bare "all": anybody passes */
-	bool pass;	       /* the egress IP passes */
-	char result[16];       /* libspf2's verdict: pass, fail, softfail, ... */
+	bool
+	    has_m365_include; /* include:spf.protection.outlook.com, directly or through includes */
+	int lookups;          /* DNS-querying terms, through includes and redirects */
+	bool plus_all;        /* "+all" or a bare "all": anybody passes */
+	bool pass;            /* the egress IP passes */
+	char result[16];      /* libspf2's verdict: pass, fail, softfail, ... */
 	char suggestion[DNS_TXT_MAX + 128]; /* the record to publish, or "" if fine */
 };
 
@@ -39,8 +40,8 @@ struct spf_report {
  * zone, if not NULL, is a libspf2 DNS layer to evaluate with (tests: a
  * zone built from the same table as dns); NULL uses the host's resolver.
  */
-int spf_inspect(struct dns *dns, void *zone, const char *domain,
-		const char *egress_ip, struct spf_report *r, char *err, size_t errlen);
+int spf_inspect(struct dns *dns, void *zone, const char *domain, const char *egress_ip,
+                struct spf_report *r, char *err, size_t errlen);
 
 /* spf_zone_new - a libspf2 zone layer from a table (TXT and A records) */
 void *spf_zone_new(const struct dns_fake_rr *rr, size_t n);

@@ -12,9 +12,8 @@
 #include "spf.h"
 #include "spfgate.h"
 
-static void
-say(spfgate_report fn, void *arg, enum spfgate_level lvl, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+static void say(spfgate_report fn, void *arg, enum spfgate_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 static void
 say(spfgate_report fn, void *arg, enum spfgate_level lvl, const char *fmt, ...)

@@ -48,21 +48,20 @@ static int
 key(char *buf, size_t size, const char *kind, const char *ns, const char *mailbox)
 {
 	int n = ns ? snprintf(buf, size, "%s:%s:%s", kind, ns, mailbox)
-		   : snprintf(buf, size, "%s:%s", kind, mailbox);
+	           : snprintf(buf, size, "%s:%s", kind, mailbox);
 	if (n < 0 || (size_t)n >= size)
 		return -1;
 	m3_lower(buf);
 	return 0;
 }
 
-#define KEY(buf, kind, ns, mb)                                                 \
-	if (key(buf, sizeof(buf), kind, ns, mb) < 0)                           \
+#define KEY(buf, kind, ns, mb)                                                                     \
+	if (key(buf, sizeof(buf), kind, ns, mb) < 0)                                               \
 	return store_fail(err, "key too long for %s", mb)
 
 int
-store_msg_take(struct store *s, const char *ns, const char *mailbox,
-	       uint64_t count, uint64_t window_ms, uint64_t now,
-	       uint64_t *free_at, struct store_err *err)
+store_msg_take(struct store *s, const char *ns, const char *mailbox, uint64_t count,
+               uint64_t window_ms, uint64_t now, uint64_t *free_at, struct store_err *err)
 {
 	char k[512];
 
@@ -71,9 +70,9 @@ store_msg_take(struct store *s, const char *ns, const char *mailbox,
 }
 
 int
-store_msg_hold(struct store *s, const char *ns, const char *mailbox,
-	       uint64_t count, uint64_t window_ms, uint64_t now, uint64_t hold_ms,
-	       uint64_t *free_at, struct store_err *err)
+store_msg_hold(struct store *s, const char *ns, const char *mailbox, uint64_t count,
+               uint64_t window_ms, uint64_t now, uint64_t hold_ms, uint64_t *free_at,
+               struct store_err *err)
 {
 	char k[512];
 
@@ -82,9 +81,8 @@ store_msg_hold(struct store *s, const char *ns, const char *mailbox,
 }
 
 int
-store_msg_retime(struct store *s, const char *ns, const char *mailbox,
-		 uint64_t count, uint64_t old_stamp, uint64_t new_stamp,
-		 struct store_err *err)
+store_msg_retime(struct store *s, const char *ns, const char *mailbox, uint64_t count,
+                 uint64_t old_stamp, uint64_t new_stamp, struct store_err *err)
 {
 	char k[512];
 
@@ -93,9 +91,8 @@ store_msg_retime(struct store *s, const char *ns, const char *mailbox,
 }
 
 int
-store_rcpt_take(struct store *s, const char *ns, const char *mailbox,
-		const struct limit *l, uint64_t n, uint64_t now,
-		uint64_t *free_at, struct store_err *err)
+store_rcpt_take(struct store *s, const char *ns, const char *mailbox, const struct limit *l,
+                uint64_t n, uint64_t now, uint64_t *free_at, struct store_err *err)
 {
 	char k[512];
 
@@ -104,8 +101,8 @@ store_rcpt_take(struct store *s, const char *ns, const char *mailbox,
 }
 
 int
-store_slot_take(struct store *s, const char *mailbox, unsigned max,
-		const struct holder *me, struct store_err *err)
+store_slot_take(struct store *s, const char *mailbox, unsigned max, const struct holder *me,
+                struct store_err *err)
 {
 	char k[512];
 
@@ -114,8 +111,8 @@ store_slot_take(struct store *s, const char *mailbox, unsigned max,
 }
 
 int
-store_slot_release(struct store *s, const char *mailbox,
-		   const struct holder *me, struct store_err *err)
+store_slot_release(struct store *s, const char *mailbox, const struct holder *me,
+                   struct store_err *err)
 {
 	char k[512];
 
@@ -124,8 +121,8 @@ store_slot_release(struct store *s, const char *mailbox,
 }
 
 int
-store_usage(struct store *s, const char *ns, const struct mailbox_conf *m,
-	    uint64_t now, struct store_usage *u, struct store_err *err)
+store_usage(struct store *s, const char *ns, const struct mailbox_conf *m, uint64_t now,
+            struct store_usage *u, struct store_err *err)
 {
 	char km[512], kr[512], ks[512];
 
@@ -137,17 +134,15 @@ store_usage(struct store *s, const char *ns, const struct mailbox_conf *m,
 }
 
 int
-store_journal_get(struct store *s, const char *qid, const char *rcpt,
-		  enum journal_state *state, char *reply, size_t size,
-		  struct store_err *err)
+store_journal_get(struct store *s, const char *qid, const char *rcpt, enum journal_state *state,
+                  char *reply, size_t size, struct store_err *err)
 {
 	return s->ops->journal_get(s, qid, rcpt, state, reply, size, err);
 }
 
 int
-store_journal_put(struct store *s, const char *qid, const char *rcpt,
-		  enum journal_state state, const char *reply, uint64_t now,
-		  struct store_err *err)
+store_journal_put(struct store *s, const char *qid, const char *rcpt, enum journal_state state,
+                  const char *reply, uint64_t now, struct store_err *err)
 {
 	return s->ops->journal_put(s, qid, rcpt, state, reply, now, err);
 }

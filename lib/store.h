@@ -29,7 +29,7 @@ enum store_status { STORE_OK = 0, STORE_FULL = 1, STORE_FAIL = -1 };
 /* What went wrong, for decisions and tests (msg is for people). */
 enum store_code {
 	STORE_EFAIL = 1, /* the store could not answer (down, I/O, bad data) */
-	STORE_EMAPFULL,	 /* LMDB's map is full: raise store { size } */
+	STORE_EMAPFULL,  /* LMDB's map is full: raise store { size } */
 };
 
 struct store_err {
@@ -50,47 +50,44 @@ void store_close(struct store *s);
  * stamp when that one is ahead of now: stamps stay in order), the value to
  * give store_msg_retime.  STORE_FULL: *free_at is when one fits.
  */
-int store_msg_take(struct store *s, const char *ns, const char *mailbox,
-		   uint64_t count, uint64_t window_ms, uint64_t now,
-		   uint64_t *free_at, struct store_err *err);
+int store_msg_take(struct store *s, const char *ns, const char *mailbox, uint64_t count,
+                   uint64_t window_ms, uint64_t now, uint64_t *free_at, struct store_err *err);
 /*
  * Messages, for a sender: like store_msg_take, but the stamp is now +
  * hold_ms, so the message holds its place while in flight however long it
  * takes (window.h); the sender must then store_msg_retime it to when it
  * went, or to 0 to release it when nothing was sent.
  */
-int store_msg_hold(struct store *s, const char *ns, const char *mailbox,
-		   uint64_t count, uint64_t window_ms, uint64_t now, uint64_t hold_ms,
-		   uint64_t *free_at, struct store_err *err);
+int store_msg_hold(struct store *s, const char *ns, const char *mailbox, uint64_t count,
+                   uint64_t window_ms, uint64_t now, uint64_t hold_ms, uint64_t *free_at,
+                   struct store_err *err);
 /*
  * Messages: move our admission stamp to when the message actually went
  * (or to 0: released).  Counting from that time keeps the count at the
  * receiver under the limit whatever the delay between admission and
  * arrival.
  */
-int store_msg_retime(struct store *s, const char *ns, const char *mailbox,
-		     uint64_t count, uint64_t old_stamp, uint64_t new_stamp,
-		     struct store_err *err);
+int store_msg_retime(struct store *s, const char *ns, const char *mailbox, uint64_t count,
+                     uint64_t old_stamp, uint64_t new_stamp, struct store_err *err);
 /* Recipients: add k in ns for mailbox, rolling buckets */
-int store_rcpt_take(struct store *s, const char *ns, const char *mailbox,
-		    const struct limit *l, uint64_t k, uint64_t now,
-		    uint64_t *free_at, struct store_err *err);
+int store_rcpt_take(struct store *s, const char *ns, const char *mailbox, const struct limit *l,
+                    uint64_t k, uint64_t now, uint64_t *free_at, struct store_err *err);
 /* Sessions: take a slot for me (dead holders are freed first) */
-int store_slot_take(struct store *s, const char *mailbox, unsigned max,
-		    const struct holder *me, struct store_err *err);
+int store_slot_take(struct store *s, const char *mailbox, unsigned max, const struct holder *me,
+                    struct store_err *err);
 /* Sessions: give a slot back */
-int store_slot_release(struct store *s, const char *mailbox,
-		       const struct holder *me, struct store_err *err);
+int store_slot_release(struct store *s, const char *mailbox, const struct holder *me,
+                       struct store_err *err);
 
 struct store_usage {
 	uint64_t msgs, msg_free_at;   /* in the window; when the next may go */
 	uint64_t rcpts, rcpt_free_at; /* counted; when one more may go */
-	uint64_t sessions;	      /* live holders */
+	uint64_t sessions;            /* live holders */
 };
 
 /* store_usage - read-only view of a mailbox (m365ctl status, metrics) */
-int store_usage(struct store *s, const char *ns, const struct mailbox_conf *m,
-		uint64_t now, struct store_usage *u, struct store_err *err);
+int store_usage(struct store *s, const char *ns, const struct mailbox_conf *m, uint64_t now,
+                struct store_usage *u, struct store_err *err);
 
 /* The delivery journal: what happened to each recipient of a queue file. */
 enum journal_state { JOURNAL_NONE = 0, JOURNAL_ACCEPTED = 1, JOURNAL_FAILED = 2 };
@@ -98,13 +95,11 @@ enum journal_state { JOURNAL_NONE = 0, JOURNAL_ACCEPTED = 1, JOURNAL_FAILED = 2 
 #define JOURNAL_REPLY_MAX 480
 
 /* store_journal_get - the recorded outcome (JOURNAL_NONE if none) */
-int store_journal_get(struct store *s, const char *qid, const char *rcpt,
-		      enum journal_state *state, char *reply, size_t size,
-		      struct store_err *err);
+int store_journal_get(struct store *s, const char *qid, const char *rcpt, enum journal_state *state,
+                      char *reply, size_t size, struct store_err *err);
 /* store_journal_put - record an outcome */
-int store_journal_put(struct store *s, const char *qid, const char *rcpt,
-		      enum journal_state state, const char *reply, uint64_t now,
-		      struct store_err *err);
+int store_journal_put(struct store *s, const char *qid, const char *rcpt, enum journal_state state,
+                      const char *reply, uint64_t now, struct store_err *err);
 /* store_journal_drop - forget a queue file once it is finished */
 int store_journal_drop(struct store *s, const char *qid, struct store_err *err);
 

@@ -36,7 +36,7 @@ static int
 lmdb_fail(struct store_err *err, const char *what, int rc)
 {
 	store_fail(err, "LMDB %s: %s%s", what, mdb_strerror(rc),
-		   rc == MDB_MAP_FULL ? " (store full: raise store { size })" : "");
+	           rc == MDB_MAP_FULL ? " (store full: raise store { size })" : "");
 	if (err != NULL && rc == MDB_MAP_FULL)
 		err->code = STORE_EMAPFULL;
 	return STORE_FAIL;
@@ -46,8 +46,8 @@ lmdb_fail(struct store_err *err, const char *what, int rc)
 typedef int (*apply_fn)(void *arr, size_t *n, void *ctx);
 
 static int
-rmw(struct store_lmdb *s, const char *key, size_t elsize, size_t cap,
-    apply_fn fn, void *ctx, struct store_err *err)
+rmw(struct store_lmdb *s, const char *key, size_t elsize, size_t cap, apply_fn fn, void *ctx,
+    struct store_err *err)
 {
 	MDB_txn *txn;
 	MDB_val k = {strlen(key), (void *)key}, v;
@@ -94,8 +94,8 @@ rmw(struct store_lmdb *s, const char *key, size_t elsize, size_t cap,
 
 /* Read one key's array in a read transaction. */
 static int
-get_array(struct store_lmdb *s, MDB_txn *txn, const char *key, void *arr,
-	  size_t elsize, size_t cap, size_t *n, struct store_err *err)
+get_array(struct store_lmdb *s, MDB_txn *txn, const char *key, void *arr, size_t elsize, size_t cap,
+          size_t *n, struct store_err *err)
 {
 	MDB_val k = {strlen(key), (void *)key}, v;
 	int rc = mdb_get(txn, s->dbi, &k, &v);
@@ -124,21 +124,18 @@ apply_msg(void *arr, size_t *n, void *c)
 	struct msg_ctx *x = c;
 	uint64_t cap = x->count < MAX_STAMPS ? x->count : MAX_STAMPS;
 
-	return win_msg_take(arr, n, cap, x->count, x->window_ms, x->now, x->hold_ms,
-			    &x->free_at)
-		       ? STORE_OK
-		       : STORE_FULL;
+	return win_msg_take(arr, n, cap, x->count, x->window_ms, x->now, x->hold_ms, &x->free_at)
+	           ? STORE_OK
+	           : STORE_FULL;
 }
 
 static int
-lm_msg_take(struct store *st, const char *key, uint64_t count,
-	    uint64_t window_ms, uint64_t now, uint64_t hold_ms, uint64_t *free_at,
-	    struct store_err *err)
+lm_msg_take(struct store *st, const char *key, uint64_t count, uint64_t window_ms, uint64_t now,
+            uint64_t hold_ms, uint64_t *free_at, struct store_err *err)
 {
 	struct msg_ctx x = {count, window_ms, now, hold_ms, 0};
 	size_t cap = count < MAX_STAMPS ? count : MAX_STAMPS;
-	int rc = rmw((struct store_lmdb *)st, key, sizeof(uint64_t), cap,
-		     apply_msg, &x, err);
+	int rc = rmw((struct store_lmdb *)st, key, sizeof(uint64_t), cap, apply_msg, &x, err);
 
 	*free_at = x.free_at;
 	return rc;
@@ -158,14 +155,13 @@ apply_retime(void *arr, size_t *n, void *c)
 }
 
 static int
-lm_msg_retime(struct store *st, const char *key, uint64_t count,
-	      uint64_t old_stamp, uint64_t new_stamp, struct store_err *err)
+lm_msg_retime(struct store *st, const char *key, uint64_t count, uint64_t old_stamp,
+              uint64_t new_stamp, struct store_err *err)
 {
 	struct retime_ctx x = {old_stamp, new_stamp};
 	size_t cap = count < MAX_STAMPS ? count : MAX_STAMPS;
 
-	return rmw((struct store_lmdb *)st, key, sizeof(uint64_t), cap, apply_retime,
-		   &x, err);
+	return rmw((struct store_lmdb *)st, key, sizeof(uint64_t), cap, apply_retime, &x, err);
 }
 
 struct rcpt_ctx {
@@ -178,19 +174,19 @@ apply_rcpt(void *arr, size_t *n, void *c)
 {
 	struct rcpt_ctx *x = c;
 
-	return win_rcpt_take(arr, n, MAX_BUCKETS, x->l->count, x->l->window * 1000,
-			     x->k, x->now, &x->free_at)
-		       ? STORE_OK
-		       : STORE_FULL;
+	return win_rcpt_take(arr, n, MAX_BUCKETS, x->l->count, x->l->window * 1000, x->k, x->now,
+	                     &x->free_at)
+	           ? STORE_OK
+	           : STORE_FULL;
 }
 
 static int
-lm_rcpt_take(struct store *st, const char *key, const struct limit *l,
-	     uint64_t k, uint64_t now, uint64_t *free_at, struct store_err *err)
+lm_rcpt_take(struct store *st, const char *key, const struct limit *l, uint64_t k, uint64_t now,
+             uint64_t *free_at, struct store_err *err)
 {
 	struct rcpt_ctx x = {l, k, now, 0};
-	int rc = rmw((struct store_lmdb *)st, key, sizeof(struct bucket),
-		     MAX_BUCKETS, apply_rcpt, &x, err);
+	int rc = rmw((struct store_lmdb *)st, key, sizeof(struct bucket), MAX_BUCKETS, apply_rcpt,
+	             &x, err);
 
 	*free_at = x.free_at;
 	return rc;
@@ -206,9 +202,8 @@ apply_slot_take(void *arr, size_t *n, void *c)
 {
 	struct slot_ctx *x = c;
 
-	return win_slot_take(arr, n, MAX_HOLDERS, x->max, x->me, store_alive)
-		       ? STORE_OK
-		       : STORE_FULL;
+	return win_slot_take(arr, n, MAX_HOLDERS, x->max, x->me, store_alive) ? STORE_OK
+	                                                                      : STORE_FULL;
 }
 
 static int
@@ -221,29 +216,27 @@ apply_slot_release(void *arr, size_t *n, void *c)
 }
 
 static int
-lm_slot_take(struct store *st, const char *key, unsigned max,
-	     const struct holder *me, struct store_err *err)
+lm_slot_take(struct store *st, const char *key, unsigned max, const struct holder *me,
+             struct store_err *err)
 {
 	struct slot_ctx x = {max, me};
 
-	return rmw((struct store_lmdb *)st, key, sizeof(struct holder),
-		   MAX_HOLDERS, apply_slot_take, &x, err);
+	return rmw((struct store_lmdb *)st, key, sizeof(struct holder), MAX_HOLDERS,
+	           apply_slot_take, &x, err);
 }
 
 static int
-lm_slot_release(struct store *st, const char *key, const struct holder *me,
-		struct store_err *err)
+lm_slot_release(struct store *st, const char *key, const struct holder *me, struct store_err *err)
 {
 	struct slot_ctx x = {0, me};
 
-	return rmw((struct store_lmdb *)st, key, sizeof(struct holder),
-		   MAX_HOLDERS, apply_slot_release, &x, err);
+	return rmw((struct store_lmdb *)st, key, sizeof(struct holder), MAX_HOLDERS,
+	           apply_slot_release, &x, err);
 }
 
 static int
 lm_usage(struct store *st, const char *km, const char *kr, const char *ks,
-	 const struct mailbox_conf *m, uint64_t now, struct store_usage *u,
-	 struct store_err *err)
+         const struct mailbox_conf *m, uint64_t now, struct store_usage *u, struct store_err *err)
 {
 	struct store_lmdb *s = (struct store_lmdb *)st;
 	size_t cap = m->messages.count < MAX_STAMPS ? m->messages.count : MAX_STAMPS;
@@ -263,15 +256,13 @@ lm_usage(struct store *st, const char *km, const char *kr, const char *ks,
 	}
 	rc = get_array(s, txn, km, stamps, sizeof(*stamps), cap, &n, err);
 	if (rc == 0)
-		u->msgs = win_msg_count(stamps, n, m->messages.count,
-					m->messages.window * 1000, now,
-					&u->msg_free_at);
+		u->msgs = win_msg_count(stamps, n, m->messages.count, m->messages.window * 1000,
+		                        now, &u->msg_free_at);
 	if (rc == 0)
 		rc = get_array(s, txn, kr, b, sizeof(*b), MAX_BUCKETS, &n, err);
 	if (rc == 0)
-		u->rcpts = win_rcpt_sum(b, n, m->recipients.count,
-					m->recipients.window * 1000, now,
-					&u->rcpt_free_at);
+		u->rcpts = win_rcpt_sum(b, n, m->recipients.count, m->recipients.window * 1000, now,
+		                        &u->rcpt_free_at);
 	if (rc == 0)
 		rc = get_array(s, txn, ks, h, sizeof(*h), MAX_HOLDERS, &n, err);
 	if (rc == 0)
@@ -305,9 +296,8 @@ jkey(char *buf, size_t size, const char *qid, const char *rcpt)
 }
 
 static int
-lm_journal_get(struct store *st, const char *qid, const char *rcpt,
-	       enum journal_state *state, char *reply, size_t size,
-	       struct store_err *err)
+lm_journal_get(struct store *st, const char *qid, const char *rcpt, enum journal_state *state,
+               char *reply, size_t size, struct store_err *err)
 {
 	struct store_lmdb *s = (struct store_lmdb *)st;
 	char kb[1024];
@@ -369,9 +359,8 @@ expire(struct store_lmdb *s, MDB_txn *txn, uint64_t now)
 }
 
 static int
-lm_journal_put(struct store *st, const char *qid, const char *rcpt,
-	       enum journal_state state, const char *reply, uint64_t now,
-	       struct store_err *err)
+lm_journal_put(struct store *st, const char *qid, const char *rcpt, enum journal_state state,
+               const char *reply, uint64_t now, struct store_err *err)
 {
 	struct store_lmdb *s = (struct store_lmdb *)st;
 	char kb[1024], vb[9 + JOURNAL_REPLY_MAX];
@@ -451,9 +440,8 @@ lm_close(struct store *st)
 }
 
 static const struct store_ops lmdb_ops = {
-	"lmdb",	       lm_msg_take,    lm_msg_retime,  lm_rcpt_take,   lm_slot_take,
-	lm_slot_release, lm_usage,     lm_journal_get, lm_journal_put,
-	lm_journal_drop, lm_close,
+    "lmdb",   lm_msg_take,    lm_msg_retime,  lm_rcpt_take,    lm_slot_take, lm_slot_release,
+    lm_usage, lm_journal_get, lm_journal_put, lm_journal_drop, lm_close,
 };
 
 struct store *
@@ -474,8 +462,7 @@ store_lmdb_open(const struct conf *conf, struct store_err *err)
 	if (rc == 0)
 		rc = mdb_env_set_maxreaders(s->env, 256);
 	if (rc == 0)
-		rc = mdb_env_open(s->env, conf->store.path, MDB_NOSUBDIR | MDB_NOTLS,
-				  0600);
+		rc = mdb_env_open(s->env, conf->store.path, MDB_NOSUBDIR | MDB_NOTLS, 0600);
 	if (rc != 0) {
 		store_fail(err, "LMDB %s: %s", conf->store.path, mdb_strerror(rc));
 		if (s->env != NULL)

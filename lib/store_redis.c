@@ -48,66 +48,69 @@ struct store_redis {
 };
 
 static const char LUA_MSG[] =
-	/* KEYS[1] set; ARGV: count, window, now, member, hold, poll (window.h) */
-	"local count, w, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-	"local hold, poll = tonumber(ARGV[5]), tonumber(ARGV[6])\n"
-	"redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - w)\n"
-	"local n = redis.call('ZCARD', KEYS[1])\n"
-	"if n >= count then\n"
-	"  local e = redis.call('ZRANGE', KEYS[1], n - count, n - count, 'WITHSCORES')\n"
-	"  local s = tonumber(e[2])\n"
-	"  if s > now then return {0, now + poll} end\n"
-	"  return {0, s + w}\n"
-	"end\n"
-	"redis.call('ZADD', KEYS[1], now + hold, ARGV[4])\n"
-	"local ttl = redis.call('PTTL', KEYS[1])\n"
-	"if ttl < w + hold + 1000 then redis.call('PEXPIRE', KEYS[1], w + hold + 1000) end\n"
-	"return {1, now + hold}\n";
+    /* KEYS[1] set; ARGV: count, window, now, member, hold, poll (window.h) */
+    "local count, w, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local hold, poll = tonumber(ARGV[5]), tonumber(ARGV[6])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - w)\n"
+    "local n = redis.call('ZCARD', KEYS[1])\n"
+    "if n >= count then\n"
+    "  local e = redis.call('ZRANGE', KEYS[1], n - count, n - count, 'WITHSCORES')\n"
+    "  local s = tonumber(e[2])\n"
+    "  if s > now then return {0, now + poll} end\n"
+    "  return {0, s + w}\n"
+    "end\n"
+    "redis.call('ZADD', KEYS[1], now + hold, ARGV[4])\n"
+    "local ttl = redis.call('PTTL', KEYS[1])\n"
+    "if ttl < w + hold + 1000 then redis.call('PEXPIRE', KEYS[1], w + hold + 1000) end\n"
+    "return {1, now + hold}\n";
 
 static const char LUA_RETIME[] =
-	/* KEYS[1] set; ARGV: old, new */
-	"local old, new = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
-	"local m = redis.call('ZRANGEBYSCORE', KEYS[1], old, old, 'LIMIT', 0, 1)\n"
-	"if #m == 0 then return 0 end\n"
-	"redis.call('ZADD', KEYS[1], new, m[1])\n"
-	"local ttl = redis.call('PTTL', KEYS[1])\n"
-	"if ttl > 0 and new > old then redis.call('PEXPIRE', KEYS[1], ttl + (new - old)) end\n"
-	"return 1\n";
+    /* KEYS[1] set; ARGV: old, new */
+    "local old, new = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "local m = redis.call('ZRANGEBYSCORE', KEYS[1], old, old, 'LIMIT', 0, 1)\n"
+    "if #m == 0 then return 0 end\n"
+    "redis.call('ZADD', KEYS[1], new, m[1])\n"
+    "local ttl = redis.call('PTTL', KEYS[1])\n"
+    "if ttl > 0 and new > old then redis.call('PEXPIRE', KEYS[1], ttl + (new - old)) end\n"
+    "return 1\n";
 
 static const char LUA_RCPT[] =
-	/* KEYS[1] hash; ARGV: count, window, k, now */
-	"local count, w, k, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])\n"
-	"local width = math.max(1, math.floor(w / 96))\n"
-	"local t = redis.call('HGETALL', KEYS[1])\n"
-	"local live, sum = {}, 0\n"
-	"for i = 1, #t, 2 do\n"
-	"  local s, c = tonumber(t[i]), tonumber(t[i + 1])\n"
-	"  if s + width + w > now then sum = sum + c; live[#live + 1] = {s, c}\n"
-	"  else redis.call('HDEL', KEYS[1], t[i]) end\n"
-	"end\n"
-	"if k > count then return {0, -1} end\n"
-	"if sum + k > count then\n"
-	"  table.sort(live, function(a, b) return a[1] < b[1] end)\n"
-	"  local free = now\n"
-	"  for _, b in ipairs(live) do\n"
-	"    if sum + k <= count then break end\n"
-	"    sum = sum - b[2]; free = b[1] + width + w\n"
-	"  end\n"
-	"  return {0, free}\n"
-	"end\n"
-	"local start = now - (now % width)\n"
-	"redis.call('HINCRBY', KEYS[1], string.format('%d', start), k)\n"
-	"redis.call('PEXPIRE', KEYS[1], w + width + 1000)\n"
-	"return {1, now}\n";
+    /* KEYS[1] hash; ARGV: count, window, k, now */
+    "local count, w, k, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), "
+    "tonumber(ARGV[4])\n"
+    "local width = math.max(1, math.floor(w / 96))\n"
+    "local t = redis.call('HGETALL', KEYS[1])\n"
+    "local live, sum = {}, 0\n"
+    "for i = 1, #t, 2 do\n"
+    "  local s, c = tonumber(t[i]), tonumber(t[i + 1])\n"
+    "  if s + width + w > now then sum = sum + c; live[#live + 1] = {s, c}\n"
+    "  else redis.call('HDEL', KEYS[1], t[i]) end\n"
+    "end\n"
+    "if k > count then return {0, -1} end\n"
+    "if sum + k > count then\n"
+    "  table.sort(live, function(a, b) return a[1] < b[1] end)\n"
+    "  local free = now\n"
+    "  for _, b in ipairs(live) do\n"
+    "    if sum + k <= count then break end\n"
+    "    sum = sum - b[2]; free = b[1] + width + w\n"
+    "  end\n"
+    "  return {0, free}\n"
+    "end\n"
+    "local start = now - (now % width)\n"
+    "redis.call('HINCRBY', KEYS[1], string.format('%d', start), k)\n"
+    "redis.call('PEXPIRE', KEYS[1], w + width + 1000)\n"
+    "return {1, now}\n";
 
 static const char LUA_SLOT[] =
-	/* KEYS[1] hash; ARGV: max, me, since, dead... */
-	"for i = 4, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end\n"
-	"if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 1 end\n"
-	"if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end\n"
-	"redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])\n"
-	"redis.call('PEXPIRE', KEYS[1], " "1800000" ")\n"
-	"return 1\n";
+    /* KEYS[1] hash; ARGV: max, me, since, dead... */
+    "for i = 4, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end\n"
+    "if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 1 end\n"
+    "if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end\n"
+    "redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])\n"
+    "redis.call('PEXPIRE', KEYS[1], "
+    "1800000"
+    ")\n"
+    "return 1\n";
 
 static void
 disconnect(struct store_redis *s)
@@ -119,16 +122,15 @@ disconnect(struct store_redis *s)
 }
 
 static int
-fail_reply(struct store_redis *s, redisReply *r, struct store_err *err,
-	   const char *what)
+fail_reply(struct store_redis *s, redisReply *r, struct store_err *err, const char *what)
 {
 	if (r == NULL) {
 		store_fail(err, "Redis %s:%u: %s: %s", s->host, s->port, what,
-			   s->c && s->c->errstr[0] ? s->c->errstr : "no reply");
+		           s->c && s->c->errstr[0] ? s->c->errstr : "no reply");
 		disconnect(s); /* reconnect on the next call */
 	} else {
 		store_fail(err, "Redis %s: %s", what,
-			   r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+		           r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 		freeReplyObject(r);
 	}
 	return STORE_FAIL;
@@ -162,7 +164,7 @@ ensure(struct store_redis *s, struct store_err *err)
 		s->c = redisConnectWithTimeout(s->host, (int)s->port, tv);
 	if (s->c == NULL || s->c->err) {
 		store_fail(err, "Redis %s:%u: %s", s->host, s->port,
-			   s->c ? s->c->errstr : "cannot allocate a connection");
+		           s->c ? s->c->errstr : "cannot allocate a connection");
 		disconnect(s);
 		return STORE_FAIL;
 	}
@@ -244,8 +246,8 @@ pair(redisReply *r, uint64_t *t, struct store_err *err)
 }
 
 static int
-rd_msg_take(struct store *st, const char *key, uint64_t count, uint64_t window_ms,
-	    uint64_t now, uint64_t hold_ms, uint64_t *free_at, struct store_err *err)
+rd_msg_take(struct store *st, const char *key, uint64_t count, uint64_t window_ms, uint64_t now,
+            uint64_t hold_ms, uint64_t *free_at, struct store_err *err)
 {
 	struct store_redis *s = (struct store_redis *)st;
 	char k[600], a1[24], a2[24], a3[24], member[96], a5[24], a6[24];
@@ -261,8 +263,8 @@ rd_msg_take(struct store *st, const char *key, uint64_t count, uint64_t window_m
 	snprintf(a5, sizeof(a5), "%llu", (unsigned long long)hold_ms);
 	snprintf(a6, sizeof(a6), "%u", (unsigned)WIN_POLL_MS);
 	pthread_mutex_lock(&s->lock);
-	snprintf(member, sizeof(member), "%llu:%ld:%lu", (unsigned long long)now,
-		 (long)getpid(), ++seq);
+	snprintf(member, sizeof(member), "%llu:%ld:%lu", (unsigned long long)now, (long)getpid(),
+	         ++seq);
 	argv[1] = s->sha_msg;
 	r = call(s, 10, argv, err);
 	pthread_mutex_unlock(&s->lock);
@@ -274,7 +276,7 @@ rd_msg_take(struct store *st, const char *key, uint64_t count, uint64_t window_m
 
 static int
 rd_msg_retime(struct store *st, const char *key, uint64_t count, uint64_t old_stamp,
-	      uint64_t new_stamp, struct store_err *err)
+              uint64_t new_stamp, struct store_err *err)
 {
 	struct store_redis *s = (struct store_redis *)st;
 	char k[600], a1[24], a2[24];
@@ -296,8 +298,8 @@ rd_msg_retime(struct store *st, const char *key, uint64_t count, uint64_t old_st
 }
 
 static int
-rd_rcpt_take(struct store *st, const char *key, const struct limit *l, uint64_t k,
-	     uint64_t now, uint64_t *free_at, struct store_err *err)
+rd_rcpt_take(struct store *st, const char *key, const struct limit *l, uint64_t k, uint64_t now,
+             uint64_t *free_at, struct store_err *err)
 {
 	struct store_redis *s = (struct store_redis *)st;
 	char kk[600], a1[24], a2[24], a3[24], a4[24];
@@ -322,12 +324,12 @@ static void
 holder_id(const struct holder *h, char *buf, size_t size)
 {
 	snprintf(buf, size, "%016llx:%u:%llu", (unsigned long long)h->boot, h->pid,
-		 (unsigned long long)h->start);
+	         (unsigned long long)h->start);
 }
 
 static int
 rd_slot_take(struct store *st, const char *key, unsigned max, const struct holder *me,
-	     struct store_err *err)
+             struct store_err *err)
 {
 	struct store_redis *s = (struct store_redis *)st;
 	char k[600], maxs[16], mine[HOLDER_ID_MAX], since[24], dead[64][HOLDER_ID_MAX];
@@ -370,8 +372,7 @@ rd_slot_take(struct store *st, const char *key, unsigned max, const struct holde
 }
 
 static int
-rd_slot_release(struct store *st, const char *key, const struct holder *me,
-		struct store_err *err)
+rd_slot_release(struct store *st, const char *key, const struct holder *me, struct store_err *err)
 {
 	struct store_redis *s = (struct store_redis *)st;
 	char k[600], mine[64];
@@ -391,8 +392,7 @@ rd_slot_release(struct store *st, const char *key, const struct holder *me,
 
 static int
 rd_usage(struct store *st, const char *km, const char *kr, const char *ks,
-	 const struct mailbox_conf *m, uint64_t now, struct store_usage *u,
-	 struct store_err *err)
+         const struct mailbox_conf *m, uint64_t now, struct store_usage *u, struct store_err *err)
 {
 	struct store_redis *s = (struct store_redis *)st;
 	char k1[600], k2[600], k3[600], lo[32];
@@ -429,8 +429,8 @@ rd_usage(struct store *st, const char *km, const char *kr, const char *ks,
 		goto out;
 	if (checked(r, rr_buckets(r, b, NELEM(b), &n), "HGETALL", err) < 0)
 		goto out;
-	u->rcpts = win_rcpt_sum(b, n, m->recipients.count, m->recipients.window * 1000,
-				now, &u->rcpt_free_at);
+	u->rcpts = win_rcpt_sum(b, n, m->recipients.count, m->recipients.window * 1000, now,
+	                        &u->rcpt_free_at);
 	r = call(s, 2, hs, err);
 	if (r == NULL)
 		goto out;
@@ -445,9 +445,8 @@ out:
 }
 
 static int
-rd_journal_get(struct store *st, const char *qid, const char *rcpt,
-	       enum journal_state *state, char *reply, size_t size,
-	       struct store_err *err)
+rd_journal_get(struct store *st, const char *qid, const char *rcpt, enum journal_state *state,
+               char *reply, size_t size, struct store_err *err)
 {
 	struct store_redis *s = (struct store_redis *)st;
 	char k[600];
@@ -467,9 +466,8 @@ rd_journal_get(struct store *st, const char *qid, const char *rcpt,
 }
 
 static int
-rd_journal_put(struct store *st, const char *qid, const char *rcpt,
-	       enum journal_state state, const char *reply, uint64_t now,
-	       struct store_err *err)
+rd_journal_put(struct store *st, const char *qid, const char *rcpt, enum journal_state state,
+               const char *reply, uint64_t now, struct store_err *err)
 {
 	struct store_redis *s = (struct store_redis *)st;
 	char k[600], v[64 + JOURNAL_REPLY_MAX], ttl[24];
@@ -479,7 +477,7 @@ rd_journal_put(struct store *st, const char *qid, const char *rcpt,
 
 	snprintf(k, sizeof(k), "%sj:%s", s->prefix, qid);
 	snprintf(v, sizeof(v), "%d|%llu|%.*s", (int)state, (unsigned long long)now,
-		 JOURNAL_REPLY_MAX, reply ? reply : "");
+	         JOURNAL_REPLY_MAX, reply ? reply : "");
 	snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)JOURNAL_TTL_MS);
 	pthread_mutex_lock(&s->lock);
 	r = call(s, 4, set, err);
@@ -524,9 +522,8 @@ rd_close(struct store *st)
 }
 
 static const struct store_ops redis_ops = {
-	"redis",	 rd_msg_take,	 rd_msg_retime,	 rd_rcpt_take,	rd_slot_take,
-	rd_slot_release, rd_usage,	 rd_journal_get, rd_journal_put,
-	rd_journal_drop, rd_close,
+    "redis",  rd_msg_take,    rd_msg_retime,  rd_rcpt_take,    rd_slot_take, rd_slot_release,
+    rd_usage, rd_journal_get, rd_journal_put, rd_journal_drop, rd_close,
 };
 
 struct store *
@@ -549,7 +546,7 @@ store_redis_open(const struct conf *conf, struct store_err *err)
 		FILE *fp = fopen(sc->redis_password_file, "r");
 		if (fp == NULL || fgets(s->password, sizeof(s->password), fp) == NULL) {
 			store_fail(err, "redis_password_file %s: cannot read",
-				   sc->redis_password_file);
+			           sc->redis_password_file);
 			if (fp != NULL)
 				fclose(fp);
 			free(s);

@@ -33,8 +33,8 @@ frees_at(uint64_t s, uint64_t window_ms, uint64_t now)
 }
 
 uint64_t
-win_msg_count(const uint64_t *stamps, size_t n, uint64_t count,
-	      uint64_t window_ms, uint64_t now, uint64_t *free_at)
+win_msg_count(const uint64_t *stamps, size_t n, uint64_t count, uint64_t window_ms, uint64_t now,
+              uint64_t *free_at)
 {
 	size_t i = 0, in;
 
@@ -65,8 +65,8 @@ insert(uint64_t *stamps, size_t n, uint64_t t)
 }
 
 int
-win_msg_take(uint64_t *stamps, size_t *n, size_t cap, uint64_t count,
-	     uint64_t window_ms, uint64_t now, uint64_t hold_ms, uint64_t *free_at)
+win_msg_take(uint64_t *stamps, size_t *n, size_t cap, uint64_t count, uint64_t window_ms,
+             uint64_t now, uint64_t hold_ms, uint64_t *free_at)
 {
 	msg_prune(stamps, n, window_ms, now);
 	if (*n >= count) {
@@ -108,15 +108,14 @@ win_bucket_width(uint64_t window_ms)
 
 /* A bucket counts while its end is after now - W. */
 static int
-bucket_live(const struct bucket *b, uint64_t width, uint64_t window_ms,
-	    uint64_t now)
+bucket_live(const struct bucket *b, uint64_t width, uint64_t window_ms, uint64_t now)
 {
 	return b->start + width + window_ms > now;
 }
 
 uint64_t
-win_rcpt_sum(const struct bucket *b, size_t n, uint64_t count,
-	     uint64_t window_ms, uint64_t now, uint64_t *free_at)
+win_rcpt_sum(const struct bucket *b, size_t n, uint64_t count, uint64_t window_ms, uint64_t now,
+             uint64_t *free_at)
 {
 	uint64_t width = win_bucket_width(window_ms), sum = 0;
 	size_t i;
@@ -138,8 +137,8 @@ win_rcpt_sum(const struct bucket *b, size_t n, uint64_t count,
 }
 
 int
-win_rcpt_take(struct bucket *b, size_t *n, size_t cap, uint64_t count,
-	      uint64_t window_ms, uint64_t k, uint64_t now, uint64_t *free_at)
+win_rcpt_take(struct bucket *b, size_t *n, size_t cap, uint64_t count, uint64_t window_ms,
+              uint64_t k, uint64_t now, uint64_t *free_at)
 {
 	uint64_t width = win_bucket_width(window_ms), sum = 0, s;
 	uint64_t start = now / width * width;
@@ -191,8 +190,8 @@ same_holder(const struct holder *a, const struct holder *b)
 }
 
 int
-win_slot_take(struct holder *h, size_t *n, size_t cap, uint64_t max,
-	      const struct holder *me, bool (*alive)(const struct holder *))
+win_slot_take(struct holder *h, size_t *n, size_t cap, uint64_t max, const struct holder *me,
+              bool (*alive)(const struct holder *))
 {
 	size_t i = 0, j = 0;
 
@@ -227,8 +226,7 @@ win_slot_release(struct holder *h, size_t *n, const struct holder *me)
 }
 
 uint64_t
-win_slot_count(const struct holder *h, size_t n,
-	       bool (*alive)(const struct holder *))
+win_slot_count(const struct holder *h, size_t n, bool (*alive)(const struct holder *))
 {
 	uint64_t c = 0;
 	size_t i;

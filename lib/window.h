@@ -40,14 +40,14 @@
 #define WIN_POLL_MS 250
 /* win_msg_take - admit one at now if it fits, recording now + hold_ms and
  * returning it in *free_at; else 0 and *free_at when to try again */
-int win_msg_take(uint64_t *stamps, size_t *n, size_t cap, uint64_t count,
-		 uint64_t window_ms, uint64_t now, uint64_t hold_ms, uint64_t *free_at);
+int win_msg_take(uint64_t *stamps, size_t *n, size_t cap, uint64_t count, uint64_t window_ms,
+                 uint64_t now, uint64_t hold_ms, uint64_t *free_at);
 /* win_msg_retime - move the stamp old to new_stamp (either way), keeping the
  * order; 0 if absent */
 int win_msg_retime(uint64_t *stamps, size_t n, uint64_t old, uint64_t new_stamp);
 /* win_msg_count - how many lie in the window; *free_at when the next may go */
-uint64_t win_msg_count(const uint64_t *stamps, size_t n, uint64_t count,
-		       uint64_t window_ms, uint64_t now, uint64_t *free_at);
+uint64_t win_msg_count(const uint64_t *stamps, size_t n, uint64_t count, uint64_t window_ms,
+                       uint64_t now, uint64_t *free_at);
 
 struct bucket {
 	uint64_t start; /* ms, a multiple of the bucket width */
@@ -57,14 +57,14 @@ struct bucket {
 /* win_bucket_width - B for a window */
 uint64_t win_bucket_width(uint64_t window_ms);
 /* win_rcpt_take - add k recipients at now if the sum stays <= count; else 0 and *free_at */
-int win_rcpt_take(struct bucket *b, size_t *n, size_t cap, uint64_t count,
-		  uint64_t window_ms, uint64_t k, uint64_t now, uint64_t *free_at);
+int win_rcpt_take(struct bucket *b, size_t *n, size_t cap, uint64_t count, uint64_t window_ms,
+                  uint64_t k, uint64_t now, uint64_t *free_at);
 /* win_rcpt_sum - recipients counted at now; *free_at when one more may go */
-uint64_t win_rcpt_sum(const struct bucket *b, size_t n, uint64_t count,
-		      uint64_t window_ms, uint64_t now, uint64_t *free_at);
+uint64_t win_rcpt_sum(const struct bucket *b, size_t n, uint64_t count, uint64_t window_ms,
+                      uint64_t now, uint64_t *free_at);
 
 struct holder {
-	uint64_t boot;	/* hash of the boot id: a reboot frees every slot */
+	uint64_t boot;  /* hash of the boot id: a reboot frees every slot */
 	uint64_t start; /* process start time (clock ticks since boot) */
 	uint32_t pid;
 	uint32_t pad;
@@ -72,12 +72,11 @@ struct holder {
 };
 
 /* win_slot_take - prune dead holders (alive() decides), then take a slot if fewer than max */
-int win_slot_take(struct holder *h, size_t *n, size_t cap, uint64_t max,
-		  const struct holder *me, bool (*alive)(const struct holder *));
+int win_slot_take(struct holder *h, size_t *n, size_t cap, uint64_t max, const struct holder *me,
+                  bool (*alive)(const struct holder *));
 /* win_slot_release - remove me; 1 if it was there */
 int win_slot_release(struct holder *h, size_t *n, const struct holder *me);
 /* win_slot_count - live holders */
-uint64_t win_slot_count(const struct holder *h, size_t n,
-			bool (*alive)(const struct holder *));
+uint64_t win_slot_count(const struct holder *h, size_t n, bool (*alive)(const struct holder *));
 
 #endif

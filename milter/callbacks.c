@@ -69,8 +69,7 @@ msg_log(struct mctx *m)
 	if (m->logged || !m->in_msg)
 		return;
 	m->logged = true;
-	if (m->pm.reply.verdict == VERDICT_ACCEPT &&
-	    m->pm.n_internal + m->pm.n_external == 0) {
+	if (m->pm.reply.verdict == VERDICT_ACCEPT && m->pm.n_internal + m->pm.n_external == 0) {
 		/* The transaction ended before end of message. */
 		if (m->refused)
 			m->pm.reply = m->refusal; /* every recipient was refused */
@@ -81,7 +80,7 @@ msg_log(struct mctx *m)
 	metrics_count(m->pm.reply.verdict, m->pm.reply.reason);
 	if (m->pm.reply.verdict != VERDICT_ACCEPT)
 		log_info("%s: %s reply=\"%s %s %s\"", qid(m), buf, m->pm.reply.code,
-			 m->pm.reply.xcode, m->pm.reply.text);
+		         m->pm.reply.xcode, m->pm.reply.text);
 	else
 		log_info("%s: %s", qid(m), buf);
 }
@@ -115,8 +114,7 @@ verdict_status(SMFICTX *ctx, const struct reply *r)
 	if (r->verdict == VERDICT_ACCEPT)
 		return SMFIS_CONTINUE;
 	if (set_reply(ctx, r) != MI_SUCCESS)
-		log_warnx("smfi_setreply refused \"%s %s %s\"", r->code, r->xcode,
-			  r->text);
+		log_warnx("smfi_setreply refused \"%s %s %s\"", r->code, r->xcode, r->text);
 	return r->verdict == VERDICT_REJECT ? SMFIS_REJECT : SMFIS_TEMPFAIL;
 }
 
@@ -129,16 +127,16 @@ internal_error(SMFICTX *ctx, struct mctx *m, const char *what)
 
 	if (m != NULL && m->snap != NULL)
 		act = m->snap->conf->milter.on_error;
-	log_errx("%s: internal error: %s; answering %s", m ? qid(m) : "NOQUEUE",
-		 what,
-		 act == FAIL_ACCEPT   ? "accept"
-		 : act == FAIL_REJECT ? "reject"
-				      : "tempfail");
+	log_errx("%s: internal error: %s; answering %s", m ? qid(m) : "NOQUEUE", what,
+	         act == FAIL_ACCEPT   ? "accept"
+	         : act == FAIL_REJECT ? "reject"
+	                              : "tempfail");
 	if (m != NULL)
 		m->logged = true;
-	metrics_count(act == FAIL_ACCEPT ? VERDICT_ACCEPT : act == FAIL_REJECT ? VERDICT_REJECT
-									 : VERDICT_TEMPFAIL,
-		      REASON_INTERNAL_ERROR);
+	metrics_count(act == FAIL_ACCEPT   ? VERDICT_ACCEPT
+	              : act == FAIL_REJECT ? VERDICT_REJECT
+	                                   : VERDICT_TEMPFAIL,
+	              REASON_INTERNAL_ERROR);
 	memset(&r, 0, sizeof(r));
 	switch (act) {
 	case FAIL_ACCEPT:
@@ -154,7 +152,7 @@ internal_error(SMFICTX *ctx, struct mctx *m, const char *what)
 		m3_strlcpy(r.code, "451", sizeof(r.code));
 		m3_strlcpy(r.xcode, "4.3.0", sizeof(r.xcode));
 		m3_strlcpy(r.text, "Gateway temporary internal error; try again later",
-			   sizeof(r.text));
+		           sizeof(r.text));
 		break;
 	}
 	return verdict_status(ctx, &r);
@@ -198,15 +196,13 @@ macro(SMFICTX *ctx, const char *name)
  * (bench/milter-overhead.sh, 2 sessions).
  */
 static sfsistat
-cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
-	     unsigned long f2, unsigned long f3, unsigned long *pf0,
-	     unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
+cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2, unsigned long f3,
+             unsigned long *pf0, unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
 {
-	const unsigned long actions = SMFIF_CHGFROM | SMFIF_ADDHDRS |
-				      SMFIF_CHGHDRS | SMFIF_SETSYMLIST;
-	const unsigned long steps = SMFIP_NOHELO | SMFIP_NOBODY |
-				    SMFIP_NOUNKNOWN |
-				    SMFIP_NOEOH | SMFIP_NR_HDR;
+	const unsigned long actions =
+	    SMFIF_CHGFROM | SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_SETSYMLIST;
+	const unsigned long steps =
+	    SMFIP_NOHELO | SMFIP_NOBODY | SMFIP_NOUNKNOWN | SMFIP_NOEOH | SMFIP_NR_HDR;
 	struct mctx *m = mctx_of(ctx);
 
 	(void)f2;
@@ -216,15 +212,14 @@ cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	if ((f0 & (SMFIF_CHGFROM | SMFIF_ADDHDRS | SMFIF_CHGHDRS)) !=
 	    (SMFIF_CHGFROM | SMFIF_ADDHDRS | SMFIF_CHGHDRS))
 		log_errx("the MTA does not offer changing the sender and headers "
-			 "(milter protocol 6); messages that need a rewrite will "
-			 "be answered with on_error");
+		         "(milter protocol 6); messages that need a rewrite will "
+		         "be answered with on_error");
 	*pf0 = f0 & actions;
 	*pf1 = f1 & steps;
 	*pf2 = *pf3 = 0;
 	m->nr_hdr = (*pf1 & SMFIP_NR_HDR) != 0;
 	if (f0 & SMFIF_SETSYMLIST) {
-		smfi_setsymlist(ctx, SMFIM_ENVFROM,
-				"{auth_authen} {cert_subject} {i} i");
+		smfi_setsymlist(ctx, SMFIM_ENVFROM, "{auth_authen} {cert_subject} {i} i");
 		smfi_setsymlist(ctx, SMFIM_EOM, "i");
 		/* Nothing at CONNECT: a name no MTA defines (Postfix then sends
 		 * an empty macro packet, which costs nothing more).  The queue
@@ -297,9 +292,9 @@ cb_envrcpt(SMFICTX *ctx, char **argv)
 	if (rv.reply.verdict != VERDICT_ACCEPT) {
 		m->refusal = rv.reply;
 		m->refused = true;
-		log_info("%s: recipient %s refused: %s %s %s reason=%s", qid(m),
-			 argv[0], rv.reply.code, rv.reply.xcode, rv.reply.text,
-			 reason_name(rv.reply.reason));
+		log_info("%s: recipient %s refused: %s %s %s reason=%s", qid(m), argv[0],
+		         rv.reply.code, rv.reply.xcode, rv.reply.text,
+		         reason_name(rv.reply.reason));
 	}
 	return verdict_status(ctx, &rv.reply);
 }
@@ -350,7 +345,7 @@ add_route(SMFICTX *ctx, struct mctx *m)
 	route_from_policy(&m->pm, &route);
 	if (c->n_route_keys > 0)
 		n = route_sign(&route, qid(m), &m->pm.final_sender, &c->route_keys[0], buf,
-			       sizeof(buf));
+		               sizeof(buf));
 	else
 		n = route_format(&route, buf, sizeof(buf));
 	return n < 0 || smfi_addheader(ctx, ROUTE_HEADER, buf) != MI_SUCCESS ? -1 : 0;
@@ -463,18 +458,17 @@ cb_close(SMFICTX *ctx)
 /* Registration --------------------------------------------------------------------- */
 
 static struct smfiDesc desc = {
-	.xxfi_name = "m365-milter",
-	.xxfi_version = SMFI_VERSION,
-	.xxfi_flags = SMFIF_CHGFROM | SMFIF_ADDHDRS | SMFIF_CHGHDRS |
-		      SMFIF_SETSYMLIST,
-	.xxfi_connect = cb_connect,
-	.xxfi_envfrom = cb_envfrom,
-	.xxfi_envrcpt = cb_envrcpt,
-	.xxfi_header = cb_header,
-	.xxfi_eom = cb_eom,
-	.xxfi_abort = cb_abort,
-	.xxfi_close = cb_close,
-	.xxfi_negotiate = cb_negotiate,
+    .xxfi_name = "m365-milter",
+    .xxfi_version = SMFI_VERSION,
+    .xxfi_flags = SMFIF_CHGFROM | SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_SETSYMLIST,
+    .xxfi_connect = cb_connect,
+    .xxfi_envfrom = cb_envfrom,
+    .xxfi_envrcpt = cb_envrcpt,
+    .xxfi_header = cb_header,
+    .xxfi_eom = cb_eom,
+    .xxfi_abort = cb_abort,
+    .xxfi_close = cb_close,
+    .xxfi_negotiate = cb_negotiate,
 };
 
 int
@@ -530,8 +524,8 @@ milter_open(const struct conf *conf)
 	/* true: remove a stale unix socket left by a crash. */
 	if (smfi_opensocket(true) != MI_SUCCESS) {
 		log_errx("milter socket %s: cannot listen (in use, or no "
-			 "permission?)",
-			 sock);
+		         "permission?)",
+		         sock);
 		return -1;
 	}
 	nodelay_listener();

@@ -104,13 +104,14 @@ lock_pid_file(const char *path, const struct passwd *pw)
 	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		log_err("pid file %s%s", path,
-			errno == ELOOP ? " is a symbolic link; remove it" : "");
+		        errno == ELOOP ? " is a symbolic link; remove it" : "");
 		return -1;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
 	    (st.st_uid != geteuid() && (pw == NULL || st.st_uid != pw->pw_uid))) {
 		log_errx("pid file %s: not a plain file of ours (one link, owned by us); "
-			 "remove it", path);
+		         "remove it",
+		         path);
 		close(fd);
 		return -1;
 	}
@@ -119,7 +120,7 @@ lock_pid_file(const char *path, const struct passwd *pw)
 		buf[n > 0 ? n : 0] = '\0';
 		buf[strcspn(buf, "\n")] = '\0';
 		log_errx("already running (pid %s, %s): not starting a second one",
-			 buf[0] ? buf : "?", path);
+		         buf[0] ? buf : "?", path);
 		close(fd);
 		return -1;
 	}
@@ -312,10 +313,10 @@ supervise(void)
 					return 0;
 				if (WIFSIGNALED(status))
 					log_errx("worker killed by signal %d; restarting",
-						 WTERMSIG(status));
+					         WTERMSIG(status));
 				else
 					log_errx("worker exited with status %d; restarting",
-						 WEXITSTATUS(status));
+					         WEXITSTATUS(status));
 				sleep(RESTART_DELAY);
 				child = spawn_worker();
 				if (child > 0)
@@ -340,8 +341,8 @@ daemon_run(const struct daemon_opts *o, struct conf *conf)
 		pw = getpwnam(conf->user);
 		if (pw == NULL) {
 			log_errx("user \"%s\" does not exist: create it (useradd "
-				 "--system %s) or set user = in %s",
-				 conf->user, conf->user, conf_file);
+			         "--system %s) or set user = in %s",
+			         conf->user, conf->user, conf_file);
 			goto fail;
 		}
 	}

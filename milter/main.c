@@ -15,14 +15,14 @@ static void
 usage_to(FILE *fp)
 {
 	fprintf(fp,
-		"usage: m365-milter [-dfn] [-c FILE]\n"
-		"       m365-milter -V | -h\n"
-		"  -c FILE  configuration (default %s)\n"
-		"  -n       check the configuration and exit\n"
-		"  -f       stay in the foreground, log to stderr\n"
-		"  -d       debug logging\n"
-		"  -V       print the version; -h this help\n",
-		M3_CONFIG_FILE);
+	        "usage: m365-milter [-dfn] [-c FILE]\n"
+	        "       m365-milter -V | -h\n"
+	        "  -c FILE  configuration (default %s)\n"
+	        "  -n       check the configuration and exit\n"
+	        "  -f       stay in the foreground, log to stderr\n"
+	        "  -d       debug logging\n"
+	        "  -V       print the version; -h this help\n",
+	        M3_CONFIG_FILE);
 }
 
 static void
@@ -68,10 +68,10 @@ main(int argc, char **argv)
 		return 2;
 	}
 	log_open("m365-milter",
-		 check	       ? LOG_TO_STDERR
-		 : o.foreground ? LOG_TO_FOREGROUND
-				: LOG_TO_SYSLOG,
-		 debug);
+	         check          ? LOG_TO_STDERR
+	         : o.foreground ? LOG_TO_FOREGROUND
+	                        : LOG_TO_SYSLOG,
+	         debug);
 	conf = conf_load_logged(o.conf_file, true);
 	if (conf == NULL) {
 		log_errx("%s: configuration not usable", o.conf_file);

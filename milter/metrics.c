@@ -34,15 +34,14 @@
 #include "milter.h"
 #include "sbuf.h"
 
-#define METRICS_MAX (16 * 1024 * 1024) /* the page: ~1 KiB a mailbox */
-#define METRICS_TIMEOUT 10	       /* seconds a connection may idle */
-#define METRICS_CONNECTIONS 16	       /* connections at once */
+#define METRICS_MAX         (16 * 1024 * 1024) /* the page: ~1 KiB a mailbox */
+#define METRICS_TIMEOUT     10                 /* seconds a connection may idle */
+#define METRICS_CONNECTIONS 16                 /* connections at once */
 
 static struct MHD_Daemon *mhd;
 
 /* mhd_log - libmicrohttpd's own messages, through our log */
-static void
-mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 static void
 mhd_log(void *cls, const char *fmt, va_list ap)
@@ -60,8 +59,8 @@ mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* reply - queue a response of status with body (copied); MHD_NO on failure */
 static enum MHD_Result
-reply(struct MHD_Connection *c, unsigned status, const char *type, const char *body,
-      size_t len, bool allow_get)
+reply(struct MHD_Connection *c, unsigned status, const char *type, const char *body, size_t len,
+      bool allow_get)
 {
 	struct MHD_Response *r;
 	enum MHD_Result rc;
@@ -71,8 +70,7 @@ reply(struct MHD_Connection *c, unsigned status, const char *type, const char *b
 		return MHD_NO; /* libmicrohttpd closes the connection */
 	if ((type != NULL &&
 	     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type) != MHD_YES) ||
-	    (allow_get &&
-	     MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET") != MHD_YES)) {
+	    (allow_get && MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET") != MHD_YES)) {
 		MHD_destroy_response(r);
 		return MHD_NO;
 	}
@@ -97,20 +95,19 @@ answer(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 	(void)upload_size;
 	(void)state;
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0)
-		return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, text, only_get,
-			     sizeof(only_get) - 1, true);
+		return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, text, only_get, sizeof(only_get) - 1,
+		             true);
 	if (strcmp(url, "/metrics") != 0 && strcmp(url, "/") != 0)
-		return reply(c, MHD_HTTP_NOT_FOUND, text, not_found, sizeof(not_found) - 1,
-			     false);
+		return reply(c, MHD_HTTP_NOT_FOUND, text, not_found, sizeof(not_found) - 1, false);
 	sbuf_init(&b, METRICS_MAX);
 	metrics_render(&b);
 	if (b.failed) {
 		log_warnx("metrics: the page is larger than %d bytes, or out of memory",
-			  METRICS_MAX);
+		          METRICS_MAX);
 		rc = reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR, text, "", 0, false);
 	} else {
-		rc = reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
-			   sbuf_str(&b), b.len, false);
+		rc = reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", sbuf_str(&b),
+		           b.len, false);
 	}
 	sbuf_free(&b);
 	return rc;
@@ -127,8 +124,7 @@ loopback(const struct sockaddr *a)
 	if (a->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)a;
 		return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
-		       (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) &&
-			in6->sin6_addr.s6_addr[12] == 127);
+		       (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127);
 	}
 	return false;
 }
@@ -145,7 +141,7 @@ metrics_start(const struct conf *conf)
 	if (listen_on == NULL)
 		return 0;
 	if (mhd != NULL)
-		return 0; /* started once per worker; a reload keeps it */
+		return 0;                /* started once per worker; a reload keeps it */
 	colon = strrchr(listen_on, ':'); /* conf.c made sure there is one */
 	if (colon == NULL || (size_t)(colon - listen_on) >= sizeof(host)) {
 		log_errx("metrics_listen %s: not ADDRESS:PORT", listen_on);
@@ -166,8 +162,8 @@ metrics_start(const struct conf *conf)
 	}
 	if (!loopback(res->ai_addr))
 		log_warnx("metrics_listen %s: not loopback; the page names mailboxes and "
-			  "counts, protect it",
-			  listen_on);
+		          "counts, protect it",
+		          listen_on);
 	fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 16) < 0) {
@@ -192,16 +188,15 @@ metrics_start(const struct conf *conf)
 	/* Its thread inherits our mask: let it take no signal at all. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	mhd = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-			       answer, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-			       MHD_OPTION_LISTEN_SOCKET, (MHD_socket)mfd,
-			       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)METRICS_TIMEOUT,
-			       MHD_OPTION_CONNECTION_LIMIT, (unsigned int)METRICS_CONNECTIONS,
-			       MHD_OPTION_END);
+	mhd = MHD_start_daemon(
+	    MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, answer, NULL,
+	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)mfd,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)METRICS_TIMEOUT,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)METRICS_CONNECTIONS, MHD_OPTION_END);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (mhd == NULL) {
 		log_errx("metrics_listen %s: cannot start the HTTP server (libmicrohttpd)",
-			 listen_on);
+		         listen_on);
 		shutdown(fd, SHUT_RDWR);
 		close(fd);
 		return -1;

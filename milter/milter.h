@@ -19,9 +19,9 @@
 
 struct snapshot {
 	struct conf *conf;
-	bool *spf_unauthorized;	   /* per conf->domains (worker only; NULL: none) */
+	bool *spf_unauthorized;    /* per conf->domains (worker only; NULL: none) */
 	struct policy_facts facts; /* what the policy is given with conf */
-	unsigned refs;		   /* holders, plus one while it is the current snapshot */
+	unsigned refs;             /* holders, plus one while it is the current snapshot */
 };
 
 /* snap_init - make conf the current snapshot (takes ownership); no facts */

@@ -124,8 +124,7 @@ snap_reload(const char *path, bool worker)
 	/* The supervisor checked the file first and logged its warnings. */
 	conf = conf_load_logged(path, !worker);
 	if (conf == NULL) {
-		log_errx("reload: %s has errors; keeping the running configuration",
-			 path);
+		log_errx("reload: %s has errors; keeping the running configuration", path);
 		return -1;
 	}
 	s = snap_new(conf, worker);

@@ -41,8 +41,7 @@ same_store(const struct store_conf *a, const struct store_conf *b)
 	return a->backend == b->backend && strcmp(a->path ? a->path : "", cur_path) == 0 &&
 	       strcmp(a->redis_host ? a->redis_host : "", cur_host) == 0 &&
 	       a->redis_port == b->redis_port && a->redis_db == b->redis_db &&
-	       strcmp(a->prefix ? a->prefix : "", cur_prefix) == 0 &&
-	       a->size_mb == b->size_mb;
+	       strcmp(a->prefix ? a->prefix : "", cur_prefix) == 0 && a->size_mb == b->size_mb;
 }
 
 /* health - log the store's state when it changes; count failures */
@@ -54,7 +53,8 @@ health(int rc, const struct store_err *e)
 		store_errors++;
 		if (!store_failing)
 			log_errx("state store failing: %s (answering on_error until it "
-				 "recovers)", e->msg);
+			         "recovers)",
+			         e->msg);
 		store_failing = true;
 	} else if (store_failing) {
 		log_info("state store recovered");
@@ -78,9 +78,9 @@ with_store(const struct conf *conf, struct store_err *err)
 		cur_store_conf = conf->store;
 		m3_strlcpy(cur_path, conf->store.path ? conf->store.path : "", sizeof(cur_path));
 		m3_strlcpy(cur_host, conf->store.redis_host ? conf->store.redis_host : "",
-			   sizeof(cur_host));
+		           sizeof(cur_host));
 		m3_strlcpy(cur_prefix, conf->store.prefix ? conf->store.prefix : "",
-			   sizeof(cur_prefix));
+		           sizeof(cur_prefix));
 	}
 	pthread_rwlock_unlock(&store_lock);
 	pthread_rwlock_rdlock(&store_lock);
@@ -98,8 +98,7 @@ done_store(void)
 }
 
 static void
-set(struct reply *r, enum verdict v, const char *code, const char *xcode,
-    enum reason reason)
+set(struct reply *r, enum verdict v, const char *code, const char *xcode, enum reason reason)
 {
 	r->verdict = v;
 	m3_strlcpy(r->code, code, sizeof(r->code));
@@ -108,9 +107,8 @@ set(struct reply *r, enum verdict v, const char *code, const char *xcode,
 }
 
 /* over - the answer for a mailbox over a limit, per the configured action */
-static void
-over(enum fail_action act, struct reply *r, enum reason reason, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+static void over(enum fail_action act, struct reply *r, enum reason reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 static void
 over(enum fail_action act, struct reply *r, enum reason reason, const char *fmt, ...)
@@ -160,7 +158,7 @@ admission(const struct conf *conf, const struct policy_msg *m, struct reply *r)
 	}
 	if (ra != FAIL_ACCEPT) {
 		rc = store_rcpt_take(st, "adm", mb->name, &mb->recipients,
-				     m->n_internal + m->n_external, now, &free_at, &e);
+		                     m->n_internal + m->n_external, now, &free_at, &e);
 		health(rc, &e);
 		if (rc == STORE_FAIL) {
 			done_store();
@@ -168,16 +166,17 @@ admission(const struct conf *conf, const struct policy_msg *m, struct reply *r)
 		}
 		if (rc == STORE_FULL) {
 			done_store();
-			over(ra, r, REASON_RECIPIENT_LIMIT, "%s reached %s recipients; retry after %s",
-			     mb->name, limit_format(&mb->recipients, lim, sizeof(lim)),
+			over(ra, r, REASON_RECIPIENT_LIMIT,
+			     "%s reached %s recipients; retry after %s", mb->name,
+			     limit_format(&mb->recipients, lim, sizeof(lim)),
 			     free_at == UINT64_MAX ? "never (more than the limit at once)"
-						   : utc(free_at, when, sizeof(when)));
+			                           : utc(free_at, when, sizeof(when)));
 			return;
 		}
 	}
 	if (ma != FAIL_ACCEPT) {
 		rc = store_msg_take(st, "adm", mb->name, mb->messages.count,
-				    mb->messages.window * 1000, now, &free_at, &e);
+		                    mb->messages.window * 1000, now, &free_at, &e);
 		health(rc, &e);
 		if (rc == STORE_FAIL) {
 			done_store();
@@ -244,9 +243,8 @@ family(struct sbuf *b, const char *name, const char *type, const char *help)
 }
 
 /* mb_sample - one sample of a mailbox's family: NAME{mailbox="MAILBOX" then fmt */
-static void
-mb_sample(struct sbuf *b, const char *name, const char *mailbox, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+static void mb_sample(struct sbuf *b, const char *name, const char *mailbox, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 static void
 mb_sample(struct sbuf *b, const char *name, const char *mailbox, const char *fmt, ...)
@@ -263,13 +261,12 @@ mb_sample(struct sbuf *b, const char *name, const char *mailbox, const char *fmt
 
 struct mb_usage {
 	struct store_usage out, adm; /* the transports' namespace, the milter's */
-	bool ok;		     /* both read; else the mailbox is left out */
+	bool ok;                     /* both read; else the mailbox is left out */
 };
 
 /* mailbox_families - each mailbox's windows, one family after the other */
 static void
-mailbox_families(struct sbuf *b, const struct conf *conf, const struct mb_usage *u,
-		 uint64_t now)
+mailbox_families(struct sbuf *b, const struct conf *conf, const struct mb_usage *u, uint64_t now)
 {
 	size_t i, n = conf->n_mailboxes;
 	const struct mailbox_conf *m;
@@ -280,60 +277,56 @@ mailbox_families(struct sbuf *b, const struct conf *conf, const struct mb_usage 
 	for (i = 0, m = conf->mailboxes; i < n; i++, m++)
 		if (u[i].ok) {
 			mb_sample(b, "m365relay_mailbox_messages", m->name,
-				  ",stage=\"sent\"} %llu\n",
-				  (unsigned long long)u[i].out.msgs);
+			          ",stage=\"sent\"} %llu\n", (unsigned long long)u[i].out.msgs);
 			mb_sample(b, "m365relay_mailbox_messages", m->name,
-				  ",stage=\"admitted\"} %llu\n",
-				  (unsigned long long)u[i].adm.msgs);
+			          ",stage=\"admitted\"} %llu\n", (unsigned long long)u[i].adm.msgs);
 		}
 	family(b, "m365relay_mailbox_messages_limit", "gauge",
 	       "The mailbox's message limit: messages per window_seconds.");
 	for (i = 0, m = conf->mailboxes; i < n; i++, m++)
 		if (u[i].ok)
 			mb_sample(b, "m365relay_mailbox_messages_limit", m->name,
-				  ",window_seconds=\"%lu\"} %lu\n", m->messages.window,
-				  m->messages.count);
+			          ",window_seconds=\"%lu\"} %lu\n", m->messages.window,
+			          m->messages.count);
 	family(b, "m365relay_mailbox_recipients", "gauge",
 	       "Recipients in the mailbox's window (stage sent: by the transports; "
 	       "admitted: by the milter).");
 	for (i = 0, m = conf->mailboxes; i < n; i++, m++)
 		if (u[i].ok) {
 			mb_sample(b, "m365relay_mailbox_recipients", m->name,
-				  ",stage=\"sent\"} %llu\n",
-				  (unsigned long long)u[i].out.rcpts);
+			          ",stage=\"sent\"} %llu\n", (unsigned long long)u[i].out.rcpts);
 			mb_sample(b, "m365relay_mailbox_recipients", m->name,
-				  ",stage=\"admitted\"} %llu\n",
-				  (unsigned long long)u[i].adm.rcpts);
+			          ",stage=\"admitted\"} %llu\n",
+			          (unsigned long long)u[i].adm.rcpts);
 		}
 	family(b, "m365relay_mailbox_recipients_limit", "gauge",
 	       "The mailbox's recipient limit: recipients per window_seconds.");
 	for (i = 0, m = conf->mailboxes; i < n; i++, m++)
 		if (u[i].ok)
 			mb_sample(b, "m365relay_mailbox_recipients_limit", m->name,
-				  ",window_seconds=\"%lu\"} %lu\n", m->recipients.window,
-				  m->recipients.count);
+			          ",window_seconds=\"%lu\"} %lu\n", m->recipients.window,
+			          m->recipients.count);
 	family(b, "m365relay_mailbox_sessions", "gauge",
 	       "SMTP sessions to Microsoft 365 the transports hold for the mailbox.");
 	for (i = 0, m = conf->mailboxes; i < n; i++, m++)
 		if (u[i].ok)
 			mb_sample(b, "m365relay_mailbox_sessions", m->name, "} %llu\n",
-				  (unsigned long long)u[i].out.sessions);
+			          (unsigned long long)u[i].out.sessions);
 	family(b, "m365relay_mailbox_sessions_limit", "gauge",
 	       "The most SMTP sessions the mailbox may hold at once.");
 	for (i = 0, m = conf->mailboxes; i < n; i++, m++)
 		if (u[i].ok)
 			mb_sample(b, "m365relay_mailbox_sessions_limit", m->name, "} %u\n",
-				  m->sessions);
+			          m->sessions);
 	family(b, "m365relay_mailbox_next_message_seconds", "gauge",
 	       "Seconds until the mailbox's message window lets the transports send "
 	       "again (0: now).");
 	for (i = 0, m = conf->mailboxes; i < n; i++, m++)
 		if (u[i].ok)
-			mb_sample(b, "m365relay_mailbox_next_message_seconds", m->name,
-				  "} %.3f\n",
-				  u[i].out.msg_free_at > now
-					  ? (double)(u[i].out.msg_free_at - now) / 1000
-					  : 0.0);
+			mb_sample(b, "m365relay_mailbox_next_message_seconds", m->name, "} %.3f\n",
+			          u[i].out.msg_free_at > now
+			              ? (double)(u[i].out.msg_free_at - now) / 1000
+			              : 0.0);
 }
 
 /*
@@ -357,15 +350,15 @@ metrics_render(struct sbuf *b)
 	for (v = 0; v < 3; v++)
 		for (i = 0; i < REASON_COUNT; i++)
 			if (counts[v][i] > 0 || (v == 0 && i == REASON_OK))
-				sbuf_addf(b, "m365relay_verdicts_total{verdict=\"%s\",reason=\"%s\"} %lu\n",
-					vnames[v], reason_name((enum reason)i), counts[v][i]);
+				sbuf_addf(
+				    b,
+				    "m365relay_verdicts_total{verdict=\"%s\",reason=\"%s\"} %lu\n",
+				    vnames[v], reason_name((enum reason)i), counts[v][i]);
 	pthread_mutex_unlock(&count_lock);
 	pthread_mutex_lock(&health_lock);
-	family(b, "m365relay_store_errors_total", "counter",
-	       "State store operations that failed.");
+	family(b, "m365relay_store_errors_total", "counter", "State store operations that failed.");
 	sbuf_addf(b, "m365relay_store_errors_total %lu\n", store_errors);
-	family(b, "m365relay_store_up", "gauge",
-	       "Whether the last state store operation worked.");
+	family(b, "m365relay_store_up", "gauge", "Whether the last state store operation worked.");
 	sbuf_addf(b, "m365relay_store_up %d\n", store_failing ? 0 : 1);
 	pthread_mutex_unlock(&health_lock);
 	if (snap == NULL)
@@ -379,7 +372,7 @@ metrics_render(struct sbuf *b)
 			for (i = 0; i < snap->conf->n_mailboxes; i++) {
 				const struct mailbox_conf *m = &snap->conf->mailboxes[i];
 				u[i].ok = store_usage(st, "out", m, now, &u[i].out, &e) >= 0 &&
-					  store_usage(st, "adm", m, now, &u[i].adm, &e) >= 0;
+				          store_usage(st, "adm", m, now, &u[i].adm, &e) >= 0;
 			}
 		}
 		done_store();

@@ -97,7 +97,7 @@ trusted_route(struct delivery *d, struct route *r, char *why, size_t size)
 
 	if (d->msg.hdr.n_route == 0) {
 		snprintf(why, size, "no %s header (the message did not pass m365-milter)",
-			 ROUTE_HEADER);
+		         ROUTE_HEADER);
 		d->untrusted = "no route header";
 		return false;
 	}
@@ -112,23 +112,26 @@ trusted_route(struct delivery *d, struct route *r, char *why, size_t size)
 		return false;
 	}
 	t = route_verify(r, d->qid, &d->sender_addr, c->route_keys, c->n_route_keys);
-	d->untrusted = t == ROUTE_UNSIGNED	   ? "route not signed"
-		       : t == ROUTE_UNKNOWN_KEY	   ? "route signed with an unknown key"
-		       : t == ROUTE_FORGED	   ? "route signature does not verify"
-		       : t == ROUTE_OTHER_QUEUE_ID ? "route signed for another queue id"
-						   : NULL;
+	d->untrusted = t == ROUTE_UNSIGNED         ? "route not signed"
+	               : t == ROUTE_UNKNOWN_KEY    ? "route signed with an unknown key"
+	               : t == ROUTE_FORGED         ? "route signature does not verify"
+	               : t == ROUTE_OTHER_QUEUE_ID ? "route signed for another queue id"
+	                                           : NULL;
 	if (t == ROUTE_TRUSTED)
 		return true;
 	snprintf(why, size, "%s header %s%s%s%s", ROUTE_HEADER, route_trust_text(t),
-		 t == ROUTE_OTHER_QUEUE_ID ? " " : t == ROUTE_UNKNOWN_KEY ? " (key " : "",
-		 t == ROUTE_OTHER_QUEUE_ID ? r->qid : t == ROUTE_UNKNOWN_KEY ? r->kid : "",
-		 t == ROUTE_UNKNOWN_KEY ? ")" : "");
+	         t == ROUTE_OTHER_QUEUE_ID ? " "
+	         : t == ROUTE_UNKNOWN_KEY  ? " (key "
+	                                   : "",
+	         t == ROUTE_OTHER_QUEUE_ID ? r->qid
+	         : t == ROUTE_UNKNOWN_KEY  ? r->kid
+	                                   : "",
+	         t == ROUTE_UNKNOWN_KEY ? ")" : "");
 	return false;
 }
 
 static int
-plan_from_route(const struct delivery *d, const struct route *r, struct plan *p,
-		struct outcome *o)
+plan_from_route(const struct delivery *d, const struct route *r, struct plan *p, struct outcome *o)
 {
 	const struct conf *c = d->conf;
 	size_t i;
@@ -137,8 +140,9 @@ plan_from_route(const struct delivery *d, const struct route *r, struct plan *p,
 	p->domain = conf_domain(c, r->domain);
 	if (p->domain == NULL || p->domain->tenant == NULL) {
 		outcome_local(o, OUT_DEFER, "4.3.5",
-			      "the route names domain %s, which the configuration no "
-			      "longer has", r->domain);
+		              "the route names domain %s, which the configuration no "
+		              "longer has",
+		              r->domain);
 		return -1;
 	}
 	p->tenant = p->domain->tenant;
@@ -149,8 +153,9 @@ plan_from_route(const struct delivery *d, const struct route *r, struct plan *p,
 			p->mailbox = conf_mailbox(c, &a);
 		if (p->mailbox == NULL) {
 			outcome_local(o, OUT_DEFER, "4.3.5",
-				      "the route names mailbox %s, which the "
-				      "configuration no longer has", r->mailbox);
+			              "the route names mailbox %s, which the "
+			              "configuration no longer has",
+			              r->mailbox);
 			return -1;
 		}
 	}
@@ -160,8 +165,9 @@ plan_from_route(const struct delivery *d, const struct route *r, struct plan *p,
 				p->connector = &c->connectors[i];
 		if (p->connector == NULL) {
 			outcome_local(o, OUT_DEFER, "4.3.5",
-				      "the route names connector %s, which the "
-				      "configuration no longer has", r->connector);
+			              "the route names connector %s, which the "
+			              "configuration no longer has",
+			              r->connector);
 			return -1;
 		}
 	}
@@ -199,7 +205,7 @@ gate_log(void *arg, enum spfgate_level lvl, const char *line)
  */
 static int
 plan_from_policy(const struct delivery *d, const char *why, struct plan *p, struct rcpt *rc,
-		 struct edits *edits, struct outcome *first_temp, struct outcome *o)
+                 struct edits *edits, struct outcome *first_temp, struct outcome *o)
 {
 	const struct transport_conf *tc = &d->conf->transport;
 	struct rcpt_verdict *rv;
@@ -212,8 +218,9 @@ plan_from_policy(const struct delivery *d, const char *why, struct plan *p, stru
 
 	if (tc->unverified_route == UNVERIFIED_DEFER) {
 		outcome_local(o, OUT_DEFER, "4.7.0",
-			      "not sent: %s; held in the queue (transport { "
-			      "unverified_route = defer })", why);
+		              "not sent: %s; held in the queue (transport { "
+		              "unverified_route = defer })",
+		              why);
 		log_warnx("%s: %s", d->qid, o->line);
 		return -1;
 	}
@@ -222,9 +229,9 @@ plan_from_policy(const struct delivery *d, const char *why, struct plan *p, stru
 	s.id.sasl_login = d->sasl;
 	/* Only mail that came with no client address is local. */
 	s.id.as = d->client_given && !d->have_client &&
-				  (d->client_text == NULL || d->client_text[0] == '\0')
-			  ? tc->local_submitter
-			  : NULL;
+	                  (d->client_text == NULL || d->client_text[0] == '\0')
+	              ? tc->local_submitter
+	              : NULL;
 	s.env_sender = d->sender;
 	s.rcpts = d->rcpts;
 	s.n_rcpts = d->n_rcpts;
@@ -255,14 +262,15 @@ plan_from_policy(const struct delivery *d, const char *why, struct plan *p, stru
 		 * the same: wait for the fix rather than bounce either. */
 		free(rv);
 		outcome_local(o, OUT_DEFER, "4.3.5",
-			      "not sent: %s, and no submitter found without the client "
-			      "address: add -a ${client_address} to the m365 line of "
-			      "master.cf", why);
+		              "not sent: %s, and no submitter found without the client "
+		              "address: add -a ${client_address} to the m365 line of "
+		              "master.cf",
+		              why);
 		return -1;
 	}
 	if (m.reply.verdict != VERDICT_ACCEPT) {
 		outcome_local(o, m.reply.verdict == VERDICT_TEMPFAIL ? OUT_DEFER : OUT_BOUNCE,
-			      m.reply.xcode, "%s", m.reply.text);
+		              m.reply.xcode, "%s", m.reply.text);
 		free(rv);
 		return -1;
 	}
@@ -276,10 +284,10 @@ plan_from_policy(const struct delivery *d, const char *why, struct plan *p, stru
 			rc[i].state = R_TEMP;
 			if (first_temp->line[0] == '\0')
 				outcome_local(first_temp, OUT_DEFER, rv[i].reply.xcode, "%s",
-					      rv[i].reply.text);
+				              rv[i].reply.text);
 		}
 		log_info("%s: to=<%s> refused by the policy: %s %s %s", d->qid, rc[i].addr,
-			 rv[i].reply.code, rv[i].reply.xcode, rv[i].reply.text);
+		         rv[i].reply.code, rv[i].reply.xcode, rv[i].reply.text);
 	}
 	free(rv);
 	p->mode = m.mode;
@@ -313,16 +321,14 @@ plan_endpoint(const struct delivery *d, struct plan *p, struct outcome *o)
 	case MODE_RELAY:
 	case MODE_DIRECT_SEND:
 		if (t->mx_endpoint == NULL) {
-			outcome_local(o, OUT_DEFER, "4.3.5",
-				      "tenant %s has no mx_endpoint for %s", t->name,
-				      mode_name(p->mode));
+			outcome_local(o, OUT_DEFER, "4.3.5", "tenant %s has no mx_endpoint for %s",
+			              t->name, mode_name(p->mode));
 			return -1;
 		}
 		p->host = t->mx_endpoint;
 		p->port = t->mx_port;
 		p->tls_required = p->tls_verify =
-			p->mode == MODE_RELAY ||
-			d->conf->transport.direct_send_tls == TLS_REQUIRED;
+		    p->mode == MODE_RELAY || d->conf->transport.direct_send_tls == TLS_REQUIRED;
 		return 0;
 	case MODE_AUTO:
 		break;
@@ -352,7 +358,7 @@ read_password(const char *path, char *buf, size_t size)
 /* A reply that ends the session: record it as the outcome, log the hint. */
 static int
 refused(const struct delivery *d, const struct plan *p, const struct smtp_reply *r,
-	const char *stage, struct outcome *o)
+        const char *stage, struct outcome *o)
 {
 	const char *hint = reply_hint(r);
 
@@ -365,8 +371,7 @@ refused(const struct delivery *d, const struct plan *p, const struct smtp_reply 
 
 /* A broken or silent connection: drop it at once (no QUIT to wait for). */
 static int
-net_failure(const struct delivery *d, struct smtp *s, const char *stage,
-	    struct outcome *o)
+net_failure(const struct delivery *d, struct smtp *s, const char *stage, struct outcome *o)
 {
 	outcome_local(o, OUT_DEFER, "4.4.2", "%s (during %s)", s->net.err, stage);
 	log_warnx("%s: %s", d->qid, o->line);
@@ -375,8 +380,7 @@ net_failure(const struct delivery *d, struct smtp *s, const char *stage,
 }
 
 static int
-session_open(const struct delivery *d, const struct plan *p, struct smtp *s,
-	     struct outcome *o)
+session_open(const struct delivery *d, const struct plan *p, struct smtp *s, struct outcome *o)
 {
 	const struct conf *c = d->conf;
 	struct tls_opts tls;
@@ -393,12 +397,13 @@ session_open(const struct delivery *d, const struct plan *p, struct smtp *s,
 	if (!(s->ext & EXT_STARTTLS)) {
 		if (p->tls_required) {
 			outcome_local(o, OUT_DEFER, "4.7.10",
-				      "%s does not offer STARTTLS, which %s requires",
-				      p->host, mode_name(p->mode));
+			              "%s does not offer STARTTLS, which %s requires", p->host,
+			              mode_name(p->mode));
 			return -1;
 		}
 		log_info("%s: %s offers no STARTTLS: sending in clear (direct_send_tls = "
-			 "opportunistic)", d->qid, p->host);
+		         "opportunistic)",
+		         d->qid, p->host);
 		return 0;
 	}
 	memset(&tls, 0, sizeof(tls));
@@ -415,8 +420,8 @@ session_open(const struct delivery *d, const struct plan *p, struct smtp *s,
 		return refused(d, p, &r, "STARTTLS", o);
 	if (!tls.verify)
 		log_info("%s: TLS with %s: certificate not verified (direct_send_tls = "
-			 "opportunistic); the session is not kept for resumption",
-			 d->qid, p->host);
+		         "opportunistic); the session is not kept for resumption",
+		         d->qid, p->host);
 	if (smtp_ehlo(s, &r) < 0)
 		return net_failure(d, s, "EHLO after STARTTLS", o);
 	if (r.code != 250)
@@ -425,8 +430,7 @@ session_open(const struct delivery *d, const struct plan *p, struct smtp *s,
 }
 
 static int
-authenticate(const struct delivery *d, const struct plan *p, struct smtp *s,
-	     struct outcome *o)
+authenticate(const struct delivery *d, const struct plan *p, struct smtp *s, struct outcome *o)
 {
 	const struct mailbox_conf *mb = p->mailbox;
 	struct smtp_reply r;
@@ -434,11 +438,11 @@ authenticate(const struct delivery *d, const struct plan *p, struct smtp *s,
 	if (mb->auth == AUTH_BASIC) {
 		char pw[1024];
 		log_warnx("%s: mailbox %s uses Basic authentication, which Microsoft "
-			  "turns off by default at the end of 2026; configure an app",
-			  d->qid, mb->name);
+		          "turns off by default at the end of 2026; configure an app",
+		          d->qid, mb->name);
 		if (read_password(mb->password_file, pw, sizeof(pw)) < 0) {
 			outcome_local(o, OUT_DEFER, "4.3.5", "password_file %s: %s",
-				      mb->password_file, strerror(errno));
+			              mb->password_file, strerror(errno));
 			return -1;
 		}
 		if (smtp_auth_login(s, mb->name, pw, &r) < 0) {
@@ -453,11 +457,14 @@ authenticate(const struct delivery *d, const struct plan *p, struct smtp *s,
 		for (tries = 0; tries < 2; tries++) {
 			if (oauth_get(d->conf, mb->app, tries ? tok.access : NULL, &tok, &e) < 0) {
 				outcome_local(o, OUT_DEFER,
-					      e.aadsts ? "4.7.8" : e.local ? "4.3.5" : "4.4.1",
-					      "OAuth token for app %s: %s", mb->app->name, e.msg);
+				              e.aadsts  ? "4.7.8"
+				              : e.local ? "4.3.5"
+				                        : "4.4.1",
+				              "OAuth token for app %s: %s", mb->app->name, e.msg);
 				log_warnx("%s: %s", d->qid, o->line);
 				if (e.hint != NULL)
-					log_warnx("%s: hint: AADSTS%ld: %s", d->qid, e.aadsts, e.hint);
+					log_warnx("%s: hint: AADSTS%ld: %s", d->qid, e.aadsts,
+					          e.hint);
 				return -1;
 			}
 			if (smtp_auth_xoauth2(s, mb->name, tok.access, &r) < 0)
@@ -476,8 +483,8 @@ authenticate(const struct delivery *d, const struct plan *p, struct smtp *s,
 /* Steps 3 and 5: pacing ------------------------------------------------------------------- */
 
 static int
-take_slot(const struct delivery *d, const struct plan *p, struct store *st,
-	  const struct holder *me, struct outcome *o)
+take_slot(const struct delivery *d, const struct plan *p, struct store *st, const struct holder *me,
+          struct outcome *o)
 {
 	uint64_t deadline = store_now() + (uint64_t)d->conf->transport.pacing_wait * 1000;
 	struct store_err e;
@@ -493,9 +500,9 @@ take_slot(const struct delivery *d, const struct plan *p, struct store *st,
 		}
 		if (store_now() >= deadline) {
 			outcome_local(o, OUT_DEFER, "4.7.0",
-				      "%s has its %u sessions in use; deferred after %ds",
-				      p->mailbox->name, p->mailbox->sessions,
-				      d->conf->transport.pacing_wait);
+			              "%s has its %u sessions in use; deferred after %ds",
+			              p->mailbox->name, p->mailbox->sessions,
+			              d->conf->transport.pacing_wait);
 			return -1;
 		}
 		sleep_ms(50 + (uint64_t)(random() % 150));
@@ -511,14 +518,13 @@ release(struct store *st, const struct mailbox_conf *mb, uint64_t *admitted)
 
 	if (*admitted != 0 &&
 	    store_msg_retime(st, "out", mb->name, mb->messages.count, *admitted, 0, &e) < 0)
-		log_warnx("state store: %s (a message place stays taken until it expires)",
-			  e.msg);
+		log_warnx("state store: %s (a message place stays taken until it expires)", e.msg);
 	*admitted = 0;
 }
 
 static int
-take_windows(const struct delivery *d, const struct plan *p, struct store *st,
-	     uint64_t k, uint64_t *admitted, struct outcome *o)
+take_windows(const struct delivery *d, const struct plan *p, struct store *st, uint64_t k,
+             uint64_t *admitted, struct outcome *o)
 {
 	const struct mailbox_conf *mb = p->mailbox;
 	uint64_t deadline = store_now() + (uint64_t)d->conf->transport.pacing_wait * 1000;
@@ -540,12 +546,13 @@ take_windows(const struct delivery *d, const struct plan *p, struct store *st,
 	 */
 	const struct transport_conf *tc = &d->conf->transport;
 	uint64_t hold_ms = (uint64_t)(tc->timeout_command + tc->timeout_data + tc->timeout_block +
-				      tc->timeout_dot) * 1000;
+	                              tc->timeout_dot) *
+	                   1000;
 	uint64_t window_ms = mb->messages.window * 1000;
 	for (;;) {
 		now = store_now();
-		rc = store_msg_hold(st, "out", mb->name, mb->messages.count, window_ms,
-				    now, hold_ms, &free_at, &e);
+		rc = store_msg_hold(st, "out", mb->name, mb->messages.count, window_ms, now,
+		                    hold_ms, &free_at, &e);
 		if (rc == STORE_FAIL) {
 			outcome_local(o, OUT_DEFER, "4.3.0", "state store: %s", e.msg);
 			return -1;
@@ -557,15 +564,14 @@ take_windows(const struct delivery *d, const struct plan *p, struct store *st,
 		}
 		if (free_at > deadline) {
 			outcome_local(o, OUT_DEFER, "4.7.0",
-				      "%s reached %s messages; next slot at %s",
-				      mb->name, limit_format(&mb->messages, lim, sizeof(lim)),
-				      utc(free_at, when, sizeof(when)));
+			              "%s reached %s messages; next slot at %s", mb->name,
+			              limit_format(&mb->messages, lim, sizeof(lim)),
+			              utc(free_at, when, sizeof(when)));
 			return -1;
 		}
 		sleep_ms(free_at > now ? free_at - now : 1);
 	}
-	rc = store_rcpt_take(st, "out", mb->name, &mb->recipients, k, store_now(),
-			     &free_at, &e);
+	rc = store_rcpt_take(st, "out", mb->name, &mb->recipients, k, store_now(), &free_at, &e);
 	if (rc != STORE_OK)
 		release(st, mb, admitted); /* nothing will be sent */
 	if (rc == STORE_FAIL) {
@@ -574,11 +580,11 @@ take_windows(const struct delivery *d, const struct plan *p, struct store *st,
 	}
 	if (rc == STORE_FULL) {
 		outcome_local(o, OUT_DEFER, "4.7.0",
-			      "%s reached %s recipients; %llu more fit from %s", mb->name,
-			      limit_format(&mb->recipients, lim, sizeof(lim)),
-			      (unsigned long long)k,
-			      free_at == UINT64_MAX ? "never (more than the limit in one message)"
-						    : utc(free_at, when, sizeof(when)));
+		              "%s reached %s recipients; %llu more fit from %s", mb->name,
+		              limit_format(&mb->recipients, lim, sizeof(lim)),
+		              (unsigned long long)k,
+		              free_at == UINT64_MAX ? "never (more than the limit in one message)"
+		                                    : utc(free_at, when, sizeof(when)));
 		return -1;
 	}
 	return 0;
@@ -594,7 +600,7 @@ take_windows(const struct delivery *d, const struct plan *p, struct store *st,
  */
 static void
 sent_line(struct outcome *o, const struct smtp_reply *ok, size_t n_now, size_t n_done,
-	  size_t n_failed)
+          size_t n_failed)
 {
 	if (ok != NULL && n_now == n_done && n_failed == 0) {
 		o->kind = OUT_SENT;
@@ -605,8 +611,8 @@ sent_line(struct outcome *o, const struct smtp_reply *ok, size_t n_now, size_t n
 		outcome_local(o, OUT_SENT, "2.0.0", "delivered to %zu recipient(s)", n_done);
 	else
 		outcome_local(o, OUT_SENT, "2.0.0",
-			      "delivered to %zu recipient(s), %zu refused (reported)", n_done,
-			      n_failed);
+		              "delivered to %zu recipient(s), %zu refused (reported)", n_done,
+		              n_failed);
 	if (ok != NULL) {
 		char last[1100];
 		snprintf(last, sizeof(last), ": %d %s", ok->code, ok->text);
@@ -631,8 +637,7 @@ journal_done(struct store *st, const char *qid)
 	usleep(200 * 1000);
 	if (store_journal_drop(st, qid, &e) == STORE_OK)
 		return;
-	log_warnx("%s: journal: entry kept, it expires by itself within 7 days: %s", qid,
-		  e.msg);
+	log_warnx("%s: journal: entry kept, it expires by itself within 7 days: %s", qid, e.msg);
 }
 
 static void
@@ -652,7 +657,8 @@ finish(struct delivery *d, struct rcpt *rc, struct store *st, struct outcome *o,
 		if (first_temp->line[0] != '\0')
 			*o = *first_temp;
 		else
-			outcome_local(o, OUT_DEFER, "4.0.0", "%zu recipient(s) not yet delivered", n_temp);
+			outcome_local(o, OUT_DEFER, "4.0.0", "%zu recipient(s) not yet delivered",
+			              n_temp);
 		o->kind = OUT_DEFER;
 		return;
 	}
@@ -694,7 +700,7 @@ finish(struct delivery *d, struct rcpt *rc, struct store *st, struct outcome *o,
 		goto out;
 	} else {
 		log_info("%s: %zu delivered, %zu refused: report sent to <%s>", d->qid, n_done,
-			 n_failed, d->sender);
+		         n_failed, d->sender);
 	}
 	sent_line(o, ok, n_now, n_done, n_failed);
 	journal_done(st, d->qid);
@@ -742,7 +748,7 @@ deliver(struct delivery *d, struct outcome *o)
 		char why[300], err[256];
 		bool trusted = trusted_route(d, &r, why, sizeof(why));
 		if ((trusted ? plan_from_route(d, &r, &p, o)
-			     : plan_from_policy(d, why, &p, rc, &edits, &first_temp, o)) < 0)
+		             : plan_from_policy(d, why, &p, rc, &edits, &first_temp, o)) < 0)
 			goto out;
 		by_policy = !trusted;
 		if (plan_endpoint(d, &p, o) < 0)
@@ -763,15 +769,15 @@ deliver(struct delivery *d, struct outcome *o)
 		enum journal_state js;
 		if (rc[i].state != R_TODO)
 			continue; /* refused by the policy */
-		if (store_journal_get(st, d->qid, rc[i].addr, &js, rc[i].reply,
-				      sizeof(rc[i].reply), &se) < 0) {
+		if (store_journal_get(st, d->qid, rc[i].addr, &js, rc[i].reply, sizeof(rc[i].reply),
+		                      &se) < 0) {
 			outcome_local(o, OUT_DEFER, "4.3.0", "state store: %s", se.msg);
 			goto out;
 		}
 		if (js == JOURNAL_ACCEPTED) {
 			rc[i].state = R_DONE;
 			log_info("%s: to=<%s> already accepted in an earlier attempt: skipped",
-				 d->qid, rc[i].addr);
+			         d->qid, rc[i].addr);
 		} else if (js == JOURNAL_FAILED) {
 			rc[i].state = R_FAILED;
 		}
@@ -795,10 +801,10 @@ deliver(struct delivery *d, struct outcome *o)
 	 * larger than that is a configuration to fix, and waits for it. */
 	if (p.mode == MODE_SMTP_AUTH && n_todo > p.mailbox->recipients_per_message) {
 		outcome_local(o, OUT_DEFER, "4.5.3",
-			      "%zu recipients in one delivery, more than %s takes in one "
-			      "message (%u): set m365_destination_recipient_limit to at most "
-			      "that in Postfix's main.cf", n_todo, p.mailbox->name,
-			      p.mailbox->recipients_per_message);
+		              "%zu recipients in one delivery, more than %s takes in one "
+		              "message (%u): set m365_destination_recipient_limit to at most "
+		              "that in Postfix's main.cf",
+		              n_todo, p.mailbox->name, p.mailbox->recipients_per_message);
 		goto out;
 	}
 
@@ -822,8 +828,8 @@ deliver(struct delivery *d, struct outcome *o)
 		goto out;
 	if ((s.ext & EXT_SIZE) && s.size_limit > 0 && d->msg.size > s.size_limit) {
 		outcome_local(o, OUT_BOUNCE, "5.3.4",
-			      "message of %lu bytes is larger than %s accepts (%lu bytes)",
-			      d->msg.size, p.host, s.size_limit);
+		              "message of %lu bytes is larger than %s accepts (%lu bytes)",
+		              d->msg.size, p.host, s.size_limit);
 		goto out;
 	}
 	if (p.mode == MODE_SMTP_AUTH && authenticate(d, &p, &s, o) < 0)
@@ -835,12 +841,12 @@ deliver(struct delivery *d, struct outcome *o)
 
 	/* Step 6: the transaction. */
 	{
-		struct smtp_msg m = {d->msg.wire, d->msg.wire_len, d->msg.size,
-				     d->msg.eightbit, d->msg.utf8_headers};
+		struct smtp_msg m = {d->msg.wire, d->msg.wire_len, d->msg.size, d->msg.eightbit,
+		                     d->msg.utf8_headers};
 		int trc = smtp_transaction(&s, p.sender, todo, n_todo, &m, rr, &final);
 		if (admitted != 0 &&
 		    store_msg_retime(st, "out", p.mailbox->name, p.mailbox->messages.count,
-				     admitted, store_now() + 1, &se) < 0)
+		                     admitted, store_now() + 1, &se) < 0)
 			log_warnx("%s: state store: %s", d->qid, se.msg);
 		if (trc < 0) {
 			net_failure(d, &s, "the mail transaction", &first_temp);
@@ -868,15 +874,16 @@ deliver(struct delivery *d, struct outcome *o)
 				rc[i].state = R_DONE;
 				n_now++;
 				if (store_journal_put(st, d->qid, rc[i].addr, JOURNAL_ACCEPTED,
-						      r->text, store_now(), &se) < 0)
+				                      r->text, store_now(), &se) < 0)
 					log_warnx("%s: journal: %s (a retry could "
-						  "send to <%s> again)", d->qid, se.msg, rc[i].addr);
+					          "send to <%s> again)",
+					          d->qid, se.msg, rc[i].addr);
 				break;
 			case RC_PERM:
 				rc[i].state = R_FAILED;
 				m3_strlcpy(rc[i].reply, ro.line, sizeof(rc[i].reply));
 				if (store_journal_put(st, d->qid, rc[i].addr, JOURNAL_FAILED,
-						      ro.line, store_now(), &se) < 0)
+				                      ro.line, store_now(), &se) < 0)
 					log_warnx("%s: journal: %s", d->qid, se.msg);
 				break;
 			case RC_TEMP:
@@ -887,15 +894,15 @@ deliver(struct delivery *d, struct outcome *o)
 				break;
 			}
 			log_info("%s: to=<%s> relay=%s[%s]:%u mode=%s%s%s tls=%s%s "
-				 "status=%s (%d %s)",
-				 d->qid, rc[i].addr, p.host, s.net.peer, p.port, mode_name(p.mode),
-				 p.mailbox ? " mailbox=" : "", p.mailbox ? p.mailbox->name : "",
-				 s.net.tls_version ? s.net.tls_version : "none",
-				 s.net.resumed ? " resumed" : "",
-				 rc[i].state == R_DONE ? "sent" : rc[i].state == R_FAILED
-								  ? "bounced"
-								  : "deferred",
-				 r->code, r->text);
+			         "status=%s (%d %s)",
+			         d->qid, rc[i].addr, p.host, s.net.peer, p.port, mode_name(p.mode),
+			         p.mailbox ? " mailbox=" : "", p.mailbox ? p.mailbox->name : "",
+			         s.net.tls_version ? s.net.tls_version : "none",
+			         s.net.resumed ? " resumed" : "",
+			         rc[i].state == R_DONE     ? "sent"
+			         : rc[i].state == R_FAILED ? "bounced"
+			                                   : "deferred",
+			         r->code, r->text);
 			if (rc[i].state != R_DONE && reply_hint(r) != NULL)
 				log_warnx("%s: hint: %s", d->qid, reply_hint(r));
 		}
@@ -908,7 +915,8 @@ out:
 	if (slot) {
 		if (store_slot_release(st, p.mailbox->name, &me, &se) < 0)
 			log_warnx("%s: releasing the session slot: %s (it frees when "
-				  "this process ends)", d->qid, se.msg);
+			          "this process ends)",
+			          d->qid, se.msg);
 	}
 	/*
 	 * Postfix logs this line with the delivery (pipe(8) keeps about its

@@ -16,20 +16,20 @@
 
 struct delivery {
 	const struct conf *conf;
-	const char *qid;	   /* Postfix queue id (-q); journal key */
-	struct addr sender_addr;   /* envelope sender (-f), parsed; null for <> */
+	const char *qid;         /* Postfix queue id (-q); journal key */
+	struct addr sender_addr; /* envelope sender (-f), parsed; null for <> */
 	char sender_text[ADDR_TEXT_MAX + 1];
-	const char *sender;	   /* its canonical form; "" for <> */
-	const char *sasl;	   /* SASL login of the submitter (-s), or NULL */
-	bool client_given;	   /* -a was given (master.cf passes ${client_address}) */
-	bool have_client;	   /* ... and held an address (empty: local mail) */
+	const char *sender; /* its canonical form; "" for <> */
+	const char *sasl;   /* SASL login of the submitter (-s), or NULL */
+	bool client_given;  /* -a was given (master.cf passes ${client_address}) */
+	bool have_client;   /* ... and held an address (empty: local mail) */
 	struct ipaddr client;
 	const char *client_text;
-	const char *const *rcpts;  /* canonical forms */
+	const char *const *rcpts; /* canonical forms */
 	size_t n_rcpts;
 	struct message msg;
-	const char *untrusted;	   /* why the route was not trusted, or NULL */
-	bool to_stderr;		   /* -l: log_file does not apply */
+	const char *untrusted; /* why the route was not trusted, or NULL */
+	bool to_stderr;        /* -l: log_file does not apply */
 };
 
 /* deliver - do it; the outcome decides the exit status */
@@ -38,7 +38,7 @@ void deliver(struct delivery *d, struct outcome *o);
 int pipe_status(const struct outcome *o, FILE *out);
 
 /* dsn_send - report recipients that failed while others were delivered */
-int dsn_send(const struct delivery *d, const char *const *failed,
-	     const char *const *replies, size_t n, char *err, size_t errlen);
+int dsn_send(const struct delivery *d, const char *const *failed, const char *const *replies,
+             size_t n, char *err, size_t errlen);
 
 #endif

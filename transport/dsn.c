@@ -25,8 +25,8 @@ put(void *fp, const char *p, size_t n)
 }
 
 static void
-report(FILE *fp, const struct delivery *d, const char *const *failed,
-       const char *const *replies, size_t n, const char *host)
+report(FILE *fp, const struct delivery *d, const char *const *failed, const char *const *replies,
+       size_t n, const char *host)
 {
 	char date[64], boundary[64];
 	time_t now = time(NULL);
@@ -43,15 +43,18 @@ report(FILE *fp, const struct delivery *d, const char *const *failed,
 	fprintf(fp, "Message-ID: <%s.%ld.m365relay@%s>\n", d->qid, (long)now, host);
 	fprintf(fp, "Auto-Submitted: auto-replied\n");
 	fprintf(fp, "MIME-Version: 1.0\n");
-	fprintf(fp, "Content-Type: multipart/report; report-type=delivery-status;\n"
-		    "\tboundary=\"%s\"\n\n", boundary);
+	fprintf(fp,
+	        "Content-Type: multipart/report; report-type=delivery-status;\n"
+	        "\tboundary=\"%s\"\n\n",
+	        boundary);
 	fprintf(fp, "This is a MIME-encapsulated message.\n\n--%s\n", boundary);
 	fprintf(fp, "Content-Type: text/plain; charset=utf-8\n\n");
-	fprintf(fp, "This is the mail gateway at %s.\n\n"
-		    "Microsoft 365 did not accept your message%s%s%s for the\n"
-		    "recipients below. It was delivered to the other recipients.\n\n",
-		host, d->msg.subject[0] ? " \"" : "", d->msg.subject,
-		d->msg.subject[0] ? "\"" : "");
+	fprintf(fp,
+	        "This is the mail gateway at %s.\n\n"
+	        "Microsoft 365 did not accept your message%s%s%s for the\n"
+	        "recipients below. It was delivered to the other recipients.\n\n",
+	        host, d->msg.subject[0] ? " \"" : "", d->msg.subject,
+	        d->msg.subject[0] ? "\"" : "");
 	for (i = 0; i < n; i++)
 		fprintf(fp, "<%s>: %s\n", failed[i], replies[i]);
 	fprintf(fp, "\n--%s\nContent-Type: message/delivery-status\n\n", boundary);
@@ -59,9 +62,10 @@ report(FILE *fp, const struct delivery *d, const char *const *failed,
 	for (i = 0; i < n; i++) {
 		char status[16] = "5.0.0";
 		sscanf(replies[i], "%15s", status);
-		fprintf(fp, "\nFinal-Recipient: rfc822; %s\nAction: failed\nStatus: %s\n"
-			    "Diagnostic-Code: smtp; %s\n",
-			failed[i], status, replies[i]);
+		fprintf(fp,
+		        "\nFinal-Recipient: rfc822; %s\nAction: failed\nStatus: %s\n"
+		        "Diagnostic-Code: smtp; %s\n",
+		        failed[i], status, replies[i]);
 	}
 	fprintf(fp, "\n--%s\nContent-Type: text/rfc822-headers\n\n", boundary);
 	/* The headers as received, but never the route header: it names the
@@ -71,8 +75,8 @@ report(FILE *fp, const struct delivery *d, const char *const *failed,
 }
 
 int
-dsn_send(const struct delivery *d, const char *const *failed,
-	 const char *const *replies, size_t n, char *err, size_t errlen)
+dsn_send(const struct delivery *d, const char *const *failed, const char *const *replies, size_t n,
+         char *err, size_t errlen)
 {
 	char host[256];
 	int p[2], status;
@@ -99,8 +103,8 @@ dsn_send(const struct delivery *d, const char *const *failed,
 		close(p[0]);
 		close(p[1]);
 		/* -f "" : the null sender, so a report can never cause another. */
-		execl(d->conf->transport.sendmail, "sendmail", "-i", "-f", "", "--",
-		      d->sender, (char *)NULL);
+		execl(d->conf->transport.sendmail, "sendmail", "-i", "-f", "", "--", d->sender,
+		      (char *)NULL);
 		_exit(127);
 	}
 	close(p[0]);
@@ -116,12 +120,12 @@ dsn_send(const struct delivery *d, const char *const *failed,
 	if (fclose(fp) != 0) {
 		waitpid(pid, &status, 0);
 		snprintf(err, errlen, "writing to %s: %s", d->conf->transport.sendmail,
-			 strerror(errno));
+		         strerror(errno));
 		return -1;
 	}
 	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		snprintf(err, errlen, "%s exited with status %d", d->conf->transport.sendmail,
-			 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+		         WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 		return -1;
 	}
 	return 0;

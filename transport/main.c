@@ -35,15 +35,14 @@
 static void
 usage_to(FILE *fp)
 {
-	fprintf(fp,
-		"usage: m365-transport [-c FILE] [-dl] -q QUEUEID -f SENDER [-a CLIENT] "
-		"[-s SASL] -- RECIPIENT...\n"
-		"       m365-transport [-c FILE] -n\n"
-		"       m365-transport -V | -h\n"
-		"  -a  the client's address (${client_address}; empty for local mail)\n"
-		"  -d  debug log (the SMTP transcript, secrets redacted)\n"
-		"  -l  log to standard error instead of syslog (tests, by hand)\n"
-		"  -V  print the version; -h this help\n");
+	fprintf(fp, "usage: m365-transport [-c FILE] [-dl] -q QUEUEID -f SENDER [-a CLIENT] "
+	            "[-s SASL] -- RECIPIENT...\n"
+	            "       m365-transport [-c FILE] -n\n"
+	            "       m365-transport -V | -h\n"
+	            "  -a  the client's address (${client_address}; empty for local mail)\n"
+	            "  -d  debug log (the SMTP transcript, secrets redacted)\n"
+	            "  -l  log to standard error instead of syslog (tests, by hand)\n"
+	            "  -V  print the version; -h this help\n");
 }
 
 static void
@@ -65,9 +64,9 @@ canonical(const char *arg, bool is_sender, struct addr *a, char *out, struct out
 	if (addr_parse_path(arg, strlen(arg), is_sender, a, &e) < 0 ||
 	    addr_format(a, out, ADDR_TEXT_MAX + 1) < 0) {
 		outcome_local(o, OUT_DEFER, is_sender ? "4.1.7" : "4.1.3",
-			      "%s address \"%s\" is not valid (%s at byte %zu); not sent",
-			      is_sender ? "sender" : "recipient",
-			      m3_printable(shown, arg, sizeof(shown)), e.msg, e.off);
+		              "%s address \"%s\" is not valid (%s at byte %zu); not sent",
+		              is_sender ? "sender" : "recipient",
+		              m3_printable(shown, arg, sizeof(shown)), e.msg, e.off);
 		return -1;
 	}
 	return 0;
@@ -138,8 +137,8 @@ run(struct delivery *d, const char *conf_file, const char *sender, char **argv, 
 	if (d->conf == NULL) {
 		/* A configuration error defers: mail waits for the fix. */
 		outcome_local(o, OUT_DEFER, "4.3.5",
-			      "configuration %s has errors (m365ctl check-config shows them)",
-			      conf_file);
+		              "configuration %s has errors (m365ctl check-config shows them)",
+		              conf_file);
 		return;
 	}
 	rc = message_read(0, d->conf->transport.max_size, &d->msg, err, sizeof(err));
@@ -208,8 +207,7 @@ main(int argc, char **argv)
 			return pipe_status(&o, stdout);
 		}
 	}
-	log_open("m365-transport", check || to_stderr ? LOG_TO_STDERR : LOG_TO_SYSLOG,
-		 debug);
+	log_open("m365-transport", check || to_stderr ? LOG_TO_STDERR : LOG_TO_SYSLOG, debug);
 	if (check) {
 		struct conf *conf = conf_load_logged(conf_file, true);
 		if (conf == NULL)
@@ -220,17 +218,18 @@ main(int argc, char **argv)
 	}
 	if (geteuid() == 0) {
 		outcome_local(&o, OUT_DEFER, "4.3.0",
-			      "m365-transport refuses to run as root: give it user= in "
-			      "master.cf");
+		              "m365-transport refuses to run as root: give it user= in "
+		              "master.cf");
 		log_errx("%s", o.line);
 		return pipe_status(&o, stdout);
 	}
 	if (strcmp(d.qid, "NOQUEUE") == 0 || sender == NULL || optind >= argc ||
 	    strspn(d.qid, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") !=
-		    strlen(d.qid) || strlen(d.qid) > 32) {
+	        strlen(d.qid) ||
+	    strlen(d.qid) > 32) {
 		usage();
 		outcome_local(&o, OUT_DEFER, "4.3.5",
-			      "m365-transport needs -q QUEUEID -f SENDER -- RECIPIENT...");
+		              "m365-transport needs -q QUEUEID -f SENDER -- RECIPIENT...");
 		log_errx("%s", o.line);
 		return pipe_status(&o, stdout);
 	}

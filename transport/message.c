@@ -127,7 +127,7 @@ message_parse(char *buf, size_t len, struct message *m, char *err, size_t errlen
 				m->utf8_headers = true;
 		if (add_field(m, start, e - start, kind, &cap) < 0) {
 			snprintf(err, errlen, "more than %d header fields, or out of memory",
-				 MSG_FIELDS_MAX);
+			         MSG_FIELDS_MAX);
 			return -1;
 		}
 		p = e;
@@ -258,8 +258,7 @@ message_wire(struct message *m, const struct edits *e, char *err, size_t errlen)
 }
 
 int
-message_report_headers(const struct message *m, int (*fn)(void *, const char *, size_t),
-		       void *arg)
+message_report_headers(const struct message *m, int (*fn)(void *, const char *, size_t), void *arg)
 {
 	size_t i;
 
@@ -294,8 +293,8 @@ message_read(int fd, size_t max, struct message *m, char *err, size_t errlen)
 			sbuf_free(&b);
 			if (big) {
 				snprintf(err, errlen,
-					 "message larger than the configured limit of %zu bytes",
-					 max);
+				         "message larger than the configured limit of %zu bytes",
+				         max);
 				return MSG_TOO_LARGE;
 			}
 			snprintf(err, errlen, "out of memory reading the message");

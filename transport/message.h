@@ -18,7 +18,7 @@
 #include "hdrset.h"
 #include "policy.h"
 
-#define MSG_TOO_LARGE (-2)
+#define MSG_TOO_LARGE  (-2)
 #define MSG_FIELDS_MAX 10000 /* header fields; Postfix's header_count_limit is 1000 */
 
 struct field {
@@ -27,18 +27,18 @@ struct field {
 };
 
 struct message {
-	char *raw;	    /* as read */
+	char *raw; /* as read */
 	size_t raw_len;
-	size_t body_off;    /* where the blank line after the headers starts (raw_len if none) */
+	size_t body_off; /* where the blank line after the headers starts (raw_len if none) */
 	struct field *fields;
 	size_t n_fields;
-	struct hdrset hdr;  /* From, Sender, Reply-To, the route: what the policy reads */
+	struct hdrset hdr; /* From, Sender, Reply-To, the route: what the policy reads */
 	char subject[256];
-	bool eightbit;	    /* a byte >= 0x80 anywhere */
-	bool utf8_headers;  /* a byte >= 0x80 in the header (SMTPUTF8) */
+	bool eightbit;     /* a byte >= 0x80 anywhere */
+	bool utf8_headers; /* a byte >= 0x80 in the header (SMTPUTF8) */
 
 	/* message_wire(): */
-	char *wire;	    /* CRLF, dot-stuffed, edits applied, no route header, ".\r\n" */
+	char *wire; /* CRLF, dot-stuffed, edits applied, no route header, ".\r\n" */
 	size_t wire_len;
 	unsigned long size; /* octets without the stuffing and final dot (SIZE=) */
 };
@@ -52,7 +52,7 @@ int message_wire(struct message *m, const struct edits *e, char *err, size_t err
 /* message_report_headers - the header section for a delivery report: as
  * received, without the route header; write(fd-like) through fn */
 int message_report_headers(const struct message *m, int (*fn)(void *, const char *, size_t),
-			   void *arg);
+                           void *arg);
 /* message_free - release */
 void message_free(struct message *m);
 

@@ -41,7 +41,8 @@ check_wire(const struct message *m)
 			abort();
 	/* The header section ends at the first empty line. */
 	for (i = 0; i + 1 < m->wire_len; i++)
-		if ((i == 0 || m->wire[i - 1] == '\n') && m->wire[i] == '\r' && m->wire[i + 1] == '\n') {
+		if ((i == 0 || m->wire[i - 1] == '\n') && m->wire[i] == '\r' &&
+		    m->wire[i + 1] == '\n') {
 			hdr_end = i;
 			break;
 		}

@@ -30,7 +30,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	status = statuses[data[0] & 7];
 	memset(&e, 0, sizeof(e));
 	if (oauth_parse_answer("https://fuzz.example/token", status, (const char *)data + 1,
-			       size - 1, 1000000, &t, &e) == 0) {
+	                       size - 1, 1000000, &t, &e) == 0) {
 		if (status != 200 || t.access[0] == '\0' || t.expires_at <= 1000000 ||
 		    t.expires_at > 1000000 + 86400 || !t.fetched)
 			abort();

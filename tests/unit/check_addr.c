@@ -16,45 +16,45 @@
 
 struct path_case {
 	const char *in;
-	int ok;		    /* 1 parses, 0 refused */
-	const char *local;  /* expected canonical local part (ok only) */
-	const char *domain; /* expected domain (ok only) */
+	int ok;              /* 1 parses, 0 refused */
+	const char *local;   /* expected canonical local part (ok only) */
+	const char *domain;  /* expected domain (ok only) */
 	const char *errpart; /* substring of the error (refused only) */
 };
 
 static const struct path_case path_cases[] = {
-	{"<user@example.com>", 1, "user", "example.com", NULL},
-	{"user@example.com", 1, "user", "example.com", NULL},
-	{"<First.Last+tag@Example.COM>", 1, "First.Last+tag", "Example.COM", NULL},
-	{"<@relay.example,@b.example:user@example.com>", 1, "user", "example.com", NULL},
-	{"<\"john doe\"@example.com>", 1, "\"john doe\"", "example.com", NULL},
-	{"<\"john\"@example.com>", 1, "john", "example.com", NULL}, /* needless quotes go */
-	{"<\"a\\\"b\"@example.com>", 1, "\"a\\\"b\"", "example.com", NULL},
-	{"<jos\xc3\xa9@ex\xc3\xa4mple.com>", 1, "jos\xc3\xa9", "ex\xc3\xa4mple.com", NULL},
-	{"<user@[192.0.2.1]>", 1, "user", "[192.0.2.1]", NULL},
-	{"<user@[IPv6:2001:db8::1]>", 1, "user", "[IPv6:2001:db8::1]", NULL},
-	{"<scanner@printer_3.local>", 1, "scanner", "printer_3.local", NULL},
-	{"<scanner@printer.local>", 1, "scanner", "printer.local", NULL},
-	{"<>", 0, NULL, NULL, "empty address"}, /* allow_null = false here */
-	{"", 0, NULL, NULL, "empty address"},
-	{"<user@example.com", 0, NULL, NULL, "missing closing '>'"},
-	{"<user>", 0, NULL, NULL, "missing '@domain'"},
-	{"<a..b@example.com>", 0, NULL, NULL, "address"},
-	{"<.a@example.com>", 0, NULL, NULL, "address"},
-	{"<a.@example.com>", 0, NULL, NULL, "address"},
-	{"<a@-example.com>", 0, NULL, NULL, "starts with '-'"},
-	{"<a@example-.com>", 0, NULL, NULL, "ends with '-'"},
-	{"<a@example.com.>", 0, NULL, NULL, "ends with '.'"},
-	{"<a@example..com>", 0, NULL, NULL, "empty label"},
-	{"<a@[999.1.1.1]>", 0, NULL, NULL, "address literal"},
-	{"<a@[IPv6:zz]>", 0, NULL, NULL, "bad IPv6"},
-	{"<a@example.com> x", 0, NULL, NULL, "missing closing '>'"},
-	{"a@example.com x", 0, NULL, NULL, "after address"},
-	{"<a b@example.com>", 0, NULL, NULL, "local part"},
-	{"<\xff@example.com>", 0, NULL, NULL, "invalid UTF-8"},
-	{"<a@ex\xc0\xafmple.com>", 0, NULL, NULL, "invalid UTF-8"}, /* overlong '/' */
-	{"<\"unterminated@example.com>", 0, NULL, NULL, "quoted string"},
-	{"<a@b@example.com>", 0, NULL, NULL, "after address"},
+    {"<user@example.com>", 1, "user", "example.com", NULL},
+    {"user@example.com", 1, "user", "example.com", NULL},
+    {"<First.Last+tag@Example.COM>", 1, "First.Last+tag", "Example.COM", NULL},
+    {"<@relay.example,@b.example:user@example.com>", 1, "user", "example.com", NULL},
+    {"<\"john doe\"@example.com>", 1, "\"john doe\"", "example.com", NULL},
+    {"<\"john\"@example.com>", 1, "john", "example.com", NULL}, /* needless quotes go */
+    {"<\"a\\\"b\"@example.com>", 1, "\"a\\\"b\"", "example.com", NULL},
+    {"<jos\xc3\xa9@ex\xc3\xa4mple.com>", 1, "jos\xc3\xa9", "ex\xc3\xa4mple.com", NULL},
+    {"<user@[192.0.2.1]>", 1, "user", "[192.0.2.1]", NULL},
+    {"<user@[IPv6:2001:db8::1]>", 1, "user", "[IPv6:2001:db8::1]", NULL},
+    {"<scanner@printer_3.local>", 1, "scanner", "printer_3.local", NULL},
+    {"<scanner@printer.local>", 1, "scanner", "printer.local", NULL},
+    {"<>", 0, NULL, NULL, "empty address"}, /* allow_null = false here */
+    {"", 0, NULL, NULL, "empty address"},
+    {"<user@example.com", 0, NULL, NULL, "missing closing '>'"},
+    {"<user>", 0, NULL, NULL, "missing '@domain'"},
+    {"<a..b@example.com>", 0, NULL, NULL, "address"},
+    {"<.a@example.com>", 0, NULL, NULL, "address"},
+    {"<a.@example.com>", 0, NULL, NULL, "address"},
+    {"<a@-example.com>", 0, NULL, NULL, "starts with '-'"},
+    {"<a@example-.com>", 0, NULL, NULL, "ends with '-'"},
+    {"<a@example.com.>", 0, NULL, NULL, "ends with '.'"},
+    {"<a@example..com>", 0, NULL, NULL, "empty label"},
+    {"<a@[999.1.1.1]>", 0, NULL, NULL, "address literal"},
+    {"<a@[IPv6:zz]>", 0, NULL, NULL, "bad IPv6"},
+    {"<a@example.com> x", 0, NULL, NULL, "missing closing '>'"},
+    {"a@example.com x", 0, NULL, NULL, "after address"},
+    {"<a b@example.com>", 0, NULL, NULL, "local part"},
+    {"<\xff@example.com>", 0, NULL, NULL, "invalid UTF-8"},
+    {"<a@ex\xc0\xafmple.com>", 0, NULL, NULL, "invalid UTF-8"}, /* overlong '/' */
+    {"<\"unterminated@example.com>", 0, NULL, NULL, "quoted string"},
+    {"<a@b@example.com>", 0, NULL, NULL, "after address"},
 };
 
 START_TEST(test_path)
@@ -70,9 +70,8 @@ START_TEST(test_path)
 		ck_assert_str_eq(a.domain, c->domain);
 	} else {
 		ck_assert_msg(rc < 0, "%s: accepted", c->in);
-		ck_assert_msg(strstr(e.msg, c->errpart) != NULL,
-			      "%s: error \"%s\" lacks \"%s\"", c->in, e.msg,
-			      c->errpart);
+		ck_assert_msg(strstr(e.msg, c->errpart) != NULL, "%s: error \"%s\" lacks \"%s\"",
+		              c->in, e.msg, c->errpart);
 	}
 }
 END_TEST
@@ -125,54 +124,50 @@ END_TEST
 
 struct list_case {
 	const char *in;
-	int n;		     /* expected count; -1: refused */
-	const char *addr0;   /* first address, canonical */
+	int n;                /* expected count; -1: refused */
+	const char *addr0;    /* first address, canonical */
 	const char *display0; /* first display name */
-	const char *addr1;   /* second address, if n > 1 */
+	const char *addr1;    /* second address, if n > 1 */
 };
 
 static const struct list_case list_cases[] = {
-	{"user@example.com", 1, "user@example.com", "", NULL},
-	{"John Doe <john@example.com>", 1, "john@example.com", "John Doe", NULL},
-	{"\"ceo@contoso.com\" <attacker@example.net>", 1, "attacker@example.net",
-	 "ceo@contoso.com", NULL},
-	{"ceo@contoso.com <attacker@example.net>", -1, NULL, NULL, NULL},
-	{"john@example.com (John Doe)", 1, "john@example.com", "John Doe", NULL},
-	{"(comment) John (x) <john@example.com> (trailing)", 1, "john@example.com",
-	 "John", NULL},
-	{"=?UTF-8?Q?Jos=C3=A9?= <j@example.com>", 1, "j@example.com",
-	 "=?UTF-8?Q?Jos=C3=A9?=", NULL},
-	{"=?utf-8?q?ceo@contoso.com?= <j@example.com>", 1, "j@example.com",
-	 "=?utf-8?q?ceo@contoso.com?=", NULL},
-	{"J\xc3\xb6hn <j@example.com>", 1, "j@example.com", "J\xc3\xb6hn", NULL},
-	{"\"J. \\\"Q\\\" Doe\" <j@example.com>", 1, "j@example.com", "J. \"Q\" Doe",
-	 NULL},
-	{"John Q. Public <jqp@example.com>", 1, "jqp@example.com", "John Q. Public",
-	 NULL},
-	{"John\r\n Doe <j@example.com>", 1, "j@example.com", "John Doe", NULL},
-	{"a@x.example, b@y.example", 2, "a@x.example", "", "b@y.example"},
-	{"a@x.example,, b@y.example,", 2, "a@x.example", "", "b@y.example"},
-	{"Undisclosed recipients:;", 0, NULL, NULL, NULL},
-	{"Team: a@x.example, B <b@x.example>;", 2, "a@x.example", "", "b@x.example"},
-	{"<@route.example:j@example.com>", 1, "j@example.com", "", NULL},
-	{"(a (nested) comment) j@example.com", 1, "j@example.com", "", NULL},
-	{"john . doe @ example . com", 1, "john.doe@example.com", "", NULL},
-	{"\"john doe\"@example.com", 1, "\"john doe\"@example.com", "", NULL},
-	{"", 0, NULL, NULL, NULL},
-	{"John <j@example.com", -1, NULL, NULL, NULL},
-	{"John", -1, NULL, NULL, NULL},
-	{"<>", -1, NULL, NULL, NULL},
-	{"John <>", -1, NULL, NULL, NULL},
-	{"J\xff <a@b.example>", -1, NULL, NULL, NULL},
-	{"a@x.example b@y.example", -1, NULL, NULL, NULL},
-	{"(unclosed j@example.com", -1, NULL, NULL, NULL},
-	{"((((((((((((((((((x)))))))))))))))))) j@example.com", -1, NULL, NULL, NULL},
-	{"Team: a@x.example", -1, NULL, NULL, NULL},
-	{"\"unterminated <j@example.com>", -1, NULL, NULL, NULL},
-	{"j@exa mple.com", -1, NULL, NULL, NULL},
-	{"J\x01hn <j@example.com>", -1, NULL, NULL, NULL},
-	/* fuzzer find: a quoted-pair TAB made a local part SMTP cannot carry */
-	{"\"a\\\tb\"@example.com", -1, NULL, NULL, NULL},
+    {"user@example.com", 1, "user@example.com", "", NULL},
+    {"John Doe <john@example.com>", 1, "john@example.com", "John Doe", NULL},
+    {"\"ceo@contoso.com\" <attacker@example.net>", 1, "attacker@example.net", "ceo@contoso.com",
+     NULL},
+    {"ceo@contoso.com <attacker@example.net>", -1, NULL, NULL, NULL},
+    {"john@example.com (John Doe)", 1, "john@example.com", "John Doe", NULL},
+    {"(comment) John (x) <john@example.com> (trailing)", 1, "john@example.com", "John", NULL},
+    {"=?UTF-8?Q?Jos=C3=A9?= <j@example.com>", 1, "j@example.com", "=?UTF-8?Q?Jos=C3=A9?=", NULL},
+    {"=?utf-8?q?ceo@contoso.com?= <j@example.com>", 1, "j@example.com",
+     "=?utf-8?q?ceo@contoso.com?=", NULL},
+    {"J\xc3\xb6hn <j@example.com>", 1, "j@example.com", "J\xc3\xb6hn", NULL},
+    {"\"J. \\\"Q\\\" Doe\" <j@example.com>", 1, "j@example.com", "J. \"Q\" Doe", NULL},
+    {"John Q. Public <jqp@example.com>", 1, "jqp@example.com", "John Q. Public", NULL},
+    {"John\r\n Doe <j@example.com>", 1, "j@example.com", "John Doe", NULL},
+    {"a@x.example, b@y.example", 2, "a@x.example", "", "b@y.example"},
+    {"a@x.example,, b@y.example,", 2, "a@x.example", "", "b@y.example"},
+    {"Undisclosed recipients:;", 0, NULL, NULL, NULL},
+    {"Team: a@x.example, B <b@x.example>;", 2, "a@x.example", "", "b@x.example"},
+    {"<@route.example:j@example.com>", 1, "j@example.com", "", NULL},
+    {"(a (nested) comment) j@example.com", 1, "j@example.com", "", NULL},
+    {"john . doe @ example . com", 1, "john.doe@example.com", "", NULL},
+    {"\"john doe\"@example.com", 1, "\"john doe\"@example.com", "", NULL},
+    {"", 0, NULL, NULL, NULL},
+    {"John <j@example.com", -1, NULL, NULL, NULL},
+    {"John", -1, NULL, NULL, NULL},
+    {"<>", -1, NULL, NULL, NULL},
+    {"John <>", -1, NULL, NULL, NULL},
+    {"J\xff <a@b.example>", -1, NULL, NULL, NULL},
+    {"a@x.example b@y.example", -1, NULL, NULL, NULL},
+    {"(unclosed j@example.com", -1, NULL, NULL, NULL},
+    {"((((((((((((((((((x)))))))))))))))))) j@example.com", -1, NULL, NULL, NULL},
+    {"Team: a@x.example", -1, NULL, NULL, NULL},
+    {"\"unterminated <j@example.com>", -1, NULL, NULL, NULL},
+    {"j@exa mple.com", -1, NULL, NULL, NULL},
+    {"J\x01hn <j@example.com>", -1, NULL, NULL, NULL},
+    /* fuzzer find: a quoted-pair TAB made a local part SMTP cannot carry */
+    {"\"a\\\tb\"@example.com", -1, NULL, NULL, NULL},
 };
 
 START_TEST(test_list)
@@ -257,7 +252,7 @@ START_TEST(test_format_roundtrip)
 {
 	/* What we write parses back to the same display name and address. */
 	static const char *names[] = {"ceo@contoso.com", "a \"b\" \\c", "O'Brien, Pat",
-				      "J\xc3\xb6hn (x)", "<x@y>"};
+	                              "J\xc3\xb6hn (x)", "<x@y>"};
 	struct addr a;
 	struct mailbox mb[2];
 	struct addr_err e;
@@ -267,8 +262,8 @@ START_TEST(test_format_roundtrip)
 	ck_assert_int_eq(addr_parse_path("s@contoso.com", 13, false, &a, &e), 0);
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		ck_assert_int_gt(addr_format_mailbox(names[i], &a, buf, sizeof(buf)), 0);
-		ck_assert_msg(addr_parse_list(buf, strlen(buf), mb, 2, &n, &e) == 0,
-			      "%s: %s", buf, e.msg);
+		ck_assert_msg(addr_parse_list(buf, strlen(buf), mb, 2, &n, &e) == 0, "%s: %s", buf,
+		              e.msg);
 		ck_assert_int_eq(n, 1);
 		ck_assert_str_eq(mb[0].display, names[i]);
 		ck_assert(addr_equal(&mb[0].addr, &a));
@@ -380,12 +375,10 @@ addr_suite(void)
 	Suite *s = suite_create("addr");
 	TCase *tc = tcase_create("core");
 
-	tcase_add_loop_test(tc, test_path, 0,
-			    sizeof(path_cases) / sizeof(path_cases[0]));
+	tcase_add_loop_test(tc, test_path, 0, sizeof(path_cases) / sizeof(path_cases[0]));
 	tcase_add_test(tc, test_path_null);
 	tcase_add_test(tc, test_path_lengths);
-	tcase_add_loop_test(tc, test_list, 0,
-			    sizeof(list_cases) / sizeof(list_cases[0]));
+	tcase_add_loop_test(tc, test_list, 0, sizeof(list_cases) / sizeof(list_cases[0]));
 	tcase_add_test(tc, test_list_limits);
 	tcase_add_test(tc, test_format_mailbox);
 	tcase_add_test(tc, test_format_roundtrip);

@@ -15,16 +15,15 @@
 #include "conf_text.h"
 #include "testconf.h"
 
-static const char *minimal =
-	"tenant \"contoso\" {\n"
-	"  accepted_domains = { \"contoso.com\" }\n"
-	"}\n"
-	"domain \"contoso.com\" {\n"
-	"  default_sender = \"scanner@contoso.com\"\n"
-	"}\n"
-	"submitter \"lan\" {\n"
-	"  clients = { \"192.168.1.0/24\" }\n"
-	"}\n";
+static const char *minimal = "tenant \"contoso\" {\n"
+                             "  accepted_domains = { \"contoso.com\" }\n"
+                             "}\n"
+                             "domain \"contoso.com\" {\n"
+                             "  default_sender = \"scanner@contoso.com\"\n"
+                             "}\n"
+                             "submitter \"lan\" {\n"
+                             "  clients = { \"192.168.1.0/24\" }\n"
+                             "}\n";
 
 START_TEST(test_defaults)
 {
@@ -59,41 +58,42 @@ START_TEST(test_defaults)
 END_TEST
 
 static const char *full =
-	"// a comment\n"
-	"# another\n"
-	"/* a block\n   comment */\n"
-	"user = nobody\n"
-	"state_dir = \"/tmp/state\"\n"
-	"domain_file = \"domains.conf\"\n"
-	"milter { socket = \"inet:8891@127.0.0.1\" on_error = reject timeout = 30 }\n"
-	"tenant \"contoso\" {\n"
-	"  accepted_domains = { \"Contoso.COM\", # a comment in a list\n"
-	"                       \"*.contoso.com\" }\n"
-	"  authority = https://login.microsoftonline.us  # unquoted, // inside a word\n"
-	"  smtp_host = \"smtp.office365.us\"\n"
-	"  direct_send = no\n"
-	"}\n"
-	"app \"a1\" { client_id = \"cid\" client_secret_file = \"app.secret\" }\n"
-	"mailbox \"mb@contoso.com\" {\n"
-	"  app = \"a1\"\n"
-	"  send_as = { \"@contoso.com\" }\n"
-	"  messages = \"5/2s\"\n"
-	"  recipients = \"100/1h\"\n"
-	"  sessions = 2\n"
-	"  recipients_per_message = 50\n"
-	"}\n"
-	"mailbox \"basic@contoso.com\" { password_file = \"ops.pw\" }\n"
-	"connector \"c1\" { type = certificate certificate_file = \"relay.crt\" key_file = \"relay.key\" }\n"
-	"submitter \"erp\" { sasl_logins = { \"erp\" } domain = \"contoso.com\" mailbox = \"mb@contoso.com\" }\n";
+    "// a comment\n"
+    "# another\n"
+    "/* a block\n   comment */\n"
+    "user = nobody\n"
+    "state_dir = \"/tmp/state\"\n"
+    "domain_file = \"domains.conf\"\n"
+    "milter { socket = \"inet:8891@127.0.0.1\" on_error = reject timeout = 30 }\n"
+    "tenant \"contoso\" {\n"
+    "  accepted_domains = { \"Contoso.COM\", # a comment in a list\n"
+    "                       \"*.contoso.com\" }\n"
+    "  authority = https://login.microsoftonline.us  # unquoted, // inside a word\n"
+    "  smtp_host = \"smtp.office365.us\"\n"
+    "  direct_send = no\n"
+    "}\n"
+    "app \"a1\" { client_id = \"cid\" client_secret_file = \"app.secret\" }\n"
+    "mailbox \"mb@contoso.com\" {\n"
+    "  app = \"a1\"\n"
+    "  send_as = { \"@contoso.com\" }\n"
+    "  messages = \"5/2s\"\n"
+    "  recipients = \"100/1h\"\n"
+    "  sessions = 2\n"
+    "  recipients_per_message = 50\n"
+    "}\n"
+    "mailbox \"basic@contoso.com\" { password_file = \"ops.pw\" }\n"
+    "connector \"c1\" { type = certificate certificate_file = \"relay.crt\" key_file = "
+    "\"relay.key\" }\n"
+    "submitter \"erp\" { sasl_logins = { \"erp\" } domain = \"contoso.com\" mailbox = "
+    "\"mb@contoso.com\" }\n";
 
-static const char *full_domains =
-	"domain \"contoso.com\" {\n"
-	"  mode = smtp-auth\n"
-	"  default_sender = \"noreply@contoso.com\"\n"
-	"  mailbox = \"MB@contoso.com\"\n"
-	"  connector = \"c1\"\n"
-	"  rewrite_header_from = yes\n"
-	"}\n";
+static const char *full_domains = "domain \"contoso.com\" {\n"
+                                  "  mode = smtp-auth\n"
+                                  "  default_sender = \"noreply@contoso.com\"\n"
+                                  "  mailbox = \"MB@contoso.com\"\n"
+                                  "  connector = \"c1\"\n"
+                                  "  rewrite_header_from = yes\n"
+                                  "}\n";
 
 START_TEST(test_full)
 {
@@ -149,23 +149,23 @@ END_TEST
 START_TEST(test_lines_after_comments)
 {
 	const char *text = "# 1\n"
-			   "# 2\n"
-			   "// 3\n"
-			   "/* 4\n"
-			   "   5 */\n"
-			   "tenant \"t\" {   # 6\n"
-			   "  # 7\n"
-			   "  accepted_domains = { \"a.example\", # 8\n"
-			   "     \"b.example\" }  # 9\n"
-			   "  bogus = 1       # 10\n"
-			   "}\n";
+	                   "# 2\n"
+	                   "// 3\n"
+	                   "/* 4\n"
+	                   "   5 */\n"
+	                   "tenant \"t\" {   # 6\n"
+	                   "  # 7\n"
+	                   "  accepted_domains = { \"a.example\", # 8\n"
+	                   "     \"b.example\" }  # 9\n"
+	                   "  bogus = 1       # 10\n"
+	                   "}\n";
 	struct diag d = {0};
 	struct conf *c = tc_load(text, NULL, &d);
 
 	ck_assert_ptr_null(c);
 	tc_diag_print(&d);
 	ck_assert_msg(tc_diag_has(&d, "main.conf:10: error: no such option 'bogus'"),
-		      "line of the unknown option");
+	              "line of the unknown option");
 	diag_free(&d);
 	tc_cleanup();
 }
@@ -174,12 +174,12 @@ END_TEST
 START_TEST(test_section_lines)
 {
 	const char *text = "tenant \"t\" {\n"
-			   "  accepted_domains = { \"a.example\" }\n"
-			   "}\n"
-			   "\n"
-			   "mailbox \"m@a.example\" {\n"
-			   "  send_as = { \"x@a.example\" }\n"
-			   "}\n";
+	                   "  accepted_domains = { \"a.example\" }\n"
+	                   "}\n"
+	                   "\n"
+	                   "mailbox \"m@a.example\" {\n"
+	                   "  send_as = { \"x@a.example\" }\n"
+	                   "}\n";
 	struct diag d = {0};
 	struct conf *c = tc_load(text, NULL, &d);
 
@@ -195,16 +195,16 @@ END_TEST
 START_TEST(test_every_error_reported)
 {
 	const char *text = "tenant \"t\" {\n"
-			   "  accepted_domains = { \"a.example\" }\n"
-			   "  mx_port = 70000\n"
-			   "}\n"
-			   "domain \"a.example\" {\n"
-			   "  default_sender = \"x@elsewhere.example\"\n"
-			   "  mode = fastest\n"
-			   "}\n"
-			   "submitter \"s\" {\n"
-			   "  clients = { \"10.0.0.1/8\" }\n"
-			   "}\n";
+	                   "  accepted_domains = { \"a.example\" }\n"
+	                   "  mx_port = 70000\n"
+	                   "}\n"
+	                   "domain \"a.example\" {\n"
+	                   "  default_sender = \"x@elsewhere.example\"\n"
+	                   "  mode = fastest\n"
+	                   "}\n"
+	                   "submitter \"s\" {\n"
+	                   "  clients = { \"10.0.0.1/8\" }\n"
+	                   "}\n";
 	struct diag d = {0};
 	struct conf *c = tc_load(text, NULL, &d);
 
@@ -212,9 +212,12 @@ START_TEST(test_every_error_reported)
 	tc_diag_print(&d);
 	ck_assert_int_eq(d.n_errors, 4);
 	ck_assert(tc_diag_has(&d, "main.conf:3: error: mx_port: 70000 is out of range"));
-	ck_assert(tc_diag_has(&d, "main.conf:6: error: default_sender: x@elsewhere.example is outside"));
-	ck_assert(tc_diag_has(&d, "main.conf:7: error: mode: \"fastest\" is not one of auto | smtp-auth"));
-	ck_assert(tc_diag_has(&d, "main.conf:10: error: clients: \"10.0.0.1/8\" is not a valid CIDR"));
+	ck_assert(
+	    tc_diag_has(&d, "main.conf:6: error: default_sender: x@elsewhere.example is outside"));
+	ck_assert(tc_diag_has(
+	    &d, "main.conf:7: error: mode: \"fastest\" is not one of auto | smtp-auth"));
+	ck_assert(
+	    tc_diag_has(&d, "main.conf:10: error: clients: \"10.0.0.1/8\" is not a valid CIDR"));
 	diag_free(&d);
 	tc_cleanup();
 }
@@ -227,9 +230,8 @@ START_TEST(test_missing_file)
 
 	ck_assert_ptr_null(c);
 	ck_assert_int_eq(d.n_errors, 1);
-	ck_assert_str_eq(d.lines[0],
-			 "/nonexistent/m365relay.conf: error: cannot open: No such "
-			 "file or directory");
+	ck_assert_str_eq(d.lines[0], "/nonexistent/m365relay.conf: error: cannot open: No such "
+	                             "file or directory");
 	diag_free(&d);
 }
 END_TEST
@@ -264,9 +266,9 @@ END_TEST
 START_TEST(test_conf_text)
 {
 	const char *in = "a = \"x # not a comment\" # comment\n"
-			 "b = https://host/path // comment\n"
-			 "s \"t\" { c = 'q // q' }\n"
-			 "/* x\n y */ m { }\n";
+	                 "b = https://host/path // comment\n"
+	                 "s \"t\" { c = 'q // q' }\n"
+	                 "/* x\n y */ m { }\n";
 	struct conf_text t;
 
 	ck_assert_int_eq(conf_text_prepare(in, strlen(in), &t), 0);

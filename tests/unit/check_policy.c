@@ -14,6 +14,8 @@
 #include "policy.h"
 #include "testconf.h"
 
+/* The configuration and the table read best as written: one case a row. */
+/* clang-format off */
 static const char *policy_conf =
 	"milter { max_recipients = 4 }\n"
 	"tenant \"contoso\" {\n"
@@ -361,6 +363,7 @@ static const struct pcase cases[] = {
 	 NULL, 0, VERDICT_ACCEPT, NULL, "ok", "relayhost", "relay@relay.contoso.com", 0,
 	 "relay", NULL, "onprem", FROM_KEEP, "", "", 0, 1, 0, 0},
 };
+/* clang-format on */
 
 static struct conf *pconf;
 
@@ -386,7 +389,7 @@ teardown(void)
 /* submission_of - the row's submission (ip and sender_hdr hold parts of it) */
 static void
 submission_of(const struct pcase *c, struct submission *s, struct ipaddr *ip,
-	      const char **sender_hdr)
+              const char **sender_hdr)
 {
 	memset(s, 0, sizeof(*s));
 	if (c->client != NULL) {
@@ -422,17 +425,15 @@ START_TEST(test_case)
 
 	policy_evaluate(pconf, NULL, &s, &m, rv, 6);
 
-	ck_assert_msg(m.reply.verdict == c->verdict, "%s: verdict %d (%s %s %s)",
-		      c->name, m.reply.verdict, m.reply.code, m.reply.xcode,
-		      m.reply.text);
+	ck_assert_msg(m.reply.verdict == c->verdict, "%s: verdict %d (%s %s %s)", c->name,
+	              m.reply.verdict, m.reply.code, m.reply.xcode, m.reply.text);
 	if (c->xcode != NULL)
 		ck_assert_str_eq(m.reply.xcode, c->xcode);
 	if (c->xcode != NULL && strcmp(c->xcode, "5.7.60") == 0) {
 		/* The exact words Exchange Online uses. */
 		ck_assert_str_eq(m.reply.code, "550");
-		ck_assert_str_eq(m.reply.text,
-				 "SMTP; Client does not have permissions to send "
-				 "as this sender");
+		ck_assert_str_eq(m.reply.text, "SMTP; Client does not have permissions to send "
+		                               "as this sender");
 	}
 	ck_assert_str_eq(reason_name(m.reply.reason), c->reason);
 	if (c->submitter == NULL) {
@@ -544,15 +545,15 @@ START_TEST(test_idempotent)
 	sender2[0] = c->sender_hdr;
 	s.headers.sender = sender2;
 	policy_evaluate(pconf, NULL, &s, &m2, rv, 6);
-	ck_assert_msg(m2.reply.verdict == VERDICT_ACCEPT, "%s: second look: %s %s %s",
-		      c->name, m2.reply.code, m2.reply.xcode, m2.reply.text);
+	ck_assert_msg(m2.reply.verdict == VERDICT_ACCEPT, "%s: second look: %s %s %s", c->name,
+	              m2.reply.code, m2.reply.xcode, m2.reply.text);
 	ck_assert_int_eq(m2.mode, m.mode);
 	ck_assert_ptr_eq(m2.mailbox, m.mailbox);
 	ck_assert_ptr_eq(m2.connector, m.connector);
 	ck_assert(addr_equal(&m2.final_sender, &m.final_sender));
 	policy_edits(&m2, &e2);
 	ck_assert_msg(e2.n == 1 && e2.e[0].op == EDIT_ROUTE, "%s: %zu more changes", c->name,
-		      e2.n - 1);
+	              e2.n - 1);
 }
 END_TEST
 
@@ -580,9 +581,8 @@ START_TEST(test_rcpt_replies)
 	ck_assert_int_eq(rv[1].reply.verdict, VERDICT_REJECT);
 	ck_assert_str_eq(rv[1].reply.code, "550");
 	ck_assert_str_eq(rv[1].reply.xcode, "5.7.54");
-	ck_assert_str_eq(rv[1].reply.text,
-			 "Direct Send can only reach the organisation's own "
-			 "mailboxes; <x@gmail.com> is outside fabrikam.com");
+	ck_assert_str_eq(rv[1].reply.text, "Direct Send can only reach the organisation's own "
+	                                   "mailboxes; <x@gmail.com> is outside fabrikam.com");
 	ck_assert_int_eq(rv[2].reply.verdict, VERDICT_REJECT);
 	ck_assert_str_eq(rv[2].reply.code, "501");
 	ck_assert_str_eq(rv[2].reply.xcode, "5.1.3");
@@ -591,8 +591,8 @@ END_TEST
 
 START_TEST(test_rcpt_limit_reply)
 {
-	const char *rcpts[] = {"<a@x.example>", "<b@x.example>", "<c@x.example>",
-			       "<d@x.example>", "<e@x.example>"};
+	const char *rcpts[] = {"<a@x.example>", "<b@x.example>", "<c@x.example>", "<d@x.example>",
+	                       "<e@x.example>"};
 	const char *from[] = {"erp@contoso.com"};
 	struct submission s;
 	struct policy_msg m;
@@ -612,7 +612,7 @@ START_TEST(test_rcpt_limit_reply)
 	ck_assert_str_eq(rv[4].reply.code, "452");
 	ck_assert_str_eq(rv[4].reply.xcode, "4.5.3");
 	ck_assert_str_eq(rv[4].reply.text, "Too many recipients: this gateway takes 4 per "
-					   "message; send the rest in another message");
+	                                   "message; send the rest in another message");
 }
 END_TEST
 
@@ -636,11 +636,11 @@ START_TEST(test_summary)
 	s.headers.n_from = 1;
 	policy_evaluate(pconf, NULL, &s, &m, rv, 1);
 	ck_assert_str_eq(policy_summary(&m, buf, sizeof(buf)),
-			 "client=[192.168.10.5] submitter=scanners "
-			 "sender=<scanner@printer.local> -> <scanner@contoso.com> "
-			 "from=<scanner@printer.local> from_action=rewrite "
-			 "mode=direct-send mailbox=- connector=- internal=1 "
-			 "external=0 refused=0 verdict=accept reason=ok");
+	                 "client=[192.168.10.5] submitter=scanners "
+	                 "sender=<scanner@printer.local> -> <scanner@contoso.com> "
+	                 "from=<scanner@printer.local> from_action=rewrite "
+	                 "mode=direct-send mailbox=- connector=- internal=1 "
+	                 "external=0 refused=0 verdict=accept reason=ok");
 }
 END_TEST
 
@@ -678,7 +678,7 @@ START_TEST(test_spf_unauthorized)
 	ck_assert_uint_le(pconf->n_domains, sizeof(spf_unauth) / sizeof(spf_unauth[0]));
 	for (i = 0; i < pconf->n_domains; i++)
 		spf_unauth[i] = strcmp(pconf->domains[i].name, "contoso.com") == 0 ||
-				strcmp(pconf->domains[i].name, "fabrikam.com") == 0;
+		                strcmp(pconf->domains[i].name, "fabrikam.com") == 0;
 	/* auto, a mailbox configured: smtp-auth instead of direct-send */
 	spf_submit("192.168.10.5", "<scan@printer.local>", "scan@printer.local", &m);
 	ck_assert_int_eq(m.reply.verdict, VERDICT_ACCEPT);
@@ -691,8 +691,8 @@ START_TEST(test_spf_unauthorized)
 	ck_assert_str_eq(m.reply.xcode, "4.7.0");
 	ck_assert_str_eq(reason_name(m.reply.reason), "spf-not-authorized");
 	ck_assert_str_eq(m.reply.text, "SPF for fabrikam.com does not authorize this gateway "
-				       "(egress_ip); mail for it waits until the record is "
-				       "fixed (m365ctl doctor)");
+	                               "(egress_ip); mail for it waits until the record is "
+	                               "fixed (m365ctl doctor)");
 	/* nothing rewritten: the device's own address goes out as it is */
 	spf_submit("10.1.2.3", "<mfp@fabrikam.com>", "mfp@fabrikam.com", &m);
 	ck_assert_int_eq(m.reply.verdict, VERDICT_ACCEPT);

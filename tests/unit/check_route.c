@@ -54,7 +54,7 @@ START_TEST(test_roundtrip)
 	sample(&r);
 	ck_assert_int_gt(route_format(&r, buf, sizeof(buf)), 0);
 	ck_assert_str_eq(buf, "v=2; mode=smtp-auth; tenant=contoso; domain=contoso.com; "
-			      "submitter=erp; mailbox=erp@contoso.com");
+	                      "submitter=erp; mailbox=erp@contoso.com");
 	ck_assert_int_eq(route_parse(buf, &back, &err), 0);
 	ck_assert_int_eq(memcmp(&r, &back, sizeof(r)), 0);
 	ck_assert_int_lt(route_format(&r, buf, 20), 0);
@@ -62,25 +62,25 @@ START_TEST(test_roundtrip)
 END_TEST
 
 static const char *bad[] = {
-	"",
-	"v=1; mode=relay; domain=a.example; connector=c", /* the old, unsigned form */
-	"mode=relay; domain=a.example; connector=c",
-	"v=2; mode=teleport; domain=a.example",
-	"v=2; mode=relay; domain=a.example",	      /* relay without connector */
-	"v=2; mode=smtp-auth; domain=a.example",      /* without mailbox */
-	"v=2; mode=direct-send",		      /* without domain */
-	"v=2; mode=direct-send; domain=a.example; tenant=t", /* without submitter */
-	"v=2; mode=direct-send; domain=a.example; submitter=s", /* without tenant */
-	"v=2; mode=direct-send; domain=a.example; color=red",
-	"v=2; mode=direct-send; domain=a b.example",
-	"v=2; mode=direct-send; domain",
-	"v=2; mode=direct-send; domain=",
-	"v=2; mode=direct-send; domain=a.example; domain=b.example", /* twice */
-	"v=2; mode=direct-send; domain=a.example; mac=00",	     /* short mac */
-	"v=2; mode=direct-send; domain=a.example; key=1a2b3c4d",     /* key without mac */
-	"v=2; mode=direct-send; domain=a.example; key=1A2B3C4D; mac="
-	"0000000000000000000000000000000000000000000000000000000000000000",
-	"v=2; mode=direct-send; domain=a.example; qid=A B",
+    "",
+    "v=1; mode=relay; domain=a.example; connector=c", /* the old, unsigned form */
+    "mode=relay; domain=a.example; connector=c",
+    "v=2; mode=teleport; domain=a.example",
+    "v=2; mode=relay; domain=a.example",                    /* relay without connector */
+    "v=2; mode=smtp-auth; domain=a.example",                /* without mailbox */
+    "v=2; mode=direct-send",                                /* without domain */
+    "v=2; mode=direct-send; domain=a.example; tenant=t",    /* without submitter */
+    "v=2; mode=direct-send; domain=a.example; submitter=s", /* without tenant */
+    "v=2; mode=direct-send; domain=a.example; color=red",
+    "v=2; mode=direct-send; domain=a b.example",
+    "v=2; mode=direct-send; domain",
+    "v=2; mode=direct-send; domain=",
+    "v=2; mode=direct-send; domain=a.example; domain=b.example", /* twice */
+    "v=2; mode=direct-send; domain=a.example; mac=00",           /* short mac */
+    "v=2; mode=direct-send; domain=a.example; key=1a2b3c4d",     /* key without mac */
+    "v=2; mode=direct-send; domain=a.example; key=1A2B3C4D; mac="
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "v=2; mode=direct-send; domain=a.example; qid=A B",
 };
 
 START_TEST(test_refused)
@@ -113,8 +113,9 @@ START_TEST(test_folded)
 
 	/* A header folded by an MTA still reads. */
 	ck_assert_int_eq(route_parse(" v=2; mode=relay;\r\n\ttenant=contoso; "
-				     "domain=contoso.com; submitter=s; connector=onprem",
-				     &r, &err), 0);
+	                             "domain=contoso.com; submitter=s; connector=onprem",
+	                             &r, &err),
+	                 0);
 	ck_assert_int_eq(r.mode, MODE_RELAY);
 	ck_assert_str_eq(r.connector, "onprem");
 }
@@ -134,9 +135,9 @@ START_TEST(test_known_answer)
 	addr(&sender, "Billing@CONTOSO.com"); /* the domain's case does not matter */
 	ck_assert_int_gt(route_sign(&r, "4XyZ12AbC", &sender, &k, buf, sizeof(buf)), 0);
 	ck_assert_str_eq(buf, "v=2; mode=smtp-auth; tenant=contoso; domain=contoso.com; "
-			      "submitter=erp; mailbox=erp@contoso.com; qid=4XyZ12AbC; "
-			      "key=bd33ef86; mac=807568a50270e86d15c47a28ea956c8c2750d31f36"
-			      "afc1c476c38a8aa0cde68a");
+	                      "submitter=erp; mailbox=erp@contoso.com; qid=4XyZ12AbC; "
+	                      "key=bd33ef86; mac=807568a50270e86d15c47a28ea956c8c2750d31f36"
+	                      "afc1c476c38a8aa0cde68a");
 }
 END_TEST
 
@@ -163,8 +164,7 @@ START_TEST(test_signed)
 	/* No keys at all: nothing can be trusted. */
 	ck_assert_int_eq(route_verify(&back, "ABC123", &sender, keys, 0), ROUTE_UNSIGNED);
 	/* Another queue id: genuine, but for another message. */
-	ck_assert_int_eq(route_verify(&back, "DEF456", &sender, keys, 2),
-			 ROUTE_OTHER_QUEUE_ID);
+	ck_assert_int_eq(route_verify(&back, "DEF456", &sender, keys, 2), ROUTE_OTHER_QUEUE_ID);
 	/* Another sender. */
 	ck_assert_int_eq(route_verify(&back, "ABC123", &other, keys, 2), ROUTE_FORGED);
 	ck_assert_int_eq(route_verify(&back, "ABC123", &null, keys, 2), ROUTE_FORGED);
@@ -180,8 +180,9 @@ START_TEST(test_signed)
 	ck_assert_int_eq(route_verify(&back, "DEF456", &sender, keys, 2), ROUTE_FORGED);
 	/* Unsigned. */
 	ck_assert_int_eq(route_parse("v=2; mode=smtp-auth; tenant=contoso; domain=contoso.com; "
-				     "submitter=erp; mailbox=erp@contoso.com",
-				     &back, &err), 0);
+	                             "submitter=erp; mailbox=erp@contoso.com",
+	                             &back, &err),
+	                 0);
 	ck_assert_int_eq(route_verify(&back, "ABC123", &sender, keys, 2), ROUTE_UNSIGNED);
 	/* Folding on the way does not change what is verified. */
 	p = strstr(buf, "; domain=");

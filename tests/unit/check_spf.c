@@ -16,30 +16,32 @@
 #include "spf.h"
 
 #define EGRESS "203.0.113.7"
-#define M365 "v=spf1 ip4:40.92.0.0/15 ip4:52.100.0.0/14 -all"
+#define M365   "v=spf1 ip4:40.92.0.0/15 ip4:52.100.0.0/14 -all"
 
 static const struct dns_fake_rr zone[] = {
-	{"spf.protection.outlook.com", "TXT", M365},
-	{"pass.test", "TXT", "v=spf1 ip4:203.0.113.7 include:spf.protection.outlook.com -all"},
-	{"pass.test", "TXT", "google-site-verification=abc"},
-	{"noinclude.test", "TXT", "v=spf1 ip4:203.0.113.0/24 -all"},
-	{"notlisted.test", "TXT", "v=spf1 ip4:198.51.100.0/24 include:spf.protection.outlook.com ~all"},
-	{"norecord.test", "TXT", "ms=ms12345"},
-	{"two.test", "TXT", "v=spf1 ip4:203.0.113.7 -all"},
-	{"two.test", "TXT", "v=spf1 include:spf.protection.outlook.com -all"},
-	{"plusall.test", "TXT", "v=spf1 include:spf.protection.outlook.com +all"},
-	{"nested.test", "TXT", "v=spf1 include:_spf.nested.test -all"},
-	{"_spf.nested.test", "TXT", "v=spf1 ip4:203.0.113.7 include:spf.protection.outlook.com -all"},
-	{"many.test", "TXT", "v=spf1 ip4:203.0.113.7 include:a.many.test include:b.many.test "
-			     "include:spf.protection.outlook.com mx a ~all"},
-	{"a.many.test", "TXT", "v=spf1 a:h1.many.test a:h2.many.test a:h3.many.test -all"},
-	{"b.many.test", "TXT", "v=spf1 a:h4.many.test a:h5.many.test exists:h6.many.test -all"},
-	{"v6.test", "TXT", "v=spf1 ip6:2001:db8::/32 include:spf.protection.outlook.com -all"},
-	/* includes itself 12 times: 12^10 walks without a bound */
-	{"loop.test", "TXT", "v=spf1 include:loop.test include:loop.test include:loop.test "
-			     "include:loop.test include:loop.test include:loop.test "
-			     "include:loop.test include:loop.test include:loop.test "
-			     "include:loop.test include:loop.test include:loop.test -all"},
+    {"spf.protection.outlook.com", "TXT", M365},
+    {"pass.test", "TXT", "v=spf1 ip4:203.0.113.7 include:spf.protection.outlook.com -all"},
+    {"pass.test", "TXT", "google-site-verification=abc"},
+    {"noinclude.test", "TXT", "v=spf1 ip4:203.0.113.0/24 -all"},
+    {"notlisted.test", "TXT", "v=spf1 ip4:198.51.100.0/24 include:spf.protection.outlook.com ~all"},
+    {"norecord.test", "TXT", "ms=ms12345"},
+    {"two.test", "TXT", "v=spf1 ip4:203.0.113.7 -all"},
+    {"two.test", "TXT", "v=spf1 include:spf.protection.outlook.com -all"},
+    {"plusall.test", "TXT", "v=spf1 include:spf.protection.outlook.com +all"},
+    {"nested.test", "TXT", "v=spf1 include:_spf.nested.test -all"},
+    {"_spf.nested.test", "TXT", "v=spf1 ip4:203.0.113.7 include:spf.protection.outlook.com -all"},
+    {"many.test", "TXT",
+     "v=spf1 ip4:203.0.113.7 include:a.many.test include:b.many.test "
+     "include:spf.protection.outlook.com mx a ~all"},
+    {"a.many.test", "TXT", "v=spf1 a:h1.many.test a:h2.many.test a:h3.many.test -all"},
+    {"b.many.test", "TXT", "v=spf1 a:h4.many.test a:h5.many.test exists:h6.many.test -all"},
+    {"v6.test", "TXT", "v=spf1 ip6:2001:db8::/32 include:spf.protection.outlook.com -all"},
+    /* includes itself 12 times: 12^10 walks without a bound */
+    {"loop.test", "TXT",
+     "v=spf1 include:loop.test include:loop.test include:loop.test "
+     "include:loop.test include:loop.test include:loop.test "
+     "include:loop.test include:loop.test include:loop.test "
+     "include:loop.test include:loop.test include:loop.test -all"},
 };
 #define NZONE (sizeof(zone) / sizeof(zone[0]))
 
@@ -94,7 +96,7 @@ START_TEST(test_missing_include)
 	ck_assert(!r.has_m365_include);
 	/* existing mechanisms kept, a strict -all kept */
 	ck_assert_str_eq(r.suggestion,
-			 "v=spf1 ip4:203.0.113.0/24 include:spf.protection.outlook.com -all");
+	                 "v=spf1 ip4:203.0.113.0/24 include:spf.protection.outlook.com -all");
 }
 END_TEST
 
@@ -107,12 +109,12 @@ START_TEST(test_not_listed)
 	ck_assert_str_eq(r.result, "softfail");
 	ck_assert(r.has_m365_include);
 	ck_assert_str_eq(r.suggestion, "v=spf1 ip4:203.0.113.7 ip4:198.51.100.0/24 "
-				       "include:spf.protection.outlook.com ~all");
+	                               "include:spf.protection.outlook.com ~all");
 	/* IPv6 egress gets an ip6: mechanism */
 	inspect("v6.test", "2001:db9::1", &r);
 	ck_assert(!r.pass);
 	ck_assert_str_eq(r.suggestion, "v=spf1 ip6:2001:db9::1 ip6:2001:db8::/32 "
-				       "include:spf.protection.outlook.com -all");
+	                               "include:spf.protection.outlook.com -all");
 	inspect("v6.test", "2001:db8::25", &r);
 	ck_assert(r.pass);
 }
@@ -127,7 +129,7 @@ START_TEST(test_no_record)
 	ck_assert(!r.pass);
 	ck_assert_str_eq(r.result, "none");
 	ck_assert_str_eq(r.suggestion,
-			 "v=spf1 ip4:203.0.113.7 include:spf.protection.outlook.com ~all");
+	                 "v=spf1 ip4:203.0.113.7 include:spf.protection.outlook.com ~all");
 	inspect("nxdomain.test", EGRESS, &r);
 	ck_assert_uint_eq(r.n_records, 0);
 	ck_assert(!r.pass);
@@ -144,7 +146,7 @@ START_TEST(test_two_records)
 	ck_assert_str_eq(r.result, "permerror");
 	/* the merge keeps both records' mechanisms, once each */
 	ck_assert_str_eq(r.suggestion, "v=spf1 ip4:203.0.113.7 "
-				       "include:spf.protection.outlook.com -all");
+	                               "include:spf.protection.outlook.com -all");
 }
 END_TEST
 
@@ -174,8 +176,7 @@ START_TEST(test_plus_all)
 	inspect("plusall.test", "192.0.2.99", &r);
 	ck_assert(r.plus_all);
 	ck_assert(r.pass); /* anybody passes: that is the problem */
-	ck_assert_str_eq(r.suggestion,
-			 "v=spf1 include:spf.protection.outlook.com ~all");
+	ck_assert_str_eq(r.suggestion, "v=spf1 include:spf.protection.outlook.com ~all");
 }
 END_TEST
 
@@ -185,7 +186,7 @@ START_TEST(test_mx_form)
 	char mx[4][DNS_NAME_MAX], err[64];
 	size_t n;
 	static const struct dns_fake_rr mxz[] = {
-		{"contoso.com", "MX", "contoso-com.mail.protection.outlook.com"}};
+	    {"contoso.com", "MX", "contoso-com.mail.protection.outlook.com"}};
 	struct dns *d = dns_fake(mxz, 1);
 
 	mx_endpoint_form("contoso.com", buf, sizeof(buf));

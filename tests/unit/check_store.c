@@ -35,17 +35,17 @@ load(const char *extra)
 
 	if (be != NULL && strcmp(be, "redis") == 0)
 		snprintf(store, sizeof(store),
-			 "store { backend = redis redis_port = %s prefix = \"t%d:\" }\n",
-			 port ? port : "6379", (int)getpid());
+		         "store { backend = redis redis_port = %s prefix = \"t%d:\" }\n",
+		         port ? port : "6379", (int)getpid());
 	else
 		snprintf(store, sizeof(store), "store { path = \"store.mdb\" size = 1 }\n");
 	snprintf(text, sizeof(text),
-		 "%s%s"
-		 "tenant \"t\" { accepted_domains = { \"contoso.com\" } }\n"
-		 "mailbox \"a@contoso.com\" { password_file = \"ops.pw\" }\n"
-		 "domain \"contoso.com\" { default_sender = \"a@contoso.com\" }\n"
-		 "submitter \"s\" { clients = { \"10.0.0.0/8\" } }\n",
-		 store, extra ? extra : "");
+	         "%s%s"
+	         "tenant \"t\" { accepted_domains = { \"contoso.com\" } }\n"
+	         "mailbox \"a@contoso.com\" { password_file = \"ops.pw\" }\n"
+	         "domain \"contoso.com\" { default_sender = \"a@contoso.com\" }\n"
+	         "submitter \"s\" { clients = { \"10.0.0.0/8\" } }\n",
+	         store, extra ? extra : "");
 	c = tc_load(text, NULL, &d);
 	if (c == NULL)
 		tc_diag_print(&d);
@@ -80,18 +80,23 @@ START_TEST(test_messages_exact)
 	int i;
 
 	for (i = 0; i < 30; i++)
-		ck_assert_int_eq(store_msg_take(st, "out", "A@contoso.com", l.count, l.window * 1000, 1000 + i,
-						&free_at, &e), STORE_OK);
-	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", l.count, l.window * 1000, 1030, &free_at, &e),
-			 STORE_FULL);
+		ck_assert_int_eq(store_msg_take(st, "out", "A@contoso.com", l.count,
+		                                l.window * 1000, 1000 + i, &free_at, &e),
+		                 STORE_OK);
+	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", l.count, l.window * 1000, 1030,
+	                                &free_at, &e),
+	                 STORE_FULL);
 	ck_assert_uint_eq(free_at, 61000);
-	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", l.count, l.window * 1000, 60999, &free_at, &e),
-			 STORE_FULL);
-	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", l.count, l.window * 1000, 61000, &free_at, &e),
-			 STORE_OK);
+	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", l.count, l.window * 1000, 60999,
+	                                &free_at, &e),
+	                 STORE_FULL);
+	ck_assert_int_eq(store_msg_take(st, "out", "a@contoso.com", l.count, l.window * 1000, 61000,
+	                                &free_at, &e),
+	                 STORE_OK);
 	/* Another namespace counts on its own. */
-	ck_assert_int_eq(store_msg_take(st, "adm", "a@contoso.com", l.count, l.window * 1000, 61000, &free_at, &e),
-			 STORE_OK);
+	ck_assert_int_eq(store_msg_take(st, "adm", "a@contoso.com", l.count, l.window * 1000, 61000,
+	                                &free_at, &e),
+	                 STORE_OK);
 }
 END_TEST
 
@@ -109,26 +114,26 @@ START_TEST(test_messages_in_flight)
 	uint64_t a, b, f;
 
 	ck_assert_int_eq(store_msg_hold(st, "out", "a@contoso.com", 2, 2000, 1000, 600000, &a, &e),
-			 STORE_OK);
+	                 STORE_OK);
 	ck_assert_uint_eq(a, 601000);
 	ck_assert_int_eq(store_msg_hold(st, "out", "a@contoso.com", 2, 2000, 1100, 600000, &b, &e),
-			 STORE_OK);
+	                 STORE_OK);
 	ck_assert_uint_eq(b, 601100);
 	/* Past the window, both still in flight: full, look again soon. */
 	ck_assert_int_eq(store_msg_hold(st, "out", "a@contoso.com", 2, 2000, 3500, 600000, &f, &e),
-			 STORE_FULL);
+	                 STORE_FULL);
 	ck_assert_uint_eq(f, 3500 + WIN_POLL_MS);
 	/* The first went at 3600; the second sent nothing. */
 	ck_assert_int_eq(store_msg_retime(st, "out", "a@contoso.com", 2, a, 3600, &e), 0);
 	ck_assert_int_eq(store_msg_retime(st, "out", "a@contoso.com", 2, b, 0, &e), 0);
 	ck_assert_int_eq(store_msg_hold(st, "out", "a@contoso.com", 2, 2000, 3700, 600000, &b, &e),
-			 STORE_OK);
+	                 STORE_OK);
 	ck_assert_int_eq(store_msg_retime(st, "out", "a@contoso.com", 2, b, 3750, &e), 0);
 	ck_assert_int_eq(store_msg_hold(st, "out", "a@contoso.com", 2, 2000, 5599, 600000, &f, &e),
-			 STORE_FULL);
+	                 STORE_FULL);
 	ck_assert_uint_eq(f, 5600);
 	ck_assert_int_eq(store_msg_hold(st, "out", "a@contoso.com", 2, 2000, 5600, 600000, &f, &e),
-			 STORE_OK);
+	                 STORE_OK);
 }
 END_TEST
 
@@ -138,11 +143,17 @@ START_TEST(test_recipients)
 	struct store_err e;
 	uint64_t free_at, t0 = 900000ULL * 10;
 
-	ck_assert_int_eq(store_rcpt_take(st, "out", "a@contoso.com", &l, 60, t0, &free_at, &e), STORE_OK);
-	ck_assert_int_eq(store_rcpt_take(st, "out", "a@contoso.com", &l, 40, t0 + 3600000, &free_at, &e), STORE_OK);
-	ck_assert_int_eq(store_rcpt_take(st, "out", "a@contoso.com", &l, 1, t0 + 3600001, &free_at, &e), STORE_FULL);
+	ck_assert_int_eq(store_rcpt_take(st, "out", "a@contoso.com", &l, 60, t0, &free_at, &e),
+	                 STORE_OK);
+	ck_assert_int_eq(
+	    store_rcpt_take(st, "out", "a@contoso.com", &l, 40, t0 + 3600000, &free_at, &e),
+	    STORE_OK);
+	ck_assert_int_eq(
+	    store_rcpt_take(st, "out", "a@contoso.com", &l, 1, t0 + 3600001, &free_at, &e),
+	    STORE_FULL);
 	ck_assert_uint_eq(free_at, t0 + 900000 + 86400000ULL);
-	ck_assert_int_eq(store_rcpt_take(st, "out", "a@contoso.com", &l, 60, free_at, &free_at, &e), STORE_OK);
+	ck_assert_int_eq(store_rcpt_take(st, "out", "a@contoso.com", &l, 60, free_at, &free_at, &e),
+	                 STORE_OK);
 }
 END_TEST
 
@@ -156,8 +167,11 @@ START_TEST(test_usage_and_persistence)
 	int i;
 
 	for (i = 0; i < 25; i++)
-		ck_assert_int_eq(store_msg_take(st, "adm", m->name, l.count, l.window * 1000, now, &free_at, &e), STORE_OK);
-	ck_assert_int_eq(store_rcpt_take(st, "adm", m->name, &m->recipients, 7, now, &free_at, &e), STORE_OK);
+		ck_assert_int_eq(
+		    store_msg_take(st, "adm", m->name, l.count, l.window * 1000, now, &free_at, &e),
+		    STORE_OK);
+	ck_assert_int_eq(store_rcpt_take(st, "adm", m->name, &m->recipients, 7, now, &free_at, &e),
+	                 STORE_OK);
 	/* A new process (or a reboot) sees the same counts. */
 	store_close(st);
 	st = store_open(conf, &e);
@@ -167,8 +181,12 @@ START_TEST(test_usage_and_persistence)
 	ck_assert_uint_eq(u.rcpts, 7);
 	ck_assert_uint_eq(u.sessions, 0);
 	for (i = 0; i < 5; i++)
-		ck_assert_int_eq(store_msg_take(st, "adm", m->name, l.count, l.window * 1000, now, &free_at, &e), STORE_OK);
-	ck_assert_int_eq(store_msg_take(st, "adm", m->name, l.count, l.window * 1000, now, &free_at, &e), STORE_FULL);
+		ck_assert_int_eq(
+		    store_msg_take(st, "adm", m->name, l.count, l.window * 1000, now, &free_at, &e),
+		    STORE_OK);
+	ck_assert_int_eq(
+	    store_msg_take(st, "adm", m->name, l.count, l.window * 1000, now, &free_at, &e),
+	    STORE_FULL);
 }
 END_TEST
 
@@ -233,19 +251,28 @@ START_TEST(test_journal)
 	struct store_err e;
 	char reply[600];
 
-	ck_assert_int_eq(store_journal_get(st, "Q1", "x@example.net", &js, reply, sizeof(reply), &e), STORE_OK);
+	ck_assert_int_eq(
+	    store_journal_get(st, "Q1", "x@example.net", &js, reply, sizeof(reply), &e), STORE_OK);
 	ck_assert_int_eq(js, JOURNAL_NONE);
-	ck_assert_int_eq(store_journal_put(st, "Q1", "x@example.net", JOURNAL_ACCEPTED, "250 2.0.0 OK", 1, &e), STORE_OK);
-	ck_assert_int_eq(store_journal_put(st, "Q1", "y@example.net", JOURNAL_FAILED, "550 5.1.10 RecipientNotFound", 1, &e), STORE_OK);
-	ck_assert_int_eq(store_journal_put(st, "Q10", "x@example.net", JOURNAL_ACCEPTED, "", 1, &e), STORE_OK);
-	ck_assert_int_eq(store_journal_get(st, "Q1", "y@example.net", &js, reply, sizeof(reply), &e), STORE_OK);
+	ck_assert_int_eq(
+	    store_journal_put(st, "Q1", "x@example.net", JOURNAL_ACCEPTED, "250 2.0.0 OK", 1, &e),
+	    STORE_OK);
+	ck_assert_int_eq(store_journal_put(st, "Q1", "y@example.net", JOURNAL_FAILED,
+	                                   "550 5.1.10 RecipientNotFound", 1, &e),
+	                 STORE_OK);
+	ck_assert_int_eq(store_journal_put(st, "Q10", "x@example.net", JOURNAL_ACCEPTED, "", 1, &e),
+	                 STORE_OK);
+	ck_assert_int_eq(
+	    store_journal_get(st, "Q1", "y@example.net", &js, reply, sizeof(reply), &e), STORE_OK);
 	ck_assert_int_eq(js, JOURNAL_FAILED);
 	ck_assert_str_eq(reply, "550 5.1.10 RecipientNotFound");
 	ck_assert_int_eq(store_journal_drop(st, "Q1", &e), STORE_OK);
-	ck_assert_int_eq(store_journal_get(st, "Q1", "x@example.net", &js, reply, sizeof(reply), &e), STORE_OK);
+	ck_assert_int_eq(
+	    store_journal_get(st, "Q1", "x@example.net", &js, reply, sizeof(reply), &e), STORE_OK);
 	ck_assert_int_eq(js, JOURNAL_NONE);
 	/* Dropping Q1 leaves Q10 alone. */
-	ck_assert_int_eq(store_journal_get(st, "Q10", "x@example.net", &js, reply, sizeof(reply), &e), STORE_OK);
+	ck_assert_int_eq(
+	    store_journal_get(st, "Q10", "x@example.net", &js, reply, sizeof(reply), &e), STORE_OK);
 	ck_assert_int_eq(js, JOURNAL_ACCEPTED);
 }
 END_TEST

@@ -178,9 +178,8 @@ alive_odd(const struct holder *h)
 
 START_TEST(test_slots)
 {
-	struct holder h[8], a = {1, 10, 1, 0, 0}, b2 = {1, 10, 3, 0, 0},
-			    c = {1, 10, 5, 0, 0}, d = {1, 10, 7, 0, 0},
-			    dead = {1, 10, 2, 0, 0};
+	struct holder h[8], a = {1, 10, 1, 0, 0}, b2 = {1, 10, 3, 0, 0}, c = {1, 10, 5, 0, 0},
+	                    d = {1, 10, 7, 0, 0}, dead = {1, 10, 2, 0, 0};
 	size_t n = 0;
 
 	ck_assert(win_slot_take(h, &n, 8, 3, &dead, alive_odd));

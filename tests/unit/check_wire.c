@@ -47,7 +47,7 @@ feed(struct smtp_reply *r, const char *const *lines, size_t n, const char **err)
 START_TEST(test_reply_multiline)
 {
 	static const char *const l[] = {"250-relay.example Hello", "250-PIPELINING",
-					"250 2.0.0 SMTPUTF8"};
+	                                "250 2.0.0 SMTPUTF8"};
 	struct smtp_reply r;
 	const char *err = NULL;
 
@@ -60,7 +60,7 @@ END_TEST
 START_TEST(test_reply_enhanced)
 {
 	static const char *const l[] = {
-		"554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException"};
+	    "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException"};
 	struct smtp_reply r;
 	const char *err = NULL;
 
@@ -73,11 +73,11 @@ END_TEST
 
 /* Replies a hostile or broken server may send: each refused, none "complete". */
 static const char *const bad_replies[][2] = {
-	{"250-first", "251 second"}, /* the code changes between lines */
-	{"25", NULL},		     /* too short */
-	{"abc text", NULL},	     /* no code */
-	{"250xtext", NULL},	     /* neither space nor dash after the code */
-	{"099 low", NULL},	     /* not a reply code */
+    {"250-first", "251 second"}, /* the code changes between lines */
+    {"25", NULL},                /* too short */
+    {"abc text", NULL},          /* no code */
+    {"250xtext", NULL},          /* neither space nor dash after the code */
+    {"099 low", NULL},           /* not a reply code */
 };
 
 START_TEST(test_reply_refused)
@@ -124,22 +124,22 @@ static const struct {
 	enum reply_class cls;
 	const char *hint_part; /* NULL: no hint */
 } classes[] = {
-	{250, "2.0.0", "OK <id> [Hostname=X]", RC_OK, NULL},
-	{432, "4.3.2", "STOREDRV.ClientSubmit; sender thread limit exceeded", RC_TEMP,
-	 "concurrent SMTP AUTH sessions"},
-	{451, "4.7.500", "Server busy", RC_TEMP, "throttling"},
-	{354, "", "Start mail input", RC_TEMP, NULL}, /* cannot end a delivery */
-	{535, "5.7.139", "Authentication unsuccessful, SmtpClientAuthentication is disabled",
-	 RC_CONFIG, "Set-CASMailbox"},
-	{535, "5.7.139", "Authentication unsuccessful, basic authentication is disabled.",
-	 RC_CONFIG, "give the mailbox an app"},
-	{535, "5.7.139", "something new", RC_CONFIG, "Conditional Access"},
-	{554, "5.2.0", "STOREDRV.Submission.Exception:SubmissionQuotaExceededException",
-	 RC_CONFIG, "10,000 recipients"},
-	{554, "5.2.0", "some other 5.2.0", RC_PERM, NULL},
-	{550, "5.7.64", "TenantAttribution; Relay Access Denied", RC_CONFIG, "connector"},
-	{550, "5.1.10", "RESOLVER.ADR.RecipientNotFound", RC_PERM, NULL},
-	{552, "5.3.4", "Message size exceeds fixed maximum message size", RC_PERM, NULL},
+    {250, "2.0.0", "OK <id> [Hostname=X]", RC_OK, NULL},
+    {432, "4.3.2", "STOREDRV.ClientSubmit; sender thread limit exceeded", RC_TEMP,
+     "concurrent SMTP AUTH sessions"},
+    {451, "4.7.500", "Server busy", RC_TEMP, "throttling"},
+    {354, "", "Start mail input", RC_TEMP, NULL}, /* cannot end a delivery */
+    {535, "5.7.139", "Authentication unsuccessful, SmtpClientAuthentication is disabled", RC_CONFIG,
+     "Set-CASMailbox"},
+    {535, "5.7.139", "Authentication unsuccessful, basic authentication is disabled.", RC_CONFIG,
+     "give the mailbox an app"},
+    {535, "5.7.139", "something new", RC_CONFIG, "Conditional Access"},
+    {554, "5.2.0", "STOREDRV.Submission.Exception:SubmissionQuotaExceededException", RC_CONFIG,
+     "10,000 recipients"},
+    {554, "5.2.0", "some other 5.2.0", RC_PERM, NULL},
+    {550, "5.7.64", "TenantAttribution; Relay Access Denied", RC_CONFIG, "connector"},
+    {550, "5.1.10", "RESOLVER.ADR.RecipientNotFound", RC_PERM, NULL},
+    {552, "5.3.4", "Message size exceeds fixed maximum message size", RC_PERM, NULL},
 };
 
 START_TEST(test_classify)
@@ -152,8 +152,8 @@ START_TEST(test_classify)
 		ck_assert_ptr_null(hint);
 	else
 		ck_assert_msg(hint != NULL && strstr(hint, classes[_i].hint_part) != NULL,
-			      "%d %s: hint %s", classes[_i].code, classes[_i].xcode,
-			      hint ? hint : "(none)");
+		              "%d %s: hint %s", classes[_i].code, classes[_i].xcode,
+		              hint ? hint : "(none)");
 }
 END_TEST
 
@@ -199,7 +199,8 @@ START_TEST(test_exit_map)
 	ck_assert_ptr_nonnull(strstr(out, "550 RESOLVER.ADR.RecipientNotFound"));
 
 	/* ...one that means our configuration is wrong defers: mail waits for the fix. */
-	r = reply(535, "5.7.139", "Authentication unsuccessful, the user credentials were incorrect.");
+	r = reply(535, "5.7.139",
+	          "Authentication unsuccessful, the user credentials were incorrect.");
 	outcome_reply(&o, "smtp.office365.com", &r);
 	memset(out, 0, sizeof(out));
 	ck_assert_int_eq(o.kind, OUT_DEFER);
@@ -227,12 +228,12 @@ parse(const char *text, struct message *m)
 START_TEST(test_message_fields)
 {
 	static const char text[] = "From: Scanner <scan@printer.local>\n"
-				   "Subject: a long\n"
-				   " folded subject\n"
-				   "Sender: s@printer.local\n"
-				   "X-Other: x\n"
-				   "\n"
-				   "From: not a header, the body\n";
+	                           "Subject: a long\n"
+	                           " folded subject\n"
+	                           "Sender: s@printer.local\n"
+	                           "X-Other: x\n"
+	                           "\n"
+	                           "From: not a header, the body\n";
 	struct message m;
 
 	parse(text, &m);
@@ -254,10 +255,10 @@ START_TEST(test_message_mbox_line)
 {
 	struct message m;
 
-	parse("From scan@printer.local Wed Dec  2 05:00:00 2026\nFrom: a@b.example\n\nbody\n",
-	      &m);
+	parse("From scan@printer.local Wed Dec  2 05:00:00 2026\nFrom: a@b.example\n\nbody\n", &m);
 	ck_assert_uint_eq(m.n_fields, 1);
-	ck_assert_uint_eq(m.fields[0].off, strlen("From scan@printer.local Wed Dec  2 05:00:00 2026\n"));
+	ck_assert_uint_eq(m.fields[0].off,
+	                  strlen("From scan@printer.local Wed Dec  2 05:00:00 2026\n"));
 	message_free(&m);
 }
 END_TEST
@@ -303,8 +304,8 @@ make_cert(void)
 	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
 	X509_set_pubkey(x, pkey);
 	name = X509_get_subject_name(x);
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"app", -1,
-				   -1, 0);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"app", -1, -1,
+	                           0);
 	X509_set_issuer_name(x, name);
 	if (X509_sign(x, pkey, EVP_sha256()) <= 0)
 		return -1;
@@ -377,7 +378,7 @@ check_assertion(enum assertion_alg alg)
 	app.key_file = key_file;
 	app.assertion = alg;
 	ck_assert_msg(oauth_assertion(&app, url, 1700000000, jwt, sizeof(jwt), &e) == 0, "%s",
-		      e.msg);
+	              e.msg);
 	d1 = strchr(jwt, '.');
 	ck_assert_ptr_nonnull(d1);
 	d2 = strchr(d1 + 1, '.');
@@ -415,8 +416,8 @@ check_assertion(enum assertion_alg alg)
 		ck_assert_int_eq(EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST), 1);
 	}
 	ck_assert_int_eq(EVP_DigestVerify(md, sig, (size_t)siglen, (const unsigned char *)jwt,
-					  (size_t)(d2 - jwt)),
-			 1);
+	                                  (size_t)(d2 - jwt)),
+	                 1);
 	/* ...and not over anything else. */
 	jwt[0] ^= 1;
 	EVP_MD_CTX_reset(md);
@@ -427,8 +428,8 @@ check_assertion(enum assertion_alg alg)
 		EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST);
 	}
 	ck_assert_int_ne(EVP_DigestVerify(md, sig, (size_t)siglen, (const unsigned char *)jwt,
-					  (size_t)(d2 - jwt)),
-			 1);
+	                                  (size_t)(d2 - jwt)),
+	                 1);
 	EVP_MD_CTX_free(md);
 	json_object_put(h);
 	json_object_put(c);
@@ -464,9 +465,8 @@ START_TEST(test_assertion_wrong_key)
 	app.certificate_file = cert_file;
 	app.key_file = other;
 	app.assertion = ASSERTION_PS256;
-	ck_assert_int_eq(oauth_assertion(&app, "https://l/t/oauth2/v2.0/token", 1, jwt,
-					 sizeof(jwt), &e),
-			 -1);
+	ck_assert_int_eq(
+	    oauth_assertion(&app, "https://l/t/oauth2/v2.0/token", 1, jwt, sizeof(jwt), &e), -1);
 	ck_assert(e.local);
 	ck_assert_ptr_nonnull(strstr(e.msg, "does not match"));
 	unlink(other);
@@ -488,7 +488,8 @@ main(void)
 	tcase_add_test(tc, test_reply_multiline);
 	tcase_add_test(tc, test_reply_enhanced);
 	tcase_add_test(tc, test_reply_control_characters);
-	tcase_add_loop_test(tc, test_reply_refused, 0, sizeof(bad_replies) / sizeof(bad_replies[0]));
+	tcase_add_loop_test(tc, test_reply_refused, 0,
+	                    sizeof(bad_replies) / sizeof(bad_replies[0]));
 	tcase_add_loop_test(tc, test_classify, 0, sizeof(classes) / sizeof(classes[0]));
 	tcase_add_test(tc, test_exit_map);
 	tcase_add_test(tc, test_message_fields);
