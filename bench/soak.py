@@ -77,10 +77,14 @@ transport {{
     sendmail = "{work}/sendmail"
     timeout_connect = 5
     timeout_greeting = 10
+    # Short for MAIL (the stall fault), long after the dot: a transport that
+    # gives up waiting for the final reply cannot know whether the message
+    # went (RFC 5321 6.1), and a loaded simulator answers late; only the
+    # drop-after-dot fault may duplicate a message here.
     timeout_command = {timeout_command}
-    timeout_data = 4
-    timeout_block = 4
-    timeout_dot = 6
+    timeout_data = 30
+    timeout_block = 30
+    timeout_dot = 120
     pacing_wait = 10
     token_timeout = 5
 }}
