@@ -231,6 +231,18 @@ def proc_res(pid):
     return g("VmRSS"), g("VmHWM"), fds
 
 
+def proc_mem(pid):
+    """(RssAnon kB, RssFile kB) or None: the heap's share of RSS, and the
+    mapped files' (LMDB's map counts there once its pages are touched)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            st = f.read()
+    except OSError:
+        return None
+    g = lambda k: int(re.search(r"^%s:\s+(\d+)" % k, st, re.M).group(1)) if re.search(r"^%s:" % k, st, re.M) else 0
+    return g("RssAnon"), g("RssFile")
+
+
 def transports(exe):
     out = []
     for d in os.listdir("/proc"):
@@ -631,6 +643,9 @@ class Soak:
                     r = proc_res(pid)
                     if r:
                         s["milters"].append((pid, pid == p.pid) + r)
+                    m = proc_mem(pid) if pid != p.pid else None
+                    if m:
+                        s.setdefault("milter_mem", []).append(m)
             for pid in transports(self.exe):
                 r = proc_res(pid)
                 if r:
@@ -980,6 +995,10 @@ class Soak:
         w, e = self.warm or self.end_state, self.end_state
         L.append("    milter workers at warm-up (10%%, %.0f s): %s; at the end: %s  (RSS kB, HWM kB, fds)"
                  % (w["t"], w["milters"], e["milters"]))
+        wm = [x for x in self.samples if x["t"] >= w["t"] and x.get("milter_mem")]
+        if wm:
+            L.append("    milter workers' RssAnon/RssFile kB at warm-up: %s; at the end: %s"
+                     % (wm[0]["milter_mem"], wm[-1]["milter_mem"]))
         L.append("    store at warm-up: %s; at the end: %s" % (w["store"], e["store"]))
         if self.a.store == "redis":
             a_, b_ = w["store"]["redis_used_memory"], e["store"]["redis_used_memory"]
