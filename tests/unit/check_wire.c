@@ -359,6 +359,26 @@ part_json(const char *p, size_t n)
 	return json_tokener_parse((char *)buf);
 }
 
+/* verifies - EVP_DigestVerify of sig over data with the test key, as alg says */
+static int
+verifies(enum assertion_alg alg, const unsigned char *sig, size_t siglen, const char *data,
+         size_t len)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	EVP_PKEY_CTX *pctx = NULL;
+	int rc;
+
+	ck_assert_ptr_nonnull(md);
+	ck_assert_int_eq(EVP_DigestVerifyInit(md, &pctx, EVP_sha256(), NULL, pkey), 1);
+	if (alg == ASSERTION_PS256) {
+		ck_assert_int_eq(EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING), 1);
+		ck_assert_int_eq(EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST), 1);
+	}
+	rc = EVP_DigestVerify(md, sig, siglen, (const unsigned char *)data, len);
+	EVP_MD_CTX_free(md);
+	return rc;
+}
+
 static void
 check_assertion(enum assertion_alg alg)
 {
@@ -369,8 +389,6 @@ check_assertion(enum assertion_alg alg)
 	const char *d1, *d2;
 	json_object *h, *c, *v;
 	unsigned char sig[1024];
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	EVP_PKEY_CTX *pctx = NULL;
 	int siglen;
 
 	app.client_id = "11111111-2222-3333-4444-555555555555";
@@ -410,27 +428,10 @@ check_assertion(enum assertion_alg alg)
 	/* The signature verifies with the certificate's key, over "header.claims". */
 	siglen = unb64url(d2 + 1, strlen(d2 + 1), sig, sizeof(sig));
 	ck_assert_int_eq(siglen, 256);
-	ck_assert_int_eq(EVP_DigestVerifyInit(md, &pctx, EVP_sha256(), NULL, pkey), 1);
-	if (alg == ASSERTION_PS256) {
-		ck_assert_int_eq(EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING), 1);
-		ck_assert_int_eq(EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST), 1);
-	}
-	ck_assert_int_eq(EVP_DigestVerify(md, sig, (size_t)siglen, (const unsigned char *)jwt,
-	                                  (size_t)(d2 - jwt)),
-	                 1);
+	ck_assert_int_eq(verifies(alg, sig, (size_t)siglen, jwt, (size_t)(d2 - jwt)), 1);
 	/* ...and not over anything else. */
 	jwt[0] ^= 1;
-	EVP_MD_CTX_reset(md);
-	pctx = NULL;
-	ck_assert_int_eq(EVP_DigestVerifyInit(md, &pctx, EVP_sha256(), NULL, pkey), 1);
-	if (alg == ASSERTION_PS256) {
-		EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING);
-		EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST);
-	}
-	ck_assert_int_ne(EVP_DigestVerify(md, sig, (size_t)siglen, (const unsigned char *)jwt,
-	                                  (size_t)(d2 - jwt)),
-	                 1);
-	EVP_MD_CTX_free(md);
+	ck_assert_int_ne(verifies(alg, sig, (size_t)siglen, jwt, (size_t)(d2 - jwt)), 1);
 	json_object_put(h);
 	json_object_put(c);
 }
