@@ -6,8 +6,8 @@
 #ifndef M3_CLI_H
 #define M3_CLI_H
 
-#include "conf.h"
-#include "sbuf.h"
+#include "conf/conf.h"
+#include "util/sbuf.h"
 
 int cmd_check_config(const char *conf_file, int argc, char **argv);
 int cmd_explain(const char *conf_file, int argc, char **argv);

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "runtime.h"
+#include "conf/runtime.h"
 
 /*
  * cli_as_service_user - become the service user before touching state:

@@ -24,14 +24,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "certcheck.h"
+#include "net/certcheck.h"
 #include "cli.h"
-#include "sbuf.h"
-#include "dns.h"
-#include "runtime.h"
-#include "smtp.h"
-#include "spf.h"
-#include "util.h"
+#include "util/sbuf.h"
+#include "net/dns.h"
+#include "conf/runtime.h"
+#include "net/smtp.h"
+#include "net/spf.h"
+#include "util/util.h"
 
 #define CONNECT_TIMEOUT 10
 

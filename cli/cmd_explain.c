@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "policy.h"
-#include "spfgate.h"
+#include "policy/policy.h"
+#include "net/spfgate.h"
 
 #define MAX_ITEMS 64
 

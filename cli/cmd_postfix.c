@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "util.h"
+#include "util/util.h"
 
 #define DEF_QUEUE_DIR   "/var/spool/postfix"
 #define DEF_RCPT_LIMIT  500 /* Exchange Online's default per message */

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "routekey.h"
+#include "conf/routekey.h"
 
 static int
 usage(void)

@@ -14,8 +14,8 @@
 #include <time.h>
 
 #include "cli.h"
-#include "store.h"
-#include "util.h"
+#include "store/store.h"
+#include "util/util.h"
 
 static const char *
 when(uint64_t at, uint64_t now, char *buf, size_t size)

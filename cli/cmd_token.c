@@ -16,9 +16,9 @@
 #include <curl/curl.h>
 
 #include "cli.h"
-#include "oauth.h"
-#include "outcome.h"
-#include "smtp.h"
+#include "net/oauth.h"
+#include "net/outcome.h"
+#include "net/smtp.h"
 
 static void
 show_claims(const char *token)

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "log.h"
+#include "util/log.h"
 
 static const struct command {
 	const char *name;

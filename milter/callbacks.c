@@ -20,12 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "util/log.h"
 #include "milter.h"
-#include "hdrset.h"
-#include "policy.h"
-#include "route.h"
-#include "util.h"
+#include "policy/hdrset.h"
+#include "policy/policy.h"
+#include "policy/route.h"
+#include "util/util.h"
 
 /* Per connection (and the message in progress on it). */
 struct mctx {

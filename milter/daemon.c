@@ -34,9 +34,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "util/log.h"
 #include "milter.h"
-#include "util.h"
+#include "util/util.h"
 
 #define RESTART_DELAY 1 /* seconds between worker restarts */
 

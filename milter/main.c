@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "conf.h"
-#include "log.h"
+#include "conf/conf.h"
+#include "util/log.h"
 #include "milter.h"
 
 static void

@@ -30,9 +30,9 @@
 
 #include <microhttpd.h>
 
-#include "log.h"
+#include "util/log.h"
 #include "milter.h"
-#include "sbuf.h"
+#include "util/sbuf.h"
 
 #define METRICS_MAX         (16 * 1024 * 1024) /* the page: ~1 KiB a mailbox */
 #define METRICS_TIMEOUT     10                 /* seconds a connection may idle */

@@ -11,9 +11,9 @@
 
 #include <stdbool.h>
 
-#include "conf.h"
-#include "policy.h"
-#include "sbuf.h"
+#include "conf/conf.h"
+#include "policy/policy.h"
+#include "util/sbuf.h"
 
 /* snapshot.c ----------------------------------------------------------------- */
 

@@ -9,9 +9,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "log.h"
+#include "util/log.h"
 #include "milter.h"
-#include "spfgate.h"
+#include "net/spfgate.h"
 
 static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct snapshot *current;

@@ -21,11 +21,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "log.h"
-#include "sbuf.h"
+#include "util/log.h"
+#include "util/sbuf.h"
 #include "milter.h"
-#include "store.h"
-#include "util.h"
+#include "store/store.h"
+#include "util/util.h"
 
 static pthread_rwlock_t store_lock = PTHREAD_RWLOCK_INITIALIZER;
 static struct store *cur_store;

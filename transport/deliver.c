@@ -32,14 +32,14 @@
 #include <unistd.h>
 
 #include "deliver.h"
-#include "log.h"
-#include "oauth.h"
-#include "policy.h"
-#include "spfgate.h"
-#include "route.h"
-#include "smtp.h"
-#include "store.h"
-#include "util.h"
+#include "util/log.h"
+#include "net/oauth.h"
+#include "policy/policy.h"
+#include "net/spfgate.h"
+#include "policy/route.h"
+#include "net/smtp.h"
+#include "store/store.h"
+#include "util/util.h"
 
 enum rstate { R_TODO, R_DONE, R_FAILED, R_TEMP };
 

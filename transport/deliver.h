@@ -9,10 +9,10 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "cidr.h"
-#include "conf.h"
+#include "addr/cidr.h"
+#include "conf/conf.h"
 #include "message.h"
-#include "outcome.h"
+#include "net/outcome.h"
 
 struct delivery {
 	const struct conf *conf;

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "deliver.h"
-#include "util.h"
+#include "util/util.h"
 
 static int
 put(void *fp, const char *p, size_t n)

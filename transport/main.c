@@ -26,11 +26,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "conf.h"
+#include "conf/conf.h"
 #include "deliver.h"
-#include "log.h"
-#include "outcome.h"
-#include "util.h"
+#include "util/log.h"
+#include "net/outcome.h"
+#include "util/util.h"
 
 static void
 usage_to(FILE *fp)

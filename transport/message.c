@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include "message.h"
-#include "route.h"
-#include "sbuf.h"
-#include "util.h"
+#include "policy/route.h"
+#include "util/sbuf.h"
+#include "util/util.h"
 
 /* line_end - the end of the line at p (after its LF, or end) */
 static size_t

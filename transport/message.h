@@ -15,8 +15,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "hdrset.h"
-#include "policy.h"
+#include "policy/hdrset.h"
+#include "policy/policy.h"
 
 #define MSG_TOO_LARGE  (-2)
 #define MSG_FIELDS_MAX 10000 /* header fields; Postfix's header_count_limit is 1000 */

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conf_text.h"
+#include "conf/conf_text.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "message.h"
-#include "util.h"
+#include "util/util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "redis_reply.h"
+#include "store/redis_reply.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

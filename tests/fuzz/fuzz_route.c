@@ -14,7 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "route.h"
+#include "conf/routekey.h"
+#include "policy/route.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "outcome.h"
-#include "smtp.h"
+#include "net/outcome.h"
+#include "net/smtp.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dns.h"
-#include "spf.h"
+#include "net/dns.h"
+#include "net/spf.h"
 
 #define LINES 8
 

@@ -2,7 +2,7 @@
 -- client are deleted; exactly one, with the mode chosen, is added, signed
 -- with run.sh's route key for the queue id and the sender.  The expected
 -- values were computed with Python's hmac from the description in
--- lib/route.h (tests/transport/harness.py sign_route does the same).
+-- lib/policy/route.h (tests/transport/harness.py sign_route does the same).
 -- expect-log: Q7A: client=[192.168.10.7] submitter=scanners sender=<scanner@contoso.com> from=<scanner@contoso.com> from_action=keep mode=direct-send
 -- expect-log: Q7B: client=[192.168.10.7] submitter=scanners sender=<scanner@contoso.com> from=<scanner@contoso.com> from_action=keep mode=smtp-auth mailbox=scanner@contoso.com
 dofile(common)

@@ -89,12 +89,12 @@ ROUTE_KEY = "harness-route-key-0123456789abcdef0123456789abcdef"
 
 
 def key_id(key):
-    """The 8 hex digits that name a key (lib/route.c route_key_id)."""
+    """The 8 hex digits that name a key (lib/conf/routekey.c route_key_id)."""
     return hashlib.sha256(b"m365relay-route-key\n" + key.encode()).hexdigest()[:8]
 
 
 def sign_route(fields, qid, sender, key=ROUTE_KEY):
-    """The route header value as m365-milter signs it (lib/route.h), written
+    """The route header value as m365-milter signs it (lib/policy/route.h), written
     here from the description rather than the C code: HMAC-SHA-256 over
     "m365relay-route" LF sender LF value-before-mac, the sender with its
     domain in lower case ("" for <>), fields in their canonical order."""

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "addr.h"
-#include "cidr.h"
+#include "addr/addr.h"
+#include "addr/cidr.h"
 
 /* Envelope paths --------------------------------------------------------------- */
 

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conf.h"
-#include "conf_text.h"
+#include "conf/conf.h"
+#include "conf/conf_text.h"
 #include "testconf.h"
 
 static const char *minimal = "tenant \"contoso\" {\n"

@@ -1,5 +1,5 @@
 /*
- * check_policy.c - the verdict engine, table-driven (lib/policy.h,
+ * check_policy.c - the verdict engine, table-driven (lib/policy/policy.h,
  * steps 1 to 5).  One configuration, many submissions; each row states the
  * whole expected outcome.
  */
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "policy.h"
+#include "policy/policy.h"
 #include "testconf.h"
 
 /* The configuration and the table read best as written: one case a row. */

@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "route.h"
+#include "conf/routekey.h"
+#include "policy/route.h"
 
 static const char *k1 = "0123456789abcdef0123456789abcdef-one";
 static const char *k2 = "0123456789abcdef0123456789abcdef-two";

@@ -11,9 +11,9 @@
 #include "common.h"
 #include <string.h>
 
-#include "certcheck.h"
-#include "dns.h"
-#include "spf.h"
+#include "net/certcheck.h"
+#include "net/dns.h"
+#include "net/spf.h"
 
 #define EGRESS "203.0.113.7"
 #define M365   "v=spf1 ip4:40.92.0.0/15 ip4:52.100.0.0/14 -all"

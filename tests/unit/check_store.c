@@ -16,8 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "store.h"
-#include "window.h"
+#include "store/store.h"
+#include "store/window.h"
 #include "testconf.h"
 
 static struct conf *conf;

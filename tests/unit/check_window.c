@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "window.h"
+#include "store/window.h"
 
 START_TEST(test_msg_boundaries)
 {

@@ -22,9 +22,9 @@
 
 #include "deliver.h"
 #include "message.h"
-#include "oauth.h"
-#include "outcome.h"
-#include "smtp.h"
+#include "net/oauth.h"
+#include "net/outcome.h"
+#include "net/smtp.h"
 
 /* SMTP replies ----------------------------------------------------------------- */
 

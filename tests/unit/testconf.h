@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "conf.h"
+#include "conf/conf.h"
 
 static char tc_dir[64];
 

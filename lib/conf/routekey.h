@@ -1,0 +1,31 @@
+/*
+ * routekey.h - the route key file: the secrets that sign the route header
+ * (route.h).  One key a line, at least ROUTE_KEY_MIN characters of
+ * printable ASCII without spaces (m365ctl route-key writes 64 hex digits);
+ * '#' starts a comment line.  The first key signs, every key verifies: to
+ * rotate, put a new key first and drop the old one once the queue holds no
+ * mail it signed (m365ctl route-key --rotate does the first half).
+ *
+ * Errors: -1 with a message in err.  Nothing exits.
+ */
+#ifndef M3_ROUTEKEY_H
+#define M3_ROUTEKEY_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "conf.h"
+#include "util/util.h"
+
+#define ROUTE_KEY_MIN 32
+#define ROUTE_KEY_MAX 256
+
+/* route_keys_read - every key of path into the arena */
+int route_keys_read(const char *path, struct arena *a, struct route_key **keys, size_t *n,
+                    char *err, size_t errlen);
+/* route_keys_write - a new key first (keeping the first `keep` old ones), owned by uid:gid, 0600 */
+int route_keys_write(const char *path, size_t keep, uid_t uid, gid_t gid, char *err, size_t errlen);
+/* route_key_id - the 8 hex digits that name a key */
+void route_key_id(const char *secret, size_t len, char out[ROUTE_KID_LEN + 1]);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * store_impl.h - what a store backend provides (private to lib/store/).
+ * Keys arrive fully formed: "msg:NS:MAILBOX", "rcpt:NS:MAILBOX",
+ * "slot:MAILBOX", and journal entries by queue id and recipient.
+ */
+#ifndef M3_STORE_IMPL_H
+#define M3_STORE_IMPL_H
+
+#include "store.h"
+
+struct store_ops {
+	const char *name;
+	int (*msg_take)(struct store *, const char *key, uint64_t count, uint64_t window_ms,
+	                uint64_t now, uint64_t hold_ms, uint64_t *free_at, struct store_err *);
+	int (*msg_retime)(struct store *, const char *key, uint64_t count, uint64_t old_stamp,
+	                  uint64_t new_stamp, struct store_err *);
+	int (*rcpt_take)(struct store *, const char *key, const struct limit *, uint64_t k,
+	                 uint64_t now, uint64_t *free_at, struct store_err *);
+	int (*slot_take)(struct store *, const char *key, unsigned max, const struct holder *me,
+	                 struct store_err *);
+	int (*slot_release)(struct store *, const char *key, const struct holder *me,
+	                    struct store_err *);
+	int (*usage)(struct store *, const char *msg_key, const char *rcpt_key,
+	             const char *slot_key, const struct mailbox_conf *m, uint64_t now,
+	             struct store_usage *, struct store_err *);
+	int (*journal_get)(struct store *, const char *qid, const char *rcpt, enum journal_state *,
+	                   char *reply, size_t size, struct store_err *);
+	int (*journal_put)(struct store *, const char *qid, const char *rcpt, enum journal_state,
+	                   const char *reply, uint64_t now, struct store_err *);
+	int (*journal_drop)(struct store *, const char *qid, struct store_err *);
+	void (*close)(struct store *);
+};
+
+struct store {
+	const struct store_ops *ops;
+};
+
+struct store *store_lmdb_open(const struct conf *conf, struct store_err *err);
+struct store *store_redis_open(const struct conf *conf, struct store_err *err);
+
+/* store_fail - fill err (printf style) and return STORE_FAIL */
+int store_fail(struct store_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define JOURNAL_TTL_MS (7ULL * 86400 * 1000) /* beyond Postfix's queue lifetime */
+
+#endif

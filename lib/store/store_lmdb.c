@@ -1,0 +1,487 @@
+/*
+ * store_lmdb.c - the embedded store: one LMDB file under state_dir.
+ *
+ * Every update is one write transaction (read the array, apply window.c's
+ * rule, write it back), and LMDB serialises write transactions across
+ * processes with a robust mutex, so a process killed mid-update neither
+ * corrupts the file nor blocks the others.  Reads (status) do not block
+ * writers.  The map size bounds the file; a full map is a store failure
+ * like any other (the milter's on_error decides), never a crash.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store_impl.h"
+#include "util/util.h"
+
+struct store_lmdb {
+	struct store base;
+	MDB_env *env;
+	MDB_dbi dbi;
+	unsigned long puts; /* journal writes, for occasional expiry */
+};
+
+/* Bounds on what one key may hold (Exchange Online's limits are far lower). */
+#define MAX_STAMPS  100000
+#define MAX_BUCKETS (WINDOW_BUCKETS + 8)
+#define MAX_HOLDERS 64
+
+static int
+lmdb_fail(struct store_err *err, const char *what, int rc)
+{
+	store_fail(err, "LMDB %s: %s%s", what, mdb_strerror(rc),
+	           rc == MDB_MAP_FULL ? " (store full: raise store { size })" : "");
+	if (err != NULL && rc == MDB_MAP_FULL)
+		err->code = STORE_EMAPFULL;
+	return STORE_FAIL;
+}
+
+/* Read-modify-write of one key's array, in one write transaction. */
+typedef int (*apply_fn)(void *arr, size_t *n, void *ctx);
+
+static int
+rmw(struct store_lmdb *s, const char *key, size_t elsize, size_t cap, apply_fn fn, void *ctx,
+    struct store_err *err)
+{
+	MDB_txn *txn;
+	MDB_val k = {strlen(key), (void *)key}, v;
+	void *arr;
+	size_t n = 0;
+	int rc, result;
+
+	arr = calloc(cap, elsize);
+	if (arr == NULL)
+		return store_fail(err, "out of memory");
+	rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc != 0) {
+		free(arr);
+		return lmdb_fail(err, "begin", rc);
+	}
+	rc = mdb_get(txn, s->dbi, &k, &v);
+	if (rc == 0 && v.mv_size % elsize == 0) {
+		/* Keep the newest cap entries: a lowered limit keeps its history. */
+		size_t have = v.mv_size / elsize;
+		n = have > cap ? cap : have;
+		memcpy(arr, (char *)v.mv_data + (have - n) * elsize, n * elsize);
+	} else if (rc == 0) {
+		n = 0; /* a malformed value is dropped, not trusted */
+	} else if (rc != MDB_NOTFOUND) {
+		mdb_txn_abort(txn);
+		free(arr);
+		return lmdb_fail(err, "get", rc);
+	}
+	result = fn(arr, &n, ctx);
+	v.mv_size = n * elsize;
+	v.mv_data = arr;
+	rc = n > 0 ? mdb_put(txn, s->dbi, &k, &v, 0) : mdb_del(txn, s->dbi, &k, NULL);
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	if (rc == 0)
+		rc = mdb_txn_commit(txn);
+	else
+		mdb_txn_abort(txn);
+	free(arr);
+	if (rc != 0)
+		return lmdb_fail(err, "write", rc);
+	return result;
+}
+
+/* Read one key's array in a read transaction. */
+static int
+get_array(struct store_lmdb *s, MDB_txn *txn, const char *key, void *arr, size_t elsize, size_t cap,
+          size_t *n, struct store_err *err)
+{
+	MDB_val k = {strlen(key), (void *)key}, v;
+	int rc = mdb_get(txn, s->dbi, &k, &v);
+
+	*n = 0;
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return lmdb_fail(err, "get", rc);
+	if (v.mv_size % elsize != 0 || v.mv_size / elsize > cap)
+		return 0;
+	*n = v.mv_size / elsize;
+	memcpy(arr, v.mv_data, v.mv_size);
+	return 0;
+}
+
+/* Windows -------------------------------------------------------------------- */
+
+struct msg_ctx {
+	uint64_t count, window_ms, now, hold_ms, free_at;
+};
+
+static int
+apply_msg(void *arr, size_t *n, void *c)
+{
+	struct msg_ctx *x = c;
+	uint64_t cap = x->count < MAX_STAMPS ? x->count : MAX_STAMPS;
+
+	return win_msg_take(arr, n, cap, x->count, x->window_ms, x->now, x->hold_ms, &x->free_at)
+	           ? STORE_OK
+	           : STORE_FULL;
+}
+
+static int
+lm_msg_take(struct store *st, const char *key, uint64_t count, uint64_t window_ms, uint64_t now,
+            uint64_t hold_ms, uint64_t *free_at, struct store_err *err)
+{
+	struct msg_ctx x = {count, window_ms, now, hold_ms, 0};
+	size_t cap = count < MAX_STAMPS ? count : MAX_STAMPS;
+	int rc = rmw((struct store_lmdb *)st, key, sizeof(uint64_t), cap, apply_msg, &x, err);
+
+	*free_at = x.free_at;
+	return rc;
+}
+
+struct retime_ctx {
+	uint64_t old_stamp, new_stamp;
+};
+
+static int
+apply_retime(void *arr, size_t *n, void *c)
+{
+	struct retime_ctx *x = c;
+
+	win_msg_retime(arr, *n, x->old_stamp, x->new_stamp);
+	return STORE_OK;
+}
+
+static int
+lm_msg_retime(struct store *st, const char *key, uint64_t count, uint64_t old_stamp,
+              uint64_t new_stamp, struct store_err *err)
+{
+	struct retime_ctx x = {old_stamp, new_stamp};
+	size_t cap = count < MAX_STAMPS ? count : MAX_STAMPS;
+
+	return rmw((struct store_lmdb *)st, key, sizeof(uint64_t), cap, apply_retime, &x, err);
+}
+
+struct rcpt_ctx {
+	const struct limit *l;
+	uint64_t k, now, free_at;
+};
+
+static int
+apply_rcpt(void *arr, size_t *n, void *c)
+{
+	struct rcpt_ctx *x = c;
+
+	return win_rcpt_take(arr, n, MAX_BUCKETS, x->l->count, x->l->window * 1000, x->k, x->now,
+	                     &x->free_at)
+	           ? STORE_OK
+	           : STORE_FULL;
+}
+
+static int
+lm_rcpt_take(struct store *st, const char *key, const struct limit *l, uint64_t k, uint64_t now,
+             uint64_t *free_at, struct store_err *err)
+{
+	struct rcpt_ctx x = {l, k, now, 0};
+	int rc = rmw((struct store_lmdb *)st, key, sizeof(struct bucket), MAX_BUCKETS, apply_rcpt,
+	             &x, err);
+
+	*free_at = x.free_at;
+	return rc;
+}
+
+struct slot_ctx {
+	unsigned max;
+	const struct holder *me;
+};
+
+static int
+apply_slot_take(void *arr, size_t *n, void *c)
+{
+	struct slot_ctx *x = c;
+
+	return win_slot_take(arr, n, MAX_HOLDERS, x->max, x->me, store_alive) ? STORE_OK
+	                                                                      : STORE_FULL;
+}
+
+static int
+apply_slot_release(void *arr, size_t *n, void *c)
+{
+	struct slot_ctx *x = c;
+
+	win_slot_release(arr, n, x->me);
+	return STORE_OK;
+}
+
+static int
+lm_slot_take(struct store *st, const char *key, unsigned max, const struct holder *me,
+             struct store_err *err)
+{
+	struct slot_ctx x = {max, me};
+
+	return rmw((struct store_lmdb *)st, key, sizeof(struct holder), MAX_HOLDERS,
+	           apply_slot_take, &x, err);
+}
+
+static int
+lm_slot_release(struct store *st, const char *key, const struct holder *me, struct store_err *err)
+{
+	struct slot_ctx x = {0, me};
+
+	return rmw((struct store_lmdb *)st, key, sizeof(struct holder), MAX_HOLDERS,
+	           apply_slot_release, &x, err);
+}
+
+static int
+lm_usage(struct store *st, const char *km, const char *kr, const char *ks,
+         const struct mailbox_conf *m, uint64_t now, struct store_usage *u, struct store_err *err)
+{
+	struct store_lmdb *s = (struct store_lmdb *)st;
+	size_t cap = m->messages.count < MAX_STAMPS ? m->messages.count : MAX_STAMPS;
+	uint64_t *stamps = calloc(cap, sizeof(*stamps));
+	struct bucket b[MAX_BUCKETS];
+	struct holder h[MAX_HOLDERS];
+	MDB_txn *txn;
+	size_t n;
+	int rc;
+
+	if (stamps == NULL)
+		return store_fail(err, "out of memory");
+	rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc != 0) {
+		free(stamps);
+		return lmdb_fail(err, "begin", rc);
+	}
+	rc = get_array(s, txn, km, stamps, sizeof(*stamps), cap, &n, err);
+	if (rc == 0)
+		u->msgs = win_msg_count(stamps, n, m->messages.count, m->messages.window * 1000,
+		                        now, &u->msg_free_at);
+	if (rc == 0)
+		rc = get_array(s, txn, kr, b, sizeof(*b), MAX_BUCKETS, &n, err);
+	if (rc == 0)
+		u->rcpts = win_rcpt_sum(b, n, m->recipients.count, m->recipients.window * 1000, now,
+		                        &u->rcpt_free_at);
+	if (rc == 0)
+		rc = get_array(s, txn, ks, h, sizeof(*h), MAX_HOLDERS, &n, err);
+	if (rc == 0)
+		u->sessions = win_slot_count(h, n, store_alive);
+	mdb_txn_abort(txn);
+	free(stamps);
+	return rc;
+}
+
+/* Journal ----------------------------------------------------------------------
+ * Key: "j:" QID NUL RCPT.  Value: state (1 byte), time (8), reply text.
+ */
+
+static size_t
+jkey(char *buf, size_t size, const char *qid, const char *rcpt)
+{
+	int n = snprintf(buf, size, "j:%s", qid);
+	size_t len;
+
+	if (n < 0 || (size_t)n + 1 >= size)
+		return 0;
+	len = (size_t)n + 1; /* keep the NUL as separator */
+	if (rcpt != NULL) {
+		size_t r = strlen(rcpt);
+		if (len + r > size)
+			return 0;
+		memcpy(buf + len, rcpt, r);
+		len += r;
+	}
+	return len;
+}
+
+static int
+lm_journal_get(struct store *st, const char *qid, const char *rcpt, enum journal_state *state,
+               char *reply, size_t size, struct store_err *err)
+{
+	struct store_lmdb *s = (struct store_lmdb *)st;
+	char kb[1024];
+	MDB_val k, v;
+	MDB_txn *txn;
+	int rc;
+
+	*state = JOURNAL_NONE;
+	if (size > 0)
+		reply[0] = '\0';
+	k.mv_size = jkey(kb, sizeof(kb), qid, rcpt);
+	k.mv_data = kb;
+	if (k.mv_size == 0)
+		return store_fail(err, "journal key too long");
+	rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc != 0)
+		return lmdb_fail(err, "begin", rc);
+	rc = mdb_get(txn, s->dbi, &k, &v);
+	if (rc == 0 && v.mv_size >= 9) {
+		const char *p = v.mv_data;
+		size_t tl = v.mv_size - 9;
+		*state = (enum journal_state)p[0];
+		if (size > 0) {
+			if (tl >= size)
+				tl = size - 1;
+			memcpy(reply, p + 9, tl);
+			reply[tl] = '\0';
+		}
+	}
+	mdb_txn_abort(txn);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return lmdb_fail(err, "get", rc);
+	return STORE_OK;
+}
+
+/* expire - drop journal entries older than the TTL (a queue file that
+ * vanished without a final delivery, e.g. deleted by the administrator). */
+static void
+expire(struct store_lmdb *s, MDB_txn *txn, uint64_t now)
+{
+	MDB_cursor *c;
+	MDB_val k = {2, (void *)"j:"}, v;
+	int rc;
+
+	if (mdb_cursor_open(txn, s->dbi, &c) != 0)
+		return;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		uint64_t t;
+		if (k.mv_size < 2 || memcmp(k.mv_data, "j:", 2) != 0)
+			break;
+		if (v.mv_size < 9)
+			continue;
+		memcpy(&t, (char *)v.mv_data + 1, 8);
+		if (t + JOURNAL_TTL_MS < now)
+			mdb_cursor_del(c, 0);
+	}
+	mdb_cursor_close(c);
+}
+
+static int
+lm_journal_put(struct store *st, const char *qid, const char *rcpt, enum journal_state state,
+               const char *reply, uint64_t now, struct store_err *err)
+{
+	struct store_lmdb *s = (struct store_lmdb *)st;
+	char kb[1024], vb[9 + JOURNAL_REPLY_MAX];
+	size_t tl = reply ? strnlen(reply, JOURNAL_REPLY_MAX) : 0;
+	MDB_val k, v;
+	MDB_txn *txn;
+	int rc;
+
+	k.mv_size = jkey(kb, sizeof(kb), qid, rcpt);
+	k.mv_data = kb;
+	if (k.mv_size == 0)
+		return store_fail(err, "journal key too long");
+	vb[0] = (char)state;
+	memcpy(vb + 1, &now, 8);
+	if (tl > 0)
+		memcpy(vb + 9, reply, tl);
+	v.mv_size = 9 + tl;
+	v.mv_data = vb;
+	rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc != 0)
+		return lmdb_fail(err, "begin", rc);
+	if (++s->puts % 256 == 1)
+		expire(s, txn, now);
+	rc = mdb_put(txn, s->dbi, &k, &v, 0);
+	if (rc == 0)
+		rc = mdb_txn_commit(txn);
+	else
+		mdb_txn_abort(txn);
+	if (rc != 0)
+		return lmdb_fail(err, "journal write", rc);
+	return STORE_OK;
+}
+
+static int
+lm_journal_drop(struct store *st, const char *qid, struct store_err *err)
+{
+	struct store_lmdb *s = (struct store_lmdb *)st;
+	char kb[1024];
+	MDB_val k, v;
+	MDB_txn *txn;
+	MDB_cursor *c;
+	size_t plen = jkey(kb, sizeof(kb), qid, NULL);
+	int rc;
+
+	if (plen == 0)
+		return store_fail(err, "journal key too long");
+	rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc != 0)
+		return lmdb_fail(err, "begin", rc);
+	rc = mdb_cursor_open(txn, s->dbi, &c);
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return lmdb_fail(err, "cursor", rc);
+	}
+	k.mv_size = plen;
+	k.mv_data = kb;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < plen || memcmp(k.mv_data, kb, plen) != 0)
+			break;
+		mdb_cursor_del(c, 0);
+	}
+	mdb_cursor_close(c);
+	rc = mdb_txn_commit(txn);
+	if (rc != 0)
+		return lmdb_fail(err, "commit", rc);
+	return STORE_OK;
+}
+
+static void
+lm_close(struct store *st)
+{
+	struct store_lmdb *s = (struct store_lmdb *)st;
+
+	mdb_env_close(s->env);
+	free(s);
+}
+
+static const struct store_ops lmdb_ops = {
+    "lmdb",   lm_msg_take,    lm_msg_retime,  lm_rcpt_take,    lm_slot_take, lm_slot_release,
+    lm_usage, lm_journal_get, lm_journal_put, lm_journal_drop, lm_close,
+};
+
+struct store *
+store_lmdb_open(const struct conf *conf, struct store_err *err)
+{
+	struct store_lmdb *s = calloc(1, sizeof(*s));
+	MDB_txn *txn;
+	int rc, dead;
+
+	if (s == NULL) {
+		store_fail(err, "out of memory");
+		return NULL;
+	}
+	s->base.ops = &lmdb_ops;
+	rc = mdb_env_create(&s->env);
+	if (rc == 0)
+		rc = mdb_env_set_mapsize(s->env, (size_t)conf->store.size_mb << 20);
+	if (rc == 0)
+		rc = mdb_env_set_maxreaders(s->env, 256);
+	if (rc == 0)
+		rc = mdb_env_open(s->env, conf->store.path, MDB_NOSUBDIR | MDB_NOTLS, 0600);
+	if (rc != 0) {
+		store_fail(err, "LMDB %s: %s", conf->store.path, mdb_strerror(rc));
+		if (s->env != NULL)
+			mdb_env_close(s->env);
+		free(s);
+		return NULL;
+	}
+	/* Readers left by killed processes would pin old pages forever. */
+	mdb_reader_check(s->env, &dead);
+	rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, NULL, 0, &s->dbi);
+	if (rc == 0)
+		rc = mdb_txn_commit(txn);
+	if (rc != 0) {
+		store_fail(err, "LMDB %s: %s", conf->store.path, mdb_strerror(rc));
+		mdb_env_close(s->env);
+		free(s);
+		return NULL;
+	}
+	return &s->base;
+}

@@ -1,0 +1,52 @@
+/*
+ * lib/util/ - the floor: strings, the arena, the bounded buffer (sbuf.h),
+ * logging (log.h).  Includes only libc; every other folder may include it.
+ *
+ * util.h - small pure helpers shared by every module: bounded copies,
+ * ASCII case folding, UTF-8 validation, and an arena that owns a whole
+ * configuration snapshot so that a reload frees it in one call.
+ *
+ * Nothing here does I/O or exits; allocation failure is reported (NULL).
+ */
+#ifndef M3_UTIL_H
+#define M3_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/* m3_strlcpy - copy with truncation; returns strlen(src) (truncated if >= size) */
+size_t m3_strlcpy(char *dst, const char *src, size_t size);
+/* m3_strlcat - append with truncation; returns the length it tried to make */
+size_t m3_strlcat(char *dst, const char *src, size_t size);
+/* m3_casecmp - ASCII-only case-insensitive compare (locale independent) */
+int m3_casecmp(const char *a, const char *b);
+/* m3_ncasecmp - same, over at most n bytes */
+int m3_ncasecmp(const char *a, const char *b, size_t n);
+/* m3_lower - fold ASCII letters of s to lower case in place */
+void m3_lower(char *s);
+/* m3_hex - n bytes as 2n lower-case hex digits and a NUL (out holds 2n + 1) */
+void m3_hex(const unsigned char *in, size_t n, char *out);
+/* m3_printable - src for a log line: control characters as '?', at most size-1 bytes */
+const char *m3_printable(char *dst, const char *src, size_t size);
+/* m3_utf8_seq - length of the valid UTF-8 sequence at s (max len bytes), 0 if invalid */
+size_t m3_utf8_seq(const unsigned char *s, size_t len);
+
+/*
+ * An arena: many small allocations freed together.  Used for configuration
+ * snapshots, which live from load to the reload that replaces them.
+ */
+struct arena;
+/* arena_new - a new, empty arena (NULL on allocation failure) */
+struct arena *arena_new(void);
+/* arena_free - free the arena and everything allocated from it */
+void arena_free(struct arena *a);
+/* arena_alloc - zeroed memory from the arena, aligned for any type */
+void *arena_alloc(struct arena *a, size_t size);
+/* arena_strdup - copy of s in the arena (NULL stays NULL) */
+char *arena_strdup(struct arena *a, const char *s);
+/* arena_strndup - copy of n bytes of s, NUL-terminated */
+char *arena_strndup(struct arena *a, const char *s, size_t n);
+
+#endif
