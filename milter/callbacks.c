@@ -35,6 +35,7 @@ struct mctx {
 	bool nr_hdr; /* the MTA does not wait for a reply to each header */
 
 	bool in_msg, logged;
+	bool at_eom; /* end of message reached: the verdict is the message's */
 	char qid[64];
 	struct policy_msg pm;
 	struct hdrset hdr;    /* the headers the policy reads */
@@ -48,7 +49,7 @@ static void
 msg_reset(struct mctx *m)
 {
 	hdrset_clear(&m->hdr);
-	m->in_msg = m->logged = false;
+	m->in_msg = m->logged = m->at_eom = false;
 	m->qid[0] = '\0';
 	m->refused = false;
 	memset(&m->pm, 0, sizeof(m->pm));
@@ -69,16 +70,18 @@ msg_log(struct mctx *m)
 	if (m->logged || !m->in_msg)
 		return;
 	m->logged = true;
-	if (m->pm.reply.verdict == VERDICT_ACCEPT && m->pm.n_internal + m->pm.n_external == 0) {
+	if (m->pm.reply.verdict == VERDICT_ACCEPT && !m->at_eom) {
 		/* The transaction ended before end of message. */
-		if (m->refused)
+		if (m->refused && m->pm.n_internal + m->pm.n_external == 0) {
 			m->pm.reply = m->refusal; /* every recipient was refused */
-		else
+		} else {
+			m->pm.reply.verdict = VERDICT_NONE;
 			m->pm.reply.reason = REASON_ABORTED;
+		}
 	}
 	policy_summary(&m->pm, buf, sizeof(buf));
 	metrics_count(m->pm.reply.verdict, m->pm.reply.reason);
-	if (m->pm.reply.verdict != VERDICT_ACCEPT)
+	if (m->pm.reply.verdict == VERDICT_REJECT || m->pm.reply.verdict == VERDICT_TEMPFAIL)
 		log_info("%s: %s reply=\"%s %s %s\"", qid(m), buf, m->pm.reply.code,
 		         m->pm.reply.xcode, m->pm.reply.text);
 	else
@@ -123,20 +126,20 @@ static sfsistat
 internal_error(SMFICTX *ctx, struct mctx *m, const char *what)
 {
 	enum fail_action act = FAIL_TEMPFAIL;
+	enum verdict v;
 	struct reply r;
 
 	if (m != NULL && m->snap != NULL)
 		act = m->snap->conf->milter.on_error;
+	v = act == FAIL_ACCEPT   ? VERDICT_ACCEPT
+	    : act == FAIL_REJECT ? VERDICT_REJECT
+	                         : VERDICT_TEMPFAIL;
+
 	log_errx("%s: internal error: %s; answering %s", m ? qid(m) : "NOQUEUE", what,
-	         act == FAIL_ACCEPT   ? "accept"
-	         : act == FAIL_REJECT ? "reject"
-	                              : "tempfail");
+	         verdict_name(v));
 	if (m != NULL)
 		m->logged = true;
-	metrics_count(act == FAIL_ACCEPT   ? VERDICT_ACCEPT
-	              : act == FAIL_REJECT ? VERDICT_REJECT
-	                                   : VERDICT_TEMPFAIL,
-	              REASON_INTERNAL_ERROR);
+	metrics_count(v, REASON_INTERNAL_ERROR);
 	memset(&r, 0, sizeof(r));
 	switch (act) {
 	case FAIL_ACCEPT:
@@ -407,6 +410,7 @@ cb_eom(SMFICTX *ctx)
 	if (m->qid[0] == '\0' && (q = macro(ctx, "i")) != NULL)
 		m3_strlcpy(m->qid, q, sizeof(m->qid)); /* Sendmail sets {i} late */
 
+	m->at_eom = true;
 	hdrset_view(&m->hdr, &h);
 	policy_eom(m->snap->conf, &m->snap->facts, &m->pm, &h);
 	if (m->pm.reply.verdict == VERDICT_ACCEPT) {

@@ -1,8 +1,9 @@
 /*
  * metrics.c - the Prometheus listener of the worker (milter {
- * metrics_listen }), served by libmicrohttpd.  state.c builds the page
- * (metrics_render); this file only answers HTTP: GET /metrics and GET /
- * with the page, 405 for any other method, 404 for any other path.
+ * metrics_listen }), served by libmicrohttpd, and the page it serves:
+ * the verdicts counted by reason, the store's health (storehandle.c) and
+ * each mailbox's windows as the store holds them.  HTTP: GET /metrics and
+ * GET / with the page, 405 for any other method, 404 for any other path.
  *
  * Process life: the worker starts it once, after the fork (daemon.c), and
  * it lives as long as the worker: a reload keeps it (the address is read at
@@ -24,6 +25,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -33,12 +35,211 @@
 #include "util/log.h"
 #include "milter.h"
 #include "util/sbuf.h"
+#include "util/util.h"
 
 #define METRICS_MAX         (16 * 1024 * 1024) /* the page: ~1 KiB a mailbox */
 #define METRICS_TIMEOUT     10                 /* seconds a connection may idle */
 #define METRICS_CONNECTIONS 16                 /* connections at once */
 
 static struct MHD_Daemon *mhd;
+
+/* The page ------------------------------------------------------------------------- */
+
+static pthread_mutex_t count_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long counts[VERDICT_COUNT][REASON_COUNT];
+
+void
+metrics_count(enum verdict v, enum reason reason)
+{
+	if ((unsigned)v >= VERDICT_COUNT || (unsigned)reason >= REASON_COUNT)
+		return;
+	pthread_mutex_lock(&count_lock);
+	counts[v][reason]++;
+	pthread_mutex_unlock(&count_lock);
+}
+
+/* add_label - s as a Prometheus label value: backslash, quote and newline escaped */
+static void
+add_label(struct sbuf *b, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s == '\\' || *s == '"')
+			sbuf_addf(b, "\\%c", *s);
+		else if (*s == '\n')
+			sbuf_adds(b, "\\n");
+		else
+			sbuf_add(b, s, 1);
+	}
+}
+
+/* family - a family's HELP and TYPE lines; its samples follow them, all together */
+static void
+family(struct sbuf *b, const char *name, const char *type, const char *help)
+{
+	sbuf_addf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* mb_sample - one sample of a mailbox's family: NAME{mailbox="MAILBOX" then fmt */
+static void mb_sample(struct sbuf *b, const char *name, const char *mailbox, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+mb_sample(struct sbuf *b, const char *name, const char *mailbox, const char *fmt, ...)
+{
+	va_list ap;
+
+	sbuf_addf(b, "%s{mailbox=\"", name);
+	add_label(b, mailbox);
+	sbuf_adds(b, "\"");
+	va_start(ap, fmt);
+	sbuf_vaddf(b, fmt, ap);
+	va_end(ap);
+}
+
+struct mb_usage {
+	struct store_usage out, adm; /* the transports' namespace, the milter's */
+	bool ok;                     /* both read; else the mailbox is left out */
+};
+
+/* The mailbox families, in page order: one or two samples per mailbox each. */
+enum mb_value {
+	MB_MSGS,
+	MB_MSGS_LIMIT,
+	MB_RCPTS,
+	MB_RCPTS_LIMIT,
+	MB_SESSIONS,
+	MB_SESSIONS_LIMIT,
+	MB_NEXT_MSG
+};
+
+static const struct {
+	const char *name, *help;
+	enum mb_value value;
+} mb_families[] = {
+    {"m365relay_mailbox_messages",
+     "Messages in the mailbox's window (stage sent: by the transports; admitted: by the milter).",
+     MB_MSGS},
+    {"m365relay_mailbox_messages_limit",
+     "The mailbox's message limit: messages per window_seconds.", MB_MSGS_LIMIT},
+    {"m365relay_mailbox_recipients",
+     "Recipients in the mailbox's window (stage sent: by the transports; admitted: by the "
+     "milter).",
+     MB_RCPTS},
+    {"m365relay_mailbox_recipients_limit",
+     "The mailbox's recipient limit: recipients per window_seconds.", MB_RCPTS_LIMIT},
+    {"m365relay_mailbox_sessions",
+     "SMTP sessions to Microsoft 365 the transports hold for the mailbox.", MB_SESSIONS},
+    {"m365relay_mailbox_sessions_limit", "The most SMTP sessions the mailbox may hold at once.",
+     MB_SESSIONS_LIMIT},
+    {"m365relay_mailbox_next_message_seconds",
+     "Seconds until the mailbox's message window lets the transports send again (0: now).",
+     MB_NEXT_MSG},
+};
+
+/* mb_samples - the samples of one family for one mailbox */
+static void
+mb_samples(struct sbuf *b, const char *name, enum mb_value v, const struct mailbox_conf *m,
+           const struct mb_usage *u, uint64_t now)
+{
+	const struct limit *l = v == MB_MSGS_LIMIT ? &m->messages : &m->recipients;
+	uint64_t sent = v == MB_MSGS ? u->out.msgs : u->out.rcpts;
+	uint64_t admitted = v == MB_MSGS ? u->adm.msgs : u->adm.rcpts;
+
+	switch (v) {
+	case MB_MSGS:
+	case MB_RCPTS:
+		mb_sample(b, name, m->name, ",stage=\"sent\"} %llu\n", (unsigned long long)sent);
+		mb_sample(b, name, m->name, ",stage=\"admitted\"} %llu\n",
+		          (unsigned long long)admitted);
+		break;
+	case MB_MSGS_LIMIT:
+	case MB_RCPTS_LIMIT:
+		mb_sample(b, name, m->name, ",window_seconds=\"%lu\"} %lu\n", l->window, l->count);
+		break;
+	case MB_SESSIONS:
+		mb_sample(b, name, m->name, "} %llu\n", (unsigned long long)u->out.sessions);
+		break;
+	case MB_SESSIONS_LIMIT:
+		mb_sample(b, name, m->name, "} %u\n", m->sessions);
+		break;
+	case MB_NEXT_MSG:
+		mb_sample(b, name, m->name, "} %.3f\n",
+		          u->out.msg_free_at > now ? (double)(u->out.msg_free_at - now) / 1000
+		                                   : 0.0);
+		break;
+	}
+}
+
+/* mailbox_families - each mailbox's windows, one family after the other */
+static void
+mailbox_families(struct sbuf *b, const struct conf *conf, const struct mb_usage *u, uint64_t now)
+{
+	size_t f, i;
+
+	for (f = 0; f < NELEM(mb_families); f++) {
+		family(b, mb_families[f].name, "gauge", mb_families[f].help);
+		for (i = 0; i < conf->n_mailboxes; i++)
+			if (u[i].ok)
+				mb_samples(b, mb_families[f].name, mb_families[f].value,
+				           &conf->mailboxes[i], &u[i], now);
+	}
+}
+
+/*
+ * metrics_render - the Prometheus text page: every family's HELP and TYPE,
+ * then all of its samples (the exposition format wants a family in one
+ * piece).  Every verdict and reason has its series from the start, at 0
+ * until counted, so that rate() and alerts see a reason's first message.  b->failed tells the
+ * caller the page is not whole.
+ */
+void
+metrics_render(struct sbuf *b)
+{
+	struct snapshot *snap = snap_get();
+	struct store_err e;
+	struct store *st;
+	struct mb_usage *u;
+	uint64_t now = store_now();
+	size_t v, i;
+	unsigned long errors;
+	bool up;
+
+	family(b, "m365relay_verdicts_total", "counter", "Messages by verdict and reason.");
+	pthread_mutex_lock(&count_lock);
+	for (v = 0; v < VERDICT_COUNT; v++)
+		for (i = 0; i < REASON_COUNT; i++)
+			sbuf_addf(b, "m365relay_verdicts_total{verdict=\"%s\",reason=\"%s\"} %lu\n",
+			          verdict_name((enum verdict)v), reason_name((enum reason)i),
+			          counts[v][i]);
+	pthread_mutex_unlock(&count_lock);
+	mstore_health_read(&errors, &up);
+	family(b, "m365relay_store_errors_total", "counter", "State store operations that failed.");
+	sbuf_addf(b, "m365relay_store_errors_total %lu\n", errors);
+	family(b, "m365relay_store_up", "gauge", "Whether the last state store operation worked.");
+	sbuf_addf(b, "m365relay_store_up %d\n", up ? 1 : 0);
+	if (snap == NULL)
+		return;
+	st = mstore_get(snap->conf, &e);
+	if (st != NULL) {
+		u = calloc(snap->conf->n_mailboxes + 1, sizeof(*u));
+		if (u == NULL) {
+			b->failed = true; /* out of memory: no page rather than half of one */
+		} else {
+			for (i = 0; i < snap->conf->n_mailboxes; i++) {
+				const struct mailbox_conf *m = &snap->conf->mailboxes[i];
+				u[i].ok = store_usage(st, "out", m, now, &u[i].out, &e) >= 0 &&
+				          store_usage(st, "adm", m, now, &u[i].adm, &e) >= 0;
+			}
+		}
+		mstore_put();
+		if (u != NULL)
+			mailbox_families(b, snap->conf, u, now);
+		free(u);
+	}
+	snap_put(snap);
+}
+
+/* HTTP ------------------------------------------------------------------------------- */
 
 /* mhd_log - libmicrohttpd's own messages, through our log */
 static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));

@@ -13,6 +13,7 @@
 
 #include "conf/conf.h"
 #include "policy/policy.h"
+#include "store/store.h"
 #include "util/sbuf.h"
 
 /* snapshot.c ----------------------------------------------------------------- */
@@ -47,16 +48,29 @@ int milter_open(const struct conf *conf);
 /* milter_run - smfi_main; returns when libmilter stops */
 int milter_run(void);
 
-/* state.c ---------------------------------------------------------------------- */
+/* storehandle.c ------------------------------------------------------------------ */
+
+/* mstore_get - the store for conf, read-locked (mstore_put after); NULL (err set) if it cannot
+ * open */
+struct store *mstore_get(const struct conf *conf, struct store_err *err);
+/* mstore_put - done with what mstore_get returned */
+void mstore_put(void);
+/* mstore_health - after each store operation: log a change of health, count failures */
+void mstore_health(int rc, const struct store_err *e);
+/* mstore_health_read - failures so far, and whether the last operation worked */
+void mstore_health_read(unsigned long *errors, bool *up);
+
+/* admit.c ------------------------------------------------------------------------ */
 
 /* admission - step 6 for an accepted message: the mailbox's windows; r says no if over */
 void admission(const struct conf *conf, const struct policy_msg *m, struct reply *r);
+
+/* metrics.c ---------------------------------------------------------------------- */
+
 /* metrics_count - one message's verdict, for the metrics */
 void metrics_count(enum verdict v, enum reason reason);
 /* metrics_render - the Prometheus text page into b (b->failed: not whole) */
 void metrics_render(struct sbuf *b);
-
-/* metrics.c -------------------------------------------------------------------- */
 
 /*
  * metrics_start - serve metrics_render() on milter { metrics_listen }, if

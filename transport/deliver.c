@@ -70,17 +70,6 @@ sleep_ms(uint64_t ms)
 		;
 }
 
-static const char *
-utc(uint64_t ms, char *buf, size_t size)
-{
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(buf, size, "%H:%M:%SZ", &tm);
-	return buf;
-}
-
 /* Step 1: the route ---------------------------------------------------------------- */
 
 /*
@@ -566,7 +555,7 @@ take_windows(const struct delivery *d, const struct plan *p, struct store *st, u
 			outcome_local(o, OUT_DEFER, "4.7.0",
 			              "%s reached %s messages; next slot at %s", mb->name,
 			              limit_format(&mb->messages, lim, sizeof(lim)),
-			              utc(free_at, when, sizeof(when)));
+			              m3_utc_hms(free_at, when, sizeof(when)));
 			return -1;
 		}
 		sleep_ms(free_at > now ? free_at - now : 1);
@@ -584,7 +573,7 @@ take_windows(const struct delivery *d, const struct plan *p, struct store *st, u
 		              limit_format(&mb->recipients, lim, sizeof(lim)),
 		              (unsigned long long)k,
 		              free_at == UINT64_MAX ? "never (more than the limit in one message)"
-		                                    : utc(free_at, when, sizeof(when)));
+		                                    : m3_utc_hms(free_at, when, sizeof(when)));
 		return -1;
 	}
 	return 0;

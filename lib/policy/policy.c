@@ -48,6 +48,14 @@ static const char *const reason_names[] = {
 };
 
 const char *
+verdict_name(enum verdict v)
+{
+	static const char *const names[VERDICT_COUNT] = {"accept", "reject", "tempfail", "none"};
+
+	return (unsigned)v < VERDICT_COUNT ? names[v] : "?";
+}
+
+const char *
 reason_name(enum reason r)
 {
 	return (unsigned)r < REASON_COUNT ? reason_names[r] : "?";
@@ -531,9 +539,6 @@ policy_summary(const struct policy_msg *m, char *buf, size_t size)
 	const char *from_act = m->from_action == FROM_REWRITE ? "rewrite"
 	                       : m->from_action == FROM_ADD   ? "add"
 	                                                      : "keep";
-	const char *verdict = m->reply.verdict == VERDICT_ACCEPT   ? "accept"
-	                      : m->reply.verdict == VERDICT_REJECT ? "reject"
-	                                                           : "tempfail";
 
 	if (m->sender_unparseable)
 		m3_strlcpy(env, "(unparseable)", sizeof(env));
@@ -550,6 +555,6 @@ policy_summary(const struct policy_msg *m, char *buf, size_t size)
 	         m->sender_rewritten ? ">" : "", from, from_act,
 	         m->mode_chosen ? mode_name(m->mode) : "-", m->mailbox ? m->mailbox->name : "-",
 	         m->connector ? m->connector->name : "-", m->n_internal, m->n_external,
-	         m->n_refused, verdict, reason_name(m->reply.reason));
+	         m->n_refused, verdict_name(m->reply.verdict), reason_name(m->reply.reason));
 	return buf;
 }

@@ -48,7 +48,10 @@
 #include "addr/cidr.h"
 #include "conf/conf.h"
 
-enum verdict { VERDICT_ACCEPT, VERDICT_REJECT, VERDICT_TEMPFAIL };
+/* VERDICT_NONE: the transaction ended (RSET, QUIT, a dropped connection)
+ * before end of message, so the message got no verdict; the log and the
+ * metrics say so (reason aborted) rather than "accept". */
+enum verdict { VERDICT_ACCEPT, VERDICT_REJECT, VERDICT_TEMPFAIL, VERDICT_NONE, VERDICT_COUNT };
 
 /*
  * Every reason a verdict can carry, with its token for the log and the
@@ -90,6 +93,8 @@ enum reason {
 	    REASON_COUNT
 };
 
+/* verdict_name - the token of a verdict ("tempfail") */
+const char *verdict_name(enum verdict v);
 /* reason_name - the token of a reason ("send-as-denied") */
 const char *reason_name(enum reason r);
 

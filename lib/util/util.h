@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -28,6 +29,8 @@ int m3_ncasecmp(const char *a, const char *b, size_t n);
 void m3_lower(char *s);
 /* m3_hex - n bytes as 2n lower-case hex digits and a NUL (out holds 2n + 1) */
 void m3_hex(const unsigned char *in, size_t n, char *out);
+/* m3_utc_hms - ms since the epoch as "HH:MM:SSZ" (UTC), for "retry after" texts */
+const char *m3_utc_hms(uint64_t ms, char *buf, size_t size);
 /* m3_printable - src for a log line: control characters as '?', at most size-1 bytes */
 const char *m3_printable(char *dst, const char *src, size_t size);
 /* m3_utf8_seq - length of the valid UTF-8 sequence at s (max len bytes), 0 if invalid */

@@ -32,4 +32,15 @@ for page in m365relay.conf.5 m365ctl.8 m365-milter.8 m365-transport.8; do
 	[ -z "$w" ] || fail "$page: groff: $w"
 	echo "ok: $page"
 done
+
+# m365-milter(8) lists every reason token the log and the metrics use: the
+# X-macro in lib/policy/policy.h is the one list.
+page=$top_builddir/conf/m365-milter.8
+[ -f "$page" ] || page=$top_srcdir/conf/m365-milter.8
+reasons=$(sed -n 's/^[[:space:]]*X(REASON_[A-Z_]*, "\([a-z-]*\)").*/\1/p' "$top_srcdir/lib/policy/policy.h")
+[ "$(echo "$reasons" | wc -w)" -ge 20 ] || fail "policy.h: only $(echo "$reasons" | wc -w) reasons read"
+for r in $reasons; do
+	grep -q "^\.BR $r [,.]\$" "$page" || fail "m365-milter.8 does not list the reason $r"
+done
+echo "ok: m365-milter.8 lists the $(echo "$reasons" | wc -w) reasons"
 [ "$failures" -eq 0 ]

@@ -110,6 +110,22 @@ PY
 ); then ok "HELP and TYPE for each family, samples grouped: $out"; else fail "grouping: $out"; fi
 expect 'm365relay_verdicts_total{verdict="accept",reason="ok"}' 30
 expect 'm365relay_verdicts_total{verdict="tempfail",reason="message-limit"}' 2
+# Every reason of the policy (the X-macro in lib/policy/policy.h) has its
+# own series under each verdict, at 0 until counted: none is lumped
+# together, none appears only once it happens.
+reasons=$(sed -n 's/^[[:space:]]*X(REASON_[A-Z_]*, "\([a-z-]*\)").*/\1/p' \
+	"$top_srcdir/lib/policy/policy.h")
+[ "$(echo "$reasons" | wc -w)" -ge 20 ] || fail "policy.h: only $(echo "$reasons" | wc -w) reasons read"
+missing=""
+for r in $reasons; do
+	for v in accept reject tempfail none; do
+		grep -q "^m365relay_verdicts_total{verdict=\"$v\",reason=\"$r\"} " "$tmp/page" ||
+			missing="$missing $v/$r"
+	done
+done
+[ -z "$missing" ] && ok "every reason has its series ($(echo "$reasons" | wc -w) reasons x 4 verdicts)" ||
+	fail "reasons without a series:$missing"
+expect 'm365relay_verdicts_total{verdict="reject",reason="send-as-denied"}' 0
 expect 'm365relay_store_up' 1
 expect 'm365relay_store_errors_total' 0
 expect 'm365relay_mailbox_messages{mailbox="erp@contoso.com",stage="admitted"}' 30
