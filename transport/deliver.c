@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "deliver.h"
+#include "plan.h"
 #include "util/log.h"
 #include "net/oauth.h"
 #include "policy/policy.h"
@@ -41,26 +42,6 @@
 #include "store/store.h"
 #include "util/util.h"
 
-enum rstate { R_TODO, R_DONE, R_FAILED, R_TEMP };
-
-struct rcpt {
-	const char *addr;
-	enum rstate state;
-	char reply[JOURNAL_REPLY_MAX];
-};
-
-struct plan {
-	enum mode mode;
-	const struct tenant *tenant;
-	const struct domain_policy *domain;
-	const struct mailbox_conf *mailbox;
-	const struct connector *connector;
-	const char *host;
-	unsigned port;
-	bool tls_required, tls_verify;
-	const char *sender; /* MAIL FROM */
-};
-
 static void
 sleep_ms(uint64_t ms)
 {
@@ -68,262 +49,6 @@ sleep_ms(uint64_t ms)
 
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
-}
-
-/* Step 1: the route ---------------------------------------------------------------- */
-
-/*
- * trusted_route - the milter's route, when it can be believed: exactly one
- * route header, well formed, signed by a key of route_key_file for this
- * queue id and sender.  Otherwise why says what is wrong with it.
- */
-static bool
-trusted_route(struct delivery *d, struct route *r, char *why, size_t size)
-{
-	const struct conf *c = d->conf;
-	const char *err;
-	enum route_trust t;
-
-	if (d->msg.hdr.n_route == 0) {
-		snprintf(why, size, "no %s header (the message did not pass m365-milter)",
-		         ROUTE_HEADER);
-		d->untrusted = "no route header";
-		return false;
-	}
-	if (d->msg.hdr.n_route > 1) {
-		snprintf(why, size, "%zu %s headers", d->msg.hdr.n_route, ROUTE_HEADER);
-		d->untrusted = "several route headers";
-		return false;
-	}
-	if (route_parse(d->msg.hdr.route, r, &err) < 0) {
-		snprintf(why, size, "malformed %s header (%s)", ROUTE_HEADER, err);
-		d->untrusted = "malformed route header";
-		return false;
-	}
-	t = route_verify(r, d->qid, &d->sender_addr, c->route_keys, c->n_route_keys);
-	d->untrusted = t == ROUTE_UNSIGNED         ? "route not signed"
-	               : t == ROUTE_UNKNOWN_KEY    ? "route signed with an unknown key"
-	               : t == ROUTE_FORGED         ? "route signature does not verify"
-	               : t == ROUTE_OTHER_QUEUE_ID ? "route signed for another queue id"
-	                                           : NULL;
-	if (t == ROUTE_TRUSTED)
-		return true;
-	snprintf(why, size, "%s header %s%s%s%s", ROUTE_HEADER, route_trust_text(t),
-	         t == ROUTE_OTHER_QUEUE_ID ? " "
-	         : t == ROUTE_UNKNOWN_KEY  ? " (key "
-	                                   : "",
-	         t == ROUTE_OTHER_QUEUE_ID ? r->qid
-	         : t == ROUTE_UNKNOWN_KEY  ? r->kid
-	                                   : "",
-	         t == ROUTE_UNKNOWN_KEY ? ")" : "");
-	return false;
-}
-
-static int
-plan_from_route(const struct delivery *d, const struct route *r, struct plan *p, struct outcome *o)
-{
-	const struct conf *c = d->conf;
-	size_t i;
-
-	p->mode = r->mode;
-	p->domain = conf_domain(c, r->domain);
-	if (p->domain == NULL || p->domain->tenant == NULL) {
-		outcome_local(o, OUT_DEFER, "4.3.5",
-		              "the route names domain %s, which the configuration no "
-		              "longer has",
-		              r->domain);
-		return -1;
-	}
-	p->tenant = p->domain->tenant;
-	if (r->mailbox[0] != '\0') {
-		struct addr a;
-		struct addr_err ae;
-		if (addr_parse_path(r->mailbox, strlen(r->mailbox), false, &a, &ae) == 0)
-			p->mailbox = conf_mailbox(c, &a);
-		if (p->mailbox == NULL) {
-			outcome_local(o, OUT_DEFER, "4.3.5",
-			              "the route names mailbox %s, which the "
-			              "configuration no longer has",
-			              r->mailbox);
-			return -1;
-		}
-	}
-	if (r->connector[0] != '\0') {
-		for (i = 0; i < c->n_connectors; i++)
-			if (strcmp(c->connectors[i].name, r->connector) == 0)
-				p->connector = &c->connectors[i];
-		if (p->connector == NULL) {
-			outcome_local(o, OUT_DEFER, "4.3.5",
-			              "the route names connector %s, which the "
-			              "configuration no longer has",
-			              r->connector);
-			return -1;
-		}
-	}
-	p->sender = d->sender;
-	return 0;
-}
-
-/* policy_line - "5.7.60 text" from a policy reply */
-static void
-policy_line(const struct reply *r, char *buf, size_t size)
-{
-	snprintf(buf, size, "%s %s", r->xcode, r->text);
-}
-
-/* gate_log - require_spf_pass findings worth a line (not the passes) */
-static void
-gate_log(void *arg, enum spfgate_level lvl, const char *line)
-{
-	const struct delivery *d = arg;
-
-	if (lvl != SPFGATE_INFO)
-		log_warnx("%s: %s", d->qid, line);
-}
-
-/*
- * plan_from_policy - mail whose route cannot be trusted: the same policy
- * as the milter's decides, from what pipe(8) gives: the client address
- * (-a), the SASL login (-s), the envelope, the headers.  Its verdict is
- * applied in full (edits: the sender, From, Reply-To, Sender), refusals
- * bounce with the policy's own reply, and each recipient the policy
- * refuses is refused alone (a report tells the sender, as for Microsoft's
- * refusals).  Local mail (an empty client address) is the local
- * submitter's.  There is no certificate subject here: pipe(8) does not
- * pass one, so a submitter known only by its certificate is not found.
- */
-static int
-plan_from_policy(const struct delivery *d, const char *why, struct plan *p, struct rcpt *rc,
-                 struct edits *edits, struct outcome *first_temp, struct outcome *o)
-{
-	const struct transport_conf *tc = &d->conf->transport;
-	struct rcpt_verdict *rv;
-	struct submission s;
-	struct policy_msg m;
-	struct policy_facts facts = {NULL};
-	bool *unauth = NULL;
-	char summary[2048];
-	size_t i;
-
-	if (tc->unverified_route == UNVERIFIED_DEFER) {
-		outcome_local(o, OUT_DEFER, "4.7.0",
-		              "not sent: %s; held in the queue (transport { "
-		              "unverified_route = defer })",
-		              why);
-		log_warnx("%s: %s", d->qid, o->line);
-		return -1;
-	}
-	memset(&s, 0, sizeof(s));
-	s.id.client = d->have_client ? &d->client : NULL;
-	s.id.sasl_login = d->sasl;
-	/* Only mail that came with no client address is local. */
-	s.id.as = d->client_given && !d->have_client &&
-	                  (d->client_text == NULL || d->client_text[0] == '\0')
-	              ? tc->local_submitter
-	              : NULL;
-	s.env_sender = d->sender;
-	s.rcpts = d->rcpts;
-	s.n_rcpts = d->n_rcpts;
-	hdrset_view(&d->msg.hdr, &s.headers);
-	rv = calloc(d->n_rcpts ? d->n_rcpts : 1, sizeof(*rv));
-	if (rv == NULL) {
-		outcome_local(o, OUT_DEFER, "4.3.0", "out of memory");
-		return -1;
-	}
-	/* require_spf_pass, as the milter would have applied it: looked up
-	 * here, for the rare message the milter's route does not cover. */
-	if (d->conf->milter.require_spf_pass && d->conf->n_domains > 0) {
-		unauth = calloc(d->conf->n_domains, sizeof(bool));
-		if (unauth == NULL) {
-			free(rv);
-			outcome_local(o, OUT_DEFER, "4.3.0", "out of memory");
-			return -1;
-		}
-		spfgate_check(d->conf, unauth, gate_log, (void *)d);
-		facts.spf_unauthorized = unauth;
-	}
-	policy_evaluate(d->conf, &facts, &s, &m, rv, d->n_rcpts);
-	free(unauth);
-	policy_summary(&m, summary, sizeof(summary));
-	log_info("%s: route not trusted: %s; decided by the policy: %s", d->qid, why, summary);
-	if (m.submitter == NULL && !d->client_given) {
-		/* Without -a, local mail and mail from an unknown client look
-		 * the same: wait for the fix rather than bounce either. */
-		free(rv);
-		outcome_local(o, OUT_DEFER, "4.3.5",
-		              "not sent: %s, and no submitter found without the client "
-		              "address: add -a ${client_address} to the m365 line of "
-		              "master.cf",
-		              why);
-		return -1;
-	}
-	if (m.reply.verdict != VERDICT_ACCEPT) {
-		outcome_local(o, m.reply.verdict == VERDICT_TEMPFAIL ? OUT_DEFER : OUT_BOUNCE,
-		              m.reply.xcode, "%s", m.reply.text);
-		free(rv);
-		return -1;
-	}
-	for (i = 0; i < d->n_rcpts; i++) {
-		if (rv[i].reply.verdict == VERDICT_ACCEPT)
-			continue;
-		if (rv[i].reply.verdict == VERDICT_REJECT) {
-			rc[i].state = R_FAILED;
-			policy_line(&rv[i].reply, rc[i].reply, sizeof(rc[i].reply));
-		} else {
-			rc[i].state = R_TEMP;
-			if (first_temp->line[0] == '\0')
-				outcome_local(first_temp, OUT_DEFER, rv[i].reply.xcode, "%s",
-				              rv[i].reply.text);
-		}
-		log_info("%s: to=<%s> refused by the policy: %s %s %s", d->qid, rc[i].addr,
-		         rv[i].reply.code, rv[i].reply.xcode, rv[i].reply.text);
-	}
-	free(rv);
-	p->mode = m.mode;
-	p->domain = m.domain;
-	p->tenant = m.tenant;
-	p->mailbox = m.mailbox;
-	p->connector = m.connector;
-	policy_edits(&m, edits);
-	p->sender = d->sender;
-	for (i = 0; i < edits->n; i++)
-		if (edits->e[i].op == EDIT_SENDER)
-			p->sender = edits->sender;
-	return 0;
-}
-
-static int
-plan_endpoint(const struct delivery *d, struct plan *p, struct outcome *o)
-{
-	const struct tenant *t = p->tenant;
-
-	switch (p->mode) {
-	case MODE_SMTP_AUTH:
-		if (p->mailbox == NULL) {
-			outcome_local(o, OUT_DEFER, "4.3.5", "smtp-auth without a mailbox");
-			return -1;
-		}
-		p->host = t->smtp_host;
-		p->port = t->smtp_port;
-		p->tls_required = p->tls_verify = true;
-		return 0;
-	case MODE_RELAY:
-	case MODE_DIRECT_SEND:
-		if (t->mx_endpoint == NULL) {
-			outcome_local(o, OUT_DEFER, "4.3.5", "tenant %s has no mx_endpoint for %s",
-			              t->name, mode_name(p->mode));
-			return -1;
-		}
-		p->host = t->mx_endpoint;
-		p->port = t->mx_port;
-		p->tls_required = p->tls_verify =
-		    p->mode == MODE_RELAY || d->conf->transport.direct_send_tls == TLS_REQUIRED;
-		return 0;
-	case MODE_AUTO:
-		break;
-	}
-	outcome_local(o, OUT_DEFER, "4.3.5", "no delivery mode");
-	return -1;
 }
 
 /* Step 4: the session -------------------------------------------------------------------- */
@@ -700,240 +425,274 @@ out:
 
 /* Everything -------------------------------------------------------------------------------- */
 
-void
-deliver(struct delivery *d, struct outcome *o)
-{
-	const struct conf *c = d->conf;
-	struct outcome first_temp;
-	struct store *st = NULL;
-	struct store_err se;
-	struct smtp s;
+/* One attempt at a delivery: what the steps share. */
+struct attempt {
+	struct delivery *d;
 	struct plan p;
-	struct holder me;
-	struct rcpt *rc;
-	const char **todo = NULL;
-	struct smtp_reply *rr = NULL, final;
-	struct edits edits;
-	bool slot = false, by_policy = false;
-	uint64_t admitted = 0;
-	size_t i, n_todo = 0, n_now = 0;
-	char line[1200];
+	struct rcpt *rc;           /* per recipient of d */
+	struct outcome first_temp; /* the first temporary failure, for the deferral */
+	struct store *st;
+	struct smtp s;
+	struct holder me; /* the session slot's holder, when slot */
+	bool slot, by_policy;
+	uint64_t admitted; /* the message window's stamp to retime, or 0 */
+	const char **todo; /* the recipients this attempt sends to */
+	size_t n_todo, n_now;
+	struct smtp_reply *rr, final; /* their RCPT replies; the end of DATA */
+};
 
-	memset(o, 0, sizeof(*o));
-	memset(&first_temp, 0, sizeof(first_temp));
-	memset(&p, 0, sizeof(p));
-	memset(&s, 0, sizeof(s));
-	net_init(&s.net);
-	rc = calloc(d->n_rcpts, sizeof(*rc));
-	if (rc == NULL) {
-		outcome_local(o, OUT_DEFER, "4.3.0", "out of memory");
-		return;
-	}
-	for (i = 0; i < d->n_rcpts; i++)
-		rc[i].addr = d->rcpts[i];
+/* Step 2: recipients an earlier attempt settled are not sent to again. */
+static int
+journal_read(struct attempt *a, struct outcome *o)
+{
+	struct delivery *d = a->d;
+	enum journal_state js;
+	struct store_err se;
+	size_t i;
 
-	{
-		struct route r;
-		char why[300], err[256];
-		bool trusted = trusted_route(d, &r, why, sizeof(why));
-		if ((trusted ? plan_from_route(d, &r, &p, o)
-		             : plan_from_policy(d, why, &p, rc, &edits, &first_temp, o)) < 0)
-			goto out;
-		by_policy = !trusted;
-		if (plan_endpoint(d, &p, o) < 0)
-			goto out;
-		if (message_wire(&d->msg, trusted ? NULL : &edits, err, sizeof(err)) < 0) {
-			outcome_local(o, OUT_DEFER, "4.3.0", "%s", err);
-			goto out;
-		}
-	}
-
-	/* Step 2: the journal. */
-	st = store_open(c, &se);
-	if (st == NULL) {
-		outcome_local(o, OUT_DEFER, "4.3.0", "state store: %s", se.msg);
-		goto out;
-	}
 	for (i = 0; i < d->n_rcpts; i++) {
-		enum journal_state js;
-		if (rc[i].state != R_TODO)
+		struct rcpt *r = &a->rc[i];
+		if (r->state != R_TODO)
 			continue; /* refused by the policy */
-		if (store_journal_get(st, d->qid, rc[i].addr, &js, rc[i].reply, sizeof(rc[i].reply),
+		if (store_journal_get(a->st, d->qid, r->addr, &js, r->reply, sizeof(r->reply),
 		                      &se) < 0) {
 			outcome_local(o, OUT_DEFER, "4.3.0", "state store: %s", se.msg);
-			goto out;
+			return -1;
 		}
 		if (js == JOURNAL_ACCEPTED) {
-			rc[i].state = R_DONE;
+			r->state = R_DONE;
 			log_info("%s: to=<%s> already accepted in an earlier attempt: skipped",
-			         d->qid, rc[i].addr);
+			         d->qid, r->addr);
 		} else if (js == JOURNAL_FAILED) {
-			rc[i].state = R_FAILED;
+			r->state = R_FAILED;
 		}
 	}
-	todo = calloc(d->n_rcpts, sizeof(*todo));
-	rr = calloc(d->n_rcpts, sizeof(*rr));
-	if (todo == NULL || rr == NULL) {
-		outcome_local(o, OUT_DEFER, "4.3.0", "out of memory");
-		goto out;
-	}
 	for (i = 0; i < d->n_rcpts; i++)
-		if (rc[i].state == R_TODO)
-			todo[n_todo++] = rc[i].addr;
-	if (n_todo == 0) {
-		finish(d, rc, st, o, &first_temp, NULL, 0);
-		goto out;
+		if (a->rc[i].state == R_TODO)
+			a->todo[a->n_todo++] = a->rc[i].addr;
+	return 0;
+}
+
+/* rcpt_outcome - recipient i's reply r: its state, the journal, the log line */
+static void
+rcpt_outcome(struct attempt *a, size_t i, const struct smtp_reply *r)
+{
+	struct delivery *d = a->d;
+	struct rcpt *rc = &a->rc[i];
+	struct store_err se;
+	struct outcome ro;
+
+	outcome_reply(&ro, a->p.host, r);
+	switch (reply_classify(r)) {
+	case RC_OK:
+		rc->state = R_DONE;
+		a->n_now++;
+		if (store_journal_put(a->st, d->qid, rc->addr, JOURNAL_ACCEPTED, r->text,
+		                      store_now(), &se) < 0)
+			log_warnx("%s: journal: %s (a retry could send to <%s> again)", d->qid,
+			          se.msg, rc->addr);
+		break;
+	case RC_PERM:
+		rc->state = R_FAILED;
+		m3_strlcpy(rc->reply, ro.line, sizeof(rc->reply));
+		if (store_journal_put(a->st, d->qid, rc->addr, JOURNAL_FAILED, ro.line, store_now(),
+		                      &se) < 0)
+			log_warnx("%s: journal: %s", d->qid, se.msg);
+		break;
+	case RC_TEMP:
+	case RC_CONFIG:
+		rc->state = R_TEMP;
+		if (a->first_temp.line[0] == '\0')
+			a->first_temp = ro;
+		break;
 	}
+	log_info("%s: to=<%s> relay=%s[%s]:%u mode=%s%s%s tls=%s%s status=%s (%d %s)", d->qid,
+	         rc->addr, a->p.host, a->s.net.peer, a->p.port, mode_name(a->p.mode),
+	         a->p.mailbox ? " mailbox=" : "", a->p.mailbox ? a->p.mailbox->name : "",
+	         a->s.net.tls_version ? a->s.net.tls_version : "none",
+	         a->s.net.resumed ? " resumed" : "",
+	         rc->state == R_DONE     ? "sent"
+	         : rc->state == R_FAILED ? "bounced"
+	                                 : "deferred",
+	         r->code, r->text);
+	if (rc->state != R_DONE && reply_hint(r) != NULL)
+		log_warnx("%s: hint: %s", d->qid, reply_hint(r));
+}
+
+/* Step 6: the transaction, each recipient's outcome recorded; -1 if it broke off */
+static int
+transact(struct attempt *a)
+{
+	struct delivery *d = a->d;
+	struct smtp_msg m = {d->msg.wire, d->msg.wire_len, d->msg.size, d->msg.eightbit,
+	                     d->msg.utf8_headers};
+	struct store_err se;
+	size_t i, k = 0;
+	int rc = smtp_transaction(&a->s, a->p.sender, a->todo, a->n_todo, &m, a->rr, &a->final);
+
+	if (a->admitted != 0 &&
+	    store_msg_retime(a->st, "out", a->p.mailbox->name, a->p.mailbox->messages.count,
+	                     a->admitted, store_now() + 1, &se) < 0)
+		log_warnx("%s: state store: %s", d->qid, se.msg);
+	if (rc < 0) {
+		net_failure(d, &a->s, "the mail transaction", &a->first_temp);
+		for (i = 0; i < d->n_rcpts; i++)
+			if (a->rc[i].state == R_TODO)
+				a->rc[i].state = R_TEMP;
+		return -1;
+	}
+	for (i = 0; i < d->n_rcpts; i++) {
+		const struct smtp_reply *r;
+		if (a->rc[i].state != R_TODO)
+			continue;
+		r = &a->rr[k++];
+		/* Accepted at RCPT: the end of DATA decides. */
+		rcpt_outcome(a, i, reply_classify(r) == RC_OK ? &a->final : r);
+	}
+	return 0;
+}
+
+/* Steps 3 to 5: the slot, the session, the windows */
+static int
+session_ready(struct attempt *a, struct outcome *o)
+{
+	struct delivery *d = a->d;
+	const struct transport_conf *tc = &d->conf->transport;
+	struct plan *p = &a->p;
 
 	/* One submission holds at most the mailbox's recipients_per_message:
 	 * Postfix splits deliveries (m365_destination_recipient_limit); one
 	 * larger than that is a configuration to fix, and waits for it. */
-	if (p.mode == MODE_SMTP_AUTH && n_todo > p.mailbox->recipients_per_message) {
+	if (p->mode == MODE_SMTP_AUTH && a->n_todo > p->mailbox->recipients_per_message) {
 		outcome_local(o, OUT_DEFER, "4.5.3",
 		              "%zu recipients in one delivery, more than %s takes in one "
 		              "message (%u): set m365_destination_recipient_limit to at most "
 		              "that in Postfix's main.cf",
-		              n_todo, p.mailbox->name, p.mailbox->recipients_per_message);
-		goto out;
+		              a->n_todo, p->mailbox->name, p->mailbox->recipients_per_message);
+		return -1;
 	}
-
-	/* Step 3: a session slot for the mailbox. */
-	if (p.mode == MODE_SMTP_AUTH) {
-		store_self(&me, store_now());
-		if (take_slot(d, &p, st, &me, o) < 0)
-			goto out;
-		slot = true;
+	if (p->mode == MODE_SMTP_AUTH) {
+		store_self(&a->me, store_now());
+		if (take_slot(d, p, a->st, &a->me, o) < 0)
+			return -1;
+		a->slot = true;
 	}
-
-	/* Step 4: the session. */
-	s.helo = c->transport.helo_name;
-	s.t.connect = c->transport.timeout_connect;
-	s.t.greeting = c->transport.timeout_greeting;
-	s.t.command = c->transport.timeout_command;
-	s.t.data = c->transport.timeout_data;
-	s.t.block = c->transport.timeout_block;
-	s.t.dot = c->transport.timeout_dot;
-	if (session_open(d, &p, &s, o) < 0)
-		goto out;
-	if ((s.ext & EXT_SIZE) && s.size_limit > 0 && d->msg.size > s.size_limit) {
+	a->s.helo = tc->helo_name;
+	a->s.t.connect = tc->timeout_connect;
+	a->s.t.greeting = tc->timeout_greeting;
+	a->s.t.command = tc->timeout_command;
+	a->s.t.data = tc->timeout_data;
+	a->s.t.block = tc->timeout_block;
+	a->s.t.dot = tc->timeout_dot;
+	if (session_open(d, p, &a->s, o) < 0)
+		return -1;
+	if ((a->s.ext & EXT_SIZE) && a->s.size_limit > 0 && d->msg.size > a->s.size_limit) {
 		outcome_local(o, OUT_BOUNCE, "5.3.4",
 		              "message of %lu bytes is larger than %s accepts (%lu bytes)",
-		              d->msg.size, p.host, s.size_limit);
-		goto out;
+		              d->msg.size, p->host, a->s.size_limit);
+		return -1;
 	}
-	if (p.mode == MODE_SMTP_AUTH && authenticate(d, &p, &s, o) < 0)
-		goto out;
+	if (p->mode == MODE_SMTP_AUTH && authenticate(d, p, &a->s, o) < 0)
+		return -1;
+	/* The windows, now that the message is about to go. */
+	if (p->mode == MODE_SMTP_AUTH && take_windows(d, p, a->st, a->n_todo, &a->admitted, o) < 0)
+		return -1;
+	return 0;
+}
 
-	/* Step 5: the windows, now that the message is about to go. */
-	if (p.mode == MODE_SMTP_AUTH && take_windows(d, &p, st, n_todo, &admitted, o) < 0)
-		goto out;
+/*
+ * policy_note - Postfix logs the outcome line with the delivery (pipe(8)
+ * keeps about its first 100 bytes): say there that the policy, not the
+ * milter, routed the message, and why - first for a delivery (Microsoft's
+ * reply is also in our own log line), after the status for a deferral
+ * (whose line must start with it).
+ */
+static void
+policy_note(const struct delivery *d, struct outcome *o)
+{
+	char note[128], rest[sizeof(o->line)];
 
-	/* Step 6: the transaction. */
-	{
-		struct smtp_msg m = {d->msg.wire, d->msg.wire_len, d->msg.size, d->msg.eightbit,
-		                     d->msg.utf8_headers};
-		int trc = smtp_transaction(&s, p.sender, todo, n_todo, &m, rr, &final);
-		if (admitted != 0 &&
-		    store_msg_retime(st, "out", p.mailbox->name, p.mailbox->messages.count,
-		                     admitted, store_now() + 1, &se) < 0)
-			log_warnx("%s: state store: %s", d->qid, se.msg);
-		if (trc < 0) {
-			net_failure(d, &s, "the mail transaction", &first_temp);
-			for (i = 0; i < d->n_rcpts; i++)
-				if (rc[i].state == R_TODO)
-					rc[i].state = R_TEMP;
-			finish(d, rc, st, o, &first_temp, NULL, 0);
-			goto out;
-		}
+	if (o->kind == OUT_BOUNCE || o->line[0] == '\0')
+		return;
+	snprintf(note, sizeof(note), "routed by the policy (%s)", d->untrusted);
+	if (o->kind == OUT_SENT) {
+		m3_strlcpy(rest, o->line, sizeof(rest));
+		m3_strlcpy(o->line, note, sizeof(o->line));
+		m3_strlcat(o->line, ": ", sizeof(o->line));
+		m3_strlcat(o->line, rest, sizeof(o->line));
+	} else {
+		m3_strlcat(o->line, "; ", sizeof(o->line));
+		m3_strlcat(o->line, note, sizeof(o->line));
 	}
-	{
-		size_t k = 0;
-		for (i = 0; i < d->n_rcpts; i++) {
-			struct smtp_reply *r;
-			struct outcome ro;
-			if (rc[i].state != R_TODO)
-				continue;
-			r = &rr[k++];
-			/* Accepted at RCPT: the end of DATA decides. */
-			if (reply_classify(r) == RC_OK)
-				r = &final;
-			outcome_reply(&ro, p.host, r);
-			switch (reply_classify(r)) {
-			case RC_OK:
-				rc[i].state = R_DONE;
-				n_now++;
-				if (store_journal_put(st, d->qid, rc[i].addr, JOURNAL_ACCEPTED,
-				                      r->text, store_now(), &se) < 0)
-					log_warnx("%s: journal: %s (a retry could "
-					          "send to <%s> again)",
-					          d->qid, se.msg, rc[i].addr);
-				break;
-			case RC_PERM:
-				rc[i].state = R_FAILED;
-				m3_strlcpy(rc[i].reply, ro.line, sizeof(rc[i].reply));
-				if (store_journal_put(st, d->qid, rc[i].addr, JOURNAL_FAILED,
-				                      ro.line, store_now(), &se) < 0)
-					log_warnx("%s: journal: %s", d->qid, se.msg);
-				break;
-			case RC_TEMP:
-			case RC_CONFIG:
-				rc[i].state = R_TEMP;
-				if (first_temp.line[0] == '\0')
-					first_temp = ro;
-				break;
-			}
-			log_info("%s: to=<%s> relay=%s[%s]:%u mode=%s%s%s tls=%s%s "
-			         "status=%s (%d %s)",
-			         d->qid, rc[i].addr, p.host, s.net.peer, p.port, mode_name(p.mode),
-			         p.mailbox ? " mailbox=" : "", p.mailbox ? p.mailbox->name : "",
-			         s.net.tls_version ? s.net.tls_version : "none",
-			         s.net.resumed ? " resumed" : "",
-			         rc[i].state == R_DONE     ? "sent"
-			         : rc[i].state == R_FAILED ? "bounced"
-			                                   : "deferred",
-			         r->code, r->text);
-			if (rc[i].state != R_DONE && reply_hint(r) != NULL)
-				log_warnx("%s: hint: %s", d->qid, reply_hint(r));
-		}
+}
+
+/* attempt_end - what outlives no attempt: the session, the slot, the store */
+static void
+attempt_end(struct attempt *a, struct outcome *o)
+{
+	struct store_err se;
+
+	if (a->s.net.fd >= 0)
+		smtp_quit(&a->s);
+	if (a->slot && store_slot_release(a->st, a->p.mailbox->name, &a->me, &se) < 0)
+		log_warnx("%s: releasing the session slot: %s (it frees when this process ends)",
+		          a->d->qid, se.msg);
+	if (a->by_policy)
+		policy_note(a->d, o);
+	if (o->kind != OUT_SENT && o->line[0] != '\0')
+		log_info("%s: %s: %s", a->d->qid, o->kind == OUT_DEFER ? "deferred" : "bounced",
+		         o->line);
+	store_close(a->st);
+	free(a->todo);
+	free(a->rr);
+	free(a->rc);
+}
+
+void
+deliver(struct delivery *d, struct outcome *o)
+{
+	struct attempt a;
+	struct store_err se;
+	size_t i;
+
+	memset(o, 0, sizeof(*o));
+	memset(&a, 0, sizeof(a));
+	a.d = d;
+	net_init(&a.s.net);
+	a.rc = calloc(d->n_rcpts ? d->n_rcpts : 1, sizeof(*a.rc));
+	a.todo = calloc(d->n_rcpts ? d->n_rcpts : 1, sizeof(*a.todo));
+	a.rr = calloc(d->n_rcpts ? d->n_rcpts : 1, sizeof(*a.rr));
+	if (a.rc == NULL || a.todo == NULL || a.rr == NULL) {
+		outcome_local(o, OUT_DEFER, "4.3.0", "out of memory");
+		goto out;
 	}
-	smtp_quit(&s);
-	finish(d, rc, st, o, &first_temp, final.code / 100 == 2 ? &final : NULL, n_now);
+	for (i = 0; i < d->n_rcpts; i++)
+		a.rc[i].addr = d->rcpts[i];
+
+	/* Step 1: the route. */
+	if (plan_delivery(d, &a.p, a.rc, &a.first_temp, &a.by_policy, o) < 0)
+		goto out;
+	/* Step 2: the journal. */
+	a.st = store_open(d->conf, &se);
+	if (a.st == NULL) {
+		outcome_local(o, OUT_DEFER, "4.3.0", "state store: %s", se.msg);
+		goto out;
+	}
+	if (journal_read(&a, o) < 0)
+		goto out;
+	if (a.n_todo == 0) {
+		finish(d, a.rc, a.st, o, &a.first_temp, NULL, 0);
+		goto out;
+	}
+	/* Steps 3 to 5, then 6: the transaction, and 7: the outcome. */
+	if (session_ready(&a, o) < 0)
+		goto out;
+	if (transact(&a) < 0) {
+		finish(d, a.rc, a.st, o, &a.first_temp, NULL, 0);
+		goto out;
+	}
+	smtp_quit(&a.s);
+	finish(d, a.rc, a.st, o, &a.first_temp, a.final.code / 100 == 2 ? &a.final : NULL, a.n_now);
 out:
-	if (s.net.fd >= 0)
-		smtp_quit(&s);
-	if (slot) {
-		if (store_slot_release(st, p.mailbox->name, &me, &se) < 0)
-			log_warnx("%s: releasing the session slot: %s (it frees when "
-			          "this process ends)",
-			          d->qid, se.msg);
-	}
-	/*
-	 * Postfix logs this line with the delivery (pipe(8) keeps about its
-	 * first 100 bytes): say there that the policy, not the milter, routed
-	 * the message, and why - first for a delivery (Microsoft's reply is
-	 * also in our own log line), after the status for a deferral (whose
-	 * line must start with it).
-	 */
-	if (by_policy && o->kind != OUT_BOUNCE && o->line[0] != '\0') {
-		char note[128];
-		snprintf(note, sizeof(note), "routed by the policy (%s)", d->untrusted);
-		if (o->kind == OUT_SENT) {
-			char rest[sizeof(o->line)];
-			m3_strlcpy(rest, o->line, sizeof(rest));
-			m3_strlcpy(o->line, note, sizeof(o->line));
-			m3_strlcat(o->line, ": ", sizeof(o->line));
-			m3_strlcat(o->line, rest, sizeof(o->line));
-		} else {
-			m3_strlcat(o->line, "; ", sizeof(o->line));
-			m3_strlcat(o->line, note, sizeof(o->line));
-		}
-	}
-	if (o->kind != OUT_SENT && o->line[0] != '\0') {
-		snprintf(line, sizeof(line), "%s", o->line);
-		log_info("%s: %s: %s", d->qid, o->kind == OUT_DEFER ? "deferred" : "bounced", line);
-	}
-	store_close(st);
-	free(todo);
-	free(rr);
-	free(rc);
+	attempt_end(&a, o);
 }
