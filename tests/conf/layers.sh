@@ -5,7 +5,7 @@
 #  - inside lib/X, a bare name is a header of X itself, and "Y/name.h"
 #    names a folder X may include;
 #  - programs and tests name lib headers with their folder, never a
-#    private one (conf_build.h, store_impl.h).
+#    private one (conf_build.h, store_impl.h, addr_lex.h).
 set -u
 : "${top_srcdir:=.}"
 cd "$top_srcdir" || exit 99
@@ -22,7 +22,7 @@ allowed() { # folder -> the folders it may include
 	*) echo "?" ;;
 	esac
 }
-private="conf_build.h store_impl.h"
+private="conf_build.h store_impl.h addr_lex.h"
 checked=0
 
 for dir in lib/*/; do
