@@ -26,6 +26,7 @@
 
 #include "net/certcheck.h"
 #include "cli.h"
+#include "doctor.h"
 #include "util/sbuf.h"
 #include "net/dns.h"
 #include "conf/runtime.h"
@@ -35,7 +36,6 @@
 
 #define CONNECT_TIMEOUT 10
 
-enum level { LVL_OK, LVL_WARN, LVL_ERR };
 /* join - append item to a ", "-separated list in buf (what does not fit is left out) */
 static void
 join(char *buf, size_t size, const char *item)
@@ -50,25 +50,9 @@ join(char *buf, size_t size, const char *item)
 
 static const char *const level_name[] = {"ok", "warning", "error"};
 
-struct finding {
-	char subject[300]; /* "contoso.com", "connector relay", ... */
-	char check[24];    /* "spf", "mx", "endpoint", "certificate", ... */
-	enum level level;
-	char text[DNS_TXT_MAX + 256];
-	char fix[DNS_TXT_MAX + 256];
-};
-
-struct doctor {
-	const struct conf *conf;
-	struct dns *dns;
-	struct finding *f;
-	size_t n, cap, n_err, n_warn;
-	bool oom;
-};
-
-static void
-add(struct doctor *d, enum level lvl, const char *subject, const char *check, const char *fix,
-    const char *fmt, ...)
+void
+doctor_add(struct doctor *d, enum level lvl, const char *subject, const char *check,
+           const char *fix, const char *fmt, ...)
 {
 	struct finding *f;
 	va_list ap;
@@ -108,8 +92,8 @@ check_endpoints(struct doctor *d, const struct tenant *t)
 
 	/* IP addresses are refused by conf.c (need_name). */
 	snprintf(subj, sizeof(subj), "tenant %s", t->name);
-	add(d, LVL_OK, subj, "endpoint", NULL, "smtp_host %s port %u is a DNS name", t->smtp_host,
-	    t->smtp_port);
+	doctor_add(d, LVL_OK, subj, "endpoint", NULL, "smtp_host %s port %u is a DNS name",
+	           t->smtp_host, t->smtp_port);
 	if (t->mx_endpoint == NULL)
 		return;
 	for (i = 0; i < t->n_accepted && !form_ok; i++) {
@@ -119,9 +103,9 @@ check_endpoints(struct doctor *d, const struct tenant *t)
 		form_ok = m3_casecmp(form, t->mx_endpoint) == 0;
 	}
 	if (form_ok) {
-		add(d, LVL_OK, subj, "endpoint", NULL,
-		    "mx_endpoint %s has the <domain>-<tld>.mail.protection.outlook.com form",
-		    t->mx_endpoint);
+		doctor_add(d, LVL_OK, subj, "endpoint", NULL,
+		           "mx_endpoint %s has the <domain>-<tld>.mail.protection.outlook.com form",
+		           t->mx_endpoint);
 	} else {
 		mx_endpoint_form(t->n_accepted ? t->accepted[0] : "contoso.com", form,
 		                 sizeof(form));
@@ -129,10 +113,10 @@ check_endpoints(struct doctor *d, const struct tenant *t)
 		         "copy the MX value from the Microsoft 365 admin center (Settings > "
 		         "Domains > DNS records), e.g. mx_endpoint = \"%s\"",
 		         form);
-		add(d, LVL_WARN, subj, "endpoint", fix,
-		    "mx_endpoint %s is not <domain>-<tld>.mail.protection.outlook.com for "
-		    "any accepted domain",
-		    t->mx_endpoint);
+		doctor_add(d, LVL_WARN, subj, "endpoint", fix,
+		           "mx_endpoint %s is not <domain>-<tld>.mail.protection.outlook.com for "
+		           "any accepted domain",
+		           t->mx_endpoint);
 	}
 }
 
@@ -145,64 +129,66 @@ check_spf(struct doctor *d, const struct tenant *t, const char *domain)
 	char err[256], fix[DNS_TXT_MAX + 256];
 
 	if (spf_inspect(d->dns, NULL, domain, t->egress_ip, &r, err, sizeof(err)) < 0) {
-		add(d, LVL_ERR, domain, "spf",
-		    "check the resolver in /etc/resolv.conf and that the domain's name "
-		    "servers answer",
-		    "DNS did not answer for the SPF record: %s", err);
+		doctor_add(d, LVL_ERR, domain, "spf",
+		           "check the resolver in /etc/resolv.conf and that the domain's name "
+		           "servers answer",
+		           "DNS did not answer for the SPF record: %s", err);
 		return;
 	}
 	if (r.nxdomain) {
-		add(d, LVL_ERR, domain, "spf",
-		    "check the spelling in accepted_domains, or publish the domain's zone",
-		    "%s does not exist in DNS (NXDOMAIN): no SPF record can be found, and "
-		    "receivers refuse mail from a domain that does not exist",
-		    domain);
+		doctor_add(d, LVL_ERR, domain, "spf",
+		           "check the spelling in accepted_domains, or publish the domain's zone",
+		           "%s does not exist in DNS (NXDOMAIN): no SPF record can be found, and "
+		           "receivers refuse mail from a domain that does not exist",
+		           domain);
 		return;
 	}
 	snprintf(fix, sizeof(fix), "publish one TXT record at %s: \"%s\"", domain, r.suggestion);
 	if (r.n_records == 0) {
-		add(d, LVL_ERR, domain, "spf", fix,
-		    "no SPF record: receivers cannot tell the "
-		    "gateway's mail from forgeries");
+		doctor_add(d, LVL_ERR, domain, "spf", fix,
+		           "no SPF record: receivers cannot tell the "
+		           "gateway's mail from forgeries");
 		return;
 	}
 	if (r.n_records > 1) {
 		char merged[DNS_TXT_MAX + 256];
 		snprintf(merged, sizeof(merged), "merge them into one TXT record at %s: \"%s\"",
 		         domain, r.suggestion);
-		add(d, LVL_ERR, domain, "spf", merged,
+		doctor_add(
+		    d, LVL_ERR, domain, "spf", merged,
 		    "more than one SPF record: every SPF check gives permerror (RFC 7208 3.2)");
 		return;
 	}
 	if (r.lookups > SPF_MAX_LOOKUPS)
-		add(d, LVL_ERR, domain, "spf",
-		    "remove includes you no longer need, or replace them by the ip4:/ip6: "
-		    "ranges they stand for",
-		    "more than the %d DNS look-ups SPF allows (counted %d before "
-		    "stopping): permerror (\"%s\")",
-		    SPF_MAX_LOOKUPS, r.lookups, r.record);
+		doctor_add(d, LVL_ERR, domain, "spf",
+		           "remove includes you no longer need, or replace them by the ip4:/ip6: "
+		           "ranges they stand for",
+		           "more than the %d DNS look-ups SPF allows (counted %d before "
+		           "stopping): permerror (\"%s\")",
+		           SPF_MAX_LOOKUPS, r.lookups, r.record);
 	if (r.plus_all)
-		add(d, LVL_ERR, domain, "spf", fix,
-		    "\"%s\" ends in +all: any host on the Internet passes", r.record);
+		doctor_add(d, LVL_ERR, domain, "spf", fix,
+		           "\"%s\" ends in +all: any host on the Internet passes", r.record);
 	if (!r.has_m365_include)
-		add(d, LVL_ERR, domain, "spf", fix,
-		    "no include:%s: mail Microsoft 365 sends for %s fails SPF", SPF_M365_INCLUDE,
-		    domain);
+		doctor_add(d, LVL_ERR, domain, "spf", fix,
+		           "no include:%s: mail Microsoft 365 sends for %s fails SPF",
+		           SPF_M365_INCLUDE, domain);
 	if (t->egress_ip == NULL)
-		add(d, LVL_WARN, domain, "spf",
-		    "set egress_ip in the tenant to the gateway's public address",
-		    "egress_ip is not set: cannot tell whether the gateway's own mail "
-		    "(Direct Send, relay) passes");
+		doctor_add(d, LVL_WARN, domain, "spf",
+		           "set egress_ip in the tenant to the gateway's public address",
+		           "egress_ip is not set: cannot tell whether the gateway's own mail "
+		           "(Direct Send, relay) passes");
 	else if (!r.pass)
-		add(d, LVL_ERR, domain, "spf", fix,
+		doctor_add(
+		    d, LVL_ERR, domain, "spf", fix,
 		    "the gateway's address %s gets SPF %s from \"%s\": Direct Send and relay "
 		    "mail lands in junk or is refused",
 		    t->egress_ip, r.result, r.record);
 	if (r.suggestion[0] == '\0' && r.lookups <= SPF_MAX_LOOKUPS)
-		add(d, LVL_OK, domain, "spf", NULL,
-		    "\"%s\": %s %s, Microsoft included, %d look-up%s", r.record,
-		    t->egress_ip ? t->egress_ip : "egress_ip", t->egress_ip ? r.result : "unset",
-		    r.lookups, r.lookups == 1 ? "" : "s");
+		doctor_add(d, LVL_OK, domain, "spf", NULL,
+		           "\"%s\": %s %s, Microsoft included, %d look-up%s", r.record,
+		           t->egress_ip ? t->egress_ip : "egress_ip",
+		           t->egress_ip ? r.result : "unset", r.lookups, r.lookups == 1 ? "" : "s");
 }
 
 static void
@@ -212,10 +198,10 @@ check_mx(struct doctor *d, const struct tenant *t, const char *domain)
 	size_t n, i;
 
 	if (dns_mx(d->dns, domain, mx, DNS_RECORDS_MAX, &n, err, sizeof(err)) < 0) {
-		add(d, LVL_ERR, domain, "mx",
-		    "check the resolver in /etc/resolv.conf and that the domain's name "
-		    "servers answer",
-		    "DNS did not answer for the MX record: %s", err);
+		doctor_add(d, LVL_ERR, domain, "mx",
+		           "check the resolver in /etc/resolv.conf and that the domain's name "
+		           "servers answer",
+		           "DNS did not answer for the MX record: %s", err);
 		return;
 	}
 	mx_endpoint_form(domain, form, sizeof(form));
@@ -224,32 +210,34 @@ check_mx(struct doctor *d, const struct tenant *t, const char *domain)
 	         "shows for the domain)",
 	         domain, form);
 	if (n == 0 && dns_nxdomain(d->dns)) {
-		add(d, LVL_ERR, domain, "mx",
-		    "check the spelling in accepted_domains, or publish the domain's zone",
-		    "%s does not exist in DNS (NXDOMAIN): mail to it has nowhere to go", domain);
+		doctor_add(d, LVL_ERR, domain, "mx",
+		           "check the spelling in accepted_domains, or publish the domain's zone",
+		           "%s does not exist in DNS (NXDOMAIN): mail to it has nowhere to go",
+		           domain);
 		return;
 	}
 	if (n == 0) {
-		add(d, LVL_ERR, domain, "mx", fix, "no MX record: mail to %s has nowhere to go",
-		    domain);
+		doctor_add(d, LVL_ERR, domain, "mx", fix,
+		           "no MX record: mail to %s has nowhere to go", domain);
 		return;
 	}
 	for (i = 0; i < n; i++) {
 		if ((t->mx_endpoint != NULL && m3_casecmp(mx[i], t->mx_endpoint) == 0) ||
 		    m3_casecmp(mx[i], form) == 0) {
-			add(d, LVL_OK, domain, "mx", NULL, "MX %s is %s", mx[i],
-			    m3_casecmp(mx[i], form) == 0 && (t->mx_endpoint == NULL ||
-			                                     m3_casecmp(mx[i], t->mx_endpoint) != 0)
-			        ? "the domain's Microsoft 365 endpoint"
-			        : "the configured mx_endpoint");
+			doctor_add(d, LVL_OK, domain, "mx", NULL, "MX %s is %s", mx[i],
+			           m3_casecmp(mx[i], form) == 0 &&
+			                   (t->mx_endpoint == NULL ||
+			                    m3_casecmp(mx[i], t->mx_endpoint) != 0)
+			               ? "the domain's Microsoft 365 endpoint"
+			               : "the configured mx_endpoint");
 			return;
 		}
 		join(list, sizeof(list), mx[i]);
 	}
-	add(d, LVL_ERR, domain, "mx", fix,
-	    "MX is %s, not the configured endpoint %s: Direct Send and relay would reach a "
-	    "tenant other mail does not",
-	    list, t->mx_endpoint ? t->mx_endpoint : form);
+	doctor_add(d, LVL_ERR, domain, "mx", fix,
+	           "MX is %s, not the configured endpoint %s: Direct Send and relay would reach a "
+	           "tenant other mail does not",
+	           list, t->mx_endpoint ? t->mx_endpoint : form);
 }
 
 /* Certificates and credentials --------------------------------------------------------- */
@@ -277,24 +265,27 @@ check_file(struct doctor *d, const char *subject, const char *what, const char *
 
 	if (stat(path, &st) != 0) {
 		snprintf(fix, sizeof(fix), "create %s or correct %s", path, what);
-		add(d, LVL_ERR, subject, "credentials", fix, "%s %s does not exist", what, path);
+		doctor_add(d, LVL_ERR, subject, "credentials", fix, "%s %s does not exist", what,
+		           path);
 		return;
 	}
 	if (secret && (st.st_mode & 077) != 0) {
 		snprintf(fix, sizeof(fix), "chmod 600 %s", path);
-		add(d, LVL_ERR, subject, "credentials", fix,
-		    "%s %s has mode %04o: group or others can read a secret", what, path,
-		    (unsigned)(st.st_mode & 07777));
+		doctor_add(d, LVL_ERR, subject, "credentials", fix,
+		           "%s %s has mode %04o: group or others can read a secret", what, path,
+		           (unsigned)(st.st_mode & 07777));
 		return;
 	}
 	if (!may_read(pw, path, &st)) {
 		snprintf(fix, sizeof(fix), "chown %s %s", d->conf->user, path);
-		add(d, LVL_ERR, subject, "credentials", fix,
-		    "%s %s cannot be read by the service user %s", what, path, d->conf->user);
+		doctor_add(d, LVL_ERR, subject, "credentials", fix,
+		           "%s %s cannot be read by the service user %s", what, path,
+		           d->conf->user);
 		return;
 	}
-	add(d, LVL_OK, subject, "credentials", NULL, "%s %s: present, mode %04o, readable by %s",
-	    what, path, (unsigned)(st.st_mode & 07777), d->conf->user);
+	doctor_add(d, LVL_OK, subject, "credentials", NULL,
+	           "%s %s: present, mode %04o, readable by %s", what, path,
+	           (unsigned)(st.st_mode & 07777), d->conf->user);
 }
 
 static void
@@ -310,20 +301,22 @@ check_cert(struct doctor *d, const char *subject, const char *cert, const char *
 	check_file(d, subject, "certificate_file", cert, false);
 	check_file(d, subject, "key_file", key, true);
 	if (cert_inspect(cert, key, d->conf->transport.ca_file, t, &r, err, sizeof(err)) < 0) {
-		add(d, LVL_ERR, subject, "certificate", "give a PEM certificate, leaf first", "%s",
-		    err);
+		doctor_add(d, LVL_ERR, subject, "certificate", "give a PEM certificate, leaf first",
+		           "%s", err);
 		return;
 	}
 	for (i = 0; i < r.n_names; i++)
 		join(names, sizeof(names), r.names[i]);
 	if (t != NULL) {
 		if (r.matched[0] != '\0')
-			add(d, LVL_OK, subject, "certificate", NULL,
+			doctor_add(
+			    d, LVL_OK, subject, "certificate", NULL,
 			    "name %s is in an accepted domain (set TlsSenderCertificateName on "
 			    "the inbound connector to it or to its *.domain)",
 			    r.matched);
 		else
-			add(d, LVL_ERR, subject, "certificate",
+			doctor_add(
+			    d, LVL_ERR, subject, "certificate",
 			    "use a certificate whose CN or SAN is in an accepted domain (e.g. "
 			    "relay.<your domain>), the same name as the connector's "
 			    "TlsSenderCertificateName",
@@ -332,12 +325,14 @@ check_cert(struct doctor *d, const char *subject, const char *cert, const char *
 			    names[0] ? names : "none");
 	}
 	if (key != NULL && !r.key_matches)
-		add(d, LVL_ERR, subject, "certificate",
+		doctor_add(
+		    d, LVL_ERR, subject, "certificate",
 		    "give the key the certificate was issued for (openssl x509 -noout -pubkey "
 		    "-in CERT and openssl pkey -pubout -in KEY must print the same)",
 		    "%s does not hold the key of %s", key, cert);
 	else if (key != NULL)
-		add(d, LVL_OK, subject, "certificate", NULL, "the key matches the certificate");
+		doctor_add(d, LVL_OK, subject, "certificate", NULL,
+		           "the key matches the certificate");
 	if (t == NULL) {
 		/* no chain for an app certificate */
 	} else if (!r.chain_ok) {
@@ -345,20 +340,22 @@ check_cert(struct doctor *d, const char *subject, const char *cert, const char *
 		         "append the intermediate certificates to %s, leaf "
 		         "first (Microsoft needs the whole chain, else 5.7.64)",
 		         cert);
-		add(d, LVL_ERR, subject, "certificate", fix, "chain incomplete: %s", r.chain_err);
+		doctor_add(d, LVL_ERR, subject, "certificate", fix, "chain incomplete: %s",
+		           r.chain_err);
 	} else {
-		add(d, LVL_OK, subject, "certificate", NULL, "chain complete to a trusted root");
+		doctor_add(d, LVL_OK, subject, "certificate", NULL,
+		           "chain complete to a trusted root");
 	}
 	if (r.days_left < 0)
-		add(d, LVL_ERR, subject, "certificate", "renew the certificate",
-		    "expired on %s: Microsoft refuses it", r.not_after);
+		doctor_add(d, LVL_ERR, subject, "certificate", "renew the certificate",
+		           "expired on %s: Microsoft refuses it", r.not_after);
 	else if (r.days_left < 30)
-		add(d, LVL_WARN, subject, "certificate", "renew the certificate before it expires",
-		    "expires in %ld day%s (%s)", r.days_left, r.days_left == 1 ? "" : "s",
-		    r.not_after);
+		doctor_add(d, LVL_WARN, subject, "certificate",
+		           "renew the certificate before it expires", "expires in %ld day%s (%s)",
+		           r.days_left, r.days_left == 1 ? "" : "s", r.not_after);
 	else
-		add(d, LVL_OK, subject, "certificate", NULL, "valid for %ld more days",
-		    r.days_left);
+		doctor_add(d, LVL_OK, subject, "certificate", NULL, "valid for %ld more days",
+		           r.days_left);
 }
 
 /* --connect ----------------------------------------------------------------------------- */
@@ -383,50 +380,51 @@ check_connect(struct doctor *d, const char *host, unsigned port, bool submission
 	tls.verify = true;
 	if (smtp_open(&s, host, port, &r) < 0) {
 		if (s.net.code == NET_ERESOLVE)
-			add(d, LVL_ERR, subj, "connect",
-			    "check the name in the configuration and the resolver "
-			    "(/etc/resolv.conf)",
-			    "%s", s.net.err);
+			doctor_add(d, LVL_ERR, subj, "connect",
+			           "check the name in the configuration and the resolver "
+			           "(/etc/resolv.conf)",
+			           "%s", s.net.err);
 		else if (port == 25)
-			add(d, LVL_ERR, subj, "connect",
+			doctor_add(
+			    d, LVL_ERR, subj, "connect",
 			    "ask the network or hosting provider to open outbound TCP port 25 "
 			    "to *.mail.protection.outlook.com, or send with smtp-auth on port "
 			    "587 instead",
 			    "cannot reach port 25 (%s): outbound port 25 looks blocked", s.net.err);
 		else
-			add(d, LVL_ERR, subj, "connect",
-			    "check the firewall and the proxy for outbound TCP to this port",
-			    "cannot connect: %s", s.net.err);
+			doctor_add(d, LVL_ERR, subj, "connect",
+			           "check the firewall and the proxy for outbound TCP to this port",
+			           "cannot connect: %s", s.net.err);
 		goto out;
 	}
 	if (r.code != 220) {
-		add(d, LVL_ERR, subj, "connect", NULL, "greeting %d %s", r.code, r.text);
+		doctor_add(d, LVL_ERR, subj, "connect", NULL, "greeting %d %s", r.code, r.text);
 		goto out;
 	}
 	if (smtp_ehlo(&s, &r) < 0 || r.code != 250) {
-		add(d, LVL_ERR, subj, "connect", NULL, "EHLO refused: %d %s %s", r.code, r.text,
-		    s.net.err);
+		doctor_add(d, LVL_ERR, subj, "connect", NULL, "EHLO refused: %d %s %s", r.code,
+		           r.text, s.net.err);
 		goto out;
 	}
 	if (!(s.ext & EXT_STARTTLS)) {
-		add(d, submission ? LVL_ERR : LVL_WARN, subj, "tls",
-		    "a Microsoft endpoint always offers STARTTLS: check that no proxy or "
-		    "firewall strips it",
-		    "no STARTTLS offered");
+		doctor_add(d, submission ? LVL_ERR : LVL_WARN, subj, "tls",
+		           "a Microsoft endpoint always offers STARTTLS: check that no proxy or "
+		           "firewall strips it",
+		           "no STARTTLS offered");
 		goto out;
 	}
 	if (smtp_starttls(&s, &tls, &r) < 0 || r.code != 220) {
-		add(d, LVL_ERR, subj, "tls",
-		    "check the CA store (ca_file) and that nothing intercepts TLS",
-		    "STARTTLS failed: %d %s %s", r.code, r.text, s.net.err);
+		doctor_add(d, LVL_ERR, subj, "tls",
+		           "check the CA store (ca_file) and that nothing intercepts TLS",
+		           "STARTTLS failed: %d %s %s", r.code, r.text, s.net.err);
 		goto out;
 	}
 	net_peer_names(&s.net, names, sizeof(names));
-	add(d, LVL_OK, subj, "tls", NULL, "%s, certificate verified (names: %s)", s.net.tls_version,
-	    names);
+	doctor_add(d, LVL_OK, subj, "tls", NULL, "%s, certificate verified (names: %s)",
+	           s.net.tls_version, names);
 	if (smtp_ehlo(&s, &r) < 0 || r.code != 250) {
-		add(d, LVL_ERR, subj, "connect", NULL, "EHLO after STARTTLS refused: %d %s", r.code,
-		    r.text);
+		doctor_add(d, LVL_ERR, subj, "connect", NULL, "EHLO after STARTTLS refused: %d %s",
+		           r.code, r.text);
 		goto out;
 	}
 	snprintf(caps, sizeof(caps), "%s%s%s%s%s%s", s.ext & EXT_PIPELINING ? " PIPELINING" : "",
@@ -435,11 +433,11 @@ check_connect(struct doctor *d, const char *host, unsigned port, bool submission
 	         s.ext & EXT_AUTH_LOGIN ? " AUTH-LOGIN" : "",
 	         s.ext & EXT_AUTH_XOAUTH2 ? " AUTH-XOAUTH2" : "");
 	if (submission && !(s.ext & EXT_AUTH_XOAUTH2))
-		add(d, LVL_ERR, subj, "ehlo",
-		    "smtp_host must be Microsoft's submission endpoint (smtp.office365.com)",
-		    "no AUTH XOAUTH2 after STARTTLS (offered:%s)", caps);
+		doctor_add(d, LVL_ERR, subj, "ehlo",
+		           "smtp_host must be Microsoft's submission endpoint (smtp.office365.com)",
+		           "no AUTH XOAUTH2 after STARTTLS (offered:%s)", caps);
 	else
-		add(d, LVL_OK, subj, "ehlo", NULL, "offered after STARTTLS:%s", caps);
+		doctor_add(d, LVL_OK, subj, "ehlo", NULL, "offered after STARTTLS:%s", caps);
 out:
 	smtp_quit(&s);
 }
@@ -491,214 +489,11 @@ print_json(const struct doctor *d)
 	json_object_put(root);
 }
 
-/* Postfix ------------------------------------------------------------------------------ */
-
-/* in_list - whether a Postfix list value (commas or spaces) holds item */
-static bool
-in_list(const char *list, const char *item)
-{
-	size_t n = strlen(item), k;
-
-	while (*list != '\0') {
-		list += strspn(list, ", \t\r\n");
-		k = strcspn(list, ", \t\r\n");
-		if (k == n && strncmp(list, item, n) == 0)
-			return true;
-		list += k;
-	}
-	return false;
-}
-
-/* may_search - whether pw (with its groups) may pass through / use st with bits (x or rw) */
-static bool
-may_use(const struct passwd *pw, const struct stat *st, unsigned bits)
-{
-	gid_t groups[256];
-	int n = (int)NELEM(groups), i;
-
-	if (pw->pw_uid == 0)
-		return true;
-	if (st->st_uid == pw->pw_uid)
-		return (st->st_mode & (bits << 6)) == (bits << 6);
-	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) < 0)
-		n = 0;
-	for (i = 0; i < n; i++)
-		if (groups[i] == st->st_gid)
-			return (st->st_mode & (bits << 3)) == (bits << 3);
-	return (st->st_mode & bits) == bits;
-}
-
-/* check_socket_access - the MTA's user can reach the milter's socket */
-static void
-check_socket_access(struct doctor *d, const char *owner)
-{
-	const char *sock = d->conf->milter.socket;
-	struct passwd *pw = getpwnam(owner);
-	struct group *gr;
-	char dir[1024], fix[600];
-	struct stat st;
-	char *slash;
-
-	if (strncmp(sock, "unix:", 5) == 0)
-		sock += 5;
-	else if (strncmp(sock, "local:", 6) == 0)
-		sock += 6;
-	else if (sock[0] != '/')
-		return; /* inet: nothing on the file system to check */
-	if (pw == NULL) {
-		add(d, LVL_WARN, "postfix", "socket", NULL,
-		    "mail_owner %s is not a user: socket access not checked", owner);
-		return;
-	}
-	m3_strlcpy(dir, sock, sizeof(dir));
-	slash = strrchr(dir, '/');
-	if (slash == NULL || slash == dir)
-		return;
-	*slash = '\0';
-	if (stat(dir, &st) < 0) {
-		add(d, LVL_WARN, "postfix", "socket",
-		    "it is made at install (tmpfiles, the package) or by the milter's first start",
-		    "%s does not exist yet", dir);
-		return;
-	}
-	gr = getgrgid(st.st_gid);
-	snprintf(fix, sizeof(fix), "adduser %s %s, then postfix reload", owner,
-	         gr != NULL ? gr->gr_name : "THE-DIRECTORY'S-GROUP");
-	if (!may_use(pw, &st, 1)) {
-		add(d, LVL_ERR, "postfix", "socket", fix,
-		    "%s (mode %04o) cannot be entered by Postfix's user %s: smtpd gets "
-		    "\"Permission denied\" and every device 451 4.7.1",
-		    dir, (unsigned)(st.st_mode & 07777), owner);
-		return;
-	}
-	if (stat(sock, &st) == 0 && !may_use(pw, &st, 6)) {
-		add(d, LVL_ERR, "postfix", "socket", fix,
-		    "the socket %s (mode %04o) cannot be used by Postfix's user %s: "
-		    "every device gets 451 4.7.1",
-		    sock, (unsigned)(st.st_mode & 07777), owner);
-		return;
-	}
-	add(d, LVL_OK, "postfix", "socket", NULL, "Postfix's user %s can reach %s", owner, sock);
-}
-
-/* check_master - master.cf runs m365-transport as the service user, with -a */
-static void
-check_master(struct doctor *d)
-{
-	static const char *const args[] = {"-M", NULL};
-	struct sbuf out;
-	char fix[300], user[128];
-	const char *line, *u, *argv0;
-	size_t n, found = 0;
-
-	if (cli_postconf(args, &out) < 0) {
-		add(d, LVL_WARN, "postfix", "master.cf", NULL, "postconf -M failed: not checked");
-		return;
-	}
-	snprintf(fix, sizeof(fix),
-	         "m365ctl postfix-config master >> master.cf (and remove "
-	         "the old entry), then postfix reload");
-	for (line = sbuf_str(&out); *line != '\0'; line += n + (line[n] == '\n')) {
-		char entry[8192];
-
-		n = strcspn(line, "\n");
-		if (n >= sizeof(entry))
-			continue;
-		memcpy(entry, line, n);
-		entry[n] = '\0';
-		argv0 = strstr(entry, "argv=");
-		if (argv0 == NULL || strstr(argv0, "/m365-transport") == NULL)
-			continue;
-		found++;
-		u = strstr(entry, " user=");
-		user[0] = '\0';
-		if (u != NULL) {
-			size_t k = strcspn(u + 6, ": \t");
-			snprintf(user, sizeof(user), "%.*s", (int)(k < sizeof(user) ? k : 0),
-			         u + 6);
-		}
-		if (strcmp(user, d->conf->user) != 0)
-			add(d, LVL_ERR, "postfix", "master.cf", fix,
-			    "pipe(8) runs m365-transport as \"%s\", not the service user %s: "
-			    "it cannot use the state and secrets (every delivery defers)",
-			    user, d->conf->user);
-		else if (strstr(argv0, "${client_address}") == NULL)
-			add(d, LVL_WARN, "postfix", "master.cf", fix,
-			    "m365-transport gets no -a ${client_address}: mail that did not pass "
-			    "the milter cannot be told from local mail (SECURITY)");
-		else
-			add(d, LVL_OK, "postfix", "master.cf", NULL,
-			    "m365-transport runs as %s with -a ${client_address}", user);
-	}
-	if (found == 0)
-		add(d, LVL_ERR, "postfix", "master.cf", fix,
-		    "no master.cf entry runs m365-transport: Postfix cannot deliver through it");
-	sbuf_free(&out);
-}
-
-/*
- * check_postfix - what Postfix must say for the milter and the transport to
- * work, read from postconf (MAIL_CONFIG is honoured).  Where there is no
- * Postfix (a Sendmail gateway), one line says so.
- */
-static void
-check_postfix(struct doctor *d)
-{
-	char queue_dir[1024], want[1200], v[4096], owner[128];
-	bool chroot_ok;
-
-	if (cli_postconf_value("queue_directory", queue_dir, sizeof(queue_dir)) < 0) {
-		add(d, LVL_OK, "postfix", "postconf", NULL,
-		    "postconf not found: Postfix's settings not checked");
-		return;
-	}
-	if (cli_postfix_milter(d->conf, queue_dir, want, sizeof(want), &chroot_ok) < 0)
-		return;
-	if (!chroot_ok)
-		add(d, LVL_WARN, "postfix", "socket",
-		    "put the socket under the queue directory: milter { socket = "
-		    "\"unix:/var/spool/postfix/m365relay/milter.sock\" }",
-		    "%s is outside Postfix's queue directory %s: a chrooted smtpd (Debian's "
-		    "default) cannot reach it",
-		    d->conf->milter.socket, queue_dir);
-	if (cli_postconf_value("smtpd_milters", v, sizeof(v)) < 0 || !in_list(v, want))
-		add(d, LVL_ERR, "postfix", "main.cf", "m365ctl postfix-config main",
-		    "smtpd_milters does not name %s: mail from the network is not checked "
-		    "at SMTP time",
-		    want);
-	else
-		add(d, LVL_OK, "postfix", "main.cf", NULL, "smtpd_milters names %s", want);
-	/* postconf -x: $smtpd_milters expanded */
-	{
-		const char *args[] = {"-xh", "non_smtpd_milters", NULL};
-		struct sbuf out;
-
-		if (cli_postconf(args, &out) == 0 && in_list(sbuf_str(&out), want))
-			add(d, LVL_OK, "postfix", "main.cf", NULL,
-			    "non_smtpd_milters names it too");
-		else
-			add(d, LVL_WARN, "postfix", "main.cf", "non_smtpd_milters = $smtpd_milters",
-			    "non_smtpd_milters does not name the milter: local submissions learn "
-			    "of "
-			    "a refusal only by a bounce (SECURITY)");
-		sbuf_free(&out);
-	}
-	if (cli_postconf_value("milter_default_action", v, sizeof(v)) == 0 &&
-	    strcmp(v, "accept") == 0)
-		add(d, LVL_ERR, "postfix", "main.cf", "milter_default_action = tempfail",
-		    "milter_default_action = accept: while the milter is down, mail enters "
-		    "unchecked and refusals come back as bounces (SECURITY)");
-	if (cli_postconf_value("mail_owner", owner, sizeof(owner)) < 0)
-		m3_strlcpy(owner, "postfix", sizeof(owner));
-	check_socket_access(d, owner);
-	check_master(d);
-}
-
 /* runtime_found - a runtime.h finding, as an error of the gateway */
 static void
 runtime_found(void *arg, const char *what, const char *fix)
 {
-	add(arg, LVL_ERR, "gateway", "runtime", fix, "%s", what);
+	doctor_add(arg, LVL_ERR, "gateway", "runtime", fix, "%s", what);
 }
 
 static void
@@ -708,10 +503,11 @@ run_checks(struct doctor *d, bool connect)
 	size_t i, k;
 
 	if (getpwnam(c->user) == NULL)
-		add(d, LVL_WARN, "gateway", "user",
-		    "create it: systemd-sysusers (contrib/systemd/m365relay.sysusers), or "
-		    "adduser --system --group --home /var/lib/m365relay m365relay",
-		    "service user %s does not exist: file access not checked for it", c->user);
+		doctor_add(d, LVL_WARN, "gateway", "user",
+		           "create it: systemd-sysusers (contrib/systemd/m365relay.sysusers), or "
+		           "adduser --system --group --home /var/lib/m365relay m365relay",
+		           "service user %s does not exist: file access not checked for it",
+		           c->user);
 	else
 		/* state_dir and sendmail (the secrets are checked below, one by one) */
 		runtime_check(c, 0, runtime_found, d);
@@ -733,13 +529,13 @@ run_checks(struct doctor *d, bool connect)
 		if (cn->kind == CONNECTOR_CERTIFICATE)
 			check_cert(d, subj, cn->certificate_file, cn->key_file, cn->tenant);
 		else if (cn->tenant->egress_ip == NULL)
-			add(d, LVL_WARN, subj, "connector",
-			    "set egress_ip in the tenant to the address the connector lists",
-			    "an IP connector, but the tenant's egress_ip is not set");
+			doctor_add(d, LVL_WARN, subj, "connector",
+			           "set egress_ip in the tenant to the address the connector lists",
+			           "an IP connector, but the tenant's egress_ip is not set");
 		else
-			add(d, LVL_OK, subj, "connector", NULL,
-			    "IP connector: Microsoft must list %s in SenderIPAddresses",
-			    cn->tenant->egress_ip);
+			doctor_add(d, LVL_OK, subj, "connector", NULL,
+			           "IP connector: Microsoft must list %s in SenderIPAddresses",
+			           cn->tenant->egress_ip);
 	}
 	for (i = 0; i < c->n_apps; i++) {
 		const struct app *a = &c->apps[i];
@@ -757,10 +553,10 @@ run_checks(struct doctor *d, bool connect)
 		if (mb->auth == AUTH_BASIC)
 			check_file(d, subj, "password_file", mb->password_file, true);
 		else
-			add(d, LVL_OK, subj, "credentials", NULL,
-			    "OAuth through app %s "
-			    "(m365ctl token test %s --mailbox %s tries it)",
-			    mb->app->name, mb->app->name, mb->name);
+			doctor_add(d, LVL_OK, subj, "credentials", NULL,
+			           "OAuth through app %s "
+			           "(m365ctl token test %s --mailbox %s tries it)",
+			           mb->app->name, mb->app->name, mb->name);
 	}
 	if (!connect)
 		return;
