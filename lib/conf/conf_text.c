@@ -21,7 +21,7 @@
 #include "conf_text.h"
 #include "util/util.h"
 
-enum tok { T_NONE, T_WORD, T_STR, T_OPEN, T_CLOSE, T_EQ, T_OTHER };
+enum tok { T_WORD, T_STR, T_OPEN, T_CLOSE, T_EQ, T_OTHER };
 
 enum state {
 	S_NAME,  /* expecting an option or section name */
@@ -54,158 +54,187 @@ add_mark(struct conf_text *t, const char *name, const char *title, int line, int
 	return 0;
 }
 
+/* The text being read: comments are blanked in place as they are passed. */
+struct lex {
+	char *b;
+	size_t len, i;
+	int line;
+};
+
+/* blank - at white space or a comment: step over it (a comment blanked,
+ * its newlines kept); false when the cursor is at a token */
+static bool
+blank(struct lex *lx)
+{
+	char *b = lx->b, ch = b[lx->i];
+	size_t len = lx->len;
+
+	if (ch == '\n') {
+		lx->line++;
+		lx->i++;
+	} else if (ch == ' ' || ch == '\t' || ch == '\r') {
+		lx->i++;
+	} else if (ch == '#' || (ch == '/' && lx->i + 1 < len && b[lx->i + 1] == '/')) {
+		while (lx->i < len && b[lx->i] != '\n')
+			b[lx->i++] = ' ';
+	} else if (ch == '/' && lx->i + 1 < len && b[lx->i + 1] == '*') {
+		b[lx->i++] = ' ';
+		b[lx->i++] = ' ';
+		while (lx->i < len &&
+		       !(b[lx->i] == '*' && lx->i + 1 < len && b[lx->i + 1] == '/')) {
+			if (b[lx->i] == '\n')
+				lx->line++;
+			else
+				b[lx->i] = ' ';
+			lx->i++;
+		}
+		if (lx->i < len) {
+			b[lx->i++] = ' ';
+			b[lx->i++] = ' ';
+		}
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/* token - the token at the cursor into tok (cut to size, unescaped) */
+static enum tok
+token(struct lex *lx, char *tok, size_t size)
+{
+	char *b = lx->b, ch = b[lx->i];
+	size_t len = lx->len, tl = 0;
+	enum tok kind;
+
+	if (ch == '"' || ch == '\'') {
+		lx->i++;
+		while (lx->i < len && b[lx->i] != ch) {
+			bool escaped = b[lx->i] == '\\' && lx->i + 1 < len;
+			if (escaped)
+				lx->i++;
+			if (b[lx->i] == '\n')
+				lx->line++;
+			/* an escaped newline continues the line; a bare one is kept */
+			if (!(escaped && b[lx->i] == '\n') && tl + 1 < size)
+				tok[tl++] = b[lx->i];
+			lx->i++;
+		}
+		lx->i++; /* closing quote (libconfuse reports a missing one) */
+		kind = T_STR;
+	} else if (strchr("{}()=+,", ch) != NULL) {
+		if (ch == '+' && lx->i + 1 < len && b[lx->i + 1] == '=')
+			lx->i++;
+		lx->i++;
+		kind = ch == '{'                ? T_OPEN
+		       : ch == '}'              ? T_CLOSE
+		       : ch == '=' || ch == '+' ? T_EQ
+		                                : T_OTHER;
+		tok[tl++] = ch;
+	} else {
+		/* An unquoted word; '/' inside it is not a comment. */
+		while (lx->i < len && strchr(" \t\r\n#\"'={}()+,", b[lx->i]) == NULL) {
+			if (tl + 1 < size)
+				tok[tl++] = b[lx->i];
+			lx->i++;
+		}
+		kind = T_WORD;
+	}
+	tok[tl] = '\0';
+	return kind;
+}
+
+/* Where the section grammar is. */
+struct parse {
+	enum state st;
+	char name[64], title[sizeof(((struct sec_mark *)0)->title)];
+	int name_line, depth;
+	size_t stack[16], stack_n; /* marks of the open sections */
+};
+
+/* open_section - a section opens: its mark, and it is on the stack */
+static int
+open_section(struct conf_text *t, struct parse *ps, const char *title)
+{
+	if (add_mark(t, ps->name, title, ps->name_line, ps->depth) < 0)
+		return -1;
+	if (ps->stack_n < NELEM(ps->stack))
+		ps->stack[ps->stack_n++] = t->n_marks - 1;
+	ps->depth++;
+	return 0;
+}
+
+/* step - one token through the section grammar; -1 out of memory */
+static int
+step(struct conf_text *t, struct parse *ps, enum tok tok, const char *text, int line)
+{
+	switch (ps->st) {
+	case S_NAME:
+		if (tok == T_WORD) {
+			m3_strlcpy(ps->name, text, sizeof(ps->name));
+			ps->name_line = line;
+			ps->st = S_AFTER;
+		} else if (tok == T_CLOSE && ps->depth > 0) {
+			ps->depth--;
+			ps->stack_n = ps->stack_n > 0 ? ps->stack_n - 1 : 0;
+		}
+		return 0;
+	case S_AFTER:
+		ps->st = tok == T_EQ                        ? S_VALUE
+		         : tok == T_WORD || tok == T_STR    ? S_TITLE
+		         : tok == T_OTHER && text[0] == '(' ? S_CALL
+		                                            : S_NAME;
+		if (ps->st == S_TITLE)
+			m3_strlcpy(ps->title, text, sizeof(ps->title));
+		return tok == T_OPEN ? open_section(t, ps, NULL) : 0;
+	case S_TITLE:
+		ps->st = S_NAME;
+		return tok == T_OPEN ? open_section(t, ps, ps->title) : 0;
+	case S_VALUE:
+		ps->st = tok == T_OPEN ? S_LIST : S_NAME;
+		return 0;
+	case S_LIST:
+		if (tok == T_CLOSE)
+			ps->st = S_NAME;
+		return 0;
+	case S_CALL:
+		if (tok == T_OTHER && text[0] == ')')
+			ps->st = S_NAME;
+		return 0;
+	}
+	return 0;
+}
+
 int
 conf_text_prepare(const char *data, size_t len, struct conf_text *t)
 {
-	char name[64] = "", title[sizeof(t->marks->title)] = "";
-	char tokbuf[sizeof(title)];
-	enum state st = S_NAME;
-	int line = 1, name_line = 0, depth = 0;
-	size_t stack[16], stack_n = 0; /* marks of the open sections */
-	size_t i = 0;
-	char *b;
+	struct parse ps;
+	struct lex lx;
+	char tok[sizeof(ps.title)];
 
 	memset(t, 0, sizeof(*t));
-	t->buf = b = malloc(len + 1);
-	if (b == NULL)
+	memset(&ps, 0, sizeof(ps));
+	ps.st = S_NAME;
+	t->buf = malloc(len + 1);
+	if (t->buf == NULL)
 		return -1;
-	memcpy(b, data, len);
-	b[len] = '\0';
+	memcpy(t->buf, data, len);
+	t->buf[len] = '\0';
 	t->len = len;
-
-	while (i < len) {
-		enum tok tok = T_NONE;
-		size_t tl = 0;
-		char ch = b[i];
-
-		if (ch == '\n') {
-			line++;
-			i++;
+	lx.b = t->buf;
+	lx.len = len;
+	lx.i = 0;
+	lx.line = 1;
+	while (lx.i < len) {
+		enum tok kind;
+		if (blank(&lx))
 			continue;
-		}
-		if (ch == ' ' || ch == '\t' || ch == '\r') {
-			i++;
-			continue;
-		}
-		if (ch == '#' || (ch == '/' && i + 1 < len && b[i + 1] == '/')) {
-			while (i < len && b[i] != '\n')
-				b[i++] = ' ';
-			continue;
-		}
-		if (ch == '/' && i + 1 < len && b[i + 1] == '*') {
-			b[i++] = ' ';
-			b[i++] = ' ';
-			while (i < len && !(b[i] == '*' && i + 1 < len && b[i + 1] == '/')) {
-				if (b[i] == '\n')
-					line++;
-				else
-					b[i] = ' ';
-				i++;
-			}
-			if (i < len) {
-				b[i++] = ' ';
-				b[i++] = ' ';
-			}
-			continue;
-		}
-		if (ch == '"' || ch == '\'') {
-			char q = ch;
-			i++;
-			while (i < len && b[i] != q) {
-				if (b[i] == '\\' && i + 1 < len) {
-					i++;
-					if (b[i] == '\n')
-						line++;
-					else if (tl + 1 < sizeof(tokbuf))
-						tokbuf[tl++] = b[i];
-					i++;
-					continue;
-				}
-				if (b[i] == '\n')
-					line++;
-				if (tl + 1 < sizeof(tokbuf))
-					tokbuf[tl++] = b[i];
-				i++;
-			}
-			i++; /* closing quote (libconfuse reports a missing one) */
-			tok = T_STR;
-		} else if (strchr("{}()=+,", ch) != NULL) {
-			if (ch == '+' && i + 1 < len && b[i + 1] == '=')
-				i++;
-			i++;
-			tok = ch == '{'                ? T_OPEN
-			      : ch == '}'              ? T_CLOSE
-			      : ch == '=' || ch == '+' ? T_EQ
-			                               : T_OTHER;
-			tokbuf[0] = ch;
-			tl = 1;
-		} else {
-			/* An unquoted word; '/' inside it is not a comment. */
-			while (i < len && strchr(" \t\r\n#\"'={}()+,", b[i]) == NULL) {
-				if (tl + 1 < sizeof(tokbuf))
-					tokbuf[tl++] = b[i];
-				i++;
-			}
-			tok = T_WORD;
-		}
-		tokbuf[tl] = '\0';
-
-		switch (st) {
-		case S_NAME:
-			if (tok == T_WORD) {
-				m3_strlcpy(name, tokbuf, sizeof(name));
-				name_line = line;
-				st = S_AFTER;
-			} else if (tok == T_CLOSE && depth > 0) {
-				depth--;
-				stack_n = stack_n > 0 ? stack_n - 1 : 0;
-			}
-			break;
-		case S_AFTER:
-			if (tok == T_EQ) {
-				st = S_VALUE;
-			} else if (tok == T_OPEN) {
-				if (add_mark(t, name, NULL, name_line, depth) < 0)
-					return -1;
-				if (stack_n < NELEM(stack))
-					stack[stack_n++] = t->n_marks - 1;
-				depth++;
-				st = S_NAME;
-			} else if (tok == T_WORD || tok == T_STR) {
-				m3_strlcpy(title, tokbuf, sizeof(title));
-				st = S_TITLE;
-			} else if (tok == T_OTHER && tokbuf[0] == '(') {
-				st = S_CALL;
-			} else {
-				st = S_NAME;
-			}
-			break;
-		case S_TITLE:
-			if (tok == T_OPEN) {
-				if (add_mark(t, name, title, name_line, depth) < 0)
-					return -1;
-				if (stack_n < NELEM(stack))
-					stack[stack_n++] = t->n_marks - 1;
-				depth++;
-			}
-			st = S_NAME;
-			break;
-		case S_VALUE:
-			st = tok == T_OPEN ? S_LIST : S_NAME;
-			break;
-		case S_LIST:
-			if (tok == T_CLOSE)
-				st = S_NAME;
-			break;
-		case S_CALL:
-			if (tok == T_OTHER && tokbuf[0] == ')')
-				st = S_NAME;
-			break;
-		}
+		kind = token(&lx, tok, sizeof(tok));
+		if (step(t, &ps, kind, tok, lx.line) < 0)
+			return -1;
 	}
-	t->open_depth = depth;
-	if (depth > 0 && stack_n > 0) {
-		const struct sec_mark *m = &t->marks[stack[stack_n - 1]];
+	t->open_depth = ps.depth;
+	if (ps.depth > 0 && ps.stack_n > 0) {
+		const struct sec_mark *m = &t->marks[ps.stack[ps.stack_n - 1]];
 		t->open_line = m->line;
 		m3_strlcpy(t->open_name, m->name, sizeof(t->open_name));
 	}
