@@ -257,6 +257,8 @@ const struct tenant *conf_tenant_of_domain(const struct conf *conf, const char *
 const struct mailbox_conf *conf_mailbox(const struct conf *conf, const struct addr *a);
 const struct domain_policy *conf_domain(const struct conf *conf, const char *name);
 
+/* mode_parse - the mode named by s (n bytes); -1 if none is */
+int mode_parse(const char *s, size_t n, enum mode *mode);
 /* mode_name - "auto", "smtp-auth", "direct-send", "relay" */
 const char *mode_name(enum mode mode);
 /* limit_parse - "30/60s", "10000/24h", "5/2s" -> struct limit; -1 if bad */

@@ -106,6 +106,19 @@ static const struct enum_name tls_names[] = {
 static const struct enum_name fail_names[] = {
     {"tempfail", FAIL_TEMPFAIL}, {"accept", FAIL_ACCEPT}, {"reject", FAIL_REJECT}, {NULL, 0}};
 
+int
+mode_parse(const char *s, size_t n, enum mode *mode)
+{
+	size_t i;
+
+	for (i = 0; mode_names[i].name != NULL; i++)
+		if (strlen(mode_names[i].name) == n && memcmp(mode_names[i].name, s, n) == 0) {
+			*mode = (enum mode)mode_names[i].value;
+			return 0;
+		}
+	return -1;
+}
+
 const char *
 mode_name(enum mode mode)
 {

@@ -98,52 +98,144 @@ take_hex(const char *v, size_t vlen, size_t n, char *out)
 	return 0;
 }
 
+/* The keys of a route, in the order it is written. */
+enum rkey {
+	K_V,
+	K_MODE,
+	K_TENANT,
+	K_DOMAIN,
+	K_SUBMITTER,
+	K_MAILBOX,
+	K_CONNECTOR,
+	K_QID,
+	K_KEY,
+	K_MAC,
+	K_COUNT
+};
+
+static const char *const rkey_names[K_COUNT] = {
+    "v", "mode", "tenant", "domain", "submitter", "mailbox", "connector", "qid", "key", "mac"};
+
+static bool
+is_ws(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
+}
+
+/* next_pair - the next "key=value" at *pp (the value trimmed); 0 at the end, 1 for a pair, -1 bad
+ */
+static int
+next_pair(const char **pp, const char **key, size_t *klen, const char **val, size_t *vlen)
+{
+	const char *p = *pp, *end;
+
+	while (is_ws(*p))
+		p++;
+	if (*p == '\0')
+		return 0;
+	*key = p;
+	while (*p != '\0' && *p != '=' && *p != ';')
+		p++;
+	if (*p != '=')
+		return -1;
+	*klen = (size_t)(p - *key);
+	*val = ++p;
+	while (*p != '\0' && *p != ';')
+		p++;
+	for (end = p; end > *val && is_ws(end[-1]); end--)
+		;
+	*vlen = (size_t)(end - *val);
+	*pp = *p == ';' ? p + 1 : p;
+	return 1;
+}
+
+/* route_value - key k's value into r; -1 with err */
+static int
+route_value(struct route *r, enum rkey k, const char *val, size_t vlen, const char **err)
+{
+	int bad = 0;
+
+	switch (k) {
+	case K_V:
+		if (vlen != 1 || val[0] != '2') {
+			*err = "unknown route version";
+			return -1;
+		}
+		return 0;
+	case K_MODE:
+		if (mode_parse(val, vlen, &r->mode) < 0 || r->mode == MODE_AUTO) {
+			*err = "unknown mode";
+			return -1;
+		}
+		return 0;
+	case K_TENANT:
+		bad = take(val, vlen, r->tenant, sizeof(r->tenant));
+		break;
+	case K_DOMAIN:
+		bad = take(val, vlen, r->domain, sizeof(r->domain));
+		break;
+	case K_SUBMITTER:
+		bad = take(val, vlen, r->submitter, sizeof(r->submitter));
+		break;
+	case K_MAILBOX:
+		bad = take(val, vlen, r->mailbox, sizeof(r->mailbox));
+		break;
+	case K_CONNECTOR:
+		bad = take(val, vlen, r->connector, sizeof(r->connector));
+		break;
+	case K_QID:
+		bad = take(val, vlen, r->qid, sizeof(r->qid));
+		break;
+	case K_KEY:
+		bad = take_hex(val, vlen, ROUTE_KID_LEN, r->kid);
+		break;
+	case K_MAC:
+		bad = take_hex(val, vlen, 64, r->mac);
+		break;
+	case K_COUNT:
+		break;
+	}
+	if (bad)
+		*err = "bad value";
+	return bad ? -1 : 0;
+}
+
+/* route_complete - what every route holds, given the keys seen */
+static int
+route_complete(const struct route *r, unsigned seen, const char **err)
+{
+	if (!(seen & (1u << K_V)) || !(seen & (1u << K_MODE)) || r->domain[0] == '\0' ||
+	    r->tenant[0] == '\0' || r->submitter[0] == '\0')
+		*err = "v, mode, tenant, domain and submitter are required";
+	else if (r->mode == MODE_SMTP_AUTH && r->mailbox[0] == '\0')
+		*err = "smtp-auth needs a mailbox";
+	else if (r->mode == MODE_RELAY && r->connector[0] == '\0')
+		*err = "relay needs a connector";
+	else if ((r->mac[0] != '\0') != (r->kid[0] != '\0'))
+		*err = "key and mac go together";
+	else
+		return 0;
+	return -1;
+}
+
 int
 route_parse(const char *value, struct route *r, const char **err)
 {
-	const char *p = value;
+	const char *p = value, *key, *val;
 	unsigned seen = 0; /* each key at most once */
-	int have_v = 0, have_mode = 0;
+	size_t klen, vlen, k;
+	int rc;
 
 	memset(r, 0, sizeof(*r));
 	if (strlen(value) > ROUTE_TEXT_MAX) {
 		*err = "too long";
 		return -1;
 	}
-	while (*p != '\0') {
-		static const char *const keys[] = {"v",         "mode",    "tenant",    "domain",
-		                                   "submitter", "mailbox", "connector", "qid",
-		                                   "key",       "mac"};
-		const char *key, *val, *end;
-		size_t klen, vlen, k;
-		int bad = 0;
-
-		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-			p++;
-		if (*p == '\0')
-			break;
-		key = p;
-		while (*p != '\0' && *p != '=' && *p != ';')
-			p++;
-		if (*p != '=') {
-			*err = "expected key=value";
-			return -1;
-		}
-		klen = (size_t)(p - key);
-		val = ++p;
-		while (*p != '\0' && *p != ';')
-			p++;
-		end = p;
-		while (end > val &&
-		       (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
-			end--;
-		vlen = (size_t)(end - val);
-		if (*p == ';')
-			p++;
-		for (k = 0; k < NELEM(keys); k++)
-			if (klen == strlen(keys[k]) && strncmp(key, keys[k], klen) == 0)
+	while ((rc = next_pair(&p, &key, &klen, &val, &vlen)) > 0) {
+		for (k = 0; k < K_COUNT; k++)
+			if (klen == strlen(rkey_names[k]) && strncmp(key, rkey_names[k], klen) == 0)
 				break;
-		if (k == NELEM(keys)) {
+		if (k == K_COUNT) {
 			*err = "unknown key";
 			return -1;
 		}
@@ -152,75 +244,14 @@ route_parse(const char *value, struct route *r, const char **err)
 			return -1;
 		}
 		seen |= 1u << k;
-		switch (k) {
-		case 0:
-			if (vlen != 1 || val[0] != '2') {
-				*err = "unknown route version";
-				return -1;
-			}
-			have_v = 1;
-			break;
-		case 1:
-			if (vlen == 9 && strncmp(val, "smtp-auth", 9) == 0)
-				r->mode = MODE_SMTP_AUTH;
-			else if (vlen == 11 && strncmp(val, "direct-send", 11) == 0)
-				r->mode = MODE_DIRECT_SEND;
-			else if (vlen == 5 && strncmp(val, "relay", 5) == 0)
-				r->mode = MODE_RELAY;
-			else {
-				*err = "unknown mode";
-				return -1;
-			}
-			have_mode = 1;
-			break;
-		case 2:
-			bad = take(val, vlen, r->tenant, sizeof(r->tenant));
-			break;
-		case 3:
-			bad = take(val, vlen, r->domain, sizeof(r->domain));
-			break;
-		case 4:
-			bad = take(val, vlen, r->submitter, sizeof(r->submitter));
-			break;
-		case 5:
-			bad = take(val, vlen, r->mailbox, sizeof(r->mailbox));
-			break;
-		case 6:
-			bad = take(val, vlen, r->connector, sizeof(r->connector));
-			break;
-		case 7:
-			bad = take(val, vlen, r->qid, sizeof(r->qid));
-			break;
-		case 8:
-			bad = take_hex(val, vlen, ROUTE_KID_LEN, r->kid);
-			break;
-		case 9:
-			bad = take_hex(val, vlen, 64, r->mac);
-			break;
-		}
-		if (bad) {
-			*err = "bad value";
+		if (route_value(r, (enum rkey)k, val, vlen, err) < 0)
 			return -1;
-		}
 	}
-	if (!have_v || !have_mode || r->domain[0] == '\0' || r->tenant[0] == '\0' ||
-	    r->submitter[0] == '\0') {
-		*err = "v, mode, tenant, domain and submitter are required";
+	if (rc < 0) {
+		*err = "expected key=value";
 		return -1;
 	}
-	if (r->mode == MODE_SMTP_AUTH && r->mailbox[0] == '\0') {
-		*err = "smtp-auth needs a mailbox";
-		return -1;
-	}
-	if (r->mode == MODE_RELAY && r->connector[0] == '\0') {
-		*err = "relay needs a connector";
-		return -1;
-	}
-	if ((r->mac[0] != '\0') != (r->kid[0] != '\0')) {
-		*err = "key and mac go together";
-		return -1;
-	}
-	return 0;
+	return route_complete(r, seen, err);
 }
 
 /* mac - hex HMAC-SHA-256 of the context, the sender and the canonical value */
