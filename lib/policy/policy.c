@@ -298,16 +298,19 @@ choose_mailbox(const struct conf *conf, const struct policy_msg *m, const struct
 	return configured_mailbox(m);
 }
 
-static void
+/* send_as_denied, bad_header - the refusal in m's reply; -1 */
+static int
 send_as_denied(struct policy_msg *m, enum reason reason)
 {
 	set_reply(&m->reply, VERDICT_REJECT, "550", "5.7.60", reason, "%s", SEND_AS_TEXT);
+	return -1;
 }
 
-static void
+static int
 bad_header(struct policy_msg *m, enum reason reason, const char *text)
 {
 	set_reply(&m->reply, VERDICT_REJECT, "550", "5.6.0", reason, "%s", text);
+	return -1;
 }
 
 /*
@@ -331,132 +334,154 @@ parse_one_author(const char *value, struct mailbox *mb, struct addr_err *err)
 	return 1;
 }
 
-void
-policy_eom(const struct conf *conf, const struct policy_facts *facts, struct policy_msg *m,
-           const struct msg_headers *h)
+/* eom_from - step 4, the From header: kept, rewritten or added, or refused; -1 if refused */
+static int
+eom_from(struct policy_msg *m, const struct msg_headers *h, struct mailbox *from)
 {
 	const struct domain_policy *d = m->domain;
 	const struct submitter *s = m->submitter;
-	struct mailbox from, sender;
-	struct addr final_from;
 	struct addr_err e;
-	bool have_sender = false;
 	int r;
 
-	if (m->reply.verdict != VERDICT_ACCEPT || d == NULL)
-		return;
-	choose_mode(m);
-
-	/* Step 4: the author. */
-	memset(&from, 0, sizeof(from));
-	if (h->n_from > 1) {
-		bad_header(m, REASON_SEVERAL_FROM, "Message has several From headers");
-		return;
-	}
-	r = h->n_from == 1 ? parse_one_author(h->from[0], &from, &e) : 0;
-	if (r == -1) {
-		bad_header(m, REASON_FROM_SEVERAL_ADDRESSES,
-		           "The From header holds several addresses; send one");
-		return;
-	}
+	memset(from, 0, sizeof(*from));
+	if (h->n_from > 1)
+		return bad_header(m, REASON_SEVERAL_FROM, "Message has several From headers");
+	r = h->n_from == 1 ? parse_one_author(h->from[0], from, &e) : 0;
+	if (r == -1)
+		return bad_header(m, REASON_FROM_SEVERAL_ADDRESSES,
+		                  "The From header holds several addresses; send one");
 	if (r == 1) {
-		m->from = from.addr;
-		if (match_any(s->send_as, s->n_send_as, &from.addr) ||
-		    (d->rewrite_header_from && addr_equal(&from.addr, &d->default_sender))) {
+		m->from = from->addr;
+		if (match_any(s->send_as, s->n_send_as, &from->addr) ||
+		    (d->rewrite_header_from && addr_equal(&from->addr, &d->default_sender)))
 			/* The second: what this policy itself writes there. */
 			m->from_action = FROM_KEEP;
-		} else if (d->rewrite_header_from && !is_internal(m->tenant, from.addr.domain)) {
+		else if (d->rewrite_header_from && !is_internal(m->tenant, from->addr.domain))
 			m->from_action = FROM_REWRITE;
-		} else {
-			send_as_denied(m, REASON_SEND_AS_DENIED);
-			return;
-		}
+		else
+			return send_as_denied(m, REASON_SEND_AS_DENIED);
 	} else if (d->rewrite_header_from) {
 		/* No usable From: give the message the domain's own. */
 		m->from_action = h->n_from == 0 ? FROM_ADD : FROM_REWRITE;
 	} else if (h->n_from == 0) {
-		bad_header(m, REASON_NO_FROM, "Message has no From header");
-		return;
+		return bad_header(m, REASON_NO_FROM, "Message has no From header");
 	} else {
 		set_reply(&m->reply, VERDICT_REJECT, "550", "5.6.0", REASON_FROM_SYNTAX,
 		          "The From header cannot be parsed: %s",
 		          r == 0 ? "it holds no address" : e.msg);
-		return;
+		return -1;
 	}
-	final_from = m->from_action == FROM_KEEP ? from.addr : d->default_sender;
+	return 0;
+}
+
+/* eom_sender - step 4, the Sender header next to the From kept (have: one to check
+ * against the mailbox), or the headers a replaced From needs; -1 if refused */
+static int
+eom_sender(struct policy_msg *m, const struct msg_headers *h, const struct mailbox *from,
+           struct mailbox *sender, bool *have)
+{
+	const struct domain_policy *d = m->domain;
+	struct addr_err e;
+
+	*have = false;
 	if (m->from_action != FROM_KEEP) {
-		addr_format_mailbox(from.display, &d->default_sender, m->new_from,
+		addr_format_mailbox(from->display, &d->default_sender, m->new_from,
 		                    sizeof(m->new_from));
 		if (m->from_action == FROM_REWRITE && h->n_reply_to == 0 &&
-		    !addr_is_null(&from.addr))
-			addr_format_mailbox(from.display, &from.addr, m->new_reply_to,
+		    !addr_is_null(&from->addr))
+			addr_format_mailbox(from->display, &from->addr, m->new_reply_to,
 			                    sizeof(m->new_reply_to));
 		/* A Sender next to a From we replaced would contradict it. */
 		m->delete_sender = h->n_sender > 0;
-	} else if (h->n_sender > 1) {
-		bad_header(m, REASON_SEVERAL_SENDER, "Message has several Sender headers");
+		return 0;
+	}
+	if (h->n_sender > 1)
+		return bad_header(m, REASON_SEVERAL_SENDER, "Message has several Sender headers");
+	if (h->n_sender == 0)
+		return 0;
+	if (parse_one_author(h->sender[0], sender, &e) != 1)
+		return bad_header(m, REASON_SENDER_SYNTAX,
+		                  "The Sender header must hold one address");
+	if (!match_any(m->submitter->send_as, m->submitter->n_send_as, &sender->addr))
+		return send_as_denied(m, REASON_SEND_AS_DENIED);
+	*have = true;
+	return 0;
+}
+
+/*
+ * eom_spf - require_spf_pass: mail the gateway itself sends (direct-send,
+ * relay) under a rewritten address of a domain whose SPF does not list the
+ * gateway would land in junk.  Auto mode falls back to a mailbox;
+ * otherwise the device retries later (tempfail), nothing is lost.
+ */
+static int
+eom_spf(const struct conf *conf, const struct policy_facts *facts, struct policy_msg *m)
+{
+	const struct domain_policy *d = m->domain;
+
+	if ((m->mode != MODE_DIRECT_SEND && m->mode != MODE_RELAY) || facts == NULL ||
+	    facts->spf_unauthorized == NULL || !facts->spf_unauthorized[d - conf->domains] ||
+	    (!m->sender_rewritten && m->from_action == FROM_KEEP))
+		return 0;
+	if (d->mode == MODE_AUTO && configured_mailbox(m) != NULL) {
+		m->mode = MODE_SMTP_AUTH;
+		m->connector = NULL;
+		return 0;
+	}
+	set_reply(&m->reply, VERDICT_TEMPFAIL, "451", "4.7.0", REASON_SPF_NOT_AUTHORIZED,
+	          "SPF for %s does not authorize this gateway (%s); mail for it "
+	          "waits until the record is fixed (m365ctl doctor)",
+	          d->default_sender.domain,
+	          m->tenant->egress_ip ? m->tenant->egress_ip : "egress_ip");
+	return -1;
+}
+
+/* eom_mailbox - step 5 for smtp-auth: the mailbox must agree too; -1 if refused */
+static int
+eom_mailbox(const struct conf *conf, struct policy_msg *m, const struct addr *final_from,
+            const struct addr *sender)
+{
+	const struct mailbox_conf *mb = choose_mailbox(conf, m, final_from);
+
+	if (mb == NULL) {
+		/* conf_load() refuses a pinned smtp-auth without one. */
+		set_reply(&m->reply, VERDICT_TEMPFAIL, "451", "4.3.5", REASON_CONFIG_INCOMPLETE,
+		          "No mailbox configured for %s", m->domain->name);
+		return -1;
+	}
+	m->mailbox = mb;
+	/* A sender the policy rewrote goes out as the default sender, or as
+	 * the mailbox itself if it may not use that one. */
+	if (m->sender_rewritten && !mailbox_may_send_as(mb, &m->final_sender))
+		m->final_sender = mb->addr;
+	if (!mailbox_may_send_as(mb, final_from) ||
+	    (sender != NULL && !mailbox_may_send_as(mb, sender)) ||
+	    (!m->sender_null && !mailbox_may_send_as(mb, &m->final_sender)))
+		return send_as_denied(m, REASON_SEND_AS_DENIED_MAILBOX);
+	return 0;
+}
+
+void
+policy_eom(const struct conf *conf, const struct policy_facts *facts, struct policy_msg *m,
+           const struct msg_headers *h)
+{
+	struct mailbox from, sender;
+	struct addr final_from;
+	bool have_sender;
+
+	if (m->reply.verdict != VERDICT_ACCEPT || m->domain == NULL)
 		return;
-	} else if (h->n_sender == 1) {
-		r = parse_one_author(h->sender[0], &sender, &e);
-		if (r != 1) {
-			bad_header(m, REASON_SENDER_SYNTAX,
-			           "The Sender header must hold one address");
-			return;
-		}
-		if (!match_any(s->send_as, s->n_send_as, &sender.addr)) {
-			send_as_denied(m, REASON_SEND_AS_DENIED);
-			return;
-		}
-		have_sender = true;
-	}
-
-	/*
-	 * require_spf_pass: mail the gateway itself sends (direct-send, relay)
-	 * under a rewritten address of a domain whose SPF does not list the
-	 * gateway would land in junk.  Auto mode falls back to a mailbox;
-	 * otherwise the device retries later (tempfail), nothing is lost.
-	 */
-	if ((m->mode == MODE_DIRECT_SEND || m->mode == MODE_RELAY) && facts != NULL &&
-	    facts->spf_unauthorized != NULL && facts->spf_unauthorized[d - conf->domains] &&
-	    (m->sender_rewritten || m->from_action != FROM_KEEP)) {
-		if (d->mode == MODE_AUTO && configured_mailbox(m) != NULL) {
-			m->mode = MODE_SMTP_AUTH;
-			m->connector = NULL;
-		} else {
-			set_reply(&m->reply, VERDICT_TEMPFAIL, "451", "4.7.0",
-			          REASON_SPF_NOT_AUTHORIZED,
-			          "SPF for %s does not authorize this gateway (%s); mail for it "
-			          "waits until the record is fixed (m365ctl doctor)",
-			          d->default_sender.domain,
-			          m->tenant->egress_ip ? m->tenant->egress_ip : "egress_ip");
-			return;
-		}
-	}
-
+	choose_mode(m);
+	/* Step 4: the author. */
+	if (eom_from(m, h, &from) < 0 || eom_sender(m, h, &from, &sender, &have_sender) < 0)
+		return;
+	final_from = m->from_action == FROM_KEEP ? from.addr : m->domain->default_sender;
+	if (eom_spf(conf, facts, m) < 0)
+		return;
 	/* Step 5 done above; for smtp-auth, the mailbox must agree too. */
-	if (m->mode == MODE_SMTP_AUTH) {
-		const struct mailbox_conf *mb = choose_mailbox(conf, m, &final_from);
-		if (mb == NULL) {
-			/* conf_load() refuses a pinned smtp-auth without one. */
-			set_reply(&m->reply, VERDICT_TEMPFAIL, "451", "4.3.5",
-			          REASON_CONFIG_INCOMPLETE, "No mailbox configured for %s",
-			          d->name);
-			return;
-		}
-		m->mailbox = mb;
-		/*
-		 * A sender the policy rewrote goes out as the default sender,
-		 * or as the mailbox itself if it may not use that one.
-		 */
-		if (m->sender_rewritten && !mailbox_may_send_as(mb, &m->final_sender))
-			m->final_sender = mb->addr;
-		if (!mailbox_may_send_as(mb, &final_from) ||
-		    (have_sender && !mailbox_may_send_as(mb, &sender.addr)) ||
-		    (!m->sender_null && !mailbox_may_send_as(mb, &m->final_sender))) {
-			send_as_denied(m, REASON_SEND_AS_DENIED_MAILBOX);
-			return;
-		}
-	}
+	if (m->mode == MODE_SMTP_AUTH &&
+	    eom_mailbox(conf, m, &final_from, have_sender ? &sender.addr : NULL) < 0)
+		return;
 	accept_reply(&m->reply, REASON_OK);
 }
 
