@@ -229,6 +229,28 @@ pkey(struct store_redis *s, const char *key, char *buf, size_t size)
 }
 
 /* checked - what a checker made of a reply; the reply is freed */
+/* locked_call - call() under the connection's lock */
+static redisReply *
+locked_call(struct store_redis *s, int argc, const char **argv, struct store_err *err)
+{
+	redisReply *r;
+
+	pthread_mutex_lock(&s->lock);
+	r = call(s, argc, argv, err);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+/* done - a reply whose content does not matter: STORE_OK if there was one */
+static int
+done(redisReply *r)
+{
+	if (r == NULL)
+		return STORE_FAIL;
+	freeReplyObject(r);
+	return STORE_OK;
+}
+
 static int
 checked(redisReply *r, int rc, const char *what, struct store_err *err)
 {
@@ -281,20 +303,13 @@ rd_msg_retime(struct store *st, const char *key, uint64_t count, uint64_t old_st
 	struct store_redis *s = (struct store_redis *)st;
 	char k[600], a1[24], a2[24];
 	const char *argv[] = {"EVALSHA", NULL, "1", k, a1, a2};
-	redisReply *r;
 
 	(void)count;
 	pkey(s, key, k, sizeof(k));
 	snprintf(a1, sizeof(a1), "%llu", (unsigned long long)old_stamp);
 	snprintf(a2, sizeof(a2), "%llu", (unsigned long long)new_stamp);
-	pthread_mutex_lock(&s->lock);
 	argv[1] = s->sha_retime;
-	r = call(s, 6, argv, err);
-	pthread_mutex_unlock(&s->lock);
-	if (r == NULL)
-		return STORE_FAIL;
-	freeReplyObject(r);
-	return STORE_OK;
+	return done(locked_call(s, 6, argv, err));
 }
 
 static int
@@ -311,10 +326,8 @@ rd_rcpt_take(struct store *st, const char *key, const struct limit *l, uint64_t 
 	snprintf(a2, sizeof(a2), "%llu", (unsigned long long)l->window * 1000);
 	snprintf(a3, sizeof(a3), "%llu", (unsigned long long)k);
 	snprintf(a4, sizeof(a4), "%llu", (unsigned long long)now);
-	pthread_mutex_lock(&s->lock);
 	argv[1] = s->sha_rcpt;
-	r = call(s, 8, argv, err);
-	pthread_mutex_unlock(&s->lock);
+	r = locked_call(s, 8, argv, err);
 	if (r == NULL)
 		return STORE_FAIL;
 	return pair(r, free_at, err);
@@ -377,17 +390,10 @@ rd_slot_release(struct store *st, const char *key, const struct holder *me, stru
 	struct store_redis *s = (struct store_redis *)st;
 	char k[600], mine[64];
 	const char *argv[] = {"HDEL", k, mine};
-	redisReply *r;
 
 	pkey(s, key, k, sizeof(k));
 	holder_id(me, mine, sizeof(mine));
-	pthread_mutex_lock(&s->lock);
-	r = call(s, 3, argv, err);
-	pthread_mutex_unlock(&s->lock);
-	if (r == NULL)
-		return STORE_FAIL;
-	freeReplyObject(r);
-	return STORE_OK;
+	return done(locked_call(s, 3, argv, err));
 }
 
 static int
@@ -457,9 +463,7 @@ rd_journal_get(struct store *st, const char *qid, const char *rcpt, enum journal
 	if (size > 0)
 		reply[0] = '\0';
 	snprintf(k, sizeof(k), "%sj:%s", s->prefix, qid);
-	pthread_mutex_lock(&s->lock);
-	r = call(s, 3, argv, err);
-	pthread_mutex_unlock(&s->lock);
+	r = locked_call(s, 3, argv, err);
 	if (r == NULL)
 		return STORE_FAIL;
 	return checked(r, rr_journal(r, state, reply, size), "HGET", err);
@@ -498,16 +502,9 @@ rd_journal_drop(struct store *st, const char *qid, struct store_err *err)
 	struct store_redis *s = (struct store_redis *)st;
 	char k[600];
 	const char *argv[] = {"DEL", k};
-	redisReply *r;
 
 	snprintf(k, sizeof(k), "%sj:%s", s->prefix, qid);
-	pthread_mutex_lock(&s->lock);
-	r = call(s, 2, argv, err);
-	pthread_mutex_unlock(&s->lock);
-	if (r == NULL)
-		return STORE_FAIL;
-	freeReplyObject(r);
-	return STORE_OK;
+	return done(locked_call(s, 2, argv, err));
 }
 
 static void
