@@ -37,9 +37,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(TOP, "tests", "e2e"))
 sys.path.insert(0, os.path.join(TOP, "tests", "lib"))
-from gateway import Gateway, free_port  # noqa: E402
+from gateway import Gateway  # noqa: E402
+from sandbox import CLIENT_ID, CONTOSO, RELAY_APP, TENANT, free_port, sim_config  # noqa: E402
 
-CLIENT_ID = "11111111-2222-3333-4444-555555555555"
 N_MAILBOXES = 24
 N_CLIENTS = 50
 MSG_LIMIT = (5, 2)        # messages = "5/2s"   (Exchange Online: 30/60s)
@@ -88,40 +88,7 @@ transport {{
     pacing_wait = 10
     token_timeout = 5
 }}
-tenant "contoso" {{
-    accepted_domains = {{ "contoso.com" }}
-    mx_endpoint = "localhost"
-    mx_port = {mx}
-    smtp_host = "localhost"
-    smtp_port = {smtp}
-    authority = "https://localhost:{token}"
-    tenant_id = "contoso.onmicrosoft.com"
-}}
-app "relay-app" {{
-    client_id = "{client_id}"
-    client_secret_file = "{work}/relay-app.secret"
-}}
-connector "onprem" {{
-    type = certificate
-    certificate_file = "{certs}/relay.pem"
-    key_file = "{work}/relay.key"
-}}
-domain "contoso.com" {{
-    default_sender = "scanner@contoso.com"
-    connector = "onprem"
-    rewrite_header_from = true
-}}
-submitter "scanners" {{
-    clients = {{ "192.168.10.0/24" }}
-    domain = "contoso.com"
-    send_as = {{ "scanner@contoso.com" }}
-}}
-submitter "local" {{
-    clients = {{ "127.0.0.1" }}
-    domain = "contoso.com"
-    send_as = {{ "@contoso.com" }}
-}}
-{mailboxes}
+""" + TENANT + RELAY_APP + CONTOSO + """{mailboxes}
 """
 
 MAILBOX = """mailbox "{box}" {{
@@ -139,23 +106,20 @@ submitter "{login}" {{
 """
 
 
-def sim_config():
+def soak_sim_config():
+    """Contoso (tests/lib/sandbox.py) with the soak's mailboxes, each
+    allowing the relay application, and its scaled limits."""
     boxes = {mailbox(i): {"apps": [CLIENT_ID]} for i in range(1, N_MAILBOXES + 1)}
-    return {
-        "tenant_ids": ["contoso.onmicrosoft.com", "contoso.com"],
-        "accepted_domains": ["contoso.com"],
-        "mailboxes": boxes,
-        "apps": {CLIENT_ID: {"secret": "demo-secret-value"}},
-        "connectors": [{"name": "onprem", "type": "certificate", "tls_sender_certificate_name": "relay.contoso.com"}],
-        "concurrency": SESSIONS,
-        "rate": {"count": MSG_LIMIT[0], "window": MSG_LIMIT[1]},
-        "recipient_quota": {"count": RCPT_LIMIT[0], "window": RCPT_LIMIT[1]},
-        "throttle": "4xx",
+    return sim_config(
+        mailboxes=boxes,
+        concurrency=SESSIONS,
+        rate={"count": MSG_LIMIT[0], "window": MSG_LIMIT[1]},
+        recipient_quota={"count": RCPT_LIMIT[0], "window": RCPT_LIMIT[1]},
+        throttle="4xx",
         # A short token life: the transport (token_margin 300 s) fetches a
         # new one every 30 s, so that the token endpoint's outage bites.
-        "token_lifetime": 330,
-        "rcpt_replies": {BOUNCE_RCPT: {"reply": BOUNCE_REPLY, "count": -1}},
-    }
+        token_lifetime=330,
+        rcpt_replies={BOUNCE_RCPT: {"reply": BOUNCE_REPLY, "count": -1}})
 
 
 def utc(t):
@@ -317,11 +281,11 @@ class Soak:
                      '    prefix = "soak:"\n    on_error = tempfail' % self.redis.port)
         else:
             store = '    backend = lmdb\n    size = %d\n    on_error = tempfail' % self.a.map_mb
-        work_fields.update(store=store, mailboxes=mailboxes, client_id=CLIENT_ID, timeout_command=TIMEOUT_COMMAND)
+        work_fields.update(store=store, mailboxes=mailboxes, timeout_command=TIMEOUT_COMMAND)
         sasl = {"app%02d" % i: "pw-app%02d" % i for i in range(1, N_MAILBOXES + 1)}
         main_extra = ("queue_run_delay = 5s\nminimal_backoff_time = 5s\nmaximal_backoff_time = 15s\n"
                       "smtpd_timeout = 60s\n")
-        self.g = Gateway(self.build, conf=CONF, conf_fields=work_fields, sim_config=sim_config(),
+        self.g = Gateway(self.build, conf=CONF, conf_fields=work_fields, sim_config=soak_sim_config(),
                          milters=2 if self.a.store == "redis" else 1, maxproc=self.a.maxproc,
                          sasl_users=sasl, main_extra=main_extra, before_start=self._logfile)
         self.exe = os.path.join(self.build, "transport", "m365-transport")

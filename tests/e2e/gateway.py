@@ -14,31 +14,28 @@ behind its own smtpd listener (milters=2: smtp_ports[i] uses milter i,
 each with its own copy of the configuration, the same store), more pipe
 processes (maxproc=), SASL users (sasl_users=) and main.cf lines
 (main_extra=).
+
+The pieces every sandbox shares (ports, waiting, the simulator and its
+tenant, the configuration text) are in tests/lib/sandbox.py; Postfix's
+main.cf and master.cf are tests/lib's, as tests/lib/postfix.sh writes them.
 """
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "simulator"))
-from simlib import Simulator  # noqa: E402
+LIB = os.path.join(HERE, "..", "lib")
+sys.path.insert(0, LIB)
+from sandbox import (CLIENT_ID, CLIENT_SECRET, CONTOSO, RELAY_APP, SIM, TENANT, USER,  # noqa: E402
+                     domain_connector, exited, failed, free_port, poll, run, sim_fields,
+                     start_simulator, wait_port)
 
-USER = "nobody"
-
-SIM = {
-    "tenant_ids": ["contoso.onmicrosoft.com", "contoso.com"],
-    "accepted_domains": ["contoso.com"],
-    "mailboxes": {"scanner@contoso.com": {"password": "pw", "send_as": ["noreply@contoso.com"]},
-                  "erp@contoso.com": {"send_as": ["billing@contoso.com"], "apps": ["11111111-2222-3333-4444-555555555555"]}},
-    "apps": {"11111111-2222-3333-4444-555555555555": {"secret": "demo-secret-value"}},
-    "connectors": [{"name": "onprem", "type": "certificate", "tls_sender_certificate_name": "relay.contoso.com"}],
-}
-
+# The tenant, the relay application and connector, contoso.com with its
+# scanners and local mail (tests/lib/sandbox.py), and the ERP application
+# that logs in with SASL and sends as its own mailbox.
 CONF = """# m365relay.conf for the sandbox (written by tests/e2e/gateway.py)
 user = "{user}"
 state_dir = "{state}"
@@ -54,38 +51,10 @@ transport {{
     timeout_command = 15
     pacing_wait = 300
 }}
-tenant "contoso" {{
-    accepted_domains = {{ "contoso.com" }}
-    mx_endpoint = "localhost"
-    mx_port = {mx}
-    smtp_host = "localhost"
-    smtp_port = {smtp}
-    authority = "https://localhost:{token}"
-    tenant_id = "contoso.onmicrosoft.com"
-}}
-app "relay-app" {{
-    client_id = "11111111-2222-3333-4444-555555555555"
-    client_secret_file = "{work}/relay-app.secret"
-}}
-mailbox "erp@contoso.com" {{
+""" + TENANT + RELAY_APP + """mailbox "erp@contoso.com" {{
     app = "relay-app"
     send_as = {{ "billing@contoso.com" }}
     messages = "{erp_rate}"
-}}
-connector "onprem" {{
-    type = certificate
-    certificate_file = "{certs}/relay.pem"
-    key_file = "{work}/relay.key"
-}}
-domain "contoso.com" {{
-    default_sender = "scanner@contoso.com"
-    connector = "{connector}"
-    rewrite_header_from = true
-}}
-submitter "scanners" {{
-    clients = {{ "192.168.10.0/24" }}
-    domain = "contoso.com"
-    send_as = {{ "scanner@contoso.com" }}
 }}
 submitter "erp" {{
     sasl_logins = {{ "erp" }}
@@ -93,31 +62,38 @@ submitter "erp" {{
     mailbox = "erp@contoso.com"
     send_as = {{ "billing@contoso.com" }}
 }}
-submitter "local" {{
-    clients = {{ "127.0.0.1" }}
-    domain = "contoso.com"
-    send_as = {{ "@contoso.com" }}
-}}
+""" + CONTOSO
+
+# What the gateway adds to the sandbox's main.cf (tests/lib/main.cf).
+MAIN = """# Everything goes to Microsoft 365 through m365-transport.
+default_transport = m365
+relay_transport = m365
+m365_destination_recipient_limit = 50
+smtpd_milters = inet:127.0.0.1:{milter_port}
+non_smtpd_milters = inet:127.0.0.1:{milter_port}
+milter_protocol = 6
+milter_default_action = tempfail
+queue_run_delay = 300s
+minimal_backoff_time = 300s
+maximal_backoff_time = 600s
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_security_options = noanonymous
 """
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port, seconds=10):
-    end = time.time() + seconds
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
+def set_main(main, line):
+    """main.cf text with the setting on line replaced in place (Postfix's
+    postlogd deadlocks logging its own "overriding earlier entry" warning
+    before the maillog is open) or added at the end."""
+    key = line.split("=", 1)[0].strip()
+    if not key or key.startswith("#"):
+        return main + line + "\n"
+    lines = main.split("\n")
+    hits = [i for i, l in enumerate(lines) if l.split("=", 1)[0].strip() == key]
+    if not hits:
+        return main + line + "\n"
+    lines[hits[0]] = line
+    return "\n".join(lines)
 
 
 class Gateway:
@@ -131,12 +107,11 @@ class Gateway:
         self.build = os.path.abspath(builddir)
         self.work = tempfile.mkdtemp(prefix="m365relay-gw.")
         os.chmod(self.work, 0o755)
-        self.certs = os.path.join(self.work, "certs")
         self.maxproc = maxproc
         self.main_extra = main_extra
         self.sasl_users = sasl_users or {"erp": "erp-password"}
-        cfg = dict(sim_config or SIM, **(sim_extra or {}))
-        self.sim = Simulator(os.path.join(self.work, "sim"), cfg, certdir=self.certs)
+        self.sim = start_simulator(self.work, dict(sim_config or SIM, **(sim_extra or {})))
+        self.certs = self.sim.certs
         pw = pwd.getpwnam(USER)
         self.uid, self.gid = pw.pw_uid, pw.pw_gid
         self.state = os.path.join(self.work, "state")
@@ -147,7 +122,7 @@ class Gateway:
         self.smtp_port = free_port()
         self.smtp_ports = [self.smtp_port] + [free_port() for _ in range(milters - 1)]
         self.bypass_port = free_port() if bypass else None
-        self._write("relay-app.secret", "demo-secret-value\n", 0o600)
+        self._write("relay-app.secret", CLIENT_SECRET + "\n", 0o600)
         # Delivery reports for mixed outcomes would go to the system's
         # sendmail; in the sandbox they are kept in reports/.
         os.makedirs(os.path.join(self.work, "reports"))
@@ -155,18 +130,14 @@ class Gateway:
         self._write("sendmail", '#!/bin/sh\ncat > "%s/reports/$$.msg"\n' % self.work, 0o755)
         shutil.copy(os.path.join(self.certs, "relay.key"), os.path.join(self.work, "relay.key"))
         os.chown(os.path.join(self.work, "relay.key"), self.uid, self.gid)
-        self.conf = self._write("m365relay.conf", (conf or CONF).format(
-            user=USER, state=self.state, work=self.work, certs=self.certs, milter_port=self.milter_port,
-            mx=self.sim.ports["mx"], smtp=self.sim.ports["smtp"], token=self.sim.ports["token"],
-            erp_rate=erp_rate, connector="onprem" if connector else "", **(conf_fields or {})), 0o644)
-        if not connector:
-            with open(self.conf) as f:
-                text = f.read().replace('    connector = ""\n', "")
-            with open(self.conf, "w") as f:
-                f.write(text)
+        fields = dict(sim_fields(self.sim), user=USER, state=self.state, work=self.work,
+                      milter_port=self.milter_port, erp_rate=erp_rate, client_id=CLIENT_ID,
+                      domain_connector=domain_connector("onprem" if connector else None),
+                      scanners="192.168.10.0/24", local="127.0.0.1")
+        fields.update(conf_fields or {})
+        self.conf = self._write("m365relay.conf", (conf or CONF).format(**fields), 0o644)
         # The key that signs the route header, made as the README says.
-        subprocess.run([os.path.join(self.build, "cli", "m365ctl"), "-c", self.conf, "route-key"],
-                       check=True, stdout=subprocess.DEVNULL)
+        run([os.path.join(self.build, "cli", "m365ctl"), "-c", self.conf, "route-key"])
         # Milter i > 0: the same configuration but its own socket and pid file.
         self.confs = [self.conf]
         for i in range(1, milters):
@@ -184,9 +155,10 @@ class Gateway:
             self.start_milter(i)
         self.pf = os.path.join(self.work, "postfix")
         self._postfix_init()
-        self._postfix("start")
-        if not wait_port(self.smtp_port):
-            raise RuntimeError("postfix did not start: " + self.maillog())
+        r = self._postfix("start")
+        if r.returncode != 0 or not wait_port(self.smtp_port):
+            raise RuntimeError("postfix did not listen on %d: %s\nmaillog: %s"
+                               % (self.smtp_port, failed(r), self.maillog()))
 
     def _write(self, name, text, mode, owner=True):
         path = os.path.join(self.work, name)
@@ -209,7 +181,8 @@ class Gateway:
         if i == 0:
             self.milter, self.milter_logf = proc, logf
         if not wait_port(self.milter_ports[i]):
-            raise RuntimeError("m365-milter did not start: " + self.milter_log(i))
+            raise RuntimeError("m365-milter did not listen on %d: %s"
+                               % (self.milter_ports[i], exited(proc, self.milter_log(i))))
 
     def stop_milter(self, i=0):
         proc, logf = self.milters[i], self.milter_logfs[i]
@@ -229,80 +202,20 @@ class Gateway:
 
     # Postfix --------------------------------------------------------------------
     def _postfix_init(self):
+        """The sandbox's main.cf and master.cf (tests/lib, as tests/lib/postfix.sh
+        writes them), with the gateway's settings, milters and m365 pipe."""
         etc = os.path.join(self.pf, "etc")
         for d in ("etc", "queue", "data"):
             os.makedirs(os.path.join(self.pf, d), exist_ok=True)
         shutil.chown(os.path.join(self.pf, "data"), "postfix")
         transport = os.path.join(self.build, "transport", "m365-transport")
-        main = f"""compatibility_level = 3.6
-config_directory = {etc}
-queue_directory = {self.pf}/queue
-data_directory = {self.pf}/data
-maillog_file = {self.pf}/maillog
-maillog_file_prefixes = {self.pf}
-myhostname = relay.contoso.test
-myorigin = relay.contoso.test
-mydestination =
-alias_maps =
-alias_database =
-local_transport = error:no local delivery
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8, 192.168.0.0/16, 10.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination
-smtpd_authorized_xclient_hosts = 127.0.0.0/8
-smtpd_peername_lookup = no
-smtp_dns_support_level = disabled
-biff = no
-# Everything goes to Microsoft 365 through m365-transport.
-default_transport = m365
-relay_transport = m365
-m365_destination_recipient_limit = 50
-smtpd_milters = inet:127.0.0.1:{self.milter_port}
-non_smtpd_milters = inet:127.0.0.1:{self.milter_port}
-milter_protocol = 6
-milter_default_action = tempfail
-queue_run_delay = 300s
-minimal_backoff_time = 300s
-maximal_backoff_time = 600s
-delay_warning_time = 0
-smtpd_sasl_auth_enable = yes
-smtpd_sasl_security_options = noanonymous
-"""
-        # main_extra replaces a setting in place (Postfix's postlogd
-        # deadlocks logging its own "overriding earlier entry" warning
-        # before the maillog is open) or adds it.
-        for line in self.main_extra.splitlines():
-            key = line.split("=", 1)[0].strip()
-            if not key:
-                continue
-            lines = main.split("\n")
-            hits = [i for i, l in enumerate(lines) if l.split("=", 1)[0].strip() == key]
-            if hits:
-                lines[hits[0]] = line
-                main = "\n".join(lines)
-            else:
-                main += line + "\n"
-        master = f"""127.0.0.1:{self.smtp_port} inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-m365      unix  -       n       n       -       {self.maxproc}      pipe
+        with open(os.path.join(LIB, "main.cf")) as f:
+            main = f.read().replace("@DIR@", self.pf).replace("@HOSTNAME@", "relay.contoso.test")
+        for line in (MAIN.format(milter_port=self.milter_port) + self.main_extra).splitlines():
+            main = set_main(main, line)
+        with open(os.path.join(LIB, "master.cf")) as f:
+            master = f.read().replace("@PORT@", str(self.smtp_port))
+        master += f"""m365      unix  -       n       n       -       {self.maxproc}      pipe
   flags=q user={USER} null_sender= argv={transport} -c {self.conf} -q ${{queue_id}} -f ${{sender}} -a ${{client_address}} -s ${{sasl_username}} -- ${{recipient}}
 """
         for i in range(1, len(self.smtp_ports)):
@@ -322,8 +235,8 @@ m365      unix  -       n       n       -       {self.maxproc}      pipe
             f.write("pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\n"
                     "sasldb_path: %s/sasldb2\n" % os.path.join(etc, "sasl"))
         for login, password in self.sasl_users.items():
-            subprocess.run(["saslpasswd2", "-f", os.path.join(etc, "sasl", "sasldb2"), "-c", "-p", "-u",
-                            "relay.contoso.test", login], input=password + "\n", text=True, check=True)
+            run(["saslpasswd2", "-f", os.path.join(etc, "sasl", "sasldb2"), "-c", "-p", "-u",
+                 "relay.contoso.test", login], input=password + "\n")
         shutil.chown(os.path.join(etc, "sasl", "sasldb2"), "postfix")
 
     def _postfix(self, *args):
@@ -333,10 +246,10 @@ m365      unix  -       n       n       -       {self.maxproc}      pipe
     def postconf(self, *settings):
         """Change main.cf and reload Postfix."""
         etc = os.path.join(self.pf, "etc")
-        subprocess.run(["postconf", "-c", etc] + ["-e"] + list(settings), check=True)
+        run(["postconf", "-c", etc] + ["-e"] + list(settings))
         r = self._postfix("reload")
         if r.returncode != 0:
-            raise RuntimeError("postfix reload: " + r.stderr)
+            raise RuntimeError(failed(r, "postfix reload"))
 
     def sendmail(self, sender, rcpts, message):
         """Local submission with Postfix's sendmail (pickup, no smtpd)."""
@@ -349,18 +262,19 @@ m365      unix  -       n       n       -       {self.maxproc}      pipe
 
     def kick_pickup(self):
         """Wake pickup (postsuper -r leaves the file in maildrop)."""
-        subprocess.run(["postkick", "-c", os.path.join(self.pf, "etc"), "public", "pickup", "W"],
-                       capture_output=True)
+        run(["postkick", "-c", os.path.join(self.pf, "etc"), "public", "pickup", "W"])
 
     def queue(self):
-        return subprocess.run(["postqueue", "-c", os.path.join(self.pf, "etc"), "-p"],
-                              capture_output=True, text=True).stdout
+        """postqueue -p's listing, or why there is none."""
+        r = subprocess.run(["postqueue", "-c", os.path.join(self.pf, "etc"), "-p"],
+                           capture_output=True, text=True)
+        return r.stdout if r.returncode == 0 else failed(r)
 
     def queue_empty(self):
         return "Mail queue is empty" in self.queue()
 
     def flush(self):
-        subprocess.run(["postqueue", "-c", os.path.join(self.pf, "etc"), "-f"], capture_output=True)
+        run(["postqueue", "-c", os.path.join(self.pf, "etc"), "-f"])
 
     def maillog(self):
         try:
@@ -372,18 +286,15 @@ m365      unix  -       n       n       -       {self.maxproc}      pipe
     def swaks(self, client_ip, *args, port=None):
         # stderr too: swaks says there why it could not talk at all (no TLS
         # module, connection refused); a test failing on '' helps nobody.
+        # Its exit status says which step failed (swaks(1) EXIT CODES).
         r = subprocess.run(["swaks", "--server", "127.0.0.1:%d" % (port or self.smtp_port),
                             "--xclient-addr", client_ip, "--timeout", "30"] + list(args),
                            capture_output=True, text=True)
-        return r.stdout + r.stderr
+        return r.stdout + r.stderr + ("" if r.returncode == 0 else "\n=== swaks exit status %d\n" % r.returncode)
 
     def wait(self, cond, seconds=30):
-        end = time.time() + seconds
-        while time.time() < end:
-            if cond():
-                return True
-            time.sleep(0.1)
-        return False
+        """cond()'s first true value within seconds, else a false one."""
+        return poll(cond, seconds)
 
     def stop(self, keep=False):
         self._postfix("stop")

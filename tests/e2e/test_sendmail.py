@@ -34,14 +34,12 @@ import smtplib
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from gateway import SIM, USER, free_port, wait_port  # noqa: E402
-sys.path.insert(0, os.path.join(HERE, "..", "simulator"))
-from simlib import Simulator  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+from sandbox import (CONTOSO, TENANT, USER, domain_connector, exited, failed, free_port, poll,  # noqa: E402
+                     run, sim_fields, start_simulator, wait_for, wait_port)
 
 SRC = os.path.abspath(os.environ.get("top_srcdir", os.path.join(HERE, "..", "..")))
 BUILD = os.path.abspath(os.environ.get("top_builddir", "."))
@@ -59,6 +57,8 @@ HOSTNAME = "relay.contoso.test"
 # files are never touched, and no look-up leaves the machine.
 IN_NAMESPACE = 'mount --bind "$1" /etc/hosts && hostname "$2" && shift 2 && exec "$@"'
 
+# The tenant, contoso.com by Direct Send (no connector), the scanner and
+# Sendmail's own reports, which have no client address (tests/lib/sandbox.py).
 CONF = """# m365relay.conf for the Sendmail sandbox (tests/e2e/test_sendmail.py)
 user = "{user}"
 state_dir = "{work}/state"
@@ -74,31 +74,7 @@ transport {{
     timeout_command = 15
     local_submitter = "local"
 }}
-tenant "contoso" {{
-    accepted_domains = {{ "contoso.com" }}
-    mx_endpoint = "localhost"
-    mx_port = {mx}
-    smtp_host = "localhost"
-    smtp_port = {smtp}
-    authority = "https://localhost:{token}"
-    tenant_id = "contoso.onmicrosoft.com"
-}}
-domain "contoso.com" {{
-    default_sender = "scanner@contoso.com"
-    rewrite_header_from = true
-}}
-submitter "scanners" {{
-    clients = {{ "{scanner}" }}
-    domain = "contoso.com"
-    send_as = {{ "scanner@contoso.com" }}
-}}
-# For mail with no client address: Sendmail's own delivery reports.
-submitter "local" {{
-    clients = {{ "::1" }}
-    domain = "contoso.com"
-    send_as = {{ "@contoso.com" }}
-}}
-"""
+""" + TENANT + CONTOSO
 
 # A site's sendmail.mc: the sandbox's paths, then the shipped file.
 MC = """divert(-1)
@@ -157,6 +133,14 @@ def need_tools():
                            % ", ".join(missing))
 
 
+def group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
 class Sandbox:
     def __init__(self):
         need_tools()
@@ -185,8 +169,7 @@ class Sandbox:
         return self.path(name)
 
     def _start(self):
-        certs = self.path("certs")
-        self.sim = Simulator(self.path("sim"), SIM, certdir=certs)
+        self.sim = start_simulator(self.work)
         os.makedirs(self.path("state"))
         os.chown(self.path("state"), self.uid, self.gid)
         # Both programs log here (log_file), the transport as the service user.
@@ -195,18 +178,17 @@ class Sandbox:
         os.chown(self.path("reports"), self.uid, self.gid)
         self._write("reports.sh", '#!/bin/sh\ncat > "%s/reports/$$.msg"\n' % self.work, 0o755)
         self.conf = self._write("m365relay.conf", CONF.format(
-            user=USER, work=self.work, certs=certs, scanner=SCANNER_IP, mx=self.sim.ports["mx"],
-            smtp=self.sim.ports["smtp"], token=self.sim.ports["token"]), 0o644, owned=True)
-        subprocess.run([os.path.join(BUILD, "cli", "m365ctl"), "-c", self.conf, "route-key"],
-                       check=True, stdout=subprocess.DEVNULL)
+            user=USER, work=self.work, domain_connector=domain_connector(None), scanners=SCANNER_IP,
+            local="::1", **sim_fields(self.sim)), 0o644, owned=True)
+        run([os.path.join(BUILD, "cli", "m365ctl"), "-c", self.conf, "route-key"])
         self.milter_err = open(self.path("milter.stderr"), "w")
         self.milter = subprocess.Popen([os.path.join(BUILD, "milter", "m365-milter"), "-f", "-c", self.conf],
                                        stderr=self.milter_err)
-        end = time.time() + 10
-        while not os.path.exists(self.path("milter.sock")):
-            if self.milter.poll() is not None or time.time() > end:
-                raise RuntimeError("m365-milter did not start: " + self.log() + self._read("milter.stderr"))
-            time.sleep(0.05)
+        sock = self.path("milter.sock")
+        poll(lambda: os.path.exists(sock) or self.milter.poll() is not None, 10)
+        if not os.path.exists(sock):
+            raise RuntimeError("m365-milter did not make %s: %s"
+                               % (sock, exited(self.milter, self.log() + self._read("milter.stderr"))))
 
         # Sendmail: its own cf (built from the shipped .mc), queue, pid file, port.
         sm = self.path("sendmail")
@@ -220,17 +202,19 @@ class Sandbox:
             work=self.work, sendmail_dir=SENDMAIL_DIR, port=self.port, build=BUILD, src=SRC,
             user=USER, group=self.gid, hostname=HOSTNAME), 0o644)
         self.cf = self.path("sendmail", "sendmail.cf")
+        r = run(["m4", CF_M4, mc])
+        if r.stderr.strip():
+            raise RuntimeError("m4 %s: exit status 0 but: %s" % (mc, r.stderr))
         with open(self.cf, "w") as f:
-            r = subprocess.run(["m4", CF_M4, mc], stdout=f, stderr=subprocess.PIPE, text=True)
-        if r.returncode != 0 or r.stderr.strip():
-            raise RuntimeError("m4 %s: %s" % (mc, r.stderr))
+            f.write(r.stdout)
         self.sendmail_out = open(self.path("sendmail.out"), "w")
         # -bD: the daemon in the foreground, in a process group of its own,
         # so that stop() ends it and the children it forked, and only those.
         self.sendmail = subprocess.Popen(self.sm("-bD"), stdout=self.sendmail_out,
                                          stderr=subprocess.STDOUT, start_new_session=True)
         if not wait_port(self.port, 30):
-            raise RuntimeError("sendmail did not start: " + self._read("sendmail.out"))
+            raise RuntimeError("sendmail did not listen on %d: %s" % (
+                self.port, exited(self.sendmail, self._read("sendmail.out"))))
 
     def sm(self, *args):
         """The command line of sendmail with this cf, in its namespaces."""
@@ -251,7 +235,8 @@ class Sandbox:
         return "\n".join(line for line in self.log().splitlines() if qid + ":" in line)
 
     def mailq(self):
-        return subprocess.run(self.sm("-bp"), capture_output=True, text=True).stdout
+        r = subprocess.run(self.sm("-bp"), capture_output=True, text=True)
+        return r.stdout if r.returncode == 0 else failed(r)
 
     def queue_files(self):
         return glob.glob(self.path("sendmail", "mqueue", "qf*"))
@@ -273,14 +258,7 @@ class Sandbox:
                 os.killpg(self.sendmail.pid, signal.SIGKILL)
                 self.sendmail.wait()
             # Children it forked (sessions, deliveries) share its group.
-            end = time.time() + 10
-            while time.time() < end:
-                try:
-                    os.killpg(self.sendmail.pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.1)
-            else:
+            if not poll(lambda: not group_alive(self.sendmail.pid), 10):
                 try:
                     os.killpg(self.sendmail.pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -299,12 +277,8 @@ class Sandbox:
             shutil.rmtree(self.work, ignore_errors=True)
 
     def wait(self, cond, seconds=30):
-        end = time.time() + seconds
-        while time.time() < end:
-            if cond():
-                return True
-            time.sleep(0.1)
-        return False
+        """cond()'s first true value within seconds, else a false one."""
+        return poll(cond, seconds)
 
 
 S = None
@@ -382,7 +356,9 @@ class SendmailGateway(unittest.TestCase):
         code, text = self.submit("scanner@contoso.com", "ceo@contoso.com", "not mine")
         self.assertEqual(code, 550, text)
         self.assertEqual(text, "5.7.60 SMTP; Client does not have permissions to send as this sender")
-        time.sleep(1)
+        # Sendmail drops the refused message's files (had it queued it, they
+        # would stay until delivered, and the delivery would be recorded).
+        wait_for(lambda: not S.queue_files(), 10, "Sendmail to drop the refused message", S.mailq)
         self.assertEqual(S.queue_files(), [], S.mailq())
         self.assertEqual(S.sim.records(), [])
         self.assertRegex(S.log(), r"m365-milter.*: client=\[%s\] submitter=scanners sender=<scanner@contoso\.com> "
@@ -403,19 +379,21 @@ class SendmailGateway(unittest.TestCase):
         # (m365relay.mc adds it to Sendmail's persistent macros).
         with open(S.path("sendmail", "mqueue", "qf" + qid), "rb") as f:
             self.assertIn(b"\n${client_addr}%s\n" % SCANNER_IP.encode(), f.read())
-        run = S.run_queue()
-        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        qrun = S.run_queue()
+        self.assertEqual(qrun.returncode, 0, qrun.stdout + qrun.stderr)
         self.assertTrue(S.wait(lambda: S.sim.records()), "not delivered by the queue run:\n" +
-                        run.stdout + self.diag())
-        time.sleep(1)
+                        qrun.stdout + self.diag())
+        # Once its queue file is gone nothing can send it again.
+        wait_for(lambda: not S.queue_files(), 30, "the queue file to go after the delivery", self.diag)
         recs = S.sim.records()
         self.assertEqual(len(recs), 1, "delivered exactly once: %r" % recs)
         self.assertEqual(recs[0]["headers"]["Subject"], ["deferred once"])
         self.assertEqual(recs[0]["mail_from"], "scanner@contoso.com")
         self.assertEqual(S.queue_files(), [], S.mailq())
-        # A second queue run has nothing to send again.
-        S.run_queue()
-        time.sleep(1)
+        # A second queue run (in the foreground: done when it returns) has
+        # nothing to send again.
+        qrun = S.run_queue()
+        self.assertEqual(qrun.returncode, 0, qrun.stdout + qrun.stderr)
         self.assertEqual(len(S.sim.records()), 1)
         log = S.log_for(qid)
         self.assertEqual(len(re.findall(r"to=<alice@contoso\.com> .*status=sent", log)), 1, log)

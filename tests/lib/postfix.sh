@@ -8,67 +8,32 @@
 #
 #   pf_sasl USER PASSWORD          SASL authentication against a sasldb
 #
+# and tests/lib/common.sh's free_port and wait_until.
+#
 # Everything lives under DIR (config, queue, data, log); the system's own
 # Postfix is never touched.  The work directory must be reachable by the
 # postfix user, so DIR's parents must not be 0700 (mktemp -d is: chmod it).
+# main.cf and master.cf come from tests/lib (the end-to-end gateway's too).
+PF_LIB=${top_srcdir:-.}/tests/lib
+. "$PF_LIB/common.sh"
+
 pf_init() {
 	PF_DIR=$1
 	PF_PORT=$2
 	mkdir -p "$PF_DIR/etc" "$PF_DIR/queue" "$PF_DIR/data"
 	chown postfix "$PF_DIR/data"
-	cat > "$PF_DIR/etc/main.cf" <<MAIN
-compatibility_level = 3.6
-config_directory = $PF_DIR/etc
-queue_directory = $PF_DIR/queue
-data_directory = $PF_DIR/data
-maillog_file = $PF_DIR/maillog
-maillog_file_prefixes = $PF_DIR
-myhostname = relay.test
+	# The sandbox's main.cf and master.cf (shared with tests/e2e/gateway.py),
+	# then what these tests add: retries within seconds, bounces not retried.
+	sed -e "s|@DIR@|$PF_DIR|g" -e "s|@HOSTNAME@|relay.test|g" "$PF_LIB/main.cf" > "$PF_DIR/etc/main.cf"
+	cat >> "$PF_DIR/etc/main.cf" <<MAIN
 mydomain = relay.test
-myorigin = relay.test
-mydestination =
-local_transport = error:no local delivery in tests
-alias_maps =
-alias_database =
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8, 192.168.0.0/16, 10.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination
-smtpd_authorized_xclient_hosts = 127.0.0.0/8
-smtp_dns_support_level = disabled
 disable_dns_lookups = yes
-smtpd_peername_lookup = no
-biff = no
 queue_run_delay = 1s
 minimal_backoff_time = 1s
 maximal_backoff_time = 2s
-delay_warning_time = 0
 bounce_queue_lifetime = 0
 MAIN
-	cat > "$PF_DIR/etc/master.cf" <<MASTER
-127.0.0.1:$PF_PORT inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-MASTER
+	sed -e "s|@PORT@|$PF_PORT|g" "$PF_LIB/master.cf" > "$PF_DIR/etc/master.cf"
 }
 
 # pf_sasl USER PASSWORD - Cyrus SASL (sasldb) for this instance; Debian's
@@ -132,9 +97,4 @@ pf_wait_queue_empty() {
 
 pf_log() {
 	echo "$PF_DIR/maillog"
-}
-
-# free_port - an unused TCP port on loopback
-free_port() {
-	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

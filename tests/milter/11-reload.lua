@@ -33,13 +33,14 @@ local good = read(conf)
 -- A broken file: the old configuration keeps running.
 write(conf, good .. "\nbogus = 1\nsubmitter \"x\" {\n")
 mt.signal(1) -- SIGHUP
-mt.sleep(1)
+wait_log("has errors; keeping the running configuration", 1, "the supervisor to refuse the broken file")
 check(accepted("192.168.10.7", "Q11B"), "broken reload ignored: scanner still accepted")
 
 -- A good file that moves the scanners to another network.
 local moved = string.gsub(good, "192%.168%.10%.0/24", "192.168.20.0/24")
 write(conf, moved)
 mt.signal(1)
-mt.sleep(1)
+-- (logged by the worker once it has swapped the configuration in)
+wait_log("reload: configuration .* loaded", 1, "the worker to load the good file")
 check(not accepted("192.168.10.7", "Q11C"), "good reload applied: old network refused")
 check(accepted("192.168.20.7", "Q11D"), "good reload applied: new network accepted")

@@ -77,3 +77,24 @@ function route(conn)
 	end
 	return (string.gsub(v, "; qid=.*$", ""))
 end
+
+-- wait_log(pattern, n, what) - until the milter's log (run.sh's dir/log,
+-- its stderr) has n lines matching the Lua pattern, polling every 0.05 s
+-- for 20 s at most; then fail naming what was awaited.
+function wait_log(pattern, n, what)
+	for _ = 1, 400 do
+		local f = assert(io.open(dir .. "/log", "r"))
+		local seen = 0
+		for line in f:lines() do
+			if string.find(line, pattern) then
+				seen = seen + 1
+			end
+		end
+		f:close()
+		if seen >= n then
+			return
+		end
+		mt.sleep(0.05)
+	end
+	check(false, "timed out after 20 s waiting for " .. what .. " (" .. n .. " x '" .. pattern .. "' in the log)")
+end

@@ -26,7 +26,8 @@ failures=0
 ok() { echo "ok: $*"; }
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+. "$top_srcdir/tests/lib/common.sh"
+port=$(free_port)
 mkdir "$tmp/run"
 chown nobody "$tmp/run" # the service user's directory, as /run/m365relay is
 sed -e "s|@PORT@|$port|" -e "s|@DIR@|$tmp|" -e "s|@ON_ERROR@|tempfail|" \

@@ -50,6 +50,14 @@ wait_log() {
 	done
 	return 1
 }
+# accept_queue_empty PORT - the listening socket on 127.0.0.1:PORT has
+# accepted every connection made to it (its rx_queue in /proc/net/tcp,
+# for a listener the accept queue's length, is 0)
+accept_queue_empty() {
+	awk -v a="$(printf '0100007F:%04X' "$1")" \
+		'$2 == a && $4 == "0A" { split($5, q, ":"); found = 1; if (q[2] != "00000000") busy = 1 }
+		END { exit !(found && !busy) }' /proc/net/tcp
+}
 sample() { # sample NAME-AND-LABELS - its value on the page in $tmp/page
 	awk -v k="$1" '$1 == k {print $2}' "$tmp/page"
 }
@@ -154,7 +162,7 @@ curl -s -D - -o /dev/null --max-time 5 -X DELETE "$url/metrics" | grep -qi '^All
 
 # 3. At most 16 connections; an idle one is closed after 10 s.
 for fd in $(seq 10 25); do eval "exec $fd<>/dev/tcp/127.0.0.1/$xp"; done
-sleep 0.5
+wait_until 10 "the page's listener to accept all 16 (its accept queue empty)" accept_queue_empty "$xp"
 [ "$(status GET /metrics)" = 000 ] && ok "a 17th connection gets no answer" ||
 	fail "17th connection answered: $(status GET /metrics)"
 for fd in $(seq 10 25); do eval "exec $fd>&-"; done
@@ -187,7 +195,11 @@ start_milter b "$mp2" || fail "second milter did not start"
 for _ in $(seq 100); do grep -q "metrics_listen" "$tmp/b.log" && break; sleep 0.05; done
 grep -qF "metrics_listen 127.0.0.1:$xp: Address already in use" "$tmp/b.log" &&
 	ok "bind failure logged" || fail "bind failure: $(cat "$tmp/b.log")"
-sleep 0.5
+# A message through it after the failure: its worker is alive and answers
+# (the supervisor's socket alone would take the connection).
+r=$(burst "$mp2" 1 P)
+case $r in accepted=*) ok "that milter still serves mail after it ($r)" ;;
+*) fail "the milter without its page: no verdict: '$r'"; cat "$tmp/b.log" ;; esac
 (exec 3<>"/dev/tcp/127.0.0.1/$mp2") 2>/dev/null && ok "that milter still serves its socket" ||
 	fail "the milter without its page went away"
 [ "$(status GET /metrics)" = 200 ] && ok "the first milter's page unaffected" || fail "first page gone"

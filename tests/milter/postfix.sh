@@ -170,9 +170,20 @@ s.ehlo("scanner")
 print("MAIL", s.mail("scanner@contoso.com"))
 sup = int(open(tmp + "/milter.pid").read())
 kids = subprocess.run(["pgrep", "-P", str(sup)], capture_output=True, text=True).stdout.split()
-for pid in [sup] + [int(k) for k in kids]:
+pids = [sup] + [int(k) for k in kids]
+for pid in pids:
     os.kill(pid, signal.SIGKILL)
-time.sleep(0.5)
+def gone(pid):  # exited (a zombie holds no socket) or reaped
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+end = time.monotonic() + 10
+while not all(gone(p) for p in pids):
+    if time.monotonic() > end:
+        sys.exit("timed out after 10 s waiting for the killed milter (pids %s) to exit" % pids)
+    time.sleep(0.05)
 print("RCPT", s.rcpt("alice@contoso.com"))
 try:
     print("DATA", s.data(b"From: scanner@contoso.com\r\nSubject: during the crash\r\n\r\nx\r\n"))

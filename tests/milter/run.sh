@@ -15,7 +15,8 @@ command -v miltertest >/dev/null || { echo "miltertest not installed (apt-get in
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 chmod 755 "$tmp"
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+. "$top_srcdir/tests/lib/common.sh"
+port=$(free_port)
 on_error=$(sed -n 's/^-- on_error: //p' "$script")
 sed -e "s|@PORT@|$port|" -e "s|@DIR@|$tmp|" -e "s|@ON_ERROR@|${on_error:-tempfail}|" \
 	"$top_srcdir/tests/milter/milter.conf.in" > "$tmp/m365relay.conf"

@@ -26,6 +26,7 @@ def make_certs(certdir):
 class Simulator:
     def __init__(self, workdir, config, certdir=None):
         self.dir = workdir
+        self.config = config
         os.makedirs(workdir, exist_ok=True)
         self.certs = make_certs(certdir or os.path.join(workdir, "certs"))
         with open(os.path.join(workdir, "sim.json"), "w") as f:
@@ -42,13 +43,18 @@ class Simulator:
             if os.path.exists(ports):
                 break
             if self.proc.poll() is not None:
-                raise RuntimeError("m365sim exited: see " + self.log.name)
+                raise RuntimeError("m365sim exited with status %d: %s" % (self.proc.returncode, self._log_tail()))
             time.sleep(0.05)
         else:
-            raise RuntimeError("m365sim did not start")
+            raise RuntimeError("m365sim did not write %s in 10 s: %s" % (ports, self._log_tail()))
         with open(ports) as f:
             self.ports = json.load(f)
         self.ca = os.path.join(self.certs, "ca.pem")
+
+    def _log_tail(self):
+        self.log.flush()
+        with open(self.log.name) as f:
+            return f.read()[-3000:] or "(%s is empty)" % self.log.name
 
     def control(self, what, data=None):
         req = urllib.request.Request(

@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from simlib import Simulator  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from sandbox import wait_for  # noqa: E402
 
 WORK = tempfile.mkdtemp(prefix="m365sim-test.")
 CERTS = os.path.join(WORK, "certs")
@@ -534,20 +536,26 @@ class Faults(Base):
         s = self.login()
         port = s.sock.getsockname()[1]
         s.sock.sendall(b"MAIL FROM:<scanner@contoso.com>\r\n")
-        time.sleep(0.3)
+        wait_for(lambda: SIM.state()["faults_fired"], 10, "the stall to begin at MAIL")
         s.close()
-        time.sleep(0.5)
-        self.assertEqual(SIM.state()["stats"]["open_sessions"]["scanner@contoso.com"], 0,
-                         "the stalled session ended with its connection")
+        # Well before the stall's 30 s are up.
+        wait_for(lambda: SIM.state()["stats"]["open_sessions"]["scanner@contoso.com"] == 0, 10,
+                 "the stalled session to end with its connection")
         self.assertEqual([(f["step"], f["action"], f["client_port"]) for f in SIM.state()["faults_fired"]],
                          [("mail", "stall", port)])
 
     def test_session_records(self):
         s = self.login()
+        port = s.sock.getsockname()[1]
         s.quit()
-        time.sleep(0.3)
-        with open(os.path.join(WORK, "sessions.jsonl")) as f:
-            rec = json.loads(f.readlines()[-1])
+
+        def mine():
+            try:
+                with open(os.path.join(WORK, "sessions.jsonl")) as f:
+                    return [r for r in map(json.loads, f) if r["client_port"] == port]
+            except FileNotFoundError:
+                return []
+        rec = wait_for(mine, 10, "the session's record in sessions.jsonl (client port %d)" % port)[-1]
         self.assertEqual(rec["auth_user"], "scanner@contoso.com")
         self.assertLessEqual(rec["start"], rec["end"])
 

@@ -38,8 +38,9 @@ v2=$(metric "$x2" 'm365relay_verdicts_total{verdict="accept",reason="ok"}')
 [ "$v1" = "$a1" ] && [ "$v2" = "$a2" ] && ok "metrics match each milter's admissions" || fail "metrics $v1 $v2"
 
 # Redis goes away: the configured 4xx, logged once; it comes back: admission resumes.
+redis_pid=$(cat "$tmp/redis.pid")
 redis-cli -p "$rp" shutdown nosave >/dev/null 2>&1
-sleep 0.3
+wait_until 10 "redis-server (pid $redis_pid) to exit" pid_gone "$redis_pid" || fail "Redis did not stop"
 r=$(burst "$m1" 3 C)
 [ "$r" = "accepted=0 refused=3" ] && ok "store down: refused ($r)" || fail "store down: $r"
 grep -q 'reason=store-error reply="451 4.3.0 Gateway state store unavailable; try again later"' "$tmp/a.log" &&

@@ -3,6 +3,7 @@
 : "${top_srcdir:=.}" "${top_builddir:=.}"
 top_srcdir=$(cd "$top_srcdir" && pwd)
 top_builddir=$(cd "$top_builddir" && pwd)
+. "$top_srcdir/tests/lib/common.sh" # free_port, wait_until
 command -v miltertest >/dev/null || { echo "ERROR: miltertest not installed (apt-get install miltertest)"; exit 99; }
 
 tmp=$(mktemp -d)
@@ -11,9 +12,6 @@ chown nobody "$tmp"
 failures=0
 ok() { echo "ok: $*"; }
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-free_port() {
-	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # write_conf NAME MILTER_PORT METRICS_PORT STORE_SECTION
 write_conf() {

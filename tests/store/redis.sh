@@ -3,10 +3,11 @@
 # same tests the LMDB backend passes, on a redis-server of our own on
 # loopback (a free port, no persistence), stopped at the end.
 set -u
-: "${top_builddir:=.}"
+: "${top_srcdir:=.}" "${top_builddir:=.}"
+. "$top_srcdir/tests/lib/common.sh"
 command -v redis-server >/dev/null || { echo "ERROR: redis-server not installed (apt-get install redis-server)"; exit 99; }
 tmp=$(mktemp -d)
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" \
 	--daemonize yes --pidfile "$tmp/redis.pid" --logfile "$tmp/redis.log"
 trap 'kill "$(cat "$tmp/redis.pid" 2>/dev/null)" 2>/dev/null; rm -rf "$tmp"' EXIT

@@ -10,7 +10,6 @@ Microsoft 365 simulator, as an unprivileged user (the transport refuses root).
 """
 import hashlib
 import hmac
-import json
 import os
 import pwd
 import shutil
@@ -19,23 +18,16 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "simulator"))
-from simlib import Simulator  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+from sandbox import SIM, TENANT, USER, sim_config, sim_fields, start_simulator  # noqa: E402
 
 TOP_BUILDDIR = os.path.abspath(os.environ.get("top_builddir", "."))
 TRANSPORT = os.path.join(TOP_BUILDDIR, "transport", "m365-transport")
-USER = "nobody"
 
-SIM_CONFIG = {
-    "tenant_ids": ["contoso.onmicrosoft.com", "contoso.com"],
-    "accepted_domains": ["contoso.com", "fabrikam.com"],
-    "mailboxes": {
-        "scanner@contoso.com": {"password": "pw", "send_as": ["noreply@contoso.com"]},
-        "erp@contoso.com": {"send_as": ["billing@contoso.com"], "apps": ["cid", "certapp", "rsaapp"]},
-    },
-    "apps": {},   # filled in with certificate paths
-    "connectors": [{"name": "onprem", "type": "certificate", "tls_sender_certificate_name": "relay.contoso.com"}],
-}
+# Contoso (tests/lib/sandbox.py) with fabrikam.com accepted too, and the
+# applications erp@ allows: a secret, a certificate (PS256 and RS256).
+SIM_MAILBOXES = dict(SIM["mailboxes"], **{
+    "erp@contoso.com": {"send_as": ["billing@contoso.com"], "apps": ["cid", "certapp", "rsaapp"]}})
 
 CONF = """
 {extra_top}
@@ -51,16 +43,7 @@ transport {{
     pacing_wait = {pacing_wait}
     {extra_transport}
 }}
-tenant "contoso" {{
-    accepted_domains = {{ "contoso.com", "fabrikam.com" }}
-    mx_endpoint = "localhost"
-    mx_port = {mx}
-    smtp_host = "localhost"
-    smtp_port = {smtp}
-    authority = "https://localhost:{token}"
-    tenant_id = "contoso.onmicrosoft.com"
-}}
-app "secret-app" {{ client_id = "cid" client_secret_file = "{work}/app.secret" }}
+""" + TENANT + """app "secret-app" {{ client_id = "cid" client_secret_file = "{work}/app.secret" }}
 app "cert-app" {{ client_id = "certapp" certificate_file = "{certs}/app.pem" key_file = "{work}/app.key" }}
 app "rsa-app" {{ client_id = "rsaapp" certificate_file = "{certs}/app.pem" key_file = "{work}/app.key" assertion = rs256 }}
 app "wrongkey-app" {{ client_id = "certapp" certificate_file = "{certs}/app2.pem" key_file = "{work}/app2.key" }}
@@ -134,13 +117,14 @@ class Harness:
     def __init__(self, rate="30/60s", erp_app="secret-app", timeout=10, pacing_wait=120, sim_extra=None):
         self.work = tempfile.mkdtemp(prefix="m365-transport.")
         os.chmod(self.work, 0o755)
-        self.certs = os.path.join(self.work, "certs")
-        cfg = json.loads(json.dumps(SIM_CONFIG))
-        cfg["apps"] = {"cid": {"secret": "s3cret"},
-                       "certapp": {"certificates": [os.path.join(self.certs, "app.pem")]},
-                       "rsaapp": {"certificates": [os.path.join(self.certs, "app.pem")]}}
+        certs = os.path.join(self.work, "certs")
+        cfg = sim_config(accepted_domains=["contoso.com", "fabrikam.com"], mailboxes=SIM_MAILBOXES,
+                         apps={"cid": {"secret": "s3cret"},
+                               "certapp": {"certificates": [os.path.join(certs, "app.pem")]},
+                               "rsaapp": {"certificates": [os.path.join(certs, "app.pem")]}})
         cfg.update(sim_extra or {})
-        self.sim = Simulator(os.path.join(self.work, "sim"), cfg, certdir=self.certs)
+        self.sim = start_simulator(self.work, cfg)
+        self.certs = self.sim.certs
         self.state = os.path.join(self.work, "state")
         os.makedirs(os.path.join(self.work, "dsn"))
         os.makedirs(self.state)
@@ -171,10 +155,8 @@ class Harness:
     def configure(self, **kw):
         self.params = dict(getattr(self, "params", {}))
         self.params.update(kw)
-        p = self.sim.ports
         self.conf = self.write("m365relay.conf", CONF.format(
-            work=self.work, certs=self.certs, state=self.state, mx=p["mx"], smtp=p["smtp"],
-            token=p["token"], **self.params), 0o644)
+            work=self.work, state=self.state, **sim_fields(self.sim), **self.params), 0o644)
 
     def message(self, frm="scanner@contoso.com", to="a@example.net", route=None, subject="test", body="body\n"):
         hdr = ""

@@ -369,29 +369,21 @@ START_TEST(test_cidr)
 }
 END_TEST
 
-static Suite *
-addr_suite(void)
-{
-	Suite *s = suite_create("addr");
-	TCase *tc = tcase_create("core");
-
-	tcase_add_loop_test(tc, test_path, 0, sizeof(path_cases) / sizeof(path_cases[0]));
-	tcase_add_test(tc, test_path_null);
-	tcase_add_test(tc, test_path_lengths);
-	tcase_add_loop_test(tc, test_list, 0, sizeof(list_cases) / sizeof(list_cases[0]));
-	tcase_add_test(tc, test_list_limits);
-	tcase_add_test(tc, test_format_mailbox);
-	tcase_add_test(tc, test_format_roundtrip);
-	tcase_add_test(tc, test_domain_match);
-	tcase_add_test(tc, test_addr_match);
-	tcase_add_test(tc, test_pattern_check);
-	tcase_add_test(tc, test_cidr);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int
 main(void)
 {
-	return check_run(addr_suite());
+	static const struct check_suite suite = {"addr", "core", NULL, NULL, 0};
+	const struct check_test tests[] = {CHECK_LOOP(test_path, path_cases),
+	                                   CHECK_TEST(test_path_null),
+	                                   CHECK_TEST(test_path_lengths),
+	                                   CHECK_LOOP(test_list, list_cases),
+	                                   CHECK_TEST(test_list_limits),
+	                                   CHECK_TEST(test_format_mailbox),
+	                                   CHECK_TEST(test_format_roundtrip),
+	                                   CHECK_TEST(test_domain_match),
+	                                   CHECK_TEST(test_addr_match),
+	                                   CHECK_TEST(test_pattern_check),
+	                                   CHECK_TEST(test_cidr)};
+
+	return check_main(&suite, tests, CHECK_ROWS(tests));
 }

@@ -177,11 +177,9 @@ END_TEST
 int
 main(void)
 {
-	Suite *s = suite_create("admission");
-	TCase *tc = tcase_create("admission");
+	static const struct check_suite suite = {"admission", "admission", NULL, NULL, 0};
+	const struct check_test tests[] = {CHECK_LOOP(test_ask, ask_cases),
+	                                   CHECK_LOOP(test_reply, reply_cases)};
 
-	tcase_add_loop_test(tc, test_ask, 0, (int)(sizeof(ask_cases) / sizeof(ask_cases[0])));
-	tcase_add_loop_test(tc, test_reply, 0, (int)(sizeof(reply_cases) / sizeof(reply_cases[0])));
-	suite_add_tcase(s, tc);
-	return check_run(s);
+	return check_main(&suite, tests, CHECK_ROWS(tests));
 }

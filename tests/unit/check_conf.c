@@ -142,6 +142,25 @@ START_TEST(test_full)
 }
 END_TEST
 
+/* refused - text is refused with n_errors errors (-1: any number) and each
+ * of the diagnostics in want (NULL-terminated) among its messages */
+static void
+refused(const char *text, int n_errors, const char *const *want)
+{
+	struct diag d = {0};
+	struct conf *c = tc_load(text, NULL, &d);
+	size_t i;
+
+	ck_assert_ptr_null(c);
+	tc_diag_print(&d);
+	if (n_errors >= 0)
+		ck_assert_int_eq(d.n_errors, n_errors);
+	for (i = 0; want[i] != NULL; i++)
+		ck_assert_msg(tc_diag_has(&d, want[i]), "no diagnostic \"%s\"", want[i]);
+	diag_free(&d);
+	tc_cleanup();
+}
+
 /*
  * Regression: Debian's libconfuse 3.3 counts comment lines twice.  An error
  * after several comments must still name its own line.
@@ -159,15 +178,10 @@ START_TEST(test_lines_after_comments)
 	                   "     \"b.example\" }  # 9\n"
 	                   "  bogus = 1       # 10\n"
 	                   "}\n";
-	struct diag d = {0};
-	struct conf *c = tc_load(text, NULL, &d);
+	/* the line of the unknown option */
+	const char *want[] = {"main.conf:10: error: no such option 'bogus'", NULL};
 
-	ck_assert_ptr_null(c);
-	tc_diag_print(&d);
-	ck_assert_msg(tc_diag_has(&d, "main.conf:10: error: no such option 'bogus'"),
-	              "line of the unknown option");
-	diag_free(&d);
-	tc_cleanup();
+	refused(text, -1, want);
 }
 END_TEST
 
@@ -180,15 +194,10 @@ START_TEST(test_section_lines)
 	                   "mailbox \"m@a.example\" {\n"
 	                   "  send_as = { \"x@a.example\" }\n"
 	                   "}\n";
-	struct diag d = {0};
-	struct conf *c = tc_load(text, NULL, &d);
-
-	ck_assert_ptr_null(c);
-	tc_diag_print(&d);
 	/* A rule about the whole section names the line the section opens on. */
-	ck_assert(tc_diag_has(&d, "main.conf:5: error: mailbox \"m@a.example\": give app"));
-	diag_free(&d);
-	tc_cleanup();
+	const char *want[] = {"main.conf:5: error: mailbox \"m@a.example\": give app", NULL};
+
+	refused(text, -1, want);
 }
 END_TEST
 
@@ -205,21 +214,15 @@ START_TEST(test_every_error_reported)
 	                   "submitter \"s\" {\n"
 	                   "  clients = { \"10.0.0.1/8\" }\n"
 	                   "}\n";
-	struct diag d = {0};
-	struct conf *c = tc_load(text, NULL, &d);
+	const char *want[] = {
+	    "main.conf:3: error: mx_port: 70000 is out of range",
+	    "main.conf:6: error: default_sender: x@elsewhere.example is outside",
+	    "main.conf:7: error: mode: \"fastest\" is not one of auto | smtp-auth",
+	    "main.conf:10: error: clients: \"10.0.0.1/8\" is not a valid CIDR",
+	    NULL,
+	};
 
-	ck_assert_ptr_null(c);
-	tc_diag_print(&d);
-	ck_assert_int_eq(d.n_errors, 4);
-	ck_assert(tc_diag_has(&d, "main.conf:3: error: mx_port: 70000 is out of range"));
-	ck_assert(
-	    tc_diag_has(&d, "main.conf:6: error: default_sender: x@elsewhere.example is outside"));
-	ck_assert(tc_diag_has(
-	    &d, "main.conf:7: error: mode: \"fastest\" is not one of auto | smtp-auth"));
-	ck_assert(
-	    tc_diag_has(&d, "main.conf:10: error: clients: \"10.0.0.1/8\" is not a valid CIDR"));
-	diag_free(&d);
-	tc_cleanup();
+	refused(text, 4, want);
 }
 END_TEST
 
@@ -289,26 +292,18 @@ START_TEST(test_conf_text)
 }
 END_TEST
 
-static Suite *
-conf_suite(void)
-{
-	Suite *s = suite_create("conf");
-	TCase *tc = tcase_create("core");
-
-	tcase_add_test(tc, test_defaults);
-	tcase_add_test(tc, test_full);
-	tcase_add_test(tc, test_lines_after_comments);
-	tcase_add_test(tc, test_section_lines);
-	tcase_add_test(tc, test_every_error_reported);
-	tcase_add_test(tc, test_missing_file);
-	tcase_add_test(tc, test_limit_parse);
-	tcase_add_test(tc, test_conf_text);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int
 main(void)
 {
-	return check_run(conf_suite());
+	static const struct check_suite suite = {"conf", "core", NULL, NULL, 0};
+	const struct check_test tests[] = {CHECK_TEST(test_defaults),
+	                                   CHECK_TEST(test_full),
+	                                   CHECK_TEST(test_lines_after_comments),
+	                                   CHECK_TEST(test_section_lines),
+	                                   CHECK_TEST(test_every_error_reported),
+	                                   CHECK_TEST(test_missing_file),
+	                                   CHECK_TEST(test_limit_parse),
+	                                   CHECK_TEST(test_conf_text)};
+
+	return check_main(&suite, tests, CHECK_ROWS(tests));
 }

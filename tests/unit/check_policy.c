@@ -557,25 +557,41 @@ START_TEST(test_idempotent)
 }
 END_TEST
 
+/* evaluate - a submission by hand: from client (an address, or NULL) or with
+ * login (or NULL), the envelope sender, one header From, n recipients; rv
+ * gets a verdict for each */
+static void
+evaluate(const struct policy_facts *facts, const char *client, const char *login,
+         const char *sender, const char *from, const char *const *rcpts, size_t n,
+         struct policy_msg *m, struct rcpt_verdict *rv)
+{
+	const char *froms[] = {from};
+	struct submission s;
+	struct ipaddr ip;
+
+	memset(&s, 0, sizeof(s));
+	if (client != NULL) {
+		ck_assert_int_eq(ip_parse(client, &ip), 0);
+		s.id.client = &ip;
+	}
+	s.id.sasl_login = login;
+	s.env_sender = sender;
+	s.rcpts = rcpts;
+	s.n_rcpts = n;
+	s.headers.from = froms;
+	s.headers.n_from = 1;
+	policy_evaluate(pconf, facts, &s, m, rv, n);
+}
+
 /* The per-recipient replies say why, in words an operator can act on. */
 START_TEST(test_rcpt_replies)
 {
 	const char *rcpts[] = {"<a@fabrikam.com>", "<x@gmail.com>", "<bad@@x>"};
-	const char *from[] = {"mfp@fabrikam.com"};
-	struct ipaddr ip;
-	struct submission s;
 	struct policy_msg m;
 	struct rcpt_verdict rv[3];
 
-	memset(&s, 0, sizeof(s));
-	ip_parse("10.1.2.3", &ip);
-	s.id.client = &ip;
-	s.env_sender = "<mfp@fabrikam.com>";
-	s.rcpts = rcpts;
-	s.n_rcpts = 3;
-	s.headers.from = from;
-	s.headers.n_from = 1;
-	policy_evaluate(pconf, NULL, &s, &m, rv, 3);
+	evaluate(NULL, "10.1.2.3", NULL, "<mfp@fabrikam.com>", "mfp@fabrikam.com", rcpts, 3, &m,
+	         rv);
 	ck_assert_int_eq(rv[0].reply.verdict, VERDICT_ACCEPT);
 	ck_assert(rv[0].internal);
 	ck_assert_int_eq(rv[1].reply.verdict, VERDICT_REJECT);
@@ -593,19 +609,10 @@ START_TEST(test_rcpt_limit_reply)
 {
 	const char *rcpts[] = {"<a@x.example>", "<b@x.example>", "<c@x.example>", "<d@x.example>",
 	                       "<e@x.example>"};
-	const char *from[] = {"erp@contoso.com"};
-	struct submission s;
 	struct policy_msg m;
 	struct rcpt_verdict rv[5];
 
-	memset(&s, 0, sizeof(s));
-	s.id.sasl_login = "erp";
-	s.env_sender = "<erp@contoso.com>";
-	s.rcpts = rcpts;
-	s.n_rcpts = 5;
-	s.headers.from = from;
-	s.headers.n_from = 1;
-	policy_evaluate(pconf, NULL, &s, &m, rv, 5);
+	evaluate(NULL, NULL, "erp", "<erp@contoso.com>", "erp@contoso.com", rcpts, 5, &m, rv);
 	/* The mailbox's recipients_per_message (2) is the transport's business. */
 	ck_assert_int_eq(rv[3].reply.verdict, VERDICT_ACCEPT);
 	ck_assert_int_eq(rv[4].reply.verdict, VERDICT_TEMPFAIL);
@@ -619,22 +626,12 @@ END_TEST
 START_TEST(test_summary)
 {
 	const char *rcpts[] = {"<a@contoso.com>"};
-	const char *from[] = {"Scanner <scanner@printer.local>"};
-	struct ipaddr ip;
-	struct submission s;
 	struct policy_msg m;
 	struct rcpt_verdict rv[1];
 	char buf[1024];
 
-	memset(&s, 0, sizeof(s));
-	ip_parse("192.168.10.5", &ip);
-	s.id.client = &ip;
-	s.env_sender = "<scanner@printer.local>";
-	s.rcpts = rcpts;
-	s.n_rcpts = 1;
-	s.headers.from = from;
-	s.headers.n_from = 1;
-	policy_evaluate(pconf, NULL, &s, &m, rv, 1);
+	evaluate(NULL, "192.168.10.5", NULL, "<scanner@printer.local>",
+	         "Scanner <scanner@printer.local>", rcpts, 1, &m, rv);
 	ck_assert_str_eq(policy_summary(&m, buf, sizeof(buf)),
 	                 "client=[192.168.10.5] submitter=scanners "
 	                 "sender=<scanner@printer.local> -> <scanner@contoso.com> "
@@ -653,20 +650,9 @@ static void
 spf_submit(const char *client, const char *sender, const char *from, struct policy_msg *m)
 {
 	const char *rcpts[] = {"<a@contoso.com>"};
-	const char *froms[] = {from};
 	struct rcpt_verdict rv[1];
-	struct submission s;
-	static struct ipaddr ip;
 
-	memset(&s, 0, sizeof(s));
-	ip_parse(client, &ip);
-	s.id.client = &ip;
-	s.env_sender = sender;
-	s.rcpts = rcpts;
-	s.n_rcpts = 1;
-	s.headers.from = froms;
-	s.headers.n_from = 1;
-	policy_evaluate(pconf, &spf_facts, &s, m, rv, 1);
+	evaluate(&spf_facts, client, NULL, sender, from, rcpts, 1, m, rv);
 }
 
 START_TEST(test_spf_unauthorized)
@@ -705,25 +691,14 @@ START_TEST(test_spf_unauthorized)
 }
 END_TEST
 
-static Suite *
-policy_suite(void)
-{
-	Suite *s = suite_create("policy");
-	TCase *tc = tcase_create("table");
-
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_loop_test(tc, test_case, 0, sizeof(cases) / sizeof(cases[0]));
-	tcase_add_loop_test(tc, test_idempotent, 0, sizeof(cases) / sizeof(cases[0]));
-	tcase_add_test(tc, test_rcpt_replies);
-	tcase_add_test(tc, test_rcpt_limit_reply);
-	tcase_add_test(tc, test_spf_unauthorized);
-	tcase_add_test(tc, test_summary);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int
 main(void)
 {
-	return check_run(policy_suite());
+	static const struct check_suite suite = {"policy", "table", setup, teardown, 0};
+	const struct check_test tests[] = {
+	    CHECK_LOOP(test_case, cases),      CHECK_LOOP(test_idempotent, cases),
+	    CHECK_TEST(test_rcpt_replies),     CHECK_TEST(test_rcpt_limit_reply),
+	    CHECK_TEST(test_spf_unauthorized), CHECK_TEST(test_summary)};
+
+	return check_main(&suite, tests, CHECK_ROWS(tests));
 }

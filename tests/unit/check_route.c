@@ -205,15 +205,10 @@ END_TEST
 int
 main(void)
 {
-	Suite *s = suite_create("route");
-	TCase *tc = tcase_create("core");
+	static const struct check_suite suite = {"route", "core", NULL, NULL, 0};
+	const struct check_test tests[] = {
+	    CHECK_TEST(test_roundtrip), CHECK_LOOP(test_refused, bad), CHECK_TEST(test_too_long),
+	    CHECK_TEST(test_folded),    CHECK_TEST(test_known_answer), CHECK_TEST(test_signed)};
 
-	tcase_add_test(tc, test_roundtrip);
-	tcase_add_loop_test(tc, test_refused, 0, sizeof(bad) / sizeof(bad[0]));
-	tcase_add_test(tc, test_too_long);
-	tcase_add_test(tc, test_folded);
-	tcase_add_test(tc, test_known_answer);
-	tcase_add_test(tc, test_signed);
-	suite_add_tcase(s, tc);
-	return check_run(s);
+	return check_main(&suite, tests, CHECK_ROWS(tests));
 }

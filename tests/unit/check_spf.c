@@ -217,28 +217,16 @@ START_TEST(test_cert_names)
 }
 END_TEST
 
-static Suite *
-spf_suite(void)
-{
-	Suite *s = suite_create("spf");
-	TCase *tc = tcase_create("zone");
-
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, test_pass);
-	tcase_add_test(tc, test_missing_include);
-	tcase_add_test(tc, test_not_listed);
-	tcase_add_test(tc, test_no_record);
-	tcase_add_test(tc, test_two_records);
-	tcase_add_test(tc, test_too_many_lookups);
-	tcase_add_test(tc, test_plus_all);
-	tcase_add_test(tc, test_mx_form);
-	tcase_add_test(tc, test_cert_names);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int
 main(void)
 {
-	return check_run(spf_suite());
+	static const struct check_suite suite = {"spf", "zone", setup, teardown, 0};
+	const struct check_test tests[] = {
+	    CHECK_TEST(test_pass),        CHECK_TEST(test_missing_include),
+	    CHECK_TEST(test_not_listed),  CHECK_TEST(test_no_record),
+	    CHECK_TEST(test_two_records), CHECK_TEST(test_too_many_lookups),
+	    CHECK_TEST(test_plus_all),    CHECK_TEST(test_mx_form),
+	    CHECK_TEST(test_cert_names)};
+
+	return check_main(&suite, tests, CHECK_ROWS(tests));
 }

@@ -309,18 +309,14 @@ END_TEST
 int
 main(void)
 {
-	Suite *s = suite_create("store");
-	TCase *tc = tcase_create("contract");
+	static const struct check_suite suite = {"store", "contract", setup, teardown, 60};
+	const struct check_test tests[] = {CHECK_TEST(test_messages_exact),
+	                                   CHECK_TEST(test_messages_in_flight),
+	                                   CHECK_TEST(test_recipients),
+	                                   CHECK_TEST(test_usage_and_persistence),
+	                                   CHECK_TEST(test_slots_freed_when_holder_dies),
+	                                   CHECK_TEST(test_journal),
+	                                   CHECK_TEST(test_lmdb_full_and_unwritable)};
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, test_messages_exact);
-	tcase_add_test(tc, test_messages_in_flight);
-	tcase_add_test(tc, test_recipients);
-	tcase_add_test(tc, test_usage_and_persistence);
-	tcase_add_test(tc, test_slots_freed_when_holder_dies);
-	tcase_add_test(tc, test_journal);
-	tcase_add_test(tc, test_lmdb_full_and_unwritable);
-	tcase_set_timeout(tc, 60);
-	suite_add_tcase(s, tc);
-	return check_run(s);
+	return check_main(&suite, tests, CHECK_ROWS(tests));
 }

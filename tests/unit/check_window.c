@@ -201,17 +201,12 @@ END_TEST
 int
 main(void)
 {
-	Suite *s = suite_create("window");
-	TCase *tc = tcase_create("core");
+	static const struct check_suite suite = {"window", "core", NULL, NULL, 60};
+	const struct check_test tests[] = {
+	    CHECK_TEST(test_msg_boundaries), CHECK_TEST(test_msg_retime),
+	    CHECK_TEST(test_msg_in_flight),  CHECK_TEST(test_msg_random_never_over),
+	    CHECK_TEST(test_rcpt_buckets),   CHECK_TEST(test_rcpt_random_never_over),
+	    CHECK_TEST(test_slots)};
 
-	tcase_add_test(tc, test_msg_boundaries);
-	tcase_add_test(tc, test_msg_retime);
-	tcase_add_test(tc, test_msg_in_flight);
-	tcase_add_test(tc, test_msg_random_never_over);
-	tcase_add_test(tc, test_rcpt_buckets);
-	tcase_add_test(tc, test_rcpt_random_never_over);
-	tcase_add_test(tc, test_slots);
-	tcase_set_timeout(tc, 60);
-	suite_add_tcase(s, tc);
-	return check_run(s);
+	return check_main(&suite, tests, CHECK_ROWS(tests));
 }

@@ -251,29 +251,32 @@ START_TEST(test_message_fields)
 }
 END_TEST
 
-START_TEST(test_message_mbox_line)
+/* Where the first header and the body start, and what is 8-bit. */
+static const struct {
+	const char *text;
+	size_t n_fields;
+	size_t first_off; /* the first field's offset */
+	int no_body;      /* body_off is raw_len */
+	int eightbit, utf8_headers;
+} shapes[] = {
+    /* An mbox "From " line before the headers is not a field. */
+    {"From scan@printer.local Wed Dec  2 05:00:00 2026\nFrom: a@b.example\n\nbody\n", 1,
+     sizeof("From scan@printer.local Wed Dec  2 05:00:00 2026\n") - 1, 0, 0, 0},
+    {"Subject: only headers\nX-A: b\n", 2, 0, 1, 0, 0},
+    {"Subject: \xc3\xa9t\xc3\xa9\n\n8bit body \xe9\n", 1, 0, 0, 1, 1},
+};
+
+START_TEST(test_message_shapes)
 {
 	struct message m;
 
-	parse("From scan@printer.local Wed Dec  2 05:00:00 2026\nFrom: a@b.example\n\nbody\n", &m);
-	ck_assert_uint_eq(m.n_fields, 1);
-	ck_assert_uint_eq(m.fields[0].off,
-	                  strlen("From scan@printer.local Wed Dec  2 05:00:00 2026\n"));
-	message_free(&m);
-}
-END_TEST
-
-START_TEST(test_message_no_body)
-{
-	struct message m;
-
-	parse("Subject: only headers\nX-A: b\n", &m);
-	ck_assert_uint_eq(m.n_fields, 2);
-	ck_assert_uint_eq(m.body_off, m.raw_len);
-	message_free(&m);
-	parse("Subject: \xc3\xa9t\xc3\xa9\n\n8bit body \xe9\n", &m);
-	ck_assert(m.eightbit);
-	ck_assert(m.utf8_headers);
+	parse(shapes[_i].text, &m);
+	ck_assert_uint_eq(m.n_fields, shapes[_i].n_fields);
+	ck_assert_uint_eq(m.fields[0].off, shapes[_i].first_off);
+	if (shapes[_i].no_body)
+		ck_assert_uint_eq(m.body_off, m.raw_len);
+	ck_assert_int_eq(m.eightbit, shapes[_i].eightbit);
+	ck_assert_int_eq(m.utf8_headers, shapes[_i].utf8_headers);
 	message_free(&m);
 }
 END_TEST
@@ -477,30 +480,21 @@ END_TEST
 int
 main(void)
 {
-	Suite *s = suite_create("wire");
-	TCase *tc = tcase_create("core");
+	static const struct check_suite suite = {"wire", "core", NULL, NULL, 30};
+	const struct check_test tests[] = {
+	    CHECK_TEST(test_reply_multiline),          CHECK_TEST(test_reply_enhanced),
+	    CHECK_TEST(test_reply_control_characters), CHECK_LOOP(test_reply_refused, bad_replies),
+	    CHECK_LOOP(test_classify, classes),        CHECK_TEST(test_exit_map),
+	    CHECK_TEST(test_message_fields),           CHECK_LOOP(test_message_shapes, shapes),
+	    CHECK_TEST(test_assertion_ps256),          CHECK_TEST(test_assertion_rs256),
+	    CHECK_TEST(test_assertion_wrong_key)};
 	int failed;
 
 	if (make_cert() < 0) {
 		fprintf(stderr, "check_wire: cannot make a test key and certificate in %s\n", dir);
 		return EXIT_FAILURE;
 	}
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_reply_multiline);
-	tcase_add_test(tc, test_reply_enhanced);
-	tcase_add_test(tc, test_reply_control_characters);
-	tcase_add_loop_test(tc, test_reply_refused, 0,
-	                    sizeof(bad_replies) / sizeof(bad_replies[0]));
-	tcase_add_loop_test(tc, test_classify, 0, sizeof(classes) / sizeof(classes[0]));
-	tcase_add_test(tc, test_exit_map);
-	tcase_add_test(tc, test_message_fields);
-	tcase_add_test(tc, test_message_mbox_line);
-	tcase_add_test(tc, test_message_no_body);
-	tcase_add_test(tc, test_assertion_ps256);
-	tcase_add_test(tc, test_assertion_rs256);
-	tcase_add_test(tc, test_assertion_wrong_key);
-	suite_add_tcase(s, tc);
-	failed = check_run(s);
+	failed = check_main(&suite, tests, CHECK_ROWS(tests));
 	unlink(cert_file);
 	unlink(key_file);
 	rmdir(dir);
