@@ -407,7 +407,7 @@ oauth_fetch(const struct conf *conf, const struct app *app, struct oauth_token *
 	if (app->secret_file != NULL) {
 		if (read_secret(app->secret_file, secret, sizeof(secret), e) < 0)
 			return -1;
-	} else if (oauth_assertion(app, url, (uint64_t)time(NULL), assertion, sizeof(assertion),
+	} else if (oauth_assertion(app, url, m3_time(), assertion, sizeof(assertion),
 	                           e) < 0) {
 		return -1;
 	}
@@ -453,7 +453,7 @@ oauth_fetch(const struct conf *conf, const struct app *app, struct oauth_token *
 		goto out;
 	}
 	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-	rc = oauth_parse_answer(url, status, sbuf_str(&body), body.len, (uint64_t)time(NULL), t, e);
+	rc = oauth_parse_answer(url, status, sbuf_str(&body), body.len, m3_time(), t, e);
 out:
 	if (enc != NULL) {
 		OPENSSL_cleanse(enc, strlen(enc));
@@ -505,7 +505,7 @@ cache_read(const char *path, struct oauth_token *t)
 	n = read(fd, buf, sizeof(buf));
 	close(fd);
 	rc = n > 0 && (size_t)n < sizeof(buf)
-	         ? oauth_cache_parse(buf, (size_t)n, (uint64_t)time(NULL), t)
+	         ? oauth_cache_parse(buf, (size_t)n, m3_time(), t)
 	         : -1;
 	OPENSSL_cleanse(buf, sizeof(buf));
 	return rc;
@@ -547,7 +547,7 @@ cache_write(const char *path, const struct oauth_token *t, struct oauth_err *e)
 static bool
 usable(const struct conf *conf, const struct oauth_token *t, const char *rejected)
 {
-	uint64_t now = (uint64_t)time(NULL);
+	uint64_t now = m3_time();
 
 	if (t->access[0] == '\0' || t->expires_at <= now + (uint64_t)conf->transport.token_margin)
 		return false;
@@ -592,7 +592,7 @@ oauth_get(const struct conf *conf, const struct app *app, const char *rejected,
 	if (rc == 0) {
 		log_info("OAuth: new token for app %s (client %s), valid for %llus", app->name,
 		         app->client_id,
-		         (unsigned long long)(t->expires_at - (uint64_t)time(NULL)));
+		         (unsigned long long)(t->expires_at - m3_time()));
 		if (cache_write(path, t, e) < 0)
 			log_warnx("%s (the token is used anyway)", e->msg);
 	}

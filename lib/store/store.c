@@ -240,5 +240,6 @@ store_now(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (uint64_t)((long long)ts.tv_sec + m3_clock_offset()) * 1000 +
+	       (uint64_t)ts.tv_nsec / 1000000;
 }

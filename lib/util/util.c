@@ -85,6 +85,25 @@ m3_hex(const unsigned char *in, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
+long
+m3_clock_offset(void)
+{
+	const char *v = getenv("M365RELAY_TEST_CLOCK");
+	char *end;
+	long n;
+
+	if (v == NULL || *v == '\0')
+		return 0;
+	n = strtol(v, &end, 10);
+	return *end == '\0' && n > -86400L * 3650 && n < 86400L * 3650 ? n : 0;
+}
+
+uint64_t
+m3_time(void)
+{
+	return (uint64_t)((long long)time(NULL) + m3_clock_offset());
+}
+
 const char *
 m3_utc_hms(uint64_t ms, char *buf, size_t size)
 {

@@ -29,6 +29,13 @@ int m3_ncasecmp(const char *a, const char *b, size_t n);
 void m3_lower(char *s);
 /* m3_hex - n bytes as 2n lower-case hex digits and a NUL (out holds 2n + 1) */
 void m3_hex(const unsigned char *in, size_t n, char *out);
+/* m3_clock_offset - seconds the clock is moved by for tests: the
+ * environment's M365RELAY_TEST_CLOCK (a signed integer; 0 when unset or not
+ * one).  Read by m3_time() and the store's clock, so that a test makes a
+ * token or a window expire without waiting for it. */
+long m3_clock_offset(void);
+/* m3_time - the wall clock in seconds, moved by m3_clock_offset() */
+uint64_t m3_time(void);
 /* m3_utc_hms - ms since the epoch as "HH:MM:SSZ" (UTC), for "retry after" texts */
 const char *m3_utc_hms(uint64_t ms, char *buf, size_t size);
 /* m3_printable - src for a log line: control characters as '?', at most size-1 bytes */

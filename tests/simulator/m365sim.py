@@ -109,8 +109,11 @@ DEFAULT_CONFIG = {
 }
 
 
+ADVANCED = [0.0]   # seconds the simulator's clock was moved ahead (POST /advance)
+
+
 def now():
-    return time.time()
+    return time.time() + ADVANCED[0]
 
 
 def tag(role):
@@ -910,6 +913,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(400, {"error": "bad json"})
         if self.path == "/reset":
             st.reset()
+            ADVANCED[0] = 0.0
+        elif self.path == "/advance":
+            # Time passes for tokens, faults, windows and records without a
+            # wait: {"seconds": N} moves the clock N seconds ahead.
+            with st.lock:
+                ADVANCED[0] += float(data.get("seconds", 0))
         elif self.path == "/config":
             with st.lock:
                 merge(st.config, data)

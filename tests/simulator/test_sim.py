@@ -276,7 +276,7 @@ class SmtpAuthEndpoint(Base):
     def test_token_expiry_and_revocation(self):
         SIM.control("config", {"token_lifetime": 1})
         tok = token()
-        time.sleep(1.2)
+        SIM.control("advance", {"seconds": 1.2})
         s = connect()
         self.assertEqual(s.docmd("AUTH", "XOAUTH2 " + xoauth2("erp@contoso.com", tok))[0], 535, "expired token")
         SIM.control("config", {"token_lifetime": 3599})
@@ -496,7 +496,7 @@ class TokenEndpoint(Base):
                               "for_seconds": 1.5})
         for _ in range(3):
             self.assertEqual(http_post(SIM.token_url(), self.form(client_secret="s3cret"))[0], 503)
-        time.sleep(1.6)
+        SIM.control("advance", {"seconds": 1.6})
         self.assertEqual(http_post(SIM.token_url(), self.form(client_secret="s3cret"))[0], 200, "over after 1.5 s")
         fired = SIM.state()["faults_fired"]
         self.assertEqual([(f["role"], f["step"], f["status"]) for f in fired], [("token", "request", 503)] * 3)
