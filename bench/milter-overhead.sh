@@ -52,7 +52,7 @@ write_conf() { # write_conf NAME SOCKET
 	cat > "$tmp/$1.conf" <<CONF
 user = "postfix"
 state_dir = "$tmp/state"
-milter { socket = "$2" }
+milter { socket = "$2" pid_file = "$tmp/$1.pid" }
 tenant "contoso" {
 	accepted_domains = { "contoso.com" }
 	mx_endpoint = "contoso-com.mail.protection.outlook.com"
