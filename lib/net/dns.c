@@ -122,22 +122,38 @@ query(struct dns *d, const char *name, int type, unsigned char **buf, int *len, 
 	}
 }
 
+/* answers - the message parsed (bounded); -1 if it is not a DNS message */
+static int
+answers(const unsigned char *msg, size_t len, ns_msg *m)
+{
+	return len > DNS_ANSWER_MAX || ns_initparse(msg, (int)len, m) < 0 ? -1 : 0;
+}
+
+/* next_rr - the next answer record of type, from *i on; false when there is none */
+static bool
+next_rr(ns_msg *m, int *i, ns_type type, ns_rr *rr)
+{
+	while (*i < ns_msg_count(*m, ns_s_an)) {
+		if (ns_parserr(m, ns_s_an, (*i)++, rr) == 0 && ns_rr_type(*rr) == type)
+			return true;
+	}
+	return false;
+}
+
 int
 dns_parse_txt(const unsigned char *msg, size_t len, bool (*keep)(const char *),
               char out[][DNS_TXT_MAX], size_t cap, size_t *n)
 {
 	ns_msg m;
 	ns_rr rr;
-	int i;
+	int i = 0;
 
 	*n = 0;
-	if (len > DNS_ANSWER_MAX || ns_initparse(msg, (int)len, &m) < 0)
+	if (answers(msg, len, &m) < 0)
 		return -1;
-	for (i = 0; i < ns_msg_count(m, ns_s_an) && *n < cap; i++) {
+	while (*n < cap && next_rr(&m, &i, ns_t_txt, &rr)) {
 		const unsigned char *p, *end;
 		size_t o = 0;
-		if (ns_parserr(&m, ns_s_an, i, &rr) < 0 || ns_rr_type(rr) != ns_t_txt)
-			continue;
 		/* A TXT record is character-strings: join them (RFC 7208 3.3). */
 		p = ns_rr_rdata(rr);
 		end = p + ns_rr_rdlen(rr);
@@ -163,14 +179,13 @@ dns_parse_mx(const unsigned char *msg, size_t len, char out[][DNS_NAME_MAX], siz
 {
 	ns_msg m;
 	ns_rr rr;
-	int i;
+	int i = 0;
 
 	*n = 0;
-	if (len > DNS_ANSWER_MAX || ns_initparse(msg, (int)len, &m) < 0)
+	if (answers(msg, len, &m) < 0)
 		return -1;
-	for (i = 0; i < ns_msg_count(m, ns_s_an) && *n < cap; i++) {
-		if (ns_parserr(&m, ns_s_an, i, &rr) < 0 || ns_rr_type(rr) != ns_t_mx ||
-		    ns_rr_rdlen(rr) < 3)
+	while (*n < cap && next_rr(&m, &i, ns_t_mx, &rr)) {
+		if (ns_rr_rdlen(rr) < 3)
 			continue;
 		if (ns_name_uncompress(ns_msg_base(m), ns_msg_end(m), ns_rr_rdata(rr) + 2, out[*n],
 		                       DNS_NAME_MAX) < 0)
