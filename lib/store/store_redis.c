@@ -190,31 +190,34 @@ ensure(struct store_redis *s, struct store_err *err)
 	return STORE_OK;
 }
 
-/* call - run a command with argv, under the lock, reconnecting if needed */
+/* send_argv - connected (or reconnected), the command's reply; NULL (err set) if none */
 static redisReply *
-call(struct store_redis *s, int argc, const char **argv, struct store_err *err)
+send_argv(struct store_redis *s, int argc, const char **argv, struct store_err *err)
 {
 	redisReply *r;
 
 	if (ensure(s, err) < 0)
 		return NULL;
 	r = redisCommandArgv(s->c, argc, argv, NULL);
-	if (r == NULL) {
+	if (r == NULL)
 		fail_reply(s, NULL, err, argv[0]);
-		return NULL;
-	}
-	if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+	return r;
+}
+
+/* call - run a command with argv, under the lock, reconnecting if needed */
+static redisReply *
+call(struct store_redis *s, int argc, const char **argv, struct store_err *err)
+{
+	redisReply *r = send_argv(s, argc, argv, err);
+
+	if (r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
 		/* The server restarted and lost our scripts: load them again. */
 		freeReplyObject(r);
 		disconnect(s);
-		if (ensure(s, err) < 0)
-			return NULL;
-		r = redisCommandArgv(s->c, argc, argv, NULL);
-		if (r == NULL) {
-			fail_reply(s, NULL, err, argv[0]);
-			return NULL;
-		}
+		r = send_argv(s, argc, argv, err);
 	}
+	if (r == NULL)
+		return NULL;
 	if (r->type == REDIS_REPLY_ERROR) {
 		fail_reply(s, r, err, argv[0]);
 		return NULL;

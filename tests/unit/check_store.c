@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <hiredis/hiredis.h>
 
 #include "common.h"
 #include <signal.h>
@@ -306,6 +307,36 @@ START_TEST(test_lmdb_full_and_unwritable)
 }
 END_TEST
 
+START_TEST(test_redis_scripts_flushed)
+{
+	const char *port = getenv("M365_TEST_REDIS_PORT");
+	struct limit l = {30, 60};
+	struct store_err e;
+	uint64_t free_at;
+	redisContext *rc;
+	redisReply *r;
+
+	if (getenv("M365_TEST_STORE") == NULL || strcmp(getenv("M365_TEST_STORE"), "redis") != 0)
+		return; /* Redis only */
+	ck_assert_int_eq(store_msg_take(st, "adm", "a@contoso.com", l.count, l.window * 1000,
+	                                1000000, &free_at, &e),
+	                 STORE_OK);
+	/* The server forgets our Lua scripts (a restart, SCRIPT FLUSH): the
+	 * next call gets NOSCRIPT, loads them again and succeeds. */
+	rc = redisConnect("127.0.0.1", port ? atoi(port) : 6379);
+	ck_assert_msg(rc != NULL && rc->err == 0, "connect to the test Redis");
+	r = redisCommand(rc, "SCRIPT FLUSH");
+	ck_assert_msg(r != NULL && r->type == REDIS_REPLY_STATUS, "SCRIPT FLUSH");
+	freeReplyObject(r);
+	redisFree(rc);
+	ck_assert_int_eq(store_msg_take(st, "adm", "a@contoso.com", l.count, l.window * 1000,
+	                                1000001, &free_at, &e),
+	                 STORE_OK);
+	ck_assert_int_eq(store_rcpt_take(st, "adm", "a@contoso.com", &l, 2, 1000002, &free_at, &e),
+	                 STORE_OK);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -316,7 +347,8 @@ main(void)
 	                                   CHECK_TEST(test_usage_and_persistence),
 	                                   CHECK_TEST(test_slots_freed_when_holder_dies),
 	                                   CHECK_TEST(test_journal),
-	                                   CHECK_TEST(test_lmdb_full_and_unwritable)};
+	                                   CHECK_TEST(test_lmdb_full_and_unwritable),
+	                                   CHECK_TEST(test_redis_scripts_flushed)};
 
 	return check_main(&suite, tests, CHECK_ROWS(tests));
 }
