@@ -407,8 +407,7 @@ oauth_fetch(const struct conf *conf, const struct app *app, struct oauth_token *
 	if (app->secret_file != NULL) {
 		if (read_secret(app->secret_file, secret, sizeof(secret), e) < 0)
 			return -1;
-	} else if (oauth_assertion(app, url, m3_time(), assertion, sizeof(assertion),
-	                           e) < 0) {
+	} else if (oauth_assertion(app, url, m3_time(), assertion, sizeof(assertion), e) < 0) {
 		return -1;
 	}
 	sbuf_init(&body, RESPONSE_MAX);
@@ -504,9 +503,8 @@ cache_read(const char *path, struct oauth_token *t)
 		return -1;
 	n = read(fd, buf, sizeof(buf));
 	close(fd);
-	rc = n > 0 && (size_t)n < sizeof(buf)
-	         ? oauth_cache_parse(buf, (size_t)n, m3_time(), t)
-	         : -1;
+	rc =
+	    n > 0 && (size_t)n < sizeof(buf) ? oauth_cache_parse(buf, (size_t)n, m3_time(), t) : -1;
 	OPENSSL_cleanse(buf, sizeof(buf));
 	return rc;
 }
@@ -591,8 +589,7 @@ oauth_get(const struct conf *conf, const struct app *app, const char *rejected,
 	rc = oauth_fetch(conf, app, t, e);
 	if (rc == 0) {
 		log_info("OAuth: new token for app %s (client %s), valid for %llus", app->name,
-		         app->client_id,
-		         (unsigned long long)(t->expires_at - m3_time()));
+		         app->client_id, (unsigned long long)(t->expires_at - m3_time()));
 		if (cache_write(path, t, e) < 0)
 			log_warnx("%s (the token is used anyway)", e->msg);
 	}
