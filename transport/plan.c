@@ -277,10 +277,11 @@ plan_delivery(struct delivery *d, struct plan *p, struct rcpt *rc, struct outcom
 	char why[300], err[256];
 	bool trusted = trusted_route(d, &r, why, sizeof(why));
 
-	*by_policy = !trusted;
+	*by_policy = false;
 	if ((trusted ? plan_from_route(d, &r, p, o)
 	             : plan_from_policy(d, why, p, rc, &p->edits, first_temp, o)) < 0)
 		return -1;
+	*by_policy = !trusted; /* decided by the policy: the outcome line says so */
 	if (plan_endpoint(d, p, o) < 0)
 		return -1;
 	if (message_wire(&d->msg, trusted ? NULL : &p->edits, err, sizeof(err)) < 0) {

@@ -422,6 +422,8 @@ class Trust(Base):
                       raw_route="v=2; " + ROUTES["direct-send"])
             self.assertExit(r, 75, "4.7.0 not sent: X-M365Relay-Route header not signed")
             self.assertIn("unverified_route = defer", r.first_line)
+            # The policy did not route it: no "routed by the policy" note.
+            self.assertNotIn("routed by the policy", r.first_line)
             self.assertNothingSent()
         finally:
             H.configure(extra_transport="")
