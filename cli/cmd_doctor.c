@@ -126,13 +126,20 @@ static void
 check_spf(struct doctor *d, const struct tenant *t, const char *domain)
 {
 	struct spf_report r;
-	char err[256], fix[DNS_TXT_MAX + 256];
+	struct spf_err err;
+	char fix[DNS_TXT_MAX + 256];
 
-	if (spf_inspect(d->dns, NULL, domain, t->egress_ip, &r, err, sizeof(err)) < 0) {
-		doctor_add(d, LVL_ERR, domain, "spf",
-		           "check the resolver in /etc/resolv.conf and that the domain's name "
-		           "servers answer",
-		           "DNS did not answer for the SPF record: %s", err);
+	if (spf_inspect(d->dns, NULL, domain, t->egress_ip, &r, &err) < 0) {
+		static const char *const fixes[] = {
+		    [SPF_OK] = "",
+		    [SPF_ETEMP] = "check the resolver in /etc/resolv.conf and that the domain's "
+		                  "name servers answer",
+		    [SPF_EANSWER] = "the domain's name servers send an answer that cannot be "
+		                    "read: check the zone with dig",
+		    [SPF_ELOCAL] = "the machine is short of memory; run doctor again"};
+
+		doctor_add(d, LVL_ERR, domain, "spf", fixes[err.code],
+		           "the SPF record could not be read: %s", err.msg);
 		return;
 	}
 	if (r.nxdomain) {
@@ -194,14 +201,19 @@ check_spf(struct doctor *d, const struct tenant *t, const char *domain)
 static void
 check_mx(struct doctor *d, const struct tenant *t, const char *domain)
 {
-	char mx[DNS_RECORDS_MAX][DNS_NAME_MAX], form[300], err[256], fix[600], list[1024] = "";
+	char mx[DNS_RECORDS_MAX][DNS_NAME_MAX], form[300], fix[600], list[1024] = "";
+	struct dns_err err;
 	size_t n, i;
 
-	if (dns_mx(d->dns, domain, mx, DNS_RECORDS_MAX, &n, err, sizeof(err)) < 0) {
+	if (dns_mx(d->dns, domain, mx, DNS_RECORDS_MAX, &n, &err) < 0) {
 		doctor_add(d, LVL_ERR, domain, "mx",
-		           "check the resolver in /etc/resolv.conf and that the domain's name "
-		           "servers answer",
-		           "DNS did not answer for the MX record: %s", err);
+		           err.code == DNS_ETEMP ? "check the resolver in /etc/resolv.conf and "
+		                                   "that the domain's name servers answer"
+		           : err.code == DNS_EANSWER
+		               ? "the domain's name servers send an answer that cannot be read: "
+		                 "check the zone with dig"
+		               : "the machine is short of memory; run doctor again",
+		           "the MX record could not be read: %s", err.msg);
 		return;
 	}
 	mx_endpoint_form(domain, form, sizeof(form));
@@ -295,14 +307,18 @@ check_cert(struct doctor *d, const char *subject, const char *cert, const char *
 	/* A connector's certificate is checked against the tenant (names, chain);
 	 * an app's only for its key and dates: Entra ID takes self-signed ones. */
 	struct cert_report r;
-	char err[256], names[1024] = "", fix[600];
+	struct cert_err err;
+	char names[1024] = "", fix[600];
 	size_t i;
 
 	check_file(d, subject, "certificate_file", cert, false);
 	check_file(d, subject, "key_file", key, true);
-	if (cert_inspect(cert, key, d->conf->transport.ca_file, t, &r, err, sizeof(err)) < 0) {
-		doctor_add(d, LVL_ERR, subject, "certificate", "give a PEM certificate, leaf first",
-		           "%s", err);
+	if (cert_inspect(cert, key, d->conf->transport.ca_file, t, &r, &err) < 0) {
+		doctor_add(d, LVL_ERR, subject, "certificate",
+		           err.code == CERT_EREAD
+		               ? "check the path and that m365ctl's user may read it"
+		               : "give a PEM certificate, leaf first",
+		           "%s", err.msg);
 		return;
 	}
 	for (i = 0; i < r.n_names; i++)

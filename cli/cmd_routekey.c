@@ -38,7 +38,7 @@ cmd_route_key(const char *conf_file, int argc, char **argv)
 	struct passwd *pw = NULL;
 	struct stat st;
 	bool rotate = false, exists;
-	char err[512];
+	struct routekey_err err;
 	size_t i;
 	int c, rc = 1;
 
@@ -71,9 +71,8 @@ cmd_route_key(const char *conf_file, int argc, char **argv)
 		struct arena *a = arena_new();
 		struct route_key *keys;
 		size_t n;
-		if (a == NULL ||
-		    route_keys_read(conf->route_key_file, a, &keys, &n, err, sizeof(err)) < 0) {
-			fprintf(stderr, "m365ctl: %s\n", a ? err : "out of memory");
+		if (a == NULL || route_keys_read(conf->route_key_file, a, &keys, &n, &err) < 0) {
+			fprintf(stderr, "m365ctl: %s\n", a ? err.msg : "out of memory");
 			arena_free(a);
 			goto out;
 		}
@@ -92,8 +91,8 @@ cmd_route_key(const char *conf_file, int argc, char **argv)
 			        conf->user, conf->user, conf->route_key_file);
 	}
 	if (route_keys_write(conf->route_key_file, rotate ? 1 : 0, pw ? pw->pw_uid : 0,
-	                     pw ? pw->pw_gid : 0, err, sizeof(err)) < 0) {
-		fprintf(stderr, "m365ctl: %s\n", err);
+	                     pw ? pw->pw_gid : 0, &err) < 0) {
+		fprintf(stderr, "m365ctl: %s\n", err.msg);
 		goto out;
 	}
 	/* Read back exactly as the milter and the transport will. */
@@ -102,11 +101,10 @@ cmd_route_key(const char *conf_file, int argc, char **argv)
 		struct route_key *keys;
 		size_t n = 0;
 
-		if (a == NULL ||
-		    route_keys_read(conf->route_key_file, a, &keys, &n, err, sizeof(err)) < 0 ||
+		if (a == NULL || route_keys_read(conf->route_key_file, a, &keys, &n, &err) < 0 ||
 		    n == 0) {
 			fprintf(stderr, "m365ctl: wrote %s, but it does not read back: %s\n",
-			        conf->route_key_file, a ? err : "out of memory");
+			        conf->route_key_file, a ? err.msg : "out of memory");
 			arena_free(a);
 			goto out;
 		}

@@ -84,9 +84,8 @@ main(int argc, char **argv)
 	}
 	if (conf->log_file != NULL) {
 		/* Asked for: it wins over syslog and over -f's stderr. */
-		char err[512];
-		if (log_to_file(conf->log_file, err, sizeof(err)) < 0) {
-			log_errx("%s", err);
+		if (log_to_file(conf->log_file) < 0) {
+			log_err("log_file %s", conf->log_file);
 			conf_free(conf);
 			return 1;
 		}

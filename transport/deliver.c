@@ -171,9 +171,9 @@ authenticate(const struct delivery *d, const struct plan *p, struct smtp *s, str
 		for (tries = 0; tries < 2; tries++) {
 			if (oauth_get(d->conf, mb->app, tries ? tok.access : NULL, &tok, &e) < 0) {
 				outcome_local(o, OUT_DEFER,
-				              e.aadsts  ? "4.7.8"
-				              : e.local ? "4.3.5"
-				                        : "4.4.1",
+				              e.code == OAUTH_EREFUSED ? "4.7.8"
+				              : e.code == OAUTH_ELOCAL ? "4.3.5"
+				                                       : "4.4.1",
 				              "OAuth token for app %s: %s", mb->app->name, e.msg);
 				log_warnx("%s: %s", d->qid, o->line);
 				if (e.hint != NULL)
@@ -360,7 +360,7 @@ finish(struct delivery *d, struct rcpt *rc, struct store *st, struct outcome *o,
 {
 	const char **failed = NULL, **replies = NULL;
 	size_t i, n_done = 0, n_failed = 0, n_temp = 0;
-	char err[256];
+	struct dsn_err de;
 
 	for (i = 0; i < d->n_rcpts; i++) {
 		n_done += rc[i].state == R_DONE;
@@ -408,9 +408,9 @@ finish(struct delivery *d, struct rcpt *rc, struct store *st, struct outcome *o,
 		}
 	if (d->sender[0] == '\0') {
 		log_info("%s: %zu recipient(s) refused; no report (null sender)", d->qid, n_failed);
-	} else if (dsn_send(d, failed, replies, n_failed, err, sizeof(err)) < 0) {
+	} else if (dsn_send(d, failed, replies, n_failed, &de) < 0) {
 		/* The journal keeps the outcomes: the retry only sends the report. */
-		outcome_local(o, OUT_DEFER, "4.3.0", "cannot send the delivery report: %s", err);
+		outcome_local(o, OUT_DEFER, "4.3.0", "cannot send the delivery report: %s", de.msg);
 		goto out;
 	} else {
 		log_info("%s: %zu delivered, %zu refused: report sent to <%s>", d->qid, n_done,

@@ -6,6 +6,7 @@
 #ifndef M3_DELIVER_H
 #define M3_DELIVER_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -37,8 +38,21 @@ void deliver(struct delivery *d, struct outcome *o);
 /* pipe_status - the outcome's line on out (if any), and pipe(8)'s exit status (status.c) */
 int pipe_status(const struct outcome *o, FILE *out);
 
-/* dsn_send - report recipients that failed while others were delivered */
+enum dsn_code {
+	DSN_OK,
+	DSN_ELOCAL,  /* pipe, fork: this process */
+	DSN_ESUBMIT, /* sendmail(1) did not take the report */
+};
+
+struct dsn_err {
+	enum dsn_code code;
+	char msg[PATH_MAX + 64];
+};
+
+/* dsn_send - report recipients that failed while others were delivered;
+ * every failure defers (the journal keeps the outcomes, the retry sends
+ * only the report) */
 int dsn_send(const struct delivery *d, const char *const *failed, const char *const *replies,
-             size_t n, char *err, size_t errlen);
+             size_t n, struct dsn_err *err);
 
 #endif

@@ -76,7 +76,7 @@ report(FILE *fp, const struct delivery *d, const char *const *failed, const char
 
 int
 dsn_send(const struct delivery *d, const char *const *failed, const char *const *replies, size_t n,
-         char *err, size_t errlen)
+         struct dsn_err *err)
 {
 	char host[256];
 	int p[2], status;
@@ -87,16 +87,13 @@ dsn_send(const struct delivery *d, const char *const *failed, const char *const 
 		m3_strlcpy(host, d->conf->transport.helo_name, sizeof(host));
 	else if (gethostname(host, sizeof(host)) < 0)
 		m3_strlcpy(host, "localhost", sizeof(host));
-	if (pipe(p) < 0) {
-		snprintf(err, errlen, "pipe: %s", strerror(errno));
-		return -1;
-	}
+	if (pipe(p) < 0)
+		return M3_FAIL(err, DSN_ELOCAL, "pipe: %s", strerror(errno));
 	pid = fork();
 	if (pid < 0) {
-		snprintf(err, errlen, "fork: %s", strerror(errno));
 		close(p[0]);
 		close(p[1]);
-		return -1;
+		return M3_FAIL(err, DSN_ELOCAL, "fork: %s", strerror(errno));
 	}
 	if (pid == 0) {
 		dup2(p[0], 0);
@@ -113,20 +110,18 @@ dsn_send(const struct delivery *d, const char *const *failed, const char *const 
 	if (fp == NULL) {
 		close(p[1]);
 		waitpid(pid, &status, 0);
-		snprintf(err, errlen, "fdopen: %s", strerror(errno));
-		return -1;
+		return M3_FAIL(err, DSN_ELOCAL, "fdopen: %s", strerror(errno));
 	}
 	report(fp, d, failed, replies, n, host);
 	if (fclose(fp) != 0) {
 		waitpid(pid, &status, 0);
-		snprintf(err, errlen, "writing to %s: %s", d->conf->transport.sendmail,
-		         strerror(errno));
-		return -1;
+		return M3_FAIL(err, DSN_ESUBMIT, "writing to %s: %s", d->conf->transport.sendmail,
+		               strerror(errno));
 	}
 	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		snprintf(err, errlen, "%s exited with status %d", d->conf->transport.sendmail,
-		         WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-		return -1;
+		return M3_FAIL(err, DSN_ESUBMIT, "%s exited with status %d",
+		               d->conf->transport.sendmail,
+		               WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 	}
 	return 0;
 }

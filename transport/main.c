@@ -120,8 +120,7 @@ static void
 run(struct delivery *d, const char *conf_file, const char *sender, char **argv, int n,
     struct outcome *o)
 {
-	char err[512];
-	int rc;
+	struct msg_err me;
 
 	if (addresses(d, sender, argv, n, o) < 0) {
 		log_warnx("%s: %s", d->qid, o->line);
@@ -131,8 +130,8 @@ run(struct delivery *d, const char *conf_file, const char *sender, char **argv, 
 	d->conf = conf_load_logged(conf_file, false);
 	if (d->conf != NULL && d->conf->log_file != NULL && !d->to_stderr) {
 		/* Not being able to log is no reason to hold mail: syslog then. */
-		if (log_to_file(d->conf->log_file, err, sizeof(err)) < 0)
-			log_warnx("%s (logging to syslog instead)", err);
+		if (log_to_file(d->conf->log_file) < 0)
+			log_warn("log_file %s (logging to syslog instead)", d->conf->log_file);
 	}
 	if (d->conf == NULL) {
 		/* A configuration error defers: mail waits for the fix. */
@@ -141,12 +140,11 @@ run(struct delivery *d, const char *conf_file, const char *sender, char **argv, 
 		              conf_file);
 		return;
 	}
-	rc = message_read(0, d->conf->transport.max_size, &d->msg, err, sizeof(err));
-	if (rc < 0) {
-		if (rc == MSG_TOO_LARGE)
-			outcome_local(o, OUT_BOUNCE, "5.3.4", "%s", err);
+	if (message_read(0, d->conf->transport.max_size, &d->msg, &me) < 0) {
+		if (me.code == MSG_ETOOLARGE)
+			outcome_local(o, OUT_BOUNCE, "5.3.4", "%s", me.msg);
 		else
-			outcome_local(o, OUT_DEFER, "4.3.0", "%s", err);
+			outcome_local(o, OUT_DEFER, "4.3.0", "%s", me.msg);
 		log_warnx("%s: %s", d->qid, o->line);
 		return;
 	}

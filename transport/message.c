@@ -75,7 +75,7 @@ add_field(struct message *m, size_t off, size_t len, enum hdr_kind kind, size_t 
 }
 
 int
-message_parse(char *buf, size_t len, struct message *m, char *err, size_t errlen)
+message_parse(char *buf, size_t len, struct message *m, struct msg_err *err)
 {
 	size_t p = 0, cap = 0, i;
 
@@ -126,16 +126,15 @@ message_parse(char *buf, size_t len, struct message *m, char *err, size_t errlen
 			if ((unsigned char)buf[i] >= 0x80)
 				m->utf8_headers = true;
 		if (add_field(m, start, e - start, kind, &cap) < 0) {
-			snprintf(err, errlen, "more than %d header fields, or out of memory",
-			         MSG_FIELDS_MAX);
-			return -1;
+			return M3_FAIL(err, MSG_ENOMEM,
+			               "more than %d header fields, or out of memory",
+			               MSG_FIELDS_MAX);
 		}
 		p = e;
 	}
 	return 0;
 nomem:
-	snprintf(err, errlen, "out of memory");
-	return -1;
+	return M3_FAIL(err, MSG_ENOMEM, "out of memory");
 }
 
 /* put_lines - text as wire lines: CRLF ends, a leading dot doubled */
@@ -218,7 +217,7 @@ dropped(const struct edits *e, enum hdr_kind kind)
 }
 
 int
-message_wire(struct message *m, const struct edits *e, char *err, size_t errlen)
+message_wire(struct message *m, const struct edits *e, struct msg_err *err)
 {
 	const struct edit *set_from = find_edit(e, EDIT_HEADER_SET, HDR_FROM);
 	bool from_done = false;
@@ -249,8 +248,7 @@ message_wire(struct message *m, const struct edits *e, char *err, size_t errlen)
 	sbuf_add(&w, ".\r\n", 3);
 	if (w.failed) {
 		sbuf_free(&w);
-		snprintf(err, errlen, "out of memory building the message");
-		return -1;
+		return M3_FAIL(err, MSG_ENOMEM, "out of memory building the message");
 	}
 	m->wire = w.s;
 	m->wire_len = w.len;
@@ -270,7 +268,7 @@ message_report_headers(const struct message *m, int (*fn)(void *, const char *, 
 }
 
 int
-message_read(int fd, size_t max, struct message *m, char *err, size_t errlen)
+message_read(int fd, size_t max, struct message *m, struct msg_err *err)
 {
 	struct sbuf b;
 	char chunk[65536];
@@ -282,30 +280,24 @@ message_read(int fd, size_t max, struct message *m, char *err, size_t errlen)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			snprintf(err, errlen, "reading the message: %s", strerror(errno));
 			sbuf_free(&b);
-			return -1;
+			return M3_FAIL(err, MSG_EREAD, "reading the message: %s", strerror(errno));
 		}
 		if (r == 0)
 			break;
 		if (sbuf_add(&b, chunk, (size_t)r) < 0) {
 			bool big = (size_t)r > b.max - b.len;
 			sbuf_free(&b);
-			if (big) {
-				snprintf(err, errlen,
-				         "message larger than the configured limit of %zu bytes",
-				         max);
-				return MSG_TOO_LARGE;
-			}
-			snprintf(err, errlen, "out of memory reading the message");
-			return -1;
+			if (big)
+				return M3_FAIL(
+				    err, MSG_ETOOLARGE,
+				    "message larger than the configured limit of %zu bytes", max);
+			return M3_FAIL(err, MSG_ENOMEM, "out of memory reading the message");
 		}
 	}
-	if (b.s == NULL && sbuf_add(&b, "", 0) < 0) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	if (message_parse(b.s, b.len, m, err, errlen) < 0) {
+	if (b.s == NULL && sbuf_add(&b, "", 0) < 0)
+		return M3_FAIL(err, MSG_ENOMEM, "out of memory");
+	if (message_parse(b.s, b.len, m, err) < 0) {
 		message_free(m);
 		return -1;
 	}

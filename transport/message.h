@@ -6,8 +6,10 @@
  * header never leaves: the wire form and the copy of the headers that a
  * delivery report carries both go without it.
  *
- * Errors: message_read() returns 0, MSG_TOO_LARGE, or -1, with err filled;
- * a message is never silently cut.
+ * Errors: -1 with struct msg_err: MSG_ETOOLARGE (over transport's
+ * max_size: the caller bounces), MSG_EREAD (standard input failed),
+ * MSG_ENOMEM (memory, or more than MSG_FIELDS_MAX header fields); a message
+ * is never silently cut.
  */
 #ifndef M3_MESSAGE_H
 #define M3_MESSAGE_H
@@ -18,8 +20,19 @@
 #include "policy/hdrset.h"
 #include "policy/policy.h"
 
-#define MSG_TOO_LARGE  (-2)
 #define MSG_FIELDS_MAX 10000 /* header fields; Postfix's header_count_limit is 1000 */
+
+enum msg_code {
+	MSG_OK,
+	MSG_ETOOLARGE, /* larger than the limit it was read with */
+	MSG_EREAD,     /* the input failed */
+	MSG_ENOMEM,    /* memory; header fields past MSG_FIELDS_MAX */
+};
+
+struct msg_err {
+	enum msg_code code;
+	char msg[160];
+};
 
 struct field {
 	size_t off, len; /* the whole field in raw: name, value, continuation lines */
@@ -44,11 +57,11 @@ struct message {
 };
 
 /* message_read - read fd to EOF (at most max bytes) and parse it */
-int message_read(int fd, size_t max, struct message *m, char *err, size_t errlen);
+int message_read(int fd, size_t max, struct message *m, struct msg_err *err);
 /* message_parse - the same from a buffer the message takes over (malloc'd) */
-int message_parse(char *buf, size_t len, struct message *m, char *err, size_t errlen);
+int message_parse(char *buf, size_t len, struct message *m, struct msg_err *err);
 /* message_wire - build the wire form with the edits (NULL: none but the route) */
-int message_wire(struct message *m, const struct edits *e, char *err, size_t errlen);
+int message_wire(struct message *m, const struct edits *e, struct msg_err *err);
 /* message_report_headers - the header section for a delivery report: as
  * received, without the route header; write(fd-like) through fn */
 int message_report_headers(const struct message *m, int (*fn)(void *, const char *, size_t),

@@ -274,7 +274,8 @@ plan_delivery(struct delivery *d, struct plan *p, struct rcpt *rc, struct outcom
               bool *by_policy, struct outcome *o)
 {
 	struct route r;
-	char why[300], err[256];
+	char why[300];
+	struct msg_err me;
 	bool trusted = trusted_route(d, &r, why, sizeof(why));
 
 	*by_policy = false;
@@ -284,8 +285,8 @@ plan_delivery(struct delivery *d, struct plan *p, struct rcpt *rc, struct outcom
 	*by_policy = !trusted; /* decided by the policy: the outcome line says so */
 	if (plan_endpoint(d, p, o) < 0)
 		return -1;
-	if (message_wire(&d->msg, trusted ? NULL : &p->edits, err, sizeof(err)) < 0) {
-		outcome_local(o, OUT_DEFER, "4.3.0", "%s", err);
+	if (message_wire(&d->msg, trusted ? NULL : &p->edits, &me) < 0) {
+		outcome_local(o, OUT_DEFER, "4.3.0", "%s", me.msg);
 		return -1;
 	}
 	return 0;

@@ -204,6 +204,7 @@ domain_pattern_check(const char *pattern, struct addr_err *err)
 
 	if (d[0] == '*') {
 		if (d[1] != '.') {
+			err->code = ADDR_EMALFORMED;
 			err->off = 1;
 			m3_strlcpy(err->msg, "a wildcard must be written *.domain",
 			           sizeof(err->msg));
@@ -212,6 +213,7 @@ domain_pattern_check(const char *pattern, struct addr_err *err)
 		d += 2;
 	}
 	if (d[0] == '[') {
+		err->code = ADDR_EMALFORMED;
 		err->off = 0;
 		m3_strlcpy(err->msg, "an address literal is not a domain", sizeof(err->msg));
 		return -1;
@@ -233,6 +235,7 @@ addr_pattern_check(const char *pattern, struct addr_err *err)
 		return 0;
 	at = strrchr(pattern, '@');
 	if (at == NULL) {
+		err->code = ADDR_EMALFORMED;
 		err->off = 0;
 		m3_strlcpy(err->msg, "expected local@domain, @domain or *", sizeof(err->msg));
 		return -1;
@@ -245,6 +248,7 @@ addr_pattern_check(const char *pattern, struct addr_err *err)
 			return -1;
 		if (strlen(a.local) != (size_t)(at - pattern) ||
 		    strncmp(a.local, pattern, (size_t)(at - pattern)) != 0) {
+			err->code = ADDR_EMALFORMED;
 			err->off = 0;
 			m3_strlcpy(err->msg, "local part is not in canonical form",
 			           sizeof(err->msg));

@@ -42,10 +42,16 @@ struct mailbox {
 	struct addr addr;
 };
 
+enum addr_code {
+	ADDR_OK,
+	ADDR_EMALFORMED, /* not an address (list) by RFC 5321/5322 */
+	ADDR_ETOOMANY,   /* the list holds more addresses than the caller's cap */
+};
+
 struct addr_err {
-	size_t off;    /* byte offset of the problem in the input */
-	bool too_many; /* the list holds more addresses than the caller's cap */
+	enum addr_code code;
 	char msg[160]; /* what is wrong, for humans */
+	size_t off;    /* byte offset of the problem in the input */
 };
 
 /* addr_parse_path - parse an envelope address, "<local@domain>" or bare; "<>" only if allow_null */

@@ -303,7 +303,7 @@ read_mailbox(struct cur *c, struct list_out *lo, bool *group_start, struct val *
 	if (lo->n >= lo->cap) {
 		ax_fail(c, "too many addresses");
 		if (c->err != NULL)
-			c->err->too_many = true; /* decided on, never the text */
+			c->err->code = ADDR_ETOOMANY; /* decided on, never the text */
 		return -1;
 	}
 	lo->mb[lo->n].addr = a;

@@ -17,7 +17,7 @@ ax_fail(struct cur *c, const char *msg)
 {
 	if (c->err != NULL) {
 		c->err->off = (size_t)(c->p - c->base);
-		c->err->too_many = false;
+		c->err->code = ADDR_EMALFORMED;
 		m3_strlcpy(c->err->msg, msg, sizeof(c->err->msg));
 	}
 	return -1;

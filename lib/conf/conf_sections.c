@@ -31,7 +31,7 @@ void
 load_route_keys(struct build *b, cfg_t *root, struct conf *c)
 {
 	struct conf_loc loc = {b->main_file, 0};
-	char err[512];
+	struct routekey_err rk;
 	struct stat st;
 	bool given;
 
@@ -60,9 +60,9 @@ load_route_keys(struct build *b, cfg_t *root, struct conf *c)
 	if (b->flags & (CONF_NO_ROUTE_KEYS | CONF_NO_FILES))
 		return;
 	check_file(b, loc, "route_key_file", c->route_key_file, true);
-	if (route_keys_read(c->route_key_file, c->arena, &c->route_keys, &c->n_route_keys, err,
-	                    sizeof(err)) < 0) {
-		berr(b, loc, "route_key_file: %s", err);
+	if (route_keys_read(c->route_key_file, c->arena, &c->route_keys, &c->n_route_keys, &rk) <
+	    0) {
+		berr(b, loc, "route_key_file: %s", rk.msg);
 		return;
 	}
 	if (geteuid() == 0 && stat(c->route_key_file, &st) == 0) {

@@ -35,8 +35,8 @@ key_ok(const char *k, size_t n)
 }
 
 int
-route_keys_read(const char *path, struct arena *a, struct route_key **keys, size_t *n, char *err,
-                size_t errlen)
+route_keys_read(const char *path, struct arena *a, struct route_key **keys, size_t *n,
+                struct routekey_err *err)
 {
 	char line[ROUTE_KEY_MAX + 3];
 	unsigned lineno = 0;
@@ -48,7 +48,7 @@ route_keys_read(const char *path, struct arena *a, struct route_key **keys, size
 	*n = 0;
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0 || (fp = fdopen(fd, "r")) == NULL) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		M3_FAIL(err, RK_EFILE, "%s: %s", path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -56,7 +56,7 @@ route_keys_read(const char *path, struct arena *a, struct route_key **keys, size
 	k = arena_alloc(a, ROUTE_KEYS_MAX * sizeof(*k));
 	if (k == NULL) {
 		fclose(fp);
-		snprintf(err, errlen, "out of memory");
+		M3_FAIL(err, RK_ENOMEM, "out of memory");
 		return -1;
 	}
 	while (fgets(line, sizeof(line), fp) != NULL) {
@@ -65,8 +65,8 @@ route_keys_read(const char *path, struct arena *a, struct route_key **keys, size
 		char *copy;
 		lineno++;
 		if (len > 0 && line[len - 1] != '\n' && !feof(fp)) {
-			snprintf(err, errlen, "%s line %u: a key of more than %d characters", path,
-			         lineno, ROUTE_KEY_MAX);
+			M3_FAIL(err, RK_EFORMAT, "%s line %u: a key of more than %d characters",
+			        path, lineno, ROUTE_KEY_MAX);
 			goto fail;
 		}
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' ||
@@ -75,16 +75,16 @@ route_keys_read(const char *path, struct arena *a, struct route_key **keys, size
 		if (len == 0 || line[0] == '#')
 			continue;
 		if ((why = key_ok(line, len)) != NULL) {
-			snprintf(err, errlen, "%s line %u: %s", path, lineno, why);
+			M3_FAIL(err, RK_EFORMAT, "%s line %u: %s", path, lineno, why);
 			goto fail;
 		}
 		if (*n == ROUTE_KEYS_MAX) {
-			snprintf(err, errlen, "%s: more than %d keys", path, ROUTE_KEYS_MAX);
+			M3_FAIL(err, RK_EFORMAT, "%s: more than %d keys", path, ROUTE_KEYS_MAX);
 			goto fail;
 		}
 		copy = arena_strndup(a, line, len);
 		if (copy == NULL) {
-			snprintf(err, errlen, "out of memory");
+			M3_FAIL(err, RK_ENOMEM, "out of memory");
 			goto fail;
 		}
 		k[*n].secret = copy;
@@ -95,7 +95,7 @@ route_keys_read(const char *path, struct arena *a, struct route_key **keys, size
 	OPENSSL_cleanse(line, sizeof(line));
 	fclose(fp);
 	if (*n == 0) {
-		snprintf(err, errlen, "%s holds no key (m365ctl route-key makes one)", path);
+		M3_FAIL(err, RK_EFORMAT, "%s holds no key (m365ctl route-key makes one)", path);
 		return -1;
 	}
 	*keys = k;
@@ -108,7 +108,7 @@ fail:
 }
 
 int
-route_keys_write(const char *path, size_t keep, uid_t uid, gid_t gid, char *err, size_t errlen)
+route_keys_write(const char *path, size_t keep, uid_t uid, gid_t gid, struct routekey_err *err)
 {
 	unsigned char raw[32];
 	char hex[2 * sizeof(raw) + 1];
@@ -121,14 +121,13 @@ route_keys_write(const char *path, size_t keep, uid_t uid, gid_t gid, char *err,
 	sbuf_init(&b, 64 * 1024);
 	sbuf_init(&tmp, 4096);
 	if (a == NULL) {
-		snprintf(err, errlen, "out of memory");
+		M3_FAIL(err, RK_ENOMEM, "out of memory");
 		goto out;
 	}
-	if (keep > 0 && access(path, F_OK) == 0 &&
-	    route_keys_read(path, a, &old, &n_old, err, errlen) < 0)
+	if (keep > 0 && access(path, F_OK) == 0 && route_keys_read(path, a, &old, &n_old, err) < 0)
 		goto out;
 	if (RAND_bytes(raw, sizeof(raw)) != 1) {
-		snprintf(err, errlen, "no random bytes from OpenSSL");
+		M3_FAIL(err, RK_ELOCAL, "no random bytes from OpenSSL");
 		goto out;
 	}
 	sbuf_adds(&b, "# m365relay route keys: the first signs, every one verifies "
@@ -143,24 +142,24 @@ route_keys_write(const char *path, size_t keep, uid_t uid, gid_t gid, char *err,
 	}
 	sbuf_addf(&tmp, "%s.new.%ld", path, (long)getpid());
 	if (b.failed || tmp.failed) {
-		snprintf(err, errlen, "out of memory");
+		M3_FAIL(err, RK_ENOMEM, "out of memory");
 		goto out;
 	}
 	fd = open(tmp.s, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", tmp.s, strerror(errno));
+		M3_FAIL(err, RK_EFILE, "%s: %s", tmp.s, strerror(errno));
 		goto out;
 	}
 	if (write(fd, b.s, b.len) != (ssize_t)b.len || fsync(fd) < 0) {
-		snprintf(err, errlen, "writing %s: %s", tmp.s, strerror(errno));
+		M3_FAIL(err, RK_EFILE, "writing %s: %s", tmp.s, strerror(errno));
 		goto out;
 	}
 	if (geteuid() == 0 && fchown(fd, uid, gid) < 0) {
-		snprintf(err, errlen, "chown %s: %s", tmp.s, strerror(errno));
+		M3_FAIL(err, RK_EFILE, "chown %s: %s", tmp.s, strerror(errno));
 		goto out;
 	}
 	if (rename(tmp.s, path) < 0) {
-		snprintf(err, errlen, "rename %s to %s: %s", tmp.s, path, strerror(errno));
+		M3_FAIL(err, RK_EFILE, "rename %s to %s: %s", tmp.s, path, strerror(errno));
 		goto out;
 	}
 	rc = 0;

@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -46,7 +47,7 @@ cert_name_in_domain(const char *name, const char *domain)
 
 int
 cert_inspect(const char *cert_file, const char *key_file, const char *ca_file,
-             const struct tenant *t, struct cert_report *r, char *err, size_t errlen)
+             const struct tenant *t, struct cert_report *r, struct cert_err *err)
 {
 	STACK_OF(X509) *chain = sk_X509_new_null();
 	STACK_OF(GENERAL_NAME) * sans;
@@ -61,7 +62,7 @@ cert_inspect(const char *cert_file, const char *key_file, const char *ca_file,
 	memset(r, 0, sizeof(*r));
 	fp = fopen(cert_file, "r");
 	if (fp == NULL) {
-		snprintf(err, errlen, "%s: cannot read", cert_file);
+		M3_FAIL(err, CERT_EREAD, "%s: cannot read: %s", cert_file, strerror(errno));
 		goto out;
 	}
 	cert = PEM_read_X509(fp, NULL, NULL, NULL);
@@ -71,7 +72,7 @@ cert_inspect(const char *cert_file, const char *key_file, const char *ca_file,
 	fclose(fp);
 	ERR_clear_error();
 	if (cert == NULL) {
-		snprintf(err, errlen, "%s: not a PEM certificate", cert_file);
+		M3_FAIL(err, CERT_EFORMAT, "%s: not a PEM certificate", cert_file);
 		goto out;
 	}
 	/* Names: the CN, then the DNS subject alternative names. */

@@ -57,16 +57,21 @@ dns_free(struct dns *d)
 
 static int
 fake(struct dns *d, const char *name, const char *type, bool (*keep)(const char *), char *out,
-     size_t width, size_t cap, size_t *n)
+     size_t width, size_t cap, size_t *n, struct dns_err *err)
 {
 	size_t i;
 
 	*n = 0;
 	d->nxdomain = false;
-	for (i = 0; i < d->n_fake; i++)
-		if (m3_casecmp(d->fake[i].name, name) == 0 &&
-		    strcmp(d->fake[i].type, "NXDOMAIN") == 0)
+	for (i = 0; i < d->n_fake; i++) {
+		if (m3_casecmp(d->fake[i].name, name) != 0)
+			continue;
+		if (strcmp(d->fake[i].type, "NXDOMAIN") == 0)
 			d->nxdomain = true;
+		if (strcmp(d->fake[i].type, "SERVFAIL") == 0)
+			return M3_FAIL(err, DNS_ETEMP, "DNS query for %s failed (%s)", name,
+			               "server failure or timeout");
+	}
 	for (i = 0; i < d->n_fake && *n < cap; i++)
 		if (m3_casecmp(d->fake[i].name, name) == 0 && strcmp(d->fake[i].type, type) == 0 &&
 		    (keep == NULL || keep(d->fake[i].data)))
@@ -82,8 +87,7 @@ fake(struct dns *d, const char *name, const char *type, bool (*keep)(const char 
  * DNS message, and its length is never taken past the buffer.
  */
 static int
-query(struct dns *d, const char *name, int type, unsigned char **buf, int *len, char *err,
-      size_t errlen)
+query(struct dns *d, const char *name, int type, unsigned char **buf, int *len, struct dns_err *err)
 {
 	static const int sizes[] = {DNS_ANSWER_FIRST, DNS_ANSWER_MAX};
 	size_t i;
@@ -93,21 +97,17 @@ query(struct dns *d, const char *name, int type, unsigned char **buf, int *len, 
 	for (i = 0; i < NELEM(sizes); i++) {
 		free(*buf);
 		*buf = malloc((size_t)sizes[i]);
-		if (*buf == NULL) {
-			snprintf(err, errlen, "out of memory");
-			return -1;
-		}
+		if (*buf == NULL)
+			return M3_FAIL(err, DNS_ELOCAL, "out of memory");
 		*len = res_nquery(&d->res, name, ns_c_in, type, *buf, sizes[i]);
 		if (*len < 0)
 			break;
 		if (*len <= sizes[i])
 			return 0;
 	}
-	if (*len > 0) {
-		snprintf(err, errlen, "DNS answer for %s is longer than %d bytes", name,
-		         DNS_ANSWER_MAX);
-		return -1;
-	}
+	if (*len > 0)
+		return M3_FAIL(err, DNS_EANSWER, "DNS answer for %s is longer than %d bytes", name,
+		               DNS_ANSWER_MAX);
 	switch (d->res.res_h_errno) {
 	case HOST_NOT_FOUND:
 		d->nxdomain = true;
@@ -115,10 +115,9 @@ query(struct dns *d, const char *name, int type, unsigned char **buf, int *len, 
 	case NO_DATA:
 		return 1;
 	default:
-		snprintf(err, errlen, "DNS query for %s failed (%s)", name,
-		         d->res.res_h_errno == TRY_AGAIN ? "server failure or timeout"
-		                                         : "no answer");
-		return -1;
+		return M3_FAIL(err, DNS_ETEMP, "DNS query for %s failed (%s)", name,
+		               d->res.res_h_errno == TRY_AGAIN ? "server failure or timeout"
+		                                               : "no answer");
 	}
 }
 
@@ -199,16 +198,14 @@ dns_parse_mx(const unsigned char *msg, size_t len, char out[][DNS_NAME_MAX], siz
 static int
 lookup(struct dns *d, const char *name, int type,
        int (*fn)(const unsigned char *, size_t, bool (*)(const char *), void *, size_t, size_t *),
-       bool (*keep)(const char *), void *out, size_t cap, size_t *n, char *err, size_t errlen)
+       bool (*keep)(const char *), void *out, size_t cap, size_t *n, struct dns_err *err)
 {
 	unsigned char *buf;
-	int len, rc = query(d, name, type, &buf, &len, err, errlen);
+	int len, rc = query(d, name, type, &buf, &len, err);
 
 	*n = 0;
-	if (rc == 0 && fn(buf, (size_t)len, keep, out, cap, n) < 0) {
-		snprintf(err, errlen, "DNS answer for %s is malformed", name);
-		rc = -1;
-	}
+	if (rc == 0 && fn(buf, (size_t)len, keep, out, cap, n) < 0)
+		rc = M3_FAIL(err, DNS_EANSWER, "DNS answer for %s is malformed", name);
 	free(buf);
 	return rc < 0 ? -1 : 0;
 }
@@ -230,20 +227,20 @@ parse_mx(const unsigned char *m, size_t len, bool (*keep)(const char *), void *o
 
 int
 dns_txt(struct dns *d, const char *name, bool (*keep)(const char *), char out[][DNS_TXT_MAX],
-        size_t cap, size_t *n, char *err, size_t errlen)
+        size_t cap, size_t *n, struct dns_err *err)
 {
 	if (d->fake != NULL)
-		return fake(d, name, "TXT", keep, out[0], DNS_TXT_MAX, cap, n);
-	return lookup(d, name, ns_t_txt, parse_txt, keep, out, cap, n, err, errlen);
+		return fake(d, name, "TXT", keep, out[0], DNS_TXT_MAX, cap, n, err);
+	return lookup(d, name, ns_t_txt, parse_txt, keep, out, cap, n, err);
 }
 
 int
-dns_mx(struct dns *d, const char *name, char out[][DNS_NAME_MAX], size_t cap, size_t *n, char *err,
-       size_t errlen)
+dns_mx(struct dns *d, const char *name, char out[][DNS_NAME_MAX], size_t cap, size_t *n,
+       struct dns_err *err)
 {
 	if (d->fake != NULL)
-		return fake(d, name, "MX", NULL, out[0], DNS_NAME_MAX, cap, n);
-	return lookup(d, name, ns_t_mx, parse_mx, NULL, out, cap, n, err, errlen);
+		return fake(d, name, "MX", NULL, out[0], DNS_NAME_MAX, cap, n, err);
+	return lookup(d, name, ns_t_mx, parse_mx, NULL, out, cap, n, err);
 }
 
 bool

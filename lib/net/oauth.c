@@ -34,13 +34,15 @@
 #define SECRET_MAX         1024
 #define ASSERTION_LIFETIME 300 /* "5-10 minutes after nbf at most" */
 
-static int efail(struct oauth_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int efail(struct oauth_err *e, enum oauth_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int
-efail(struct oauth_err *e, const char *fmt, ...)
+efail(struct oauth_err *e, enum oauth_code code, const char *fmt, ...)
 {
 	va_list ap;
 
+	e->code = code;
 	va_start(ap, fmt);
 	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 	va_end(ap);
@@ -128,7 +130,6 @@ int
 oauth_assertion(const struct app *app, const char *token_url, uint64_t now, char *buf, size_t size,
                 struct oauth_err *e)
 {
-	e->local = true; /* every failure here is a file or key of ours */
 	unsigned char der_hash[SHA256_DIGEST_LENGTH], jti[16], *der = NULL;
 	unsigned char *sig = NULL;
 	char header[256], claims[1024], h64[512], c64[2048], x5t[64], uuid[40];
@@ -144,30 +145,32 @@ oauth_assertion(const struct app *app, const char *token_url, uint64_t now, char
 
 	fp = fopen(app->certificate_file, "r");
 	if (fp == NULL)
-		return efail(e, "certificate %s: %s", app->certificate_file, strerror(errno));
+		return efail(e, OAUTH_ELOCAL, "certificate %s: %s", app->certificate_file,
+		             strerror(errno));
 	cert = PEM_read_X509(fp, NULL, NULL, NULL);
 	fclose(fp);
 	if (cert == NULL)
-		return efail(e, "certificate %s: not a PEM certificate", app->certificate_file);
+		return efail(e, OAUTH_ELOCAL, "certificate %s: not a PEM certificate",
+		             app->certificate_file);
 	fp = fopen(app->key_file, "r");
 	if (fp == NULL) {
 		X509_free(cert);
-		return efail(e, "key %s: %s", app->key_file, strerror(errno));
+		return efail(e, OAUTH_ELOCAL, "key %s: %s", app->key_file, strerror(errno));
 	}
 	key = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
 	fclose(fp);
 	if (key == NULL) {
-		efail(e, "key %s: not a PEM private key", app->key_file);
+		efail(e, OAUTH_ELOCAL, "key %s: not a PEM private key", app->key_file);
 		goto out;
 	}
 	if (X509_check_private_key(cert, key) != 1) {
-		efail(e, "key %s does not match certificate %s", app->key_file,
+		efail(e, OAUTH_ELOCAL, "key %s does not match certificate %s", app->key_file,
 		      app->certificate_file);
 		goto out;
 	}
 	derlen = i2d_X509(cert, &der);
 	if (derlen <= 0) {
-		efail(e, "certificate %s: cannot encode", app->certificate_file);
+		efail(e, OAUTH_ELOCAL, "certificate %s: cannot encode", app->certificate_file);
 		goto out;
 	}
 	/* x5t#S256: SHA-256 of the DER; x5t: SHA-1 (the older documentation). */
@@ -179,7 +182,7 @@ oauth_assertion(const struct app *app, const char *token_url, uint64_t now, char
 	snprintf(header, sizeof(header), "{\"alg\":\"%s\",\"typ\":\"JWT\",\"%s\":\"%s\"}",
 	         pss ? "PS256" : "RS256", pss ? "x5t#S256" : "x5t", x5t);
 	if (RAND_bytes(jti, sizeof(jti)) != 1) {
-		efail(e, "no random bytes for the assertion id");
+		efail(e, OAUTH_ELOCAL, "no random bytes for the assertion id");
 		goto out;
 	}
 	jti[6] = (jti[6] & 0x0f) | 0x40;
@@ -195,7 +198,7 @@ oauth_assertion(const struct app *app, const char *token_url, uint64_t now, char
 	         (unsigned long long)now, (unsigned long long)(now + ASSERTION_LIFETIME));
 	b64url((unsigned char *)header, strlen(header), h64, sizeof(h64));
 	if (b64url((unsigned char *)claims, strlen(claims), c64, sizeof(c64)) < 0) {
-		efail(e, "assertion claims too long");
+		efail(e, OAUTH_ELOCAL, "assertion claims too long");
 		goto out;
 	}
 	snprintf(signing, sizeof(signing), "%s.%s", h64, c64);
@@ -206,24 +209,24 @@ oauth_assertion(const struct app *app, const char *token_url, uint64_t now, char
 	    EVP_DigestSign(md, NULL, &siglen, (unsigned char *)signing, strlen(signing)) != 1 ||
 	    (sig = malloc(siglen)) == NULL ||
 	    EVP_DigestSign(md, sig, &siglen, (unsigned char *)signing, strlen(signing)) != 1) {
-		efail(e, "cannot sign the assertion with %s (an RSA key is needed)", app->key_file);
+		efail(e, OAUTH_ELOCAL, "cannot sign the assertion with %s (an RSA key is needed)",
+		      app->key_file);
 		goto out;
 	}
 	{
 		char s64[1400];
 		int n;
 		if (b64url(sig, siglen, s64, sizeof(s64)) < 0) {
-			efail(e, "signature too long");
+			efail(e, OAUTH_ELOCAL, "signature too long");
 			goto out;
 		}
 		n = snprintf(buf, size, "%s.%s", signing, s64);
 		if (n < 0 || (size_t)n >= size) {
-			efail(e, "assertion too long");
+			efail(e, OAUTH_ELOCAL, "assertion too long");
 			goto out;
 		}
 	}
 	rc = 0;
-	e->local = false;
 out:
 	free(sig);
 	EVP_MD_CTX_free(md);
@@ -281,17 +284,15 @@ read_secret(const char *path, char *buf, size_t size, struct oauth_err *e)
 	FILE *fp = fopen(path, "r");
 	size_t n;
 
-	e->local = true;
 	if (fp == NULL)
-		return efail(e, "client_secret_file %s: %s", path, strerror(errno));
+		return efail(e, OAUTH_ELOCAL, "client_secret_file %s: %s", path, strerror(errno));
 	n = fread(buf, 1, size - 1, fp);
 	fclose(fp);
 	buf[n] = '\0';
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
 		buf[--n] = '\0';
 	if (n == 0)
-		return efail(e, "client_secret_file %s is empty", path);
-	e->local = false;
+		return efail(e, OAUTH_ELOCAL, "client_secret_file %s is empty", path);
 	return 0;
 }
 
@@ -318,8 +319,8 @@ parse_error(json_object *j, long status, struct oauth_err *e)
 	} else if (json_object_object_get_ex(j, "error", &err)) {
 		snprintf(text, sizeof(text), "%s", json_object_get_string(err));
 	}
-	efail(e, "token endpoint answered HTTP %ld: %s", status,
-	      text[0] ? text : "(no description)");
+	efail(e, e->aadsts != 0 ? OAUTH_EREFUSED : OAUTH_ETEMP,
+	      "token endpoint answered HTTP %ld: %s", status, text[0] ? text : "(no description)");
 	e->hint = oauth_aadsts_hint(e->aadsts);
 }
 
@@ -336,17 +337,17 @@ oauth_parse_answer(const char *url, long status, const char *body, size_t len, u
 		if (j != NULL)
 			parse_error(j, status, e);
 		else
-			efail(e, "token endpoint %s answered HTTP %ld", url, status);
+			efail(e, OAUTH_ETEMP, "token endpoint %s answered HTTP %ld", url, status);
 		goto out;
 	}
 	if (j == NULL || !json_object_object_get_ex(j, "access_token", &v) ||
 	    !json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0) {
-		efail(e, "token endpoint %s: no access_token in the answer", url);
+		efail(e, OAUTH_ETEMP, "token endpoint %s: no access_token in the answer", url);
 		goto out;
 	}
 	if (json_object_get_string_len(v) >= (int)sizeof(t->access) ||
 	    strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v)) {
-		efail(e, "token endpoint %s: access_token too long", url);
+		efail(e, OAUTH_ETEMP, "token endpoint %s: access_token too long", url);
 		goto out;
 	}
 	m3_strlcpy(t->access, json_object_get_string(v), sizeof(t->access));
@@ -356,7 +357,7 @@ oauth_parse_answer(const char *url, long status, const char *body, size_t len, u
 	    (expires_in = json_object_get_int64(v)) <= 0 || expires_in > TOKEN_LIFETIME_MAX) {
 		OPENSSL_cleanse(t->access, sizeof(t->access));
 		t->access[0] = '\0';
-		efail(e, "token endpoint %s: no usable expires_in", url);
+		efail(e, OAUTH_ETEMP, "token endpoint %s: no usable expires_in", url);
 		goto out;
 	}
 	t->expires_at = now + (uint64_t)expires_in;
@@ -403,7 +404,7 @@ oauth_fetch(const struct conf *conf, const struct app *app, struct oauth_token *
 	int rc = -1;
 
 	if (oauth_token_url(app, url, sizeof(url)) < 0)
-		return efail(e, "app %s: no token URL (tenant missing)", app->name);
+		return efail(e, OAUTH_ELOCAL, "app %s: no token URL (tenant missing)", app->name);
 	if (app->secret_file != NULL) {
 		if (read_secret(app->secret_file, secret, sizeof(secret), e) < 0)
 			return -1;
@@ -413,7 +414,7 @@ oauth_fetch(const struct conf *conf, const struct app *app, struct oauth_token *
 	sbuf_init(&body, RESPONSE_MAX);
 	curl = curl_easy_init();
 	if (curl == NULL) {
-		efail(e, "out of memory");
+		efail(e, OAUTH_ELOCAL, "out of memory");
 		goto out;
 	}
 	{
@@ -433,7 +434,7 @@ oauth_fetch(const struct conf *conf, const struct app *app, struct oauth_token *
 	}
 	OPENSSL_cleanse(secret, sizeof(secret));
 	if (post == NULL) {
-		efail(e, "out of memory");
+		efail(e, OAUTH_ELOCAL, "out of memory");
 		goto out;
 	}
 	curl_easy_setopt(curl, CURLOPT_URL, url);
@@ -448,7 +449,7 @@ oauth_fetch(const struct conf *conf, const struct app *app, struct oauth_token *
 		curl_easy_setopt(curl, CURLOPT_CAINFO, conf->transport.ca_file);
 	cc = curl_easy_perform(curl);
 	if (cc != CURLE_OK) {
-		efail(e, "token endpoint %s: %s", url, curl_easy_strerror(cc));
+		efail(e, OAUTH_ETEMP, "token endpoint %s: %s", url, curl_easy_strerror(cc));
 		goto out;
 	}
 	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
@@ -526,7 +527,7 @@ cache_write(const char *path, const struct oauth_token *t, struct oauth_err *e)
 	unlink(tmp); /* a leftover of a process with our pid */
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0 || write(fd, s, len) != (ssize_t)len || fsync(fd) < 0) {
-		efail(e, "token cache %s: %s", tmp, strerror(errno));
+		efail(e, OAUTH_ELOCAL, "token cache %s: %s", tmp, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		unlink(tmp);
@@ -537,7 +538,7 @@ cache_write(const char *path, const struct oauth_token *t, struct oauth_err *e)
 	json_object_put(j);
 	if (rename(tmp, path) < 0) {
 		unlink(tmp);
-		return efail(e, "token cache %s: %s", path, strerror(errno));
+		return efail(e, OAUTH_ELOCAL, "token cache %s: %s", path, strerror(errno));
 	}
 	return 0;
 }
@@ -562,22 +563,23 @@ oauth_get(const struct conf *conf, const struct app *app, const char *rejected,
 	memset(t, 0, sizeof(*t));
 	memset(e, 0, sizeof(*e));
 	if (cache_path(conf, app, path, sizeof(path)) < 0)
-		return efail(e, "token cache path too long");
+		return efail(e, OAUTH_ELOCAL, "token cache path too long");
 	/* Fast path: a good token, no lock. */
 	if (cache_read(path, t) == 0 && usable(conf, t, rejected))
 		return 0;
 	snprintf(dir, sizeof(dir), "%s/tokens", conf->state_dir);
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return efail(e, "token cache %s: %s", dir, strerror(errno));
+		return efail(e, OAUTH_ELOCAL, "token cache %s: %s", dir, strerror(errno));
 	snprintf(lock, sizeof(lock), "%s.lock", path);
 	fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return efail(e, "token cache lock %s: %s", lock, strerror(errno));
+		return efail(e, OAUTH_ELOCAL, "token cache lock %s: %s", lock, strerror(errno));
 	/* One refresh at a time: the others wait here, then find it done. */
 	while (flock(fd, LOCK_EX) < 0) {
 		if (errno != EINTR) {
 			close(fd);
-			return efail(e, "token cache lock %s: %s", lock, strerror(errno));
+			return efail(e, OAUTH_ELOCAL, "token cache lock %s: %s", lock,
+			             strerror(errno));
 		}
 	}
 	memset(t, 0, sizeof(*t));

@@ -10,9 +10,11 @@
  * JWT signed with the app's key, PS256 with x5t#S256 by default, RS256 with
  * x5t as an option.
  *
- * Errors: -1 with oauth_err filled: temporary (the endpoint is down, slow,
- * answers 5xx) or a configuration error (an AADSTS code, with a hint).
- * Both defer mail; neither is ever a reason to bounce.  Tokens and secrets
+ * Errors: -1 with struct oauth_err: OAUTH_ETEMP (the endpoint is down,
+ * slow, answers 5xx or nonsense), OAUTH_EREFUSED (it refused with an
+ * AADSTS code: the app's registration, with a hint), OAUTH_ELOCAL (our
+ * files, keys, token cache, memory).  All defer mail; none is ever a
+ * reason to bounce.  Tokens and secrets
  * are never logged.
  */
 #ifndef M3_OAUTH_H
@@ -32,10 +34,17 @@ struct oauth_token {
 	bool fetched;        /* this call went to the endpoint */
 };
 
+enum oauth_code {
+	OAUTH_OK,
+	OAUTH_ETEMP,    /* the endpoint: unreachable, 5xx, a reply that is not a token */
+	OAUTH_EREFUSED, /* the endpoint said no (AADSTS code) */
+	OAUTH_ELOCAL,   /* ours: secret, certificate, key, cache, memory */
+};
+
 struct oauth_err {
+	enum oauth_code code;
 	char msg[768];
 	long aadsts;      /* the AADSTS code, 0 if none */
-	bool local;       /* our configuration (files, keys), not the endpoint */
 	const char *hint; /* how to fix it, or NULL */
 };
 

@@ -29,10 +29,9 @@ is_spf(const char *txt)
 /* The SPF record(s) of a name: two at most (a second one is an error),
  * however many other TXT records the name has. */
 static int
-records(struct dns *dns, const char *name, char out[][DNS_TXT_MAX], size_t *n, char *err,
-        size_t errlen)
+records(struct dns *dns, const char *name, char out[][DNS_TXT_MAX], size_t *n, struct dns_err *err)
 {
-	return dns_txt(dns, name, is_spf, out, 2, n, err, errlen);
+	return dns_txt(dns, name, is_spf, out, 2, n, err);
 }
 
 /* The mechanism name of a term ("+include:x" -> "include"), and its argument. */
@@ -65,7 +64,8 @@ walk(struct dns *dns, const char *record, int depth, struct spf_report *r)
 
 	m3_strlcpy(copy, record, sizeof(copy));
 	for (t = strtok_r(copy, " ", &save); t != NULL; t = strtok_r(NULL, " ", &save)) {
-		char name[32], sub[2][DNS_TXT_MAX], e[64];
+		char name[32], sub[2][DNS_TXT_MAX];
+		struct dns_err e;
 		const char *arg;
 		size_t n;
 
@@ -84,8 +84,8 @@ walk(struct dns *dns, const char *record, int depth, struct spf_report *r)
 			/* Past the limit the verdict is known (permerror), and a
 			 * hostile record could otherwise fan out exponentially. */
 			if (depth < DEPTH_MAX && r->lookups <= SPF_MAX_LOOKUPS &&
-			    strchr(arg, '%') == NULL &&
-			    records(dns, arg, sub, &n, e, sizeof(e)) == 0 && n == 1)
+			    strchr(arg, '%') == NULL && records(dns, arg, sub, &n, &e) == 0 &&
+			    n == 1)
 				walk(dns, sub[0], depth + 1, r);
 		}
 	}
@@ -184,14 +184,19 @@ evaluate(void *zone, const char *domain, const char *egress_ip, struct spf_repor
 
 int
 spf_inspect(struct dns *dns, void *zone, const char *domain, const char *egress_ip,
-            struct spf_report *r, char *err, size_t errlen)
+            struct spf_report *r, struct spf_err *err)
 {
+	static const enum spf_code from_dns[] = {[DNS_OK] = SPF_ELOCAL,
+	                                         [DNS_ETEMP] = SPF_ETEMP,
+	                                         [DNS_EANSWER] = SPF_EANSWER,
+	                                         [DNS_ELOCAL] = SPF_ELOCAL};
 	char recs[2][DNS_TXT_MAX];
 	char copy[DNS_TXT_MAX], *save = NULL, *t;
+	struct dns_err de;
 
 	memset(r, 0, sizeof(*r));
-	if (records(dns, domain, recs, &r->n_records, err, errlen) < 0)
-		return -1;
+	if (records(dns, domain, recs, &r->n_records, &de) < 0)
+		return M3_FAIL(err, from_dns[de.code], "%s", de.msg);
 	r->nxdomain = r->n_records == 0 && dns_nxdomain(dns);
 	if (r->n_records > 0) {
 		m3_strlcpy(r->record, recs[0], sizeof(r->record));
@@ -201,10 +206,8 @@ spf_inspect(struct dns *dns, void *zone, const char *domain, const char *egress_
 			if (m3_casecmp(t, "+all") == 0 || m3_casecmp(t, "all") == 0)
 				r->plus_all = true;
 	}
-	if (egress_ip != NULL && evaluate(zone, domain, egress_ip, r) < 0) {
-		snprintf(err, errlen, "libspf2 could not evaluate %s", domain);
-		return -1;
-	}
+	if (egress_ip != NULL && evaluate(zone, domain, egress_ip, r) < 0)
+		return M3_FAIL(err, SPF_ELOCAL, "libspf2 could not evaluate %s", domain);
 	if (r->n_records != 1 || !r->has_m365_include || r->plus_all ||
 	    (egress_ip != NULL && !r->pass))
 		suggest(r, recs, r->n_records, egress_ip, r->suggestion, sizeof(r->suggestion));

@@ -8,8 +8,10 @@
  * layer and frees them, so calls from several threads share nothing (the
  * milter checks domains at start and reload only, but need not care).
  *
- * Errors: -1 with err when DNS could not answer; a missing or broken record
- * is a finding in the report, not an error.
+ * Errors: -1 with struct spf_err when the domain's record could not be
+ * read: SPF_ETEMP (DNS did not answer: ask again later), SPF_EANSWER (an
+ * answer that cannot be read), SPF_ELOCAL (memory, libspf2).  A missing or
+ * broken record is a finding in the report, not an error.
  */
 #ifndef M3_SPF_H
 #define M3_SPF_H
@@ -21,6 +23,18 @@
 
 #define SPF_M365_INCLUDE "spf.protection.outlook.com"
 #define SPF_MAX_LOOKUPS  10 /* RFC 7208 4.6.4 */
+
+enum spf_code {
+	SPF_OK,
+	SPF_ETEMP,   /* DNS gave no answer now */
+	SPF_EANSWER, /* DNS answered something unreadable */
+	SPF_ELOCAL,  /* memory, libspf2 */
+};
+
+struct spf_err {
+	enum spf_code code;
+	char msg[DNS_NAME_MAX + 64];
+};
 
 struct spf_report {
 	size_t n_records; /* "v=spf1" records at the domain (more than one is an error) */
@@ -41,7 +55,7 @@ struct spf_report {
  * zone built from the same table as dns); NULL uses the host's resolver.
  */
 int spf_inspect(struct dns *dns, void *zone, const char *domain, const char *egress_ip,
-                struct spf_report *r, char *err, size_t errlen);
+                struct spf_report *r, struct spf_err *err);
 
 /* spf_zone_new - a libspf2 zone layer from a table (TXT and A records) */
 void *spf_zone_new(const struct dns_fake_rr *rr, size_t n);

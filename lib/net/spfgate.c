@@ -49,7 +49,7 @@ spfgate_check(const struct conf *conf, bool *unauth, spfgate_report fn, void *ar
 		const struct domain_policy *d = &conf->domains[i];
 		const char *dom = d->default_sender.domain;
 		struct spf_report r;
-		char err[256];
+		struct spf_err err;
 
 		if (d->tenant->egress_ip == NULL) {
 			say(fn, arg, SPFGATE_WARN,
@@ -57,11 +57,12 @@ spfgate_check(const struct conf *conf, bool *unauth, spfgate_report fn, void *ar
 			    d->tenant->name);
 			continue;
 		}
-		if (spf_inspect(dns, NULL, dom, d->tenant->egress_ip, &r, err, sizeof(err)) < 0) {
+		if (spf_inspect(dns, NULL, dom, d->tenant->egress_ip, &r, &err) < 0) {
+			/* every failure alike: the domain keeps its last state */
 			say(fn, arg, SPFGATE_WARN,
 			    "require_spf_pass: %s: SPF could not be checked (%s); domain kept "
 			    "in use until the next check",
-			    dom, err);
+			    dom, err.msg);
 			continue;
 		}
 		unauth[i] = !r.pass;

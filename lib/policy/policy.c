@@ -325,7 +325,7 @@ parse_one_author(const char *value, struct mailbox *mb, struct addr_err *err)
 	size_t n;
 
 	if (addr_parse_list(value, strlen(value), list, NELEM(list), &n, err) < 0)
-		return err->too_many ? -1 : -2;
+		return err->code == ADDR_ETOOMANY ? -1 : -2;
 	if (n == 0)
 		return 0;
 	if (n > 1)

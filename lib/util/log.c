@@ -26,19 +26,15 @@ static int log_fd = -1;
 static char log_path[4096];
 
 static int
-open_file(const char *path, char *err, size_t errlen)
+open_file(const char *path)
 {
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-
-	if (fd < 0 && err != NULL)
-		snprintf(err, errlen, "log_file %s: %s", path, strerror(errno));
-	return fd;
+	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 }
 
 int
-log_to_file(const char *path, char *err, size_t errlen)
+log_to_file(const char *path)
 {
-	int fd = open_file(path, err, errlen);
+	int fd = open_file(path);
 
 	if (fd < 0)
 		return -1;
@@ -57,7 +53,7 @@ log_reopen(void)
 
 	if (log_dest != LOG_TO_FILE)
 		return;
-	fd = open_file(log_path, NULL, 0);
+	fd = open_file(log_path);
 	if (fd < 0)
 		return; /* keep writing to the old one */
 	/* Onto the same number: a thread writing now writes to one or the other. */

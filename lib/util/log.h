@@ -26,8 +26,8 @@ enum log_dest {
 
 /* log_open - choose ident, destination and whether debug lines show */
 void log_open(const char *ident, enum log_dest dest, int debug);
-/* log_to_file - append to path from now on (0600 if created); -1 with err */
-int log_to_file(const char *path, char *err, size_t errlen);
+/* log_to_file - append to path from now on (0600 if created); -1 with errno */
+int log_to_file(const char *path);
 /* log_reopen - reopen the log file (after it was rotated); no-op otherwise */
 void log_reopen(void);
 /* log_debug_enabled - whether debug lines are written (skip costly work) */

@@ -14,8 +14,22 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/*
+ * The error contract: a module that can fail in more than one way has a
+ * struct X_err { enum X_code code; char msg[N]; ... }; callers decide on
+ * code, people read msg.  M3_FAIL fills both and is -1, so that
+ * "return M3_FAIL(e, DNS_ETEMP, "...", ...);" is the one way to fail.
+ */
+#define M3_FAIL(e, c, ...)                                                                         \
+	__extension__({                                                                            \
+		(e)->code = (c);                                                                   \
+		snprintf((e)->msg, sizeof((e)->msg), __VA_ARGS__);                                 \
+		-1;                                                                                \
+	})
 
 /* m3_strlcpy - copy with truncation; returns strlen(src) (truncated if >= size) */
 size_t m3_strlcpy(char *dst, const char *src, size_t size);

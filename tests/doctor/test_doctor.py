@@ -284,7 +284,9 @@ tenant "lab" {
         self.level(by, "gone.test", "mx", "error", "gone.test does not exist in DNS (NXDOMAIN)")
         self.assertFalse([f for f in by[("gone.test", "spf")] if f["text"].startswith("no SPF")])
         # DNS that does not answer is an error of its own, not "no record"
-        self.level(by, "deadns.test", "spf", "error", "DNS did not answer")
+        self.level(by, "deadns.test", "spf", "error",
+                   "the SPF record could not be read: DNS query for deadns.test failed",
+                   "check the resolver in /etc/resolv.conf")
         # endpoints
         self.level(by, "tenant lab", "endpoint", "ok", "smtp_host smtp.office365.com port 587")
         self.level(by, "tenant lab", "endpoint", "ok", "has the <domain>-<tld>")

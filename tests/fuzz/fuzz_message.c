@@ -58,7 +58,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct message m;
 	struct edits e;
-	char err[256], *buf;
+	struct msg_err err;
+	char *buf;
 	size_t total = 0;
 
 	if (size > 256 * 1024)
@@ -67,11 +68,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (buf == NULL)
 		return 0;
 	memcpy(buf, data, size);
-	if (message_parse(buf, size, &m, err, sizeof(err)) < 0) {
+	if (message_parse(buf, size, &m, &err) < 0) {
 		message_free(&m);
 		return 0;
 	}
-	if (message_wire(&m, NULL, err, sizeof(err)) == 0)
+	if (message_wire(&m, NULL, &err) == 0)
 		check_wire(&m);
 	memset(&e, 0, sizeof(e));
 	e.e[0] = (struct edit){EDIT_HEADER_SET, "From", "Scanner <scanner@contoso.com>"};
@@ -79,7 +80,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	e.e[2] = (struct edit){EDIT_HEADER_DROP, "Sender", NULL};
 	e.e[3] = (struct edit){EDIT_ROUTE, "X-M365Relay-Route", NULL};
 	e.n = 4;
-	if (message_wire(&m, &e, err, sizeof(err)) == 0)
+	if (message_wire(&m, &e, &err) == 0)
 		check_wire(&m);
 	message_report_headers(&m, sink, &total);
 	if (total > m.raw_len)

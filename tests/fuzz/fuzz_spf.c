@@ -30,7 +30,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *copy, *line, *save = NULL;
 	struct spf_report r;
 	struct dns *dns;
-	char err[256];
+	struct spf_err err;
 	size_t n = 0;
 
 	if (size > 4 * DNS_TXT_MAX)
@@ -52,7 +52,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		n++;
 	}
 	dns = dns_fake(rr, n);
-	if (dns != NULL && spf_inspect(dns, NULL, "fuzz.test", NULL, &r, err, sizeof(err)) == 0) {
+	if (dns != NULL && spf_inspect(dns, NULL, "fuzz.test", NULL, &r, &err) == 0) {
 		/* The suggestion is one record that starts as one and ends in an all. */
 		if (r.suggestion[0] != '\0' && strncmp(r.suggestion, "v=spf1 ", 7) != 0)
 			abort();

@@ -107,6 +107,29 @@ class OAuth(unittest.TestCase):
         self.assertTrue(r.first_line.startswith("4.4.1 OAuth token for app secret-app: token endpoint "
                                                 "answered HTTP 503"), r)
 
+    def test_token_cache_unusable_is_ours(self):
+        # state_dir/tokens that cannot hold the cache is a local problem
+        # (4.3.5, like a missing key), not the endpoint's (4.4.1), and the
+        # endpoint is not asked at all.
+        self.use("secret-app")
+        d = os.path.join(H.state, "tokens")
+        clear_cache()
+        st = os.stat(d)
+        os.rmdir(d)
+        with open(d, "w") as f:
+            f.write("not a directory\n")
+        try:
+            before = requests()
+            r = self.send()
+        finally:
+            os.unlink(d)
+            os.mkdir(d, 0o700)
+            os.chown(d, st.st_uid, st.st_gid)  # the transport's user, as before
+        self.assertEqual(r.status, 75, r)
+        self.assertRegex(r.first_line, r"^4\.3\.5 OAuth token for app secret-app: token cache lock "
+                                       r"\S+/tokens/\S+\.lock: Not a directory")
+        self.assertEqual(requests(), before)
+
     def test_fifty_deliveries_one_request(self):
         self.use("secret-app")
         before = requests()

@@ -210,9 +210,11 @@ START_TEST(test_list_limits)
 		ck_assert_int_lt(addr_parse_list(three, strlen(three), mb, 2, &n, &e), 0);
 	}
 	ck_assert_str_eq(e.msg, "too many addresses");
+	ck_assert_int_eq(e.code, ADDR_ETOOMANY); /* what callers decide on */
 	memset(big, ' ', sizeof(big));
 	ck_assert_int_lt(addr_parse_list(big, sizeof(big), mb, 2, &n, &e), 0);
 	ck_assert_str_eq(e.msg, "header value too long");
+	ck_assert_int_eq(e.code, ADDR_EMALFORMED);
 	ck_assert_int_lt(addr_parse_list("a@x.example\0b", 13, mb, 2, &n, &e), 0);
 	ck_assert_str_eq(e.msg, "NUL byte");
 	/* A display name over the bound is refused, not truncated. */

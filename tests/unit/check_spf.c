@@ -67,9 +67,9 @@ teardown(void)
 static void
 inspect(const char *domain, const char *ip, struct spf_report *r)
 {
-	char err[256];
+	struct spf_err err;
 
-	ck_assert_int_eq(spf_inspect(dns, z, domain, ip, r, err, sizeof(err)), 0);
+	ck_assert_msg(spf_inspect(dns, z, domain, ip, r, &err) == 0, "%s", err.msg);
 }
 
 START_TEST(test_pass)
@@ -183,21 +183,32 @@ END_TEST
 START_TEST(test_mx_form)
 {
 	char buf[300];
-	char mx[4][DNS_NAME_MAX], err[64];
+	char mx[4][DNS_NAME_MAX];
+	struct dns_err err;
+	struct spf_err serr;
+	struct spf_report r;
 	size_t n;
 	static const struct dns_fake_rr mxz[] = {
-	    {"contoso.com", "MX", "contoso-com.mail.protection.outlook.com"}};
-	struct dns *d = dns_fake(mxz, 1);
+	    {"contoso.com", "MX", "contoso-com.mail.protection.outlook.com"},
+	    {"dead.test", "SERVFAIL", ""}};
+	struct dns *d = dns_fake(mxz, 2);
 
 	mx_endpoint_form("contoso.com", buf, sizeof(buf));
 	ck_assert_str_eq(buf, "contoso-com.mail.protection.outlook.com");
 	mx_endpoint_form("Sub.Fabrikam.co.uk", buf, sizeof(buf));
 	ck_assert_str_eq(buf, "sub-fabrikam-co-uk.mail.protection.outlook.com");
-	ck_assert_int_eq(dns_mx(d, "CONTOSO.com", mx, 4, &n, err, sizeof(err)), 0);
+	ck_assert_int_eq(dns_mx(d, "CONTOSO.com", mx, 4, &n, &err), 0);
 	ck_assert_uint_eq(n, 1);
 	ck_assert_str_eq(mx[0], "contoso-com.mail.protection.outlook.com");
-	ck_assert_int_eq(dns_mx(d, "fabrikam.com", mx, 4, &n, err, sizeof(err)), 0);
+	ck_assert_int_eq(dns_mx(d, "fabrikam.com", mx, 4, &n, &err), 0);
 	ck_assert_uint_eq(n, 0);
+	/* A name server that fails is a temporary error, not "no records",
+	 * and SPF passes the code on. */
+	ck_assert_int_eq(dns_mx(d, "dead.test", mx, 4, &n, &err), -1);
+	ck_assert_int_eq(err.code, DNS_ETEMP);
+	ck_assert_int_eq(spf_inspect(d, NULL, "dead.test", NULL, &r, &serr), -1);
+	ck_assert_int_eq(serr.code, SPF_ETEMP);
+	ck_assert_ptr_nonnull(strstr(serr.msg, "dead.test"));
 	dns_free(d);
 }
 END_TEST

@@ -218,11 +218,11 @@ END_TEST
 static void
 parse(const char *text, struct message *m)
 {
-	char err[256];
+	struct msg_err err;
 	char *buf = strdup(text);
 
 	ck_assert_ptr_nonnull(buf);
-	ck_assert_msg(message_parse(buf, strlen(text), m, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(message_parse(buf, strlen(text), m, &err) == 0, "%s", err.msg);
 }
 
 START_TEST(test_message_fields)
@@ -471,7 +471,7 @@ START_TEST(test_assertion_wrong_key)
 	app.assertion = ASSERTION_PS256;
 	ck_assert_int_eq(
 	    oauth_assertion(&app, "https://l/t/oauth2/v2.0/token", 1, jwt, sizeof(jwt), &e), -1);
-	ck_assert(e.local);
+	ck_assert_int_eq(e.code, OAUTH_ELOCAL);
 	ck_assert_ptr_nonnull(strstr(e.msg, "does not match"));
 	unlink(other);
 }
