@@ -145,6 +145,14 @@ explain_print(const struct explain_in *in, const struct policy_msg *m,
 			       m->mailbox ? " as mailbox " : "", m->mailbox ? m->mailbox->name : "",
 			       m->connector ? " through connector " : "",
 			       m->connector ? m->connector->name : "");
+		if (m->reply.verdict == VERDICT_ACCEPT && m->mode == MODE_HVE)
+			printf(
+			    "             (an HVE account: High Volume Email, internal recipients "
+			    "only)\n");
+		else if (m->reply.verdict == VERDICT_ACCEPT && m->mode == MODE_GRAPH)
+			printf("             (Microsoft Graph sendMail: %s)\n",
+			       m->domain->mode == MODE_GRAPH ? "the domain is pinned to graph"
+			                                     : "the mailbox has smtp_auth = no");
 	}
 	printf("verdict:     %s\n", reply_format(&m->reply, buf, sizeof(buf)));
 	printf("log:         %s\n", policy_summary(m, buf, sizeof(buf)));

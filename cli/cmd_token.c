@@ -1,8 +1,10 @@
 /*
- * cmd_token.c - m365ctl token test APP [--mailbox ADDR]: get a token from
- * the endpoint (not the cache), show what Microsoft put in it (audience,
- * roles, expiry; never the token itself), and with --mailbox try an SMTP
- * AUTH XOAUTH2 round trip as that mailbox.
+ * cmd_token.c - m365ctl token test APP [--mailbox ADDR | --graph ADDR]:
+ * get a token from the endpoint (not the cache), show what Microsoft put
+ * in it (audience, roles, expiry; never the token itself), and with
+ * --mailbox try an SMTP AUTH XOAUTH2 round trip as that mailbox; with
+ * --graph get a token for the tenant's Graph scope instead and read the
+ * mailbox with it (GET /v1.0/users/ADDR: sends nothing).
  */
 #include "config.h"
 
@@ -21,7 +23,7 @@
 #include "net/smtp.h"
 
 static void
-show_claims(const char *token)
+show_claims(const char *token, const char *role)
 {
 	char json[8192];
 	json_object *j, *v;
@@ -46,9 +48,9 @@ show_claims(const char *token)
 		printf("%-12s %s (in %lds)\n", "expires", buf, (long)(exp - time(NULL)));
 	}
 	if (!json_object_object_get_ex(j, "roles", &v) ||
-	    strstr(json_object_get_string(v), "SMTP.SendAsApp") == NULL)
-		printf("warning:     no SMTP.SendAsApp role: grant it to the app and give "
-		       "admin consent\n");
+	    strstr(json_object_get_string(v), role) == NULL)
+		printf("warning:     no %s role: grant it to the app and give admin consent\n",
+		       role);
 	json_object_put(j);
 }
 
@@ -95,12 +97,96 @@ out:
 	return rc;
 }
 
+static size_t
+keep_body(char *p, size_t size, size_t n, void *arg)
+{
+	char *buf = arg;
+	size_t have = strlen(buf), add = size * n;
+
+	if (have + 1 < 4096)
+		snprintf(buf + have, 4096 - have, "%.*s",
+		         (int)(add < 4095 - have ? add : 4095 - have), p);
+	return size * n;
+}
+
+/* graph_round_trip - GET /v1.0/users/{mailbox} with the Graph token */
+static int
+graph_round_trip(const struct conf *conf, const struct app *app, const char *mailbox,
+                 const char *token)
+{
+	char body[4096] = "", errbuf[CURL_ERROR_SIZE] = "", *box, *url = NULL, *auth = NULL;
+	struct curl_slist *h = NULL;
+	json_object *j, *err, *v;
+	CURL *curl = curl_easy_init();
+	long status = 0;
+	int rc = 1;
+
+	if (curl == NULL || (box = curl_easy_escape(curl, mailbox, 0)) == NULL)
+		goto out;
+	if (asprintf(&url, "%s/v1.0/users/%s", app->tenant->graph_endpoint, box) < 0)
+		url = NULL;
+	curl_free(box);
+	if (url == NULL || asprintf(&auth, "Authorization: Bearer %s", token) < 0) {
+		auth = NULL;
+		goto out;
+	}
+	h = curl_slist_append(h, auth);
+	printf("graph:       GET %s\n", url);
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, keep_body);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, (void *)body);
+	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
+	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https");
+	curl_easy_setopt(curl, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	if (conf->transport.ca_file != NULL)
+		curl_easy_setopt(curl, CURLOPT_CAINFO, conf->transport.ca_file);
+	if (curl_easy_perform(curl) != CURLE_OK) {
+		printf("graph:       failed: %s\n", errbuf);
+		goto out;
+	}
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	printf("status:      HTTP %ld\n", status);
+	if (status == 200) {
+		printf("result:      OK, the app can use Graph as %s (sendMail needs the "
+		       "application permission Mail.Send)\n",
+		       mailbox);
+		rc = 0;
+	} else if ((j = json_tokener_parse(body)) != NULL) {
+		json_object *msg = NULL;
+		if (json_object_object_get_ex(j, "error", &err) &&
+		    json_object_object_get_ex(err, "code", &v)) {
+			json_object_object_get_ex(err, "message", &msg);
+			printf("error:       %s: %s\n", json_object_get_string(v),
+			       msg != NULL ? json_object_get_string(msg) : "");
+		}
+		json_object_put(j);
+		printf("hint:        %s\n",
+		       status == 401 ? "the token is not for this Graph endpoint (graph_endpoint, "
+		                       "graph_scope)"
+		       : status == 403
+		           ? "grant the app Mail.Send (application) with admin consent; "
+		             "an application access policy may exclude this mailbox"
+		       : status == 404 ? "no such mailbox in the tenant"
+		                       : "see the error above");
+	}
+out:
+	curl_slist_free_all(h);
+	free(url);
+	free(auth);
+	if (curl != NULL)
+		curl_easy_cleanup(curl);
+	return rc;
+}
+
 int
 cmd_token(const char *conf_file, int argc, char **argv)
 {
 	static const struct option opts[] = {{"mailbox", required_argument, NULL, 'm'},
+	                                     {"graph", required_argument, NULL, 'g'},
 	                                     {NULL, 0, NULL, 0}};
-	const char *mailbox = NULL, *name;
+	const char *mailbox = NULL, *graph = NULL, *name, *scope;
 	const struct app *app = NULL;
 	struct oauth_token tok;
 	struct oauth_err e;
@@ -111,10 +197,15 @@ cmd_token(const char *conf_file, int argc, char **argv)
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c != 'm')
+		if (c == 'm')
+			mailbox = optarg;
+		else if (c == 'g')
+			graph = optarg;
+		else
 			goto usage;
-		mailbox = optarg;
 	}
+	if (mailbox != NULL && graph != NULL)
+		goto usage;
 	if (argc - optind != 2 || strcmp(argv[optind], "test") != 0)
 		goto usage;
 	name = argv[optind + 1];
@@ -135,8 +226,18 @@ cmd_token(const char *conf_file, int argc, char **argv)
 	       : app->assertion == ASSERTION_PS256 ? "certificate, PS256"
 	                                           : "certificate, RS256");
 	printf("endpoint:    %s\n", url);
+	if (graph != NULL && app->tenant->graph_endpoint == NULL) {
+		fprintf(stderr,
+		        "m365ctl: tenant %s has no graph_endpoint (its authority is not a "
+		        "known cloud): give one\n",
+		        app->tenant->name);
+		conf_free(conf);
+		return 1;
+	}
+	scope = graph != NULL ? app->tenant->graph_scope : app->tenant->scope;
+	printf("scope:       %s\n", scope);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	if (oauth_fetch(conf, app, &tok, &e) < 0) {
+	if (oauth_fetch(conf, app, scope, &tok, &e) < 0) {
 		printf("token:       FAILED: %s\n", e.msg);
 		if (e.hint != NULL)
 			printf("hint:        %s\n", e.hint);
@@ -145,13 +246,16 @@ cmd_token(const char *conf_file, int argc, char **argv)
 		return 1;
 	}
 	printf("token:       obtained (not shown)\n");
-	show_claims(tok.access);
-	rc = mailbox ? smtp_round_trip(conf, app, mailbox, tok.access) : 0;
+	show_claims(tok.access, graph != NULL ? "Mail.Send" : "SMTP.SendAsApp");
+	rc = mailbox ? smtp_round_trip(conf, app, mailbox, tok.access)
+	     : graph ? graph_round_trip(conf, app, graph, tok.access)
+	             : 0;
 	memset(&tok, 0, sizeof(tok));
 	conf_free(conf);
 	curl_global_cleanup();
 	return rc;
 usage:
-	fprintf(stderr, "usage: m365ctl [-c FILE] token test APP [--mailbox ADDRESS]\n");
+	fprintf(stderr,
+	        "usage: m365ctl [-c FILE] token test APP [--mailbox ADDRESS | --graph ADDRESS]\n");
 	return 2;
 }

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "deliver.h"
+#include "graph.h"
 #include "plan.h"
 #include "util/log.h"
 #include "net/oauth.h"
@@ -41,15 +42,6 @@
 #include "net/smtp.h"
 #include "store/store.h"
 #include "util/util.h"
-
-static void
-sleep_ms(uint64_t ms)
-{
-	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 /* Step 4: the session -------------------------------------------------------------------- */
 
@@ -143,6 +135,25 @@ session_open(const struct delivery *d, const struct plan *p, struct smtp *s, str
 	return 0;
 }
 
+int
+mailbox_token(const struct delivery *d, const struct mailbox_conf *mb, const char *scope,
+              const char *rejected, struct oauth_token *tok, struct outcome *o)
+{
+	struct oauth_err e;
+
+	if (oauth_get(d->conf, mb->app, scope, rejected, tok, &e) == 0)
+		return 0;
+	outcome_local(o, OUT_DEFER,
+	              e.code == OAUTH_EREFUSED ? "4.7.8"
+	              : e.code == OAUTH_ELOCAL ? "4.3.5"
+	                                       : "4.4.1",
+	              "OAuth token for app %s: %s", mb->app->name, e.msg);
+	log_warnx("%s: %s", d->qid, o->line);
+	if (e.hint != NULL)
+		log_warnx("%s: hint: AADSTS%ld: %s", d->qid, e.aadsts, e.hint);
+	return -1;
+}
+
 static int
 authenticate(const struct delivery *d, const struct plan *p, struct smtp *s, struct outcome *o)
 {
@@ -151,9 +162,10 @@ authenticate(const struct delivery *d, const struct plan *p, struct smtp *s, str
 
 	if (mb->auth == AUTH_BASIC) {
 		char pw[1024];
-		log_warnx("%s: mailbox %s uses Basic authentication, which Microsoft "
-		          "turns off by default at the end of 2026; configure an app",
-		          d->qid, mb->name);
+		if (!mb->hve) /* High Volume Email keeps Basic */
+			log_warnx("%s: mailbox %s uses Basic authentication, which Microsoft "
+			          "turns off by default at the end of 2026; configure an app",
+			          d->qid, mb->name);
 		if (read_password(mb->password_file, pw, sizeof(pw)) < 0) {
 			outcome_local(o, OUT_DEFER, "4.3.5", "password_file %s: %s",
 			              mb->password_file, strerror(errno));
@@ -166,21 +178,11 @@ authenticate(const struct delivery *d, const struct plan *p, struct smtp *s, str
 		memset(pw, 0, sizeof(pw));
 	} else {
 		struct oauth_token tok;
-		struct oauth_err e;
 		int tries;
 		for (tries = 0; tries < 2; tries++) {
-			if (oauth_get(d->conf, mb->app, tries ? tok.access : NULL, &tok, &e) < 0) {
-				outcome_local(o, OUT_DEFER,
-				              e.code == OAUTH_EREFUSED ? "4.7.8"
-				              : e.code == OAUTH_ELOCAL ? "4.3.5"
-				                                       : "4.4.1",
-				              "OAuth token for app %s: %s", mb->app->name, e.msg);
-				log_warnx("%s: %s", d->qid, o->line);
-				if (e.hint != NULL)
-					log_warnx("%s: hint: AADSTS%ld: %s", d->qid, e.aadsts,
-					          e.hint);
+			if (mailbox_token(d, mb, mb->tenant->scope, tries ? tok.access : NULL, &tok,
+			                  o) < 0)
 				return -1;
-			}
 			if (smtp_auth_xoauth2(s, mb->name, tok.access, &r) < 0)
 				return net_failure(d, s, "AUTH", o);
 			/* A token refused once: drop it, fetch another, try once more. */
@@ -188,6 +190,7 @@ authenticate(const struct delivery *d, const struct plan *p, struct smtp *s, str
 				continue;
 			break;
 		}
+		memset(&tok, 0, sizeof(tok));
 	}
 	if (r.code != 235)
 		return refused(d, p, &r, "AUTH", o);
@@ -196,7 +199,7 @@ authenticate(const struct delivery *d, const struct plan *p, struct smtp *s, str
 
 /* Steps 3 and 5: pacing ------------------------------------------------------------------- */
 
-static int
+int
 take_slot(const struct delivery *d, const struct plan *p, struct store *st, const struct holder *me,
           struct outcome *o)
 {
@@ -219,7 +222,7 @@ take_slot(const struct delivery *d, const struct plan *p, struct store *st, cons
 			              d->conf->transport.pacing_wait);
 			return -1;
 		}
-		sleep_ms(50 + (uint64_t)(random() % 150));
+		m3_sleep_ms(50 + (uint64_t)(random() % 150));
 	}
 }
 
@@ -236,7 +239,7 @@ release(struct store *st, const struct mailbox_conf *mb, uint64_t *admitted)
 	*admitted = 0;
 }
 
-static int
+int
 take_windows(const struct delivery *d, const struct plan *p, struct store *st, uint64_t k,
              uint64_t *admitted, struct outcome *o)
 {
@@ -283,7 +286,7 @@ take_windows(const struct delivery *d, const struct plan *p, struct store *st, u
 			              m3_utc_hms(free_at, when, sizeof(when)));
 			return -1;
 		}
-		sleep_ms(free_at > now ? free_at - now : 1);
+		m3_sleep_ms(free_at > now ? free_at - now : 1);
 	}
 	rc = store_rcpt_take(st, "out", mb->name, &mb->recipients, k, store_now(), &free_at, &e);
 	if (rc != STORE_OK)
@@ -425,22 +428,6 @@ out:
 
 /* Everything -------------------------------------------------------------------------------- */
 
-/* One attempt at a delivery: what the steps share. */
-struct attempt {
-	struct delivery *d;
-	struct plan p;
-	struct rcpt *rc;           /* per recipient of d */
-	struct outcome first_temp; /* the first temporary failure, for the deferral */
-	struct store *st;
-	struct smtp s;
-	struct holder me; /* the session slot's holder, when slot */
-	bool slot, by_policy;
-	uint64_t admitted; /* the message window's stamp to retime, or 0 */
-	const char **todo; /* the recipients this attempt sends to */
-	size_t n_todo, n_now;
-	struct smtp_reply *rr, final; /* their RCPT replies; the end of DATA */
-};
-
 /* Step 2: recipients an earlier attempt settled are not sent to again. */
 static int
 journal_read(struct attempt *a, struct outcome *o)
@@ -474,7 +461,7 @@ journal_read(struct attempt *a, struct outcome *o)
 }
 
 /* rcpt_outcome - recipient i's reply r: its state, the journal, the log line */
-static void
+void
 rcpt_outcome(struct attempt *a, size_t i, const struct smtp_reply *r)
 {
 	struct delivery *d = a->d;
@@ -509,7 +496,9 @@ rcpt_outcome(struct attempt *a, size_t i, const struct smtp_reply *r)
 	log_info("%s: to=<%s> relay=%s[%s]:%u mode=%s%s%s tls=%s%s status=%s (%d %s)", d->qid,
 	         rc->addr, a->p.host, a->s.net.peer, a->p.port, mode_name(a->p.mode),
 	         a->p.mailbox ? " mailbox=" : "", a->p.mailbox ? a->p.mailbox->name : "",
-	         a->s.net.tls_version ? a->s.net.tls_version : "none",
+	         a->p.mode == MODE_GRAPH ? "https"
+	         : a->s.net.tls_version  ? a->s.net.tls_version
+	                                 : "none",
 	         a->s.net.resumed ? " resumed" : "",
 	         rc->state == R_DONE     ? "sent"
 	         : rc->state == R_FAILED ? "bounced"
@@ -563,7 +552,7 @@ session_ready(struct attempt *a, struct outcome *o)
 	/* One submission holds at most the mailbox's recipients_per_message:
 	 * Postfix splits deliveries (m365_destination_recipient_limit); one
 	 * larger than that is a configuration to fix, and waits for it. */
-	if (p->mode == MODE_SMTP_AUTH && a->n_todo > p->mailbox->recipients_per_message) {
+	if (mode_has_mailbox(p->mode) && a->n_todo > p->mailbox->recipients_per_message) {
 		outcome_local(o, OUT_DEFER, "4.5.3",
 		              "%zu recipients in one delivery, more than %s takes in one "
 		              "message (%u): set m365_destination_recipient_limit to at most "
@@ -571,7 +560,9 @@ session_ready(struct attempt *a, struct outcome *o)
 		              a->n_todo, p->mailbox->name, p->mailbox->recipients_per_message);
 		return -1;
 	}
-	if (p->mode == MODE_SMTP_AUTH) {
+	if (p->mode == MODE_GRAPH)
+		return graph_ready(a, o);
+	if (mode_has_mailbox(p->mode)) {
 		store_self(&a->me, store_now());
 		if (take_slot(d, p, a->st, &a->me, o) < 0)
 			return -1;
@@ -592,10 +583,10 @@ session_ready(struct attempt *a, struct outcome *o)
 		              d->msg.size, p->host, a->s.size_limit);
 		return -1;
 	}
-	if (p->mode == MODE_SMTP_AUTH && authenticate(d, p, &a->s, o) < 0)
+	if (mode_has_mailbox(p->mode) && authenticate(d, p, &a->s, o) < 0)
 		return -1;
 	/* The windows, now that the message is about to go. */
-	if (p->mode == MODE_SMTP_AUTH && take_windows(d, p, a->st, a->n_todo, &a->admitted, o) < 0)
+	if (mode_has_mailbox(p->mode) && take_windows(d, p, a->st, a->n_todo, &a->admitted, o) < 0)
 		return -1;
 	return 0;
 }
@@ -634,6 +625,8 @@ attempt_end(struct attempt *a, struct outcome *o)
 
 	if (a->s.net.fd >= 0)
 		smtp_quit(&a->s);
+	graph_close(&a->curl);
+	sbuf_free(&a->mime);
 	if (a->slot && store_slot_release(a->st, a->p.mailbox->name, &a->me, &se) < 0)
 		log_warnx("%s: releasing the session slot: %s (it frees when this process ends)",
 		          a->d->qid, se.msg);
@@ -687,6 +680,12 @@ deliver(struct delivery *d, struct outcome *o)
 	/* Steps 3 to 5, then 6: the transaction, and 7: the outcome. */
 	if (session_ready(&a, o) < 0)
 		goto out;
+	if (a.p.mode == MODE_GRAPH) {
+		graph_transact(&a);
+		finish(d, a.rc, a.st, o, &a.first_temp, a.final.code / 100 == 2 ? &a.final : NULL,
+		       a.n_now);
+		goto out;
+	}
 	if (transact(&a) < 0) {
 		finish(d, a.rc, a.st, o, &a.first_temp, NULL, 0);
 		goto out;

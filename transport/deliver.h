@@ -49,6 +49,12 @@ struct dsn_err {
 	char msg[PATH_MAX + 64];
 };
 
+struct oauth_token;
+/* mailbox_token - mb's app token for scope (rejected: one the server
+ * refused); -1 with a deferral in o (deliver.c) */
+int mailbox_token(const struct delivery *d, const struct mailbox_conf *mb, const char *scope,
+                  const char *rejected, struct oauth_token *tok, struct outcome *o);
+
 /* dsn_send - report recipients that failed while others were delivered;
  * every failure defers (the journal keeps the outcomes, the retry sends
  * only the report) */

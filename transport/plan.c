@@ -250,6 +250,32 @@ plan_endpoint(const struct delivery *d, struct plan *p, struct outcome *o)
 		p->port = t->smtp_port;
 		p->tls_required = p->tls_verify = true;
 		return 0;
+	case MODE_HVE:
+		if (p->mailbox == NULL || !p->mailbox->hve) {
+			outcome_local(o, OUT_DEFER, "4.3.5", "hve without an HVE account");
+			return -1;
+		}
+		p->host = t->hve_host;
+		p->port = t->hve_port;
+		p->tls_required = p->tls_verify = true;
+		return 0;
+	case MODE_GRAPH:
+		if (p->mailbox == NULL || p->mailbox->app == NULL || t->graph_endpoint == NULL) {
+			outcome_local(o, OUT_DEFER, "4.3.5",
+			              "graph needs a mailbox with an app and the tenant's "
+			              "graph_endpoint");
+			return -1;
+		}
+		/* "https://host[:port]" -> host, port for the log */
+		snprintf(p->graph_host, sizeof(p->graph_host), "%.*s",
+		         (int)strcspn(t->graph_endpoint + 8, ":/"), t->graph_endpoint + 8);
+		p->host = p->graph_host;
+		p->port = t->graph_endpoint[8 + strcspn(t->graph_endpoint + 8, ":/")] == ':'
+		              ? (unsigned)atoi(t->graph_endpoint + 9 +
+		                               strcspn(t->graph_endpoint + 8, ":/"))
+		              : 443;
+		p->tls_required = p->tls_verify = true;
+		return 0;
 	case MODE_RELAY:
 	case MODE_DIRECT_SEND:
 		if (t->mx_endpoint == NULL) {

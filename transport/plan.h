@@ -14,6 +14,8 @@
 #include <stdbool.h>
 
 #include "deliver.h"
+#include "net/smtp.h"
+#include "util/sbuf.h"
 #include "policy/policy.h"
 #include "store/store.h"
 
@@ -33,10 +35,40 @@ struct plan {
 	const struct connector *connector;
 	const char *host;
 	unsigned port;
+	char graph_host[256]; /* mode graph: the host of graph_endpoint */
 	bool tls_required, tls_verify;
 	const char *sender; /* MAIL FROM (may point into edits) */
 	struct edits edits; /* the policy's, when it decided */
 };
+
+/* One attempt at a delivery: what the steps share. */
+struct attempt {
+	struct delivery *d;
+	struct plan p;
+	struct rcpt *rc;           /* per recipient of d */
+	struct outcome first_temp; /* the first temporary failure, for the deferral */
+	struct store *st;
+	struct smtp s;
+	void *curl;       /* mode graph: the connection kept for the delivery */
+	struct sbuf mime; /* mode graph: what Graph is given */
+	struct holder me; /* the session slot's holder, when slot */
+	bool slot, by_policy;
+	uint64_t admitted; /* the message window's stamp to retime, or 0 */
+	const char **todo; /* the recipients this attempt sends to */
+	size_t n_todo, n_now;
+	struct smtp_reply *rr, final; /* their RCPT replies; the end of DATA */
+};
+
+/* the steps deliver.c shares with graph.c */
+int take_slot(const struct delivery *d, const struct plan *p, struct store *st,
+              const struct holder *me, struct outcome *o);
+int take_windows(const struct delivery *d, const struct plan *p, struct store *st, uint64_t k,
+                 uint64_t *admitted, struct outcome *o);
+/* rcpt_outcome - recipient i's reply r: its state, the journal, the log line */
+void rcpt_outcome(struct attempt *a, size_t i, const struct smtp_reply *r);
+/* graph_ready, graph_transact - steps 3 to 6 for mode graph (graph.c) */
+int graph_ready(struct attempt *a, struct outcome *o);
+void graph_transact(struct attempt *a);
 
 /* plan_delivery - step 1 into p; recipients the policy refuses are marked
  * in rc (first_temp: the first temporary refusal); the message is made

@@ -92,28 +92,29 @@ static cfg_opt_t store_opts[] = {OPT("backend"),
                                  OPT("on_error"),
                                  CFG_END()};
 
-static cfg_opt_t transport_opts[] = {OPT("helo_name"),
-                                     OPT("ca_file"),
-                                     OPT("max_size"),
-                                     OPT("timeout_connect"),
-                                     OPT("timeout_greeting"),
-                                     OPT("timeout_command"),
-                                     OPT("timeout_data"),
-                                     OPT("timeout_block"),
-                                     OPT("timeout_dot"),
-                                     OPT("pacing_wait"),
-                                     OPT("direct_send_tls"),
-                                     OPT("local_submitter"),
-                                     OPT("sendmail"),
-                                     OPT("token_margin"),
-                                     OPT("token_timeout"),
-                                     OPT("unverified_route"),
-                                     CFG_END()};
+static cfg_opt_t transport_opts[] = {
+    OPT("helo_name"),       OPT("ca_file"),          OPT("max_size"),
+    OPT("graph_max_size"),  OPT("timeout_connect"),  OPT("timeout_greeting"),
+    OPT("timeout_command"), OPT("timeout_data"),     OPT("timeout_block"),
+    OPT("timeout_dot"),     OPT("pacing_wait"),      OPT("direct_send_tls"),
+    OPT("local_submitter"), OPT("sendmail"),         OPT("token_margin"),
+    OPT("token_timeout"),   OPT("unverified_route"), CFG_END()};
 
-static cfg_opt_t tenant_opts[] = {
-    LIST("accepted_domains"), OPT("mx_endpoint"), OPT("mx_port"),   OPT("egress_ip"),
-    OPT("direct_send"),       OPT("smtp_host"),   OPT("smtp_port"), OPT("authority"),
-    OPT("tenant_id"),         OPT("scope"),       CFG_END()};
+static cfg_opt_t tenant_opts[] = {LIST("accepted_domains"),
+                                  OPT("mx_endpoint"),
+                                  OPT("mx_port"),
+                                  OPT("egress_ip"),
+                                  OPT("direct_send"),
+                                  OPT("smtp_host"),
+                                  OPT("smtp_port"),
+                                  OPT("authority"),
+                                  OPT("tenant_id"),
+                                  OPT("scope"),
+                                  OPT("graph_endpoint"),
+                                  OPT("graph_scope"),
+                                  OPT("hve_host"),
+                                  OPT("hve_port"),
+                                  CFG_END()};
 
 static cfg_opt_t app_opts[] = {OPT("tenant"),
                                OPT("client_id"),
@@ -123,10 +124,17 @@ static cfg_opt_t app_opts[] = {OPT("tenant"),
                                OPT("assertion"),
                                CFG_END()};
 
-static cfg_opt_t mailbox_opts[] = {
-    OPT("auth"),     OPT("app"),        OPT("password_file"), LIST("send_as"),
-    OPT("messages"), OPT("recipients"), OPT("sessions"),      OPT("recipients_per_message"),
-    CFG_END()};
+static cfg_opt_t mailbox_opts[] = {OPT("auth"),
+                                   OPT("app"),
+                                   OPT("password_file"),
+                                   LIST("send_as"),
+                                   OPT("messages"),
+                                   OPT("recipients"),
+                                   OPT("sessions"),
+                                   OPT("recipients_per_message"),
+                                   OPT("smtp_auth"),
+                                   OPT("hve"),
+                                   CFG_END()};
 
 static cfg_opt_t connector_opts[] = {OPT("tenant"), OPT("type"), OPT("certificate_file"),
                                      OPT("key_file"), CFG_END()};

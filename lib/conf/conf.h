@@ -34,6 +34,8 @@ enum mode {
 	MODE_SMTP_AUTH,   /* smtp.office365.com:587, a mailbox authenticates */
 	MODE_DIRECT_SEND, /* tenant MX endpoint, internal recipients only */
 	MODE_RELAY,       /* tenant MX endpoint through an inbound connector */
+	MODE_GRAPH,       /* Microsoft Graph sendMail, as a mailbox (app-only token) */
+	MODE_HVE,         /* High Volume Email: smtp-hve.office365.com:587, internal only */
 };
 
 enum mailbox_auth { AUTH_OAUTH, AUTH_BASIC };
@@ -65,9 +67,13 @@ struct tenant {
 	bool direct_send;      /* false when the tenant has RejectDirectSend */
 	const char *smtp_host; /* smtp.office365.com */
 	unsigned smtp_port;
-	const char *authority; /* https://login.microsoftonline.com */
-	const char *tenant_id; /* GUID or domain */
-	const char *scope;     /* https://outlook.office365.com/.default */
+	const char *authority;      /* https://login.microsoftonline.com */
+	const char *tenant_id;      /* GUID or domain */
+	const char *scope;          /* https://outlook.office365.com/.default */
+	const char *graph_endpoint; /* https://graph.microsoft.com (follows the cloud) */
+	const char *graph_scope;    /* {graph_endpoint}/.default */
+	const char *hve_host;       /* smtp-hve.office365.com */
+	unsigned hve_port;
 };
 
 struct app {
@@ -94,6 +100,8 @@ struct mailbox_conf {
 	struct limit recipients;         /* default 10000/24h */
 	unsigned sessions;               /* default 3 */
 	unsigned recipients_per_message; /* in one submission (transport); default 500 */
+	bool smtp_auth; /* false: SMTP AUTH is off for it; auto sends through Graph */
+	bool hve;       /* a High Volume Email account (a mail user, internal only) */
 };
 
 struct connector {
@@ -157,9 +165,10 @@ enum tls_policy { TLS_REQUIRED, TLS_OPPORTUNISTIC };
 enum unverified_action { UNVERIFIED_DECIDE, UNVERIFIED_DEFER };
 
 struct transport_conf {
-	const char *helo_name;  /* NULL: the host name */
-	const char *ca_file;    /* NULL: the system store */
-	unsigned long max_size; /* bytes */
+	const char *helo_name;        /* NULL: the host name */
+	const char *ca_file;          /* NULL: the system store */
+	unsigned long max_size;       /* bytes */
+	unsigned long graph_max_size; /* MIME bytes in one Graph sendMail request */
 	int timeout_connect, timeout_greeting, timeout_command, timeout_data, timeout_block,
 	    timeout_dot;
 	int pacing_wait; /* seconds waiting for a slot or window */
@@ -259,7 +268,9 @@ const struct domain_policy *conf_domain(const struct conf *conf, const char *nam
 
 /* mode_parse - the mode named by s (n bytes); -1 if none is */
 int mode_parse(const char *s, size_t n, enum mode *mode);
-/* mode_name - "auto", "smtp-auth", "direct-send", "relay" */
+/* mode_has_mailbox - whether a mode sends as a mailbox (smtp-auth, graph, hve) */
+bool mode_has_mailbox(enum mode mode);
+/* mode_name - "auto", "smtp-auth", "direct-send", "relay", "graph", "hve" */
 const char *mode_name(enum mode mode);
 /* limit_parse - "30/60s", "10000/24h", "5/2s" -> struct limit; -1 if bad */
 int limit_parse(const char *s, struct limit *l, const char **err);

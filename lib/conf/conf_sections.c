@@ -83,6 +83,8 @@ static const struct enum_name mode_names[] = {{"auto", MODE_AUTO},
                                               {"smtp-auth", MODE_SMTP_AUTH},
                                               {"direct-send", MODE_DIRECT_SEND},
                                               {"relay", MODE_RELAY},
+                                              {"graph", MODE_GRAPH},
+                                              {"hve", MODE_HVE},
                                               {NULL, 0}};
 
 static const struct enum_name auth_names[] = {
@@ -117,6 +119,12 @@ mode_parse(const char *s, size_t n, enum mode *mode)
 			return 0;
 		}
 	return -1;
+}
+
+bool
+mode_has_mailbox(enum mode mode)
+{
+	return mode == MODE_SMTP_AUTH || mode == MODE_GRAPH || mode == MODE_HVE;
 }
 
 const char *
@@ -256,6 +264,7 @@ build_transport(struct build *b, cfg_t *root)
 	size_t i;
 
 	t->max_size = DEF_MAX_SIZE;
+	t->graph_max_size = DEF_GRAPH_MAX_SIZE;
 	t->timeout_connect = DEF_TIMEOUT_CONNECT;
 	t->timeout_greeting = DEF_TIMEOUT_GREETING;
 	t->timeout_command = DEF_TIMEOUT_COMMAND;
@@ -281,6 +290,8 @@ build_transport(struct build *b, cfg_t *root)
 		check_file(b, floc, "ca_file", t->ca_file, false);
 	get_uint(b, sec, "max_size", t->max_size, 1024, 157286400, &v);
 	t->max_size = v;
+	get_uint(b, sec, "graph_max_size", t->graph_max_size, 1024, 157286400, &v);
+	t->graph_max_size = v;
 	t->timeout_connect = get_timeout(b, sec, "timeout_connect", t->timeout_connect);
 	t->timeout_greeting = get_timeout(b, sec, "timeout_greeting", t->timeout_greeting);
 	t->timeout_command = get_timeout(b, sec, "timeout_command", t->timeout_command);
@@ -329,6 +340,64 @@ need_name(struct build *b, const struct locstr *ls, const char *opt, const char 
 		     "%s: \"%s\" is an IP address: Microsoft's certificate names %s, so "
 		     "TLS verification would fail and every delivery defer; write the name",
 		     opt, ls->s, name);
+}
+
+/*
+ * The Graph endpoint follows the tenant's cloud, as the token authority
+ * does: the authority's host names the cloud unless graph_endpoint is
+ * given.  Microsoft's national-cloud page lists these pairs; DoD shares
+ * GCC High's authority, so it must name dod-graph.microsoft.us itself.
+ */
+static const struct {
+	const char *authority_host, *graph;
+} clouds[] = {
+    {"login.microsoftonline.com", "https://graph.microsoft.com"},
+    {"login.microsoftonline.us", "https://graph.microsoft.us"},
+    {"login.chinacloudapi.cn", "https://microsoftgraph.chinacloudapi.cn"},
+    {"login.partner.microsoftonline.cn", "https://microsoftgraph.chinacloudapi.cn"},
+};
+
+static void
+build_graph_endpoint(struct build *b, cfg_t *sec, struct tenant *t)
+{
+	const struct locstr *ls = get(sec, "graph_endpoint");
+	char *scope;
+	size_t i, n;
+
+	t->graph_endpoint = get_str(b, sec, "graph_endpoint", NULL);
+	if (ls != NULL) {
+		const char *h = ls->s + 8;
+		if (strncmp(ls->s, "https://", 8) != 0) {
+			berr(b, vloc(b, ls), "graph_endpoint: \"%s\" must be an https:// URL",
+			     ls->s);
+			return;
+		}
+		n = h[0] == '[' ? strcspn(h, "]") + 1 : strcspn(h, ":/");
+		need_name(b, ls, "graph_endpoint", h, n, "graph.microsoft.com");
+		if (strchr(h, '/') != NULL && strcmp(strchr(h, '/'), "/") != 0)
+			berr(b, vloc(b, ls),
+			     "graph_endpoint: \"%s\" has a path; give the service root, "
+			     "e.g. https://graph.microsoft.com",
+			     ls->s);
+	} else {
+		const char *h = t->authority + 8;
+		n = strcspn(h, ":/");
+		for (i = 0; i < NELEM(clouds); i++)
+			if (strlen(clouds[i].authority_host) == n &&
+			    m3_ncasecmp(h, clouds[i].authority_host, n) == 0)
+				t->graph_endpoint = clouds[i].graph;
+	}
+	t->graph_scope = get_str(b, sec, "graph_scope", NULL);
+	if (t->graph_endpoint == NULL)
+		return; /* an authority of no known cloud: graph mode must name it */
+	n = strlen(t->graph_endpoint);
+	while (n > 0 && t->graph_endpoint[n - 1] == '/')
+		n--;
+	t->graph_endpoint = arena_strndup(b->conf->arena, t->graph_endpoint, n);
+	if (t->graph_scope != NULL || asprintf(&scope, "%s/.default", t->graph_endpoint) < 0)
+		return;
+	t->graph_scope = arena_strdup(b->conf->arena, scope);
+	free(scope);
 }
 
 void
@@ -384,6 +453,13 @@ build_tenant(struct build *b, cfg_t *sec, struct tenant *t)
 		need_name(b, ls, "authority", h, n, "login.microsoftonline.com");
 	}
 	t->scope = get_str(b, sec, "scope", DEF_SCOPE);
+	build_graph_endpoint(b, sec, t);
+	t->hve_host = get_str(b, sec, "hve_host", DEF_HVE_HOST);
+	ls = get(sec, "hve_host");
+	if (ls != NULL)
+		need_name(b, ls, "hve_host", ls->s, strlen(ls->s), DEF_HVE_HOST);
+	get_uint(b, sec, "hve_port", DEF_HVE_PORT, 1, 65535, &port);
+	t->hve_port = (unsigned)port;
 	t->tenant_id = get_str(b, sec, "tenant_id", NULL);
 	if (t->tenant_id == NULL) {
 		for (i = 0; i < t->n_accepted; i++)
@@ -470,6 +546,7 @@ void
 build_mailbox(struct build *b, cfg_t *sec, struct mailbox_conf *m)
 {
 	const struct limit def_msg = DEF_MESSAGES, def_rcpt = DEF_RECIPIENTS;
+	const struct limit hve_msg = DEF_HVE_MESSAGES, hve_rcpt = DEF_HVE_RECIPIENTS;
 	const struct locstr *app = get(sec, "app");
 	struct conf_loc floc;
 	unsigned long v;
@@ -485,6 +562,7 @@ build_mailbox(struct build *b, cfg_t *sec, struct mailbox_conf *m)
 			     "any tenant",
 			     m->name, m->addr.domain);
 	}
+	get_bool(b, sec, "hve", false, &m->hve);
 	m->password_file = get_path(b, sec, "password_file", &floc);
 	if (m->password_file != NULL)
 		check_file(b, floc, "password_file", m->password_file, true);
@@ -504,7 +582,7 @@ build_mailbox(struct build *b, cfg_t *sec, struct mailbox_conf *m)
 		berr(b, m->loc, "mailbox \"%s\": auth = oauth needs app = \"NAME\"", m->name);
 	} else if (auth == AUTH_BASIC && m->password_file == NULL) {
 		berr(b, m->loc, "mailbox \"%s\": auth = basic needs password_file", m->name);
-	} else if (auth == AUTH_BASIC) {
+	} else if (auth == AUTH_BASIC && !m->hve) { /* HVE keeps Basic */
 		bwarn(b, m->loc,
 		      "mailbox \"%s\" uses Basic authentication, which Microsoft "
 		      "turns off by default at the end of 2026; use an app (OAuth)",
@@ -518,13 +596,31 @@ build_mailbox(struct build *b, cfg_t *sec, struct mailbox_conf *m)
 		     "belongs to tenant \"%s\"",
 		     m->name, m->tenant->name, m->app->name, m->app->tenant->name);
 	m->send_as = get_list(b, sec, "send_as", &m->n_send_as, check_addr_pattern);
-	get_limit(b, sec, "messages", def_msg, 10000, 86400, &m->messages);
-	get_limit(b, sec, "recipients", def_rcpt, 1000000, 7 * 86400, &m->recipients);
+	get_bool(b, sec, "smtp_auth", true, &m->smtp_auth);
+	get_limit(b, sec, "messages", m->hve ? hve_msg : def_msg, 10000, 86400, &m->messages);
+	get_limit(b, sec, "recipients", m->hve ? hve_rcpt : def_rcpt, 1000000, 7 * 86400,
+	          &m->recipients);
 	get_uint(b, sec, "sessions", DEF_SESSIONS, 1, MAX_SESSIONS, &v);
 	m->sessions = (unsigned)v;
-	get_uint(b, sec, "recipients_per_message", DEF_RCPT_PER_MESSAGE, 1, MAX_RCPT_PER_MESSAGE,
+	get_uint(b, sec, "recipients_per_message",
+	         m->hve ? DEF_HVE_RCPT_PER_MESSAGE : DEF_RCPT_PER_MESSAGE, 1, MAX_RCPT_PER_MESSAGE,
 	         &v);
 	m->recipients_per_message = (unsigned)v;
+	if (m->hve && get(sec, "smtp_auth") != NULL)
+		berr(b, m->loc,
+		     "mailbox \"%s\": smtp_auth does not apply to an HVE account (hve = yes): "
+		     "it always submits to the tenant's hve_host",
+		     m->name);
+	if (!m->smtp_auth && m->auth != AUTH_OAUTH)
+		berr(b, m->loc,
+		     "mailbox \"%s\": smtp_auth = no sends through Microsoft Graph, which "
+		     "needs an app (OAuth with the Mail.Send application permission)",
+		     m->name);
+	if (!m->smtp_auth && m->tenant != NULL && m->tenant->graph_endpoint == NULL)
+		berr(b, m->loc,
+		     "mailbox \"%s\": smtp_auth = no sends through Microsoft Graph, but tenant "
+		     "\"%s\" has no graph_endpoint (its authority is not a known cloud)",
+		     m->name, m->tenant->name);
 }
 
 /* mailbox_may_send_as - the mailbox itself, or one of its Send As patterns */
@@ -592,10 +688,26 @@ build_domain(struct build *b, cfg_t *sec, struct domain_policy *d)
 	}
 
 	/* Every domain must have a way to deliver. */
-	if (d->mode == MODE_SMTP_AUTH && d->mailbox == NULL && get(sec, "mailbox") == NULL)
-		berr(b, d->loc, "domain \"%s\": mode smtp-auth needs mailbox", d->name);
+	if (mode_has_mailbox(d->mode) && d->mailbox == NULL && get(sec, "mailbox") == NULL)
+		berr(b, d->loc, "domain \"%s\": mode %s needs mailbox", d->name,
+		     mode_name(d->mode));
 	if (d->mode == MODE_RELAY && d->connector == NULL && get(sec, "connector") == NULL)
 		berr(b, d->loc, "domain \"%s\": mode relay needs connector", d->name);
+	if (d->mode == MODE_HVE && d->mailbox != NULL && !d->mailbox->hve)
+		berr(b, d->loc,
+		     "domain \"%s\": mode hve needs an HVE account (mailbox %s has no hve = yes)",
+		     d->name, d->mailbox->name);
+	if (d->mode == MODE_GRAPH && d->mailbox != NULL &&
+	    (d->mailbox->auth != AUTH_OAUTH || d->mailbox->hve))
+		berr(b, d->loc,
+		     "domain \"%s\": mode graph needs a mailbox with an app (an HVE account or "
+		     "Basic authentication cannot use Graph)",
+		     d->name);
+	if (d->mode == MODE_GRAPH && d->tenant != NULL && d->tenant->graph_endpoint == NULL)
+		berr(b, d->loc,
+		     "domain \"%s\": mode graph, but tenant \"%s\" has no graph_endpoint (its "
+		     "authority is not a known cloud)",
+		     d->name, d->tenant->name);
 	if (d->tenant != NULL && !d->tenant->direct_send &&
 	    (d->mode == MODE_DIRECT_SEND || (d->mode == MODE_AUTO && get(sec, "mailbox") == NULL &&
 	                                     get(sec, "connector") == NULL)))

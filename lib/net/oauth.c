@@ -392,8 +392,8 @@ oauth_cache_parse(const char *text, size_t len, uint64_t now, struct oauth_token
 }
 
 int
-oauth_fetch(const struct conf *conf, const struct app *app, struct oauth_token *t,
-            struct oauth_err *e)
+oauth_fetch(const struct conf *conf, const struct app *app, const char *scope,
+            struct oauth_token *t, struct oauth_err *e)
 {
 	char url[1024], secret[SECRET_MAX], assertion[8192];
 	struct sbuf body;
@@ -419,18 +419,18 @@ oauth_fetch(const struct conf *conf, const struct app *app, struct oauth_token *
 	}
 	{
 		char *cid = curl_easy_escape(curl, app->client_id, 0);
-		char *scope = curl_easy_escape(curl, app->tenant->scope, 0);
+		char *esc_scope = curl_easy_escape(curl, scope, 0);
 		enc = curl_easy_escape(curl, app->secret_file ? secret : assertion, 0);
-		if (cid == NULL || scope == NULL || enc == NULL ||
+		if (cid == NULL || esc_scope == NULL || enc == NULL ||
 		    asprintf(&post, "client_id=%s&scope=%s&grant_type=client_credentials&%s=%s%s",
-		             cid, scope, app->secret_file ? "client_secret" : "client_assertion",
-		             enc,
+		             cid, esc_scope,
+		             app->secret_file ? "client_secret" : "client_assertion", enc,
 		             app->secret_file ? ""
 		                              : "&client_assertion_type=urn%3Aietf%3Aparams%"
 		                                "3Aoauth%3Aclient-assertion-type%3Ajwt-bearer") < 0)
 			post = NULL;
 		curl_free(cid);
-		curl_free(scope);
+		curl_free(esc_scope);
 	}
 	OPENSSL_cleanse(secret, sizeof(secret));
 	if (post == NULL) {
@@ -474,15 +474,15 @@ out:
 /* The shared cache ------------------------------------------------------------------- */
 
 static int
-cache_path(const struct conf *conf, const struct app *app, char *buf, size_t size)
+cache_path(const struct conf *conf, const struct app *app, const char *scope, char *buf,
+           size_t size)
 {
 	unsigned char h[SHA256_DIGEST_LENGTH];
 	char key[2048], hex[2 * SHA256_DIGEST_LENGTH + 1];
 	int n;
 
 	n = snprintf(key, sizeof(key), "%s|%s|%s|%s", app->tenant->authority,
-	             app->tenant->tenant_id ? app->tenant->tenant_id : "", app->client_id,
-	             app->tenant->scope);
+	             app->tenant->tenant_id ? app->tenant->tenant_id : "", app->client_id, scope);
 	if (n < 0 || (size_t)n >= sizeof(key))
 		return -1;
 	SHA256((unsigned char *)key, (size_t)n, h);
@@ -554,7 +554,7 @@ usable(const struct conf *conf, const struct oauth_token *t, const char *rejecte
 }
 
 int
-oauth_get(const struct conf *conf, const struct app *app, const char *rejected,
+oauth_get(const struct conf *conf, const struct app *app, const char *scope, const char *rejected,
           struct oauth_token *t, struct oauth_err *e)
 {
 	char path[1100], dir[1100], lock[1200];
@@ -562,7 +562,7 @@ oauth_get(const struct conf *conf, const struct app *app, const char *rejected,
 
 	memset(t, 0, sizeof(*t));
 	memset(e, 0, sizeof(*e));
-	if (cache_path(conf, app, path, sizeof(path)) < 0)
+	if (cache_path(conf, app, scope, path, sizeof(path)) < 0)
 		return efail(e, OAUTH_ELOCAL, "token cache path too long");
 	/* Fast path: a good token, no lock. */
 	if (cache_read(path, t) == 0 && usable(conf, t, rejected))
@@ -588,7 +588,7 @@ oauth_get(const struct conf *conf, const struct app *app, const char *rejected,
 		return 0;
 	}
 	memset(t, 0, sizeof(*t));
-	rc = oauth_fetch(conf, app, t, e);
+	rc = oauth_fetch(conf, app, scope, t, e);
 	if (rc == 0) {
 		log_info("OAuth: new token for app %s (client %s), valid for %llus", app->name,
 		         app->client_id, (unsigned long long)(t->expires_at - m3_time()));

@@ -1,5 +1,5 @@
 /*
- * oauth.h - OAuth2 client credentials for SMTP AUTH XOAUTH2.
+ * oauth.h - OAuth2 client credentials for SMTP AUTH XOAUTH2 and Graph.
  *
  * oauth_get() hands out a token for an app from a cache shared by every
  * transport process (one file per authority, tenant, client and scope under
@@ -51,15 +51,16 @@ struct oauth_err {
 /* oauth_token_url - "{authority}/{tenant}/oauth2/v2.0/token" */
 int oauth_token_url(const struct app *app, char *buf, size_t size);
 /*
- * oauth_get - a valid token for app.  rejected, if not NULL, is a token the
- * server refused (535 5.7.3): it is dropped and a new one fetched, unless
- * another process already replaced it.
+ * oauth_get - a valid token for app and scope (the tenant's scope for SMTP,
+ * its graph_scope for Graph: one cache entry each).  rejected, if not
+ * NULL, is a token the server refused (535 5.7.3, HTTP 401): it is dropped
+ * and a new one fetched, unless another process already replaced it.
  */
-int oauth_get(const struct conf *conf, const struct app *app, const char *rejected,
-              struct oauth_token *t, struct oauth_err *e);
+int oauth_get(const struct conf *conf, const struct app *app, const char *scope,
+              const char *rejected, struct oauth_token *t, struct oauth_err *e);
 /* oauth_fetch - a new token from the endpoint, bypassing the cache */
-int oauth_fetch(const struct conf *conf, const struct app *app, struct oauth_token *t,
-                struct oauth_err *e);
+int oauth_fetch(const struct conf *conf, const struct app *app, const char *scope,
+                struct oauth_token *t, struct oauth_err *e);
 /* oauth_parse_answer - the token endpoint's answer (status, body) into t; -1 with e */
 int oauth_parse_answer(const char *url, long status, const char *body, size_t len, uint64_t now,
                        struct oauth_token *t, struct oauth_err *e);

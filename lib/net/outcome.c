@@ -43,6 +43,10 @@ static const struct known {
      "the token was refused: grant the app SMTP.SendAsApp with admin "
      "consent, register it (New-ServicePrincipal) and give it access to the "
      "mailbox (Add-MailboxPermission -AccessRights FullAccess)"},
+    {"5.5.124", NULL, RC_CONFIG,
+     "the High Volume Email endpoint does not know the account the token was "
+     "sent for: the mailbox must be an HVE account (New-MailUser -HVEAccount) "
+     "and the app allowed on it (Add-HVEAppAccess, up to 5 minutes to apply)"},
     {"5.7.57", NULL, RC_CONFIG,
      "the server saw no authentication (a gateway bug: please report it)"},
     {"5.7.4", NULL, RC_CONFIG,

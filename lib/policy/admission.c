@@ -12,7 +12,7 @@
 void
 admission_ask(const struct conf *conf, const struct policy_msg *m, struct admit_ask *ask)
 {
-	bool limited = m->mode == MODE_SMTP_AUTH && m->mailbox != NULL;
+	bool limited = mode_has_mailbox(m->mode) && m->mailbox != NULL;
 
 	ask->recipients = limited && conf->milter.recipients_action != FAIL_ACCEPT;
 	ask->messages = limited && conf->milter.messages_action != FAIL_ACCEPT;

@@ -216,9 +216,26 @@ policy_rcpt(const struct conf *conf, struct policy_msg *m, const char *rcpt,
 	addr_format(&rv->addr, a, sizeof(a));
 	rv->internal = is_internal(m->tenant, rv->addr.domain);
 	if (!rv->internal) {
-		bool can_leave = d->mode == MODE_SMTP_AUTH || d->mode == MODE_RELAY ||
-		                 (d->mode == MODE_AUTO &&
-		                  (d->connector != NULL || configured_mailbox(m) != NULL));
+		const struct mailbox_conf *mb = configured_mailbox(m);
+		/* An HVE account reaches internal recipients only: is it the
+		 * way an external recipient would go (choose_mode's order)? */
+		bool hve = d->mode == MODE_HVE ||
+		           ((d->mode == MODE_SMTP_AUTH || d->mode == MODE_GRAPH) && mb != NULL &&
+		            mb->hve) ||
+		           (d->mode == MODE_AUTO && mb != NULL && mb->hve &&
+		            (m->submitter->mailbox != NULL || d->connector == NULL));
+		bool can_leave =
+		    !hve &&
+		    (d->mode == MODE_SMTP_AUTH || d->mode == MODE_GRAPH || d->mode == MODE_RELAY ||
+		     (d->mode == MODE_AUTO && (d->connector != NULL || mb != NULL)));
+		if (hve) {
+			set_reply(&rv->reply, VERDICT_REJECT, "550", "5.7.54", REASON_HVE_EXTERNAL,
+			          "High Volume Email can only reach the organisation's own "
+			          "mailboxes; <%s> is outside %s",
+			          a, d->name);
+			m->n_refused++;
+			return;
+		}
 		if (!can_leave) {
 			if (d->mode == MODE_DIRECT_SEND || m->tenant->direct_send)
 				set_reply(&rv->reply, VERDICT_REJECT, "550", "5.7.54",
@@ -267,7 +284,8 @@ choose_mode(struct policy_msg *m)
 	m->mode = d->mode;
 	m->mode_chosen = true;
 	if (m->mode == MODE_AUTO) {
-		/* A submitter given its own mailbox sends as that mailbox. */
+		/* A submitter given its own mailbox sends as that mailbox
+		 * (eom_mailbox() then lets the mailbox pick the protocol). */
 		if (m->submitter->mailbox != NULL)
 			m->mode = MODE_SMTP_AUTH;
 		else if (m->n_external == 0 && m->tenant->direct_send)
@@ -293,9 +311,23 @@ choose_mailbox(const struct conf *conf, const struct policy_msg *m, const struct
 {
 	const struct mailbox_conf *mb = conf_mailbox(conf, from);
 
-	if (mb != NULL && mb->tenant == m->tenant)
+	/* Not one that could not carry this message: an HVE account for
+	 * external recipients, or not an HVE account where hve is pinned. */
+	if (mb != NULL && mb->tenant == m->tenant && !(mb->hve && m->n_external > 0) &&
+	    (m->domain->mode != MODE_HVE || mb->hve))
 		return mb;
 	return configured_mailbox(m);
+}
+
+/* mailbox_protocol - how a message sent as mb goes: hve, graph or smtp-auth */
+static enum mode
+mailbox_protocol(const struct domain_policy *d, const struct mailbox_conf *mb)
+{
+	if (mb->hve)
+		return MODE_HVE;
+	if (d->mode == MODE_GRAPH || !mb->smtp_auth)
+		return MODE_GRAPH;
+	return MODE_SMTP_AUTH;
 }
 
 /* send_as_denied, bad_header - the refusal in m's reply; -1 */
@@ -450,6 +482,14 @@ eom_mailbox(const struct conf *conf, struct policy_msg *m, const struct addr *fi
 		return -1;
 	}
 	m->mailbox = mb;
+	m->mode = mailbox_protocol(m->domain, mb);
+	if (m->mode == MODE_GRAPH && mb->auth != AUTH_OAUTH) {
+		set_reply(&m->reply, VERDICT_TEMPFAIL, "451", "4.3.5", REASON_CONFIG_INCOMPLETE,
+		          "Mailbox %s uses Basic authentication and cannot send through Graph "
+		          "(domain %s: mode graph); give it an app",
+		          mb->name, m->domain->name);
+		return -1;
+	}
 	/* A sender the policy rewrote goes out as the default sender, or as
 	 * the mailbox itself if it may not use that one. */
 	if (m->sender_rewritten && !mailbox_may_send_as(mb, &m->final_sender))
@@ -479,7 +519,7 @@ policy_eom(const struct conf *conf, const struct policy_facts *facts, struct pol
 	if (eom_spf(conf, facts, m) < 0)
 		return;
 	/* Step 5 done above; for smtp-auth, the mailbox must agree too. */
-	if (m->mode == MODE_SMTP_AUTH &&
+	if (mode_has_mailbox(m->mode) &&
 	    eom_mailbox(conf, m, &final_from, have_sender ? &sender.addr : NULL) < 0)
 		return;
 	accept_reply(&m->reply, REASON_OK);

@@ -30,10 +30,14 @@
  *     default sender itself is then accepted as a From, so that a message
  *     the policy has rewritten passes it again unchanged (the transport
  *     decides again when it cannot trust the milter's route).
- *  5. mode: the domain's pinned mode, or (auto) smtp-auth when the
- *     submitter has a mailbox of its own, else direct-send when every
+ *  5. mode: the domain's pinned mode, or (auto) a mailbox when the
+ *     submitter has one of its own, else direct-send when every
  *     recipient is internal and the tenant allows it, else relay through
- *     the domain's connector, else smtp-auth with the domain's mailbox.
+ *     the domain's connector, else the domain's mailbox.  Sending as a
+ *     mailbox, the mailbox decides the protocol: hve for an HVE account
+ *     (internal recipients only: external ones are refused at RCPT),
+ *     graph when the domain says so or the mailbox has smtp_auth = no,
+ *     else smtp-auth.
  *
  * Every refusal carries its SMTP reply (code, enhanced code, text) and a
  * short reason token for the log.
@@ -69,6 +73,7 @@ enum verdict { VERDICT_ACCEPT, VERDICT_REJECT, VERDICT_TEMPFAIL, VERDICT_NONE, V
 	X(REASON_RCPT_SYNTAX, "rcpt-syntax")                                                       \
 	X(REASON_DIRECT_SEND_EXTERNAL, "direct-send-external")                                     \
 	X(REASON_NO_EXTERNAL_ROUTE, "no-external-route")                                           \
+	X(REASON_HVE_EXTERNAL, "hve-external")                                                     \
 	X(REASON_RECIPIENTS_PER_MESSAGE, "recipients-per-message")                                 \
 	X(REASON_NO_RECIPIENTS, "no-recipients")                                                   \
 	X(REASON_NO_FROM, "no-from")                                                               \

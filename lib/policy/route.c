@@ -207,8 +207,8 @@ route_complete(const struct route *r, unsigned seen, const char **err)
 	if (!(seen & (1u << K_V)) || !(seen & (1u << K_MODE)) || r->domain[0] == '\0' ||
 	    r->tenant[0] == '\0' || r->submitter[0] == '\0')
 		*err = "v, mode, tenant, domain and submitter are required";
-	else if (r->mode == MODE_SMTP_AUTH && r->mailbox[0] == '\0')
-		*err = "smtp-auth needs a mailbox";
+	else if (mode_has_mailbox(r->mode) && r->mailbox[0] == '\0')
+		*err = "smtp-auth, graph and hve need a mailbox";
 	else if (r->mode == MODE_RELAY && r->connector[0] == '\0')
 		*err = "relay needs a connector";
 	else if ((r->mac[0] != '\0') != (r->kid[0] != '\0'))

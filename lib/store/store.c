@@ -111,6 +111,17 @@ store_slot_take(struct store *s, const char *mailbox, unsigned max, const struct
 }
 
 int
+store_pause(struct store *s, const char *mailbox, uint64_t until, uint64_t now, uint64_t *current,
+            struct store_err *err)
+{
+	char k[512];
+
+	KEY(k, "pause", NULL, mailbox);
+	*current = 0;
+	return s->ops->pause(s, k, until, now, current, err);
+}
+
+int
 store_slot_release(struct store *s, const char *mailbox, const struct holder *me,
                    struct store_err *err)
 {

@@ -85,6 +85,15 @@ int store_slot_take(struct store *s, const char *mailbox, unsigned max, const st
 int store_slot_release(struct store *s, const char *mailbox, const struct holder *me,
                        struct store_err *err);
 
+/*
+ * Pauses: Microsoft asked a mailbox to wait (Graph's 429 Retry-After).
+ * store_pause raises the mailbox's pause to until (milliseconds; never
+ * lowers it; 0 only reads) and says in *current until when it holds, so
+ * that every transport for the mailbox waits, not only the one told.
+ */
+int store_pause(struct store *s, const char *mailbox, uint64_t until, uint64_t now,
+                uint64_t *current, struct store_err *err);
+
 struct store_usage {
 	uint64_t msgs, msg_free_at;   /* in the window; when the next may go */
 	uint64_t rcpts, rcpt_free_at; /* counted; when one more may go */

@@ -1,7 +1,7 @@
 /*
  * store_impl.h - what a store backend provides (private to lib/store/).
  * Keys arrive fully formed: "msg:NS:MAILBOX", "rcpt:NS:MAILBOX",
- * "slot:MAILBOX", and journal entries by queue id and recipient.
+ * "slot:MAILBOX", "pause:MAILBOX", and journal entries by queue id and recipient.
  */
 #ifndef M3_STORE_IMPL_H
 #define M3_STORE_IMPL_H
@@ -20,6 +20,8 @@ struct store_ops {
 	                 struct store_err *);
 	int (*slot_release)(struct store *, const char *key, const struct holder *me,
 	                    struct store_err *);
+	int (*pause)(struct store *, const char *key, uint64_t until, uint64_t now,
+	             uint64_t *current, struct store_err *);
 	int (*usage)(struct store *, const char *msg_key, const char *rcpt_key,
 	             const char *slot_key, const struct mailbox_conf *m, uint64_t now,
 	             struct store_usage *, struct store_err *);

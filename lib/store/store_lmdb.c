@@ -234,6 +234,52 @@ lm_slot_release(struct store *st, const char *key, const struct holder *me, stru
 	           apply_slot_release, &x, err);
 }
 
+struct pause_ctx {
+	uint64_t until, now, current;
+};
+
+static int
+apply_pause(void *arr, size_t *n, void *c)
+{
+	struct pause_ctx *x = c;
+	uint64_t *v = arr;
+
+	if (*n == 0 || v[0] <= x->now)
+		v[0] = 0; /* over: forget it */
+	if (x->until > v[0])
+		v[0] = x->until;
+	*n = v[0] > 0;
+	x->current = v[0];
+	return STORE_OK;
+}
+
+static int
+lm_pause(struct store *st, const char *key, uint64_t until, uint64_t now, uint64_t *current,
+         struct store_err *err)
+{
+	struct store_lmdb *s = (struct store_lmdb *)st;
+	struct pause_ctx x = {until, now, 0};
+	int rc;
+
+	if (until == 0) { /* a read: no write transaction, no sync */
+		MDB_txn *txn;
+		uint64_t v[1];
+		size_t n;
+		rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+		if (rc != 0)
+			return lmdb_fail(err, "begin", rc);
+		rc = get_array(s, txn, key, v, sizeof(v[0]), 1, &n, err);
+		mdb_txn_abort(txn);
+		if (rc != 0)
+			return STORE_FAIL;
+		*current = n == 1 && v[0] > now ? v[0] : 0;
+		return STORE_OK;
+	}
+	rc = rmw(s, key, sizeof(uint64_t), 1, apply_pause, &x, err);
+	*current = x.current;
+	return rc;
+}
+
 static int
 lm_usage(struct store *st, const char *km, const char *kr, const char *ks,
          const struct mailbox_conf *m, uint64_t now, struct store_usage *u, struct store_err *err)
@@ -440,8 +486,18 @@ lm_close(struct store *st)
 }
 
 static const struct store_ops lmdb_ops = {
-    "lmdb",   lm_msg_take,    lm_msg_retime,  lm_rcpt_take,    lm_slot_take, lm_slot_release,
-    lm_usage, lm_journal_get, lm_journal_put, lm_journal_drop, lm_close,
+    .name = "lmdb",
+    .msg_take = lm_msg_take,
+    .msg_retime = lm_msg_retime,
+    .rcpt_take = lm_rcpt_take,
+    .slot_take = lm_slot_take,
+    .slot_release = lm_slot_release,
+    .pause = lm_pause,
+    .usage = lm_usage,
+    .journal_get = lm_journal_get,
+    .journal_put = lm_journal_put,
+    .journal_drop = lm_journal_drop,
+    .close = lm_close,
 };
 
 struct store *

@@ -44,7 +44,7 @@ struct store_redis {
 	unsigned port, db;
 	char password[256];
 	char prefix[64];
-	char sha_msg[41], sha_retime[41], sha_rcpt[41], sha_slot[41];
+	char sha_msg[41], sha_retime[41], sha_rcpt[41], sha_slot[41], sha_pause[41];
 };
 
 static const char LUA_MSG[] =
@@ -63,6 +63,17 @@ static const char LUA_MSG[] =
     "local ttl = redis.call('PTTL', KEYS[1])\n"
     "if ttl < w + hold + 1000 then redis.call('PEXPIRE', KEYS[1], w + hold + 1000) end\n"
     "return {1, now + hold}\n";
+
+static const char LUA_PAUSE[] =
+    /* KEYS[1] string; ARGV: until, now: raise the pause, never lower it */
+    "local u, now = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "local v = tonumber(redis.call('GET', KEYS[1]) or '0') or 0\n"
+    "if v <= now then v = 0 end\n"
+    "if u > v then\n"
+    "  redis.call('SET', KEYS[1], ARGV[1], 'PX', u - now + 1000)\n"
+    "  v = u\n"
+    "end\n"
+    "return {1, v}\n";
 
 static const char LUA_RETIME[] =
     /* KEYS[1] set; ARGV: old, new */
@@ -185,7 +196,8 @@ ensure(struct store_redis *s, struct store_err *err)
 	if (load_script(s, LUA_MSG, s->sha_msg, err) < 0 ||
 	    load_script(s, LUA_RETIME, s->sha_retime, err) < 0 ||
 	    load_script(s, LUA_RCPT, s->sha_rcpt, err) < 0 ||
-	    load_script(s, LUA_SLOT, s->sha_slot, err) < 0)
+	    load_script(s, LUA_SLOT, s->sha_slot, err) < 0 ||
+	    load_script(s, LUA_PAUSE, s->sha_pause, err) < 0)
 		return STORE_FAIL;
 	return STORE_OK;
 }
@@ -400,6 +412,27 @@ rd_slot_release(struct store *st, const char *key, const struct holder *me, stru
 }
 
 static int
+rd_pause(struct store *st, const char *key, uint64_t until, uint64_t now, uint64_t *current,
+         struct store_err *err)
+{
+	struct store_redis *s = (struct store_redis *)st;
+	char k[600], a1[24], a2[24];
+	const char *argv[] = {"EVALSHA", NULL, "1", k, a1, a2};
+	redisReply *r;
+
+	pkey(s, key, k, sizeof(k));
+	snprintf(a1, sizeof(a1), "%llu", (unsigned long long)until);
+	snprintf(a2, sizeof(a2), "%llu", (unsigned long long)now);
+	pthread_mutex_lock(&s->lock);
+	argv[1] = s->sha_pause;
+	r = call(s, 6, argv, err);
+	pthread_mutex_unlock(&s->lock);
+	if (r == NULL)
+		return STORE_FAIL;
+	return pair(r, current, err);
+}
+
+static int
 rd_usage(struct store *st, const char *km, const char *kr, const char *ks,
          const struct mailbox_conf *m, uint64_t now, struct store_usage *u, struct store_err *err)
 {
@@ -522,8 +555,18 @@ rd_close(struct store *st)
 }
 
 static const struct store_ops redis_ops = {
-    "redis",  rd_msg_take,    rd_msg_retime,  rd_rcpt_take,    rd_slot_take, rd_slot_release,
-    rd_usage, rd_journal_get, rd_journal_put, rd_journal_drop, rd_close,
+    .name = "redis",
+    .msg_take = rd_msg_take,
+    .msg_retime = rd_msg_retime,
+    .rcpt_take = rd_rcpt_take,
+    .slot_take = rd_slot_take,
+    .slot_release = rd_slot_release,
+    .pause = rd_pause,
+    .usage = rd_usage,
+    .journal_get = rd_journal_get,
+    .journal_put = rd_journal_put,
+    .journal_drop = rd_journal_drop,
+    .close = rd_close,
 };
 
 struct store *

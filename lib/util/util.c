@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,4 +243,13 @@ char *
 arena_strdup(struct arena *a, const char *s)
 {
 	return s == NULL ? NULL : arena_strndup(a, s, strlen(s));
+}
+
+void
+m3_sleep_ms(uint64_t ms)
+{
+	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }

@@ -31,6 +31,8 @@
 		-1;                                                                                \
 	})
 
+/* m3_sleep_ms - sleep ms milliseconds, signals or not */
+void m3_sleep_ms(uint64_t ms);
 /* m3_strlcpy - copy with truncation; returns strlen(src) (truncated if >= size) */
 size_t m3_strlcpy(char *dst, const char *src, size_t size);
 /* m3_strlcat - append with truncation; returns the length it tried to make */

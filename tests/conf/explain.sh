@@ -50,6 +50,26 @@ out=$(ctl --client 10.20.1.1 --sender '<mfp@fabrikam.com>' --rcpt '<a@fabrikam.c
 expect "$out" "recipient:   <x@gmail.com> refused: 550 5.7.54 Direct Send can only reach the organisation's own mailboxes"
 expect "$out" "recipient:   <a@fabrikam.com> internal"
 
+# A mailbox without SMTP AUTH goes through Graph; an HVE account reaches
+# internal recipients only, and explain says why.
+cat >> "$tmp/m365relay.conf" <<'CONF'
+mailbox "reports@contoso.com" { app = "relay-app" smtp_auth = no }
+mailbox "newsletter@contoso.com" { app = "relay-app" hve = yes }
+submitter "reports" { sasl_logins = { "reports" } domain = "contoso.com" mailbox = "reports@contoso.com"
+	send_as = { "reports@contoso.com" } }
+submitter "newsletter" { sasl_logins = { "newsletter" } domain = "contoso.com"
+	mailbox = "newsletter@contoso.com" send_as = { "newsletter@contoso.com" } }
+CONF
+out=$(ctl --login reports --sender '<reports@contoso.com>' --rcpt '<bob@gmail.com>' \
+	--from 'reports@contoso.com')
+expect "$out" "delivery:    graph as mailbox reports@contoso.com"
+expect "$out" "(Microsoft Graph sendMail: the mailbox has smtp_auth = no)"
+out=$(ctl --login newsletter --sender '<newsletter@contoso.com>' --rcpt '<a@contoso.com>' \
+	--rcpt '<bob@gmail.com>' --from 'newsletter@contoso.com')
+expect "$out" "recipient:   <bob@gmail.com> refused: 550 5.7.54 High Volume Email can only reach the organisation's own mailboxes"
+expect "$out" "delivery:    hve as mailbox newsletter@contoso.com"
+expect "$out" "(an HVE account: High Volume Email, internal recipients only)"
+
 # Usage errors exit 2.
 set +e
 ctl --sender '<a@b.c>' >/dev/null 2>&1; rc=$?

@@ -150,6 +150,7 @@ def start_simulator(work, config=None):
 def sim_fields(sim):
     """The fields TENANT needs, from a running simulator."""
     return {"mx": sim.ports["mx"], "smtp": sim.ports["smtp"], "token": sim.ports["token"],
+            "graph": sim.ports["graph"], "hve": sim.ports["hve"],
             "certs": sim.certs, "accepted": ", ".join('"%s"' % d for d in sim.config["accepted_domains"])}
 
 
@@ -164,6 +165,10 @@ TENANT = """tenant "contoso" {{
     smtp_port = {smtp}
     authority = "https://localhost:{token}"
     tenant_id = "contoso.onmicrosoft.com"
+    graph_endpoint = "https://localhost:{graph}"
+    graph_scope = "https://graph.microsoft.com/.default"
+    hve_host = "localhost"
+    hve_port = {hve}
 }}
 """
 

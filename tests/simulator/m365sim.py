@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """m365sim.py - a Microsoft 365 (Exchange Online) stand-in for m365relay's tests.
 
-Three roles on loopback, each on its own port:
+Five roles on loopback, each on its own port:
   smtp   smtp.office365.com:587 - SMTP AUTH client submission
   mx     <tenant>.mail.protection.outlook.com:25 - Direct Send and connector relay
   token  login.microsoftonline.com - the OAuth2 client-credentials token endpoint (HTTPS)
+  graph  graph.microsoft.com - Microsoft Graph sendMail with MIME content (HTTPS)
+  hve    smtp-hve.office365.com:587 - High Volume Email, SMTP AUTH for HVE accounts
 plus a control port (plain HTTP, loopback) for tests to change flags, add
 faults and read what was received.
 
@@ -17,10 +19,12 @@ Debian's /usr/bin/python3 (3.11) and python3-cryptography only.
 import argparse
 import asyncio
 import base64
+import binascii
 import copy
 import datetime
 import email.parser
 import email.policy
+import email.utils
 import hashlib
 import hmac
 import http.server
@@ -30,11 +34,13 @@ import os
 import random
 import re
 import secrets
+import socket
 import ssl
 import sys
 import threading
 import time
 import urllib.parse
+import uuid
 import warnings
 
 from cryptography import x509
@@ -78,7 +84,15 @@ R = {
     "too_big": "552 5.3.4 Message size exceeds fixed maximum message size{tag}",
     "line_too_long": "500 5.5.2 Line too long{tag}",
     "throttled": "451 4.7.500 Server busy. Please try again later from [{ip}]. (AS761)",
+    # High Volume Email (reference section 8).  The 501 was observed; the
+    # 550 5.7.1 text is our choice (README).
+    "hve_bad_xoauth2": "501 5.5.124 Invalid XOAUTH2 auth data - User address provided is not valid. Please ensure the auth data is correctly formatted.",
+    "hve_external": "550 5.7.1 Unable to relay. External recipients are not allowed for HVE accounts.",
 }
+
+SUBMISSION = ("smtp", "hve")     # the roles that speak SMTP AUTH client submission
+GRAPH_ROLE = "Mail.Send"         # the application permission sendMail needs
+HVE_ROLES = ("Mail.Send", "SMTP.SendAsApp")   # either is enough for HVE XOAUTH2 (README)
 
 EHLO_KEYWORDS = ["SIZE {size}", "PIPELINING", "DSN", "ENHANCEDSTATUSCODES", "STARTTLS",
                  "8BITMIME", "BINARYMIME", "CHUNKING", "SMTPUTF8"]
@@ -101,9 +115,23 @@ DEFAULT_CONFIG = {
     "clock_offset": 0,                # seconds the token endpoint's clock is ahead
     "scope": "https://outlook.office365.com/.default",
     "audience": "https://outlook.office365.com",
+    "graph_scope": "https://graph.microsoft.com/.default",
+    "graph_audience": "https://graph.microsoft.com",
+    "graph_max_bytes": 4194304,       # decoded MIME per sendMail request; then 413
+    "graph_concurrency": 4,           # requests in flight per (app, mailbox); then 429
+    "graph_retry_after": 1,           # the 429's Retry-After, seconds
+    "graph_delay": 0,                 # seconds each accepted Graph request takes
+    "hve_accounts": {},               # address -> {password, apps, send_as, basic_auth_disabled}
+    "hve_limits": {                   # per HVE account; all [UNCONFIRMED] (README)
+        "rate": {"count": 1000, "window": 60},
+        "recipient_quota": {"count": 100000, "window": 86400},
+        "concurrency": 10,
+        "max_recipients": 50,
+        "max_size": 10485760,
+    },
     "relay_denied_text": None,        # override of the 5.7.64 reply
-    "mailboxes": {},                  # address -> {password, send_as, smtp_auth_disabled, apps}
-    "apps": {},                       # client_id -> {secret, certificates: [pem paths], roles}
+    "mailboxes": {},                  # address -> {password, send_as, smtp_auth_disabled, apps, graph_access_denied}
+    "apps": {},                       # client_id -> {secret, certificates: [pem paths], roles, graph_roles}
     "connectors": [],                 # {name, type: certificate|ip, tls_sender_certificate_name | sender_ips}
     "rcpt_replies": {},               # address -> {"reply": "...", "count": N} (N: times; -1 always)
 }
@@ -119,7 +147,7 @@ def now():
 def tag(role):
     """A server tag in the post-2023 form: host, ISO time with ms, session hex."""
     t = datetime.datetime.now(datetime.timezone.utc)
-    if role == "smtp":
+    if role in SUBMISSION:
         host = "SIM%02dPR%02dCA%04d.namprd%02d.prod.outlook.com" % (
             random.randint(1, 9), random.randint(1, 9), random.randint(1, 999), random.randint(1, 20))
     else:
@@ -151,6 +179,22 @@ def name_matches(pattern, name):
     return pattern == name
 
 
+def may_send_as(owner, entry, addr):
+    """Whether owner (a mailbox or an HVE account, entry its configuration)
+    may put addr in From, Sender or MAIL FROM: itself or one of its send_as."""
+    if addr.lower() == owner.lower():
+        return True
+    return any(a.lower() == addr.lower() for a in (entry or {}).get("send_as", []))
+
+
+def find(table, addr):
+    """(key, entry) of addr in a table keyed by address, case-insensitively."""
+    for k, v in table.items():
+        if k.lower() == addr.lower():
+            return k, v
+    return None, None
+
+
 class State:
     """Everything the roles share; guarded by one lock (asyncio + HTTP threads)."""
 
@@ -171,6 +215,12 @@ class State:
             self.issued = {}
             self.token_requests = 0
             self.token_requests_by_client = {}
+            self.token_requests_by_scope = {}
+            self.graph_requests = 0         # every request to the Graph port
+            self.graph_accepted = 0         # 202s
+            self.graph_throttled = 0        # 429s for the concurrency limit
+            self.graph_in_flight = {}       # "app|mailbox" -> requests being served
+            self.graph_max_in_flight = {}   # "app|mailbox" -> highest seen
             self.sessions = {}          # mailbox -> open authenticated sessions
             self.max_sessions = {}      # mailbox -> highest seen
             self.sent = {}              # mailbox -> [(time, n_rcpts)]
@@ -217,10 +267,10 @@ class State:
         return fired
 
     def mailbox(self, addr):
-        for k, v in self.config["mailboxes"].items():
-            if k.lower() == addr.lower():
-                return k, v
-        return None, None
+        return find(self.config["mailboxes"], addr)
+
+    def hve_account(self, addr):
+        return find(self.config.get("hve_accounts", {}), addr)
 
     def internal(self, addr):
         d = domain_of(addr)
@@ -229,14 +279,19 @@ class State:
 
 # Tokens -------------------------------------------------------------------------
 
-def issue_token(state, client_id, tenant):
+def issue_token(state, client_id, tenant, graph=False):
+    """A token for Exchange Online (the Outlook scope) or, with graph, for
+    Microsoft Graph: audience and roles differ, nothing else."""
     cfg = state.config
     app = cfg["apps"][client_id]
     t = int(now())
-    claims = {"aud": cfg["audience"], "iss": "https://sts.windows.net/%s/" % tenant,
+    if graph:
+        aud, roles = cfg["graph_audience"], app.get("graph_roles", [GRAPH_ROLE])
+    else:
+        aud, roles = cfg["audience"], app.get("roles", ["SMTP.SendAsApp"])
+    claims = {"aud": aud, "iss": "https://sts.windows.net/%s/" % tenant,
               "iat": t, "nbf": t, "exp": t + int(cfg["token_lifetime"]), "appid": client_id,
-              "tid": tenant, "roles": app.get("roles", ["SMTP.SendAsApp"]),
-              "jti": secrets.token_hex(8)}
+              "tid": tenant, "roles": roles, "jti": secrets.token_hex(8)}
     header = {"typ": "JWT", "alg": "HS256"}
     signing = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
     sig = hmac.new(state.key, signing.encode(), hashlib.sha256).digest()
@@ -246,22 +301,35 @@ def issue_token(state, client_id, tenant):
     return token, claims
 
 
-def check_token(state, token):
-    """The claims of a token this endpoint issued and that still holds, or None."""
+def verify_token(state, token, audience):
+    """(claims, None) for a token this endpoint issued that still holds and
+    is for audience; else (None, why), why one of "invalid", "revoked",
+    "expired", "audience"."""
     try:
         h, c, s = token.split(".")
         sig = hmac.new(state.key, (h + "." + c).encode(), hashlib.sha256).digest()
         if not hmac.compare_digest(sig, b64url_decode(s)):
-            return None
+            return None, "invalid"
         claims = json.loads(b64url_decode(c))
+        if not isinstance(claims, dict):
+            return None, "invalid"
     except (ValueError, json.JSONDecodeError):
-        return None
+        return None, "invalid"
     with state.lock:
         if claims.get("jti") in state.revoked or "*" in state.revoked:
-            return None
-    if claims.get("exp", 0) <= now() or claims.get("aud") != state.config["audience"]:
-        return None
-    if "SMTP.SendAsApp" not in claims.get("roles", []):
+            return None, "revoked"
+    if claims.get("exp", 0) <= now():
+        return None, "expired"
+    if claims.get("aud") != audience:
+        return None, "audience"
+    return claims, None
+
+
+def check_token(state, token, roles=("SMTP.SendAsApp",)):
+    """The claims of an Exchange Online (Outlook audience) token this endpoint
+    issued that still holds and carries one of roles, or None."""
+    claims, _ = verify_token(state, token, state.config["audience"])
+    if claims is None or not any(r in claims.get("roles", []) for r in roles):
         return None
     return claims
 
@@ -284,7 +352,7 @@ class Session:
         self.port = peer[1] if peer else None
         self.session_start = None      # when the session counted for its mailbox
         self.host = ("SIM%02dPR01CA%04d.outlook.office365.com" % (random.randint(1, 9), random.randint(1, 999))
-                     if role == "smtp" else
+                     if role in SUBMISSION else
                      "SIM%02dEUR03FT%03d.mail.protection.outlook.com" % (random.randint(1, 9), random.randint(1, 999)))
         self.sid = "%016X" % random.getrandbits(64)
         # The mailbox server named in "250 2.0.0 OK <id> [Hostname=...]".
@@ -305,6 +373,13 @@ class Session:
         self.mail_from = None
         self.rcpts = []
         self.mail_size = None
+
+    def limit(self, name):
+        """A limit of this role: an HVE account's from hve_limits, a
+        mailbox's from the top of the configuration."""
+        if self.role == "hve":
+            return self.st.config["hve_limits"][name]
+        return self.st.config[name]
 
     # I/O ---------------------------------------------------------------
     async def send(self, line):
@@ -369,7 +444,7 @@ class Session:
                 return
             t = datetime.datetime.now(datetime.timezone.utc)
             date = "%s, %d %s" % (t.strftime("%a"), t.day, t.strftime("%b %Y %H:%M:%S +0000"))
-            if self.role == "smtp":
+            if self.role in SUBMISSION:
                 await self.send("220 %s Microsoft ESMTP MAIL Service ready at %s [%s]" % (self.host, date, self.sid))
             else:
                 await self.send("220 %s Microsoft ESMTP MAIL Service ready at %s" % (self.host, date))
@@ -399,9 +474,9 @@ class Session:
     def ehlo_lines(self):
         kws = []
         for k in EHLO_KEYWORDS:
-            k = k.replace("{size}", str(self.st.config["max_size"]))
+            k = k.replace("{size}", str(self.limit("max_size")))
             if k == "STARTTLS" and self.tls:
-                if self.role == "smtp":
+                if self.role in SUBMISSION:
                     kws.append("AUTH LOGIN XOAUTH2")   # in STARTTLS's place
                 continue
             kws.append(k)
@@ -490,7 +565,7 @@ class Session:
     async def auth(self, arg):
         mech, _, initial = arg.strip().partition(" ")
         mech = mech.upper()
-        if self.role != "smtp" or not self.tls or mech not in ("LOGIN", "XOAUTH2"):
+        if self.role not in SUBMISSION or not self.tls or mech not in ("LOGIN", "XOAUTH2"):
             await self.send(R["auth_bad_type"])
             return True
         if self.auth_user:
@@ -528,6 +603,15 @@ class Session:
         return self.st.config["smtp_auth_disabled"]
 
     async def auth_login(self, user, pw):
+        if self.role == "hve":
+            # HVE accounts keep Basic: neither the tenant's SMTP AUTH switch
+            # nor the Basic retirement applies (reference section 8).
+            name, acct = self.st.hve_account(user)
+            if acct is not None and acct.get("basic_auth_disabled"):
+                return await self.auth_fail(R["basic_disabled"], "LOGIN", user)
+            if acct is None or acct.get("password") is None or not hmac.compare_digest(acct["password"], pw):
+                return await self.auth_fail(R["bad_credentials"], "LOGIN", user)
+            return await self.auth_ok(name, "LOGIN", None)
         name, box = self.st.mailbox(user)
         if self.smtp_auth_disabled(box):
             return await self.auth_fail(R["smtp_auth_disabled"], "LOGIN", user)
@@ -540,23 +624,52 @@ class Session:
             return await self.auth_fail(R["bad_credentials"], "LOGIN", user)
         return await self.auth_ok(name, "LOGIN", None)
 
-    async def auth_xoauth2(self, b64):
+    @staticmethod
+    def xoauth2_parts(b64):
+        """(user, bearer token) of an XOAUTH2 initial response; ValueError
+        if it is not base64("user=" U "^Aauth=Bearer " T "^A^A")."""
         try:
             raw = base64.b64decode(b64, validate=True).decode()
             parts = dict(p.split("=", 1) for p in raw.split("\x01") if p)
             user, bearer = parts["user"], parts["auth"]
-            if not raw.endswith("\x01\x01") or not bearer.startswith("Bearer "):
-                raise ValueError("layout")
-        except (ValueError, KeyError, UnicodeDecodeError):
+        except (ValueError, KeyError, UnicodeDecodeError, binascii.Error):
+            raise ValueError("not XOAUTH2 data")
+        if not raw.endswith("\x01\x01") or not bearer.startswith("Bearer ") or not user:
+            raise ValueError("layout")
+        return user, bearer[7:]
+
+    async def auth_xoauth2(self, b64):
+        if self.role == "hve":
+            return await self.auth_xoauth2_hve(b64)
+        try:
+            user, bearer = self.xoauth2_parts(b64)
+        except ValueError:
             return await self.auth_fail(R["auth_failed"], "XOAUTH2", None)
         name, box = self.st.mailbox(user)
         if self.smtp_auth_disabled(box):
             return await self.auth_fail(R["smtp_auth_disabled"], "XOAUTH2", user)
-        claims = check_token(self.st, bearer[7:])
+        claims = check_token(self.st, bearer)
         if claims is None or box is None:
             return await self.auth_fail(R["auth_failed"], "XOAUTH2", user)
         apps = box.get("apps")
         if apps is not None and claims["appid"] not in apps:
+            return await self.auth_fail(R["auth_failed"], "XOAUTH2", user)
+        return await self.auth_ok(name, "XOAUTH2", claims["appid"])
+
+    async def auth_xoauth2_hve(self, b64):
+        """HVE: data that is not XOAUTH2, or names no HVE account, gets
+        501 5.5.124; a token that does not hold (Outlook audience, Mail.Send
+        or SMTP.SendAsApp) or whose app is not on the account's allowed
+        apps (Add-HVEAppAccess; none by default) 535 5.7.3."""
+        try:
+            user, bearer = self.xoauth2_parts(b64)
+        except ValueError:
+            return await self.auth_fail(R["hve_bad_xoauth2"], "XOAUTH2", None)
+        name, acct = self.st.hve_account(user)
+        if acct is None:
+            return await self.auth_fail(R["hve_bad_xoauth2"], "XOAUTH2", user)
+        claims = check_token(self.st, bearer, roles=HVE_ROLES)
+        if claims is None or claims["appid"] not in (acct.get("apps") or []):
             return await self.auth_fail(R["auth_failed"], "XOAUTH2", user)
         return await self.auth_ok(name, "XOAUTH2", claims["appid"])
 
@@ -566,7 +679,7 @@ class Session:
             n = self.st.sessions.get(name, 0) + 1
             self.st.sessions[name] = n
             self.st.max_sessions[name] = max(self.st.max_sessions.get(name, 0), n)
-            self.over_limit = n > self.st.config["concurrency"]
+            self.over_limit = n > self.limit("concurrency")
         self.counted = True
         self.session_start = now()
         await self.send(R["auth_ok"])
@@ -574,10 +687,11 @@ class Session:
 
     # Transaction -------------------------------------------------------------
     def may_send_as(self, addr):
-        if addr.lower() == self.auth_user.lower():
-            return True
-        _, box = self.st.mailbox(self.auth_user)
-        return any(a.lower() == addr.lower() for a in (box or {}).get("send_as", []))
+        if self.role == "hve":
+            _, entry = self.st.hve_account(self.auth_user)
+        else:
+            _, entry = self.st.mailbox(self.auth_user)
+        return may_send_as(self.auth_user, entry, addr)
 
     def connector(self):
         """The inbound connector this session matches, or None."""
@@ -610,11 +724,11 @@ class Session:
         if self.mail_from is not None:
             await self.send(R["bad_sequence"])
             return True
-        if self.role == "smtp" and not self.tls:
+        if self.role in SUBMISSION and not self.tls:
             self.refuse("mail", R["tls_required"])
             await self.send(R["tls_required"])
             return True
-        if self.role == "smtp" and not self.auth_user:
+        if self.role in SUBMISSION and not self.auth_user:
             self.refuse("mail", R["not_authenticated"])
             await self.send(R["not_authenticated"])
             return True
@@ -624,7 +738,7 @@ class Session:
             return True
         if await self.fault("mail"):
             return True
-        if "SIZE" in params and params["SIZE"].isdigit() and int(params["SIZE"]) > self.st.config["max_size"]:
+        if "SIZE" in params and params["SIZE"].isdigit() and int(params["SIZE"]) > self.limit("max_size"):
             self.refuse("mail", R["too_big"])
             await self.send(R["too_big"])
             return True
@@ -664,8 +778,12 @@ class Session:
             self.refuse("rcpt", forced, rcpt=addr)
             await self.send(forced)
             return True
-        if len(self.rcpts) >= self.st.config["max_recipients"]:
+        if len(self.rcpts) >= self.limit("max_recipients"):
             await self.send(R["too_many_rcpts"])
+            return True
+        if self.role == "hve" and not self.st.internal(addr):
+            self.refuse("rcpt", R["hve_external"], rcpt=addr)
+            await self.send(R["hve_external"])
             return True
         if self.role == "mx" and not self.st.internal(addr):
             reply = None
@@ -699,7 +817,7 @@ class Session:
                 break
             if l.startswith(b"."):
                 l = l[1:]
-            if len(body) + len(l) > self.st.config["max_size"]:
+            if len(body) + len(l) > self.limit("max_size"):
                 too_big = True
             else:
                 body += l
@@ -738,7 +856,7 @@ class Session:
         header_from = msg.get("From", "")
         m = re.search(r"<([^>]+)>", header_from)
         from_addr = (m.group(1) if m else header_from).strip()
-        if self.role == "smtp":
+        if self.role in SUBMISSION:
             reply = None
             if self.over_limit:
                 reply = R["thread_limit"]
@@ -762,11 +880,11 @@ class Session:
         cfg = self.st.config
         with self.st.lock:
             hist = self.st.sent.setdefault(self.auth_user, [])
-            q = cfg["recipient_quota"]
+            q = self.limit("recipient_quota")
             used = sum(n for t, n in hist if t > received - q["window"])
             if used + len(self.rcpts) > q["count"]:
                 return R["quota"]
-        rate = cfg["rate"]
+        rate = self.limit("rate")
         while True:
             with self.st.lock:
                 recent = [t for t, _ in hist if t > now() - rate["window"]]
@@ -869,7 +987,350 @@ def verify_assertion(state, app, client_id, assertion, token_url):
     return 0
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
+# Microsoft Graph: sendMail with MIME content, and GET user ----------------------------
+
+def graph_raw_limit(cfg):
+    """The longest request body a decoded graph_max_bytes can need: base64
+    (4/3), a line break every 64 characters or more (1/32), 4 KiB slack.
+    Longer bodies are answered 413 without being read."""
+    b64 = (int(cfg["graph_max_bytes"]) + 2) // 3 * 4
+    return b64 + b64 // 32 + 4096
+
+
+def strip_header(raw, name):
+    """raw (a message) without the header fields called name (continuation
+    lines included); everything else byte for byte."""
+    name = name.lower().encode()
+    out, skip = [], False
+    lines = raw.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line in (b"\r\n", b"\n", b"\r"):
+            out.extend(lines[i:])
+            break
+        if line[:1] in (b" ", b"\t"):
+            if not skip:
+                out.append(line)
+            continue
+        skip = line.split(b":", 1)[0].strip().lower() == name
+        if not skip:
+            out.append(line)
+    return b"".join(out)
+
+
+def addresses(msg, *fields):
+    """Lower-cased addr-specs of the given header fields, once each."""
+    found = []
+    for field in fields:
+        for _, addr in email.utils.getaddresses([str(v) for v in msg.get_all(field, [])]):
+            addr = addr.strip().lower()
+            if addr and addr not in found:
+                found.append(addr)
+    return found
+
+
+GRAPH_401 = {   # why (verify_token) -> message; only "audience" is a seen text (README)
+    "empty": "Access token is empty.",
+    "invalid": "Access token validation failure.",
+    "revoked": "Access token validation failure. The token has been revoked.",
+    "expired": "Lifetime validation failed, the token is expired.",
+    "audience": "Access token validation failure. Invalid audience.",
+}
+GRAPH_FAULT_CODES = {429: ("TooManyRequests", "Too many requests."),
+                     500: ("InternalServerError", "An internal server error occurred."),
+                     502: ("BadGateway", "The service is unavailable."),
+                     503: ("ServiceUnavailable", "The service is temporarily unavailable."),
+                     504: ("GatewayTimeout", "The request timed out.")}
+
+
+class GraphRequest:
+    """What one Graph request is, for its reply and its record."""
+
+    def __init__(self, handler):
+        self.request_id = str(uuid.uuid4())
+        self.client_request_id = handler.headers.get("client-request-id") or str(uuid.uuid4())
+        self.mailbox = None
+        self.app_id = None
+        self.received = now()
+
+
+class GraphMixin:
+    """The graph role of Handler (Microsoft Graph v1.0 on loopback)."""
+
+    def handle_expect_100(self):
+        # An oversized body is refused before the client sends it.
+        if self.role == "graph" and self.content_length() > graph_raw_limit(self.state.config):
+            return True
+        return super().handle_expect_100()
+
+    def content_length(self):
+        try:
+            return int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return 0
+
+    # Replies ----------------------------------------------------------------
+    def graph_reply(self, status, body=None, headers=None, close=False):
+        g = self.g
+        data = json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        self.send_header("request-id", g.request_id)
+        self.send_header("client-request-id", g.client_request_id)
+        for k, v in (headers or {}).items():
+            self.send_header(k, str(v))
+        if body is not None:
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(data)
+
+    def graph_error(self, status, code, message, headers=None, close=False, fault=False):
+        g = self.g
+        date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        body = {"error": {"code": code, "message": message,
+                          "innerError": {"date": date, "request-id": g.request_id,
+                                         "client-request-id": g.client_request_id}}}
+        self.state.record("refused", {
+            "role": "graph", "time": now(), "stage": self.command + " " + self.path.split("?")[0],
+            "status": status, "code": code, "reply": message, "mailbox": g.mailbox,
+            "app_id": g.app_id, "request_id": g.request_id, "client_ip": self.client_address[0],
+            "client_port": self.client_address[1], "fault": fault})
+        self.graph_reply(status, body, headers, close)
+
+    def linger(self):
+        """After an early reply: take what the client still sends (2 s and
+        64 MiB at most), so that closing does not reset the connection
+        before the client has read the reply."""
+        try:
+            self.wfile.flush()
+            self.connection.settimeout(0.5)
+            end, total = time.time() + 2, 0
+            while time.time() < end and total < 64 << 20:
+                chunk = self.connection.recv(65536)
+                if not chunk:
+                    break
+                total += len(chunk)
+        except (OSError, ssl.SSLError):
+            pass
+
+    def graph_body(self):
+        """The request body; None if it is over graph_raw_limit (unread)."""
+        limit = graph_raw_limit(self.state.config)
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            body = bytearray()
+            while True:
+                size = int(self.rfile.readline(1024).split(b";")[0].strip() or b"x", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass   # trailer fields
+                    return bytes(body)
+                if len(body) + size > limit:
+                    return None
+                body += self.rfile.read(size)
+                self.rfile.readline()
+        n = self.content_length()
+        if n > limit:
+            return None
+        return self.rfile.read(n) if n > 0 else b""
+
+    # Steps ----------------------------------------------------------------------
+    def graph_start(self):
+        """Count the request, read its body, play a fault.  The body, or
+        None when the request has been answered."""
+        st = self.state
+        self.g = GraphRequest(self)
+        with st.lock:
+            st.graph_requests += 1
+        try:
+            body = self.graph_body() if self.command == "POST" else b""
+        except ValueError:
+            self.graph_error(400, "BadRequest", "Invalid chunked encoding.", close=True)
+            return None
+        if body is None:
+            self.graph_error(413, "ErrorMessageSizeExceeded",
+                             "The message exceeds the maximum supported size.", close=True)
+            self.linger()
+            return None
+        f = st.take_fault("graph", "request", self.client_address[1])
+        if f:
+            action = f.get("action")
+            if action == "stall":
+                end = time.time() + float(f.get("seconds", 30))
+                while time.time() < end:
+                    time.sleep(min(0.1, max(end - time.time(), 0)))
+            elif action == "drop":
+                self.graph_drop()
+                return None
+            elif action == "status":
+                status = int(f.get("status", 503))
+                headers = {"Retry-After": f["retry_after"]} if "retry_after" in f else None
+                if "body" in f:
+                    self.graph_reply(status, f["body"], headers)
+                    self.state.record("refused", {"role": "graph", "time": now(), "stage": "request",
+                                                  "status": status, "request_id": self.g.request_id,
+                                                  "client_port": self.client_address[1], "fault": True})
+                else:
+                    code, message = GRAPH_FAULT_CODES.get(status, ("UnknownError", "An error occurred."))
+                    self.graph_error(status, code, message, headers, fault=True)
+                return None
+        return body
+
+    def graph_drop(self):
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def graph_auth(self):
+        """The claims of the request's Graph token, or None (answered 401)."""
+        scheme, _, token = self.headers.get("Authorization", "").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            why = "empty"
+            claims = None
+        else:
+            claims, why = verify_token(self.state, token, self.state.config["graph_audience"])
+        if claims is None:
+            self.graph_error(401, "InvalidAuthenticationToken", GRAPH_401[why], headers={
+                "WWW-Authenticate": 'Bearer realm="", authorization_uri='
+                '"https://login.microsoftonline.com/common/oauth2/authorize", '
+                'client_id="00000003-0000-0000-c000-000000000000"'})
+            return None
+        self.g.app_id = claims.get("appid")
+        return claims
+
+    def graph_user(self, user):
+        """(name, mailbox) of a known mailbox, or (None, None) (answered 404)."""
+        name, box = self.state.mailbox(user)
+        if box is None:
+            self.graph_error(404, "ErrorInvalidUser", "The requested user '%s' is invalid." % user)
+            return None, None
+        self.g.mailbox = name
+        return name, box
+
+    def graph_denied(self):
+        self.graph_error(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+
+    # Requests ---------------------------------------------------------------------
+    def graph_get(self):
+        if self.graph_start() is None:
+            return
+        path = self.path.split("?", 1)[0]
+        m = re.fullmatch(r"/v1\.0/users/([^/]+)", path, re.I)
+        if not m:
+            return self.graph_not_found(path)
+        if self.graph_auth() is None:
+            return
+        name, box = self.graph_user(urllib.parse.unquote(m.group(1)))
+        if box is None:
+            return
+        self.graph_reply(200, {
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, "m365sim:" + name.lower())),
+            "displayName": name.split("@")[0], "userPrincipalName": name, "mail": name})
+
+    def graph_not_found(self, path):
+        segment = path.rstrip("/").rsplit("/", 1)[-1]
+        self.graph_error(404, "ResourceNotFound", "Resource not found for the segment '%s'." % segment)
+
+    def graph_post(self):
+        body = self.graph_start()
+        if body is None:
+            return
+        path = self.path.split("?", 1)[0]
+        m = re.fullmatch(r"/v1\.0/users/([^/]+)/sendMail", path, re.I)
+        if not m:
+            return self.graph_not_found(path)
+        claims = self.graph_auth()
+        if claims is None:
+            return
+        if GRAPH_ROLE not in claims.get("roles", []):
+            return self.graph_denied()
+        name, box = self.graph_user(urllib.parse.unquote(m.group(1)))
+        if box is None:
+            return
+        apps = box.get("apps")
+        if box.get("graph_access_denied") or (apps is not None and claims["appid"] not in apps):
+            return self.graph_denied()
+        ctype = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype != "text/plain":
+            # JSON messages are not simulated: what is sent is taken as
+            # JSON that does not parse.
+            return self.graph_error(400, "BadRequest", "Unable to read JSON request payload. Please ensure "
+                                    "Content-Type header is set and payload is of valid JSON format.")
+        st, cfg = self.state, self.state.config
+        key = "%s|%s" % (claims["appid"], name.lower())
+        with st.lock:
+            n = st.graph_in_flight.get(key, 0)
+            throttled = n >= int(cfg["graph_concurrency"])
+            if throttled:
+                st.graph_throttled += 1
+            else:
+                st.graph_in_flight[key] = n + 1
+                st.graph_max_in_flight[key] = max(st.graph_max_in_flight.get(key, 0), n + 1)
+        if throttled:
+            return self.graph_error(429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.",
+                                    headers={"Retry-After": cfg["graph_retry_after"]})
+        try:
+            self.graph_send(name, box, claims, body)
+        finally:
+            with st.lock:
+                st.graph_in_flight[key] -= 1
+
+    def graph_send(self, name, box, claims, body):
+        cfg = self.state.config
+        try:
+            mime = base64.b64decode(re.sub(rb"[\r\n\t ]+", b"", body), validate=True)
+        except (binascii.Error, ValueError):
+            mime = b""
+        if not mime:
+            return self.graph_error(400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.")
+        if len(mime) > int(cfg["graph_max_bytes"]):
+            return self.graph_error(413, "ErrorMessageSizeExceeded", "The message exceeds the maximum supported size.")
+        msg = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(mime, headersonly=True)
+        if not all(may_send_as(name, box, a) for a in addresses(msg, "From", "Sender")):
+            return self.graph_error(403, "ErrorSendAsDenied", "The user account which was used to submit this "
+                                    "request does not have the right to send mail on behalf of the specified "
+                                    "sending account.")
+        # No envelope: whom the message goes to is what its header says.
+        rcpts = addresses(msg, "To", "Cc", "Bcc")
+        if not rcpts:
+            return self.graph_error(400, "ErrorInvalidRecipients", "At least one recipient is not valid., "
+                                    "A message can't be sent because it contains no recipients.")
+        if float(cfg.get("graph_delay") or 0) > 0:
+            time.sleep(float(cfg["graph_delay"]))
+        stored = strip_header(mime, "Bcc")    # Exchange keeps no Bcc in the sent copy
+        smsg = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(stored, headersonly=True)
+        headers = {}
+        for k, v in smsg.items():
+            headers.setdefault(k, []).append(str(v))
+        g = self.g
+        f = self.state.take_fault("graph", "after_accept", self.client_address[1])
+        dropped = bool(f and f.get("action") == "drop")
+        rec = {"role": "graph", "received": g.received, "accepted": now(), "mailbox": name,
+               "app_id": claims["appid"], "auth_user": name, "auth_mech": "Bearer",
+               "mail_from": None, "rcpt_to": rcpts, "header_from": addresses(msg, "From"),
+               "headers": headers, "body_sha256": hashlib.sha256(mime).hexdigest(), "size": len(mime),
+               "raw_mime": mime.decode("utf-8", "replace"), "stored_mime": stored.decode("utf-8", "replace"),
+               "text": stored[:65536].decode("utf-8", "replace"),
+               "message_id": (smsg.get("Message-ID") or "").strip() or None,
+               "request_id": g.request_id, "client_request_id": g.client_request_id,
+               "tls_version": self.connection.version() if hasattr(self.connection, "version") else None,
+               "client_ip": self.client_address[0], "client_port": self.client_address[1],
+               "reply_dropped": dropped}
+        with self.state.lock:
+            self.state.graph_accepted += 1
+        self.state.record("records", rec)
+        if dropped:
+            # The message is in; the client never hears so.
+            return self.graph_drop()
+        self.graph_reply(202)
+
+
+class Handler(GraphMixin, http.server.BaseHTTPRequestHandler):
     state = None
     role = None
     protocol_version = "HTTP/1.1"
@@ -891,14 +1352,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         st = self.state
+        if self.role == "graph":
+            return self.graph_get()
         if self.role != "control":
             return self.reply(404, {"error": "not_found"})
         with st.lock:
             state = {"records": st.records, "refused": st.refused,
                      "stats": {"token_requests": st.token_requests,
                                "token_requests_by_client": st.token_requests_by_client,
+                               "token_requests_by_scope": st.token_requests_by_scope,
                                "max_sessions": st.max_sessions, "open_sessions": st.sessions,
-                               "connections": st.connections},
+                               "connections": st.connections,
+                               "graph_requests": st.graph_requests,
+                               "graph_accepted": st.graph_accepted,
+                               "graph_throttled": st.graph_throttled,
+                               "graph_in_flight": st.graph_in_flight,
+                               "graph_max_in_flight": st.graph_max_in_flight},
                      "faults_fired": st.fired,
                      "config": st.config, "ports": st.ports}
             return self.reply(200, json.loads(json.dumps(state)))
@@ -906,6 +1375,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         if self.role == "token":
             return self.token()
+        if self.role == "graph":
+            return self.graph_post()
         st = self.state
         try:
             data = json.loads(self.body() or b"{}")
@@ -954,8 +1425,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         form = urllib.parse.parse_qs(self.body().decode(), keep_blank_values=True)
         get = lambda k: form.get(k, [None])[0]
         client_id = get("client_id")
+        scope = get("scope")
         with st.lock:
             st.token_requests_by_client[client_id] = st.token_requests_by_client.get(client_id, 0) + 1
+            st.token_requests_by_scope[str(scope)] = st.token_requests_by_scope.get(str(scope), 0) + 1
         cfg = st.config
         if tenant not in cfg["tenant_ids"]:
             return self.reply(*aad_error(90002, tenant=tenant))
@@ -976,9 +1449,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.reply(*aad_error(code))
         else:
             return self.reply(*aad_error(7000218))
-        if get("scope") != cfg["scope"]:
-            return self.reply(*aad_error(70011, scope=get("scope")))
-        token, claims = issue_token(st, client_id, tenant)
+        if scope not in (cfg["scope"], cfg["graph_scope"]):
+            return self.reply(*aad_error(70011, scope=scope))
+        token, claims = issue_token(st, client_id, tenant, graph=scope == cfg["graph_scope"])
         life = int(cfg["token_lifetime"])
         exp = str(life) if cfg["expires_in_as_string"] else life
         return self.reply(200, {"token_type": "Bearer", "expires_in": exp, "ext_expires_in": exp,
@@ -987,18 +1460,40 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 def merge(dst, src):
     for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict) and k not in ("mailboxes", "apps", "rcpt_replies"):
+        if isinstance(v, dict) and isinstance(dst.get(k), dict) and \
+                k not in ("mailboxes", "apps", "rcpt_replies", "hve_accounts"):
             merge(dst[k], v)
         else:
             dst[k] = v
 
 
+class TLSServer(http.server.ThreadingHTTPServer):
+    """HTTPS, each connection's TLS handshake in its own thread, so that a
+    slow or silent client holds up nobody else."""
+    daemon_threads = True
+    ctx = None
+
+    def get_request(self):
+        sock, addr = self.socket.accept()
+        return self.ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    def finish_request(self, request, client_address):
+        try:
+            request.settimeout(30)
+            request.do_handshake()
+            request.settimeout(None)
+        except (ssl.SSLError, OSError):
+            return
+        super().finish_request(request, client_address)
+
+
 def http_server(state, role, port, ctx=None):
     handler = type("H_" + role, (Handler,), {"state": state, "role": role})
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    srv.daemon_threads = True
     if ctx is not None:
-        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+        srv = type("S_" + role, (TLSServer,), {"ctx": ctx})(("127.0.0.1", port), handler)
+    else:
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        srv.daemon_threads = True
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv.server_address[1]
 
@@ -1021,7 +1516,8 @@ def tls_contexts(certdir):
     mx.verify_mode = ssl.CERT_OPTIONAL
     mx.load_verify_locations(os.path.join(certdir, "ca.pem"))
     token = base(ssl.TLSVersion.TLSv1_2)
-    return {"smtp": smtp, "mx": mx, "token": token}
+    # hve: the smtp dialogue, TLS included; graph: the token endpoint's.
+    return {"smtp": smtp, "mx": mx, "token": token, "hve": smtp, "graph": token}
 
 
 async def main():
@@ -1032,6 +1528,8 @@ async def main():
     ap.add_argument("--smtp-port", type=int, default=0)
     ap.add_argument("--mx-port", type=int, default=0)
     ap.add_argument("--token-port", type=int, default=0)
+    ap.add_argument("--graph-port", type=int, default=0)
+    ap.add_argument("--hve-port", type=int, default=0)
     ap.add_argument("--control-port", type=int, default=0)
     a = ap.parse_args()
 
@@ -1048,18 +1546,22 @@ async def main():
 
     smtp = await asyncio.start_server(serve("smtp"), "127.0.0.1", a.smtp_port, limit=65536)
     mx = await asyncio.start_server(serve("mx"), "127.0.0.1", a.mx_port, limit=65536)
+    hve = await asyncio.start_server(serve("hve"), "127.0.0.1", a.hve_port, limit=65536)
     ports["smtp"] = smtp.sockets[0].getsockname()[1]
     ports["mx"] = mx.sockets[0].getsockname()[1]
+    ports["hve"] = hve.sockets[0].getsockname()[1]
     ports["token"] = http_server(state, "token", a.token_port, ctxs["token"])
+    ports["graph"] = http_server(state, "graph", a.graph_port, ctxs["graph"])
     ports["control"] = http_server(state, "control", a.control_port)
     with open(os.path.join(a.state_dir, "ports.json.tmp"), "w") as f:
         json.dump(ports, f)
     os.rename(os.path.join(a.state_dir, "ports.json.tmp"), os.path.join(a.state_dir, "ports.json"))
     with open(os.path.join(a.state_dir, "m365sim.pid"), "w") as f:
         f.write("%d\n" % os.getpid())
-    print("m365sim: smtp %(smtp)d mx %(mx)d token %(token)d control %(control)d" % ports, flush=True)
-    async with smtp, mx:
-        await asyncio.gather(smtp.serve_forever(), mx.serve_forever())
+    print("m365sim: smtp %(smtp)d mx %(mx)d hve %(hve)d token %(token)d graph %(graph)d "
+          "control %(control)d" % ports, flush=True)
+    async with smtp, mx, hve:
+        await asyncio.gather(smtp.serve_forever(), mx.serve_forever(), hve.serve_forever())
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ connector "byip" {{ type = ip }}
 domain "contoso.com" {{ default_sender = "scanner@contoso.com" mailbox = "scanner@contoso.com" connector = "onprem"
     rewrite_header_from = true }}
 submitter "lan" {{ clients = {{ "192.168.10.0/24" }} send_as = {{ "@contoso.com" }} domain = "contoso.com" }}
+{extra_sections}
 """
 
 FAKE_SENDMAIL = """#!/bin/sh
@@ -99,6 +100,7 @@ ROUTES = {
     "direct-send": "mode=direct-send; tenant=contoso; domain=contoso.com; submitter=lan",
     "relay": "mode=relay; tenant=contoso; domain=contoso.com; submitter=lan; connector=onprem",
     "relay-ip": "mode=relay; tenant=contoso; domain=contoso.com; submitter=lan; connector=byip",
+    "graph": "mode=graph; tenant=contoso; domain=contoso.com; submitter=lan; mailbox=erp@contoso.com",
 }
 
 
@@ -136,7 +138,7 @@ class Harness:
         self.write("fake-sendmail", FAKE_SENDMAIL.format(work=self.work), 0o755)
         self.write("route.key", ROUTE_KEY + "\n", 0o600)
         self.configure(rate=rate, erp_app=erp_app, timeout=timeout, pacing_wait=pacing_wait,
-                       extra_top="", extra_transport="", ca_file=os.path.join(self.certs, "ca.pem"))
+                       extra_top="", extra_transport="", extra_sections="", ca_file=os.path.join(self.certs, "ca.pem"))
         pw = pwd.getpwnam(USER)
         self.uid, self.gid = pw.pw_uid, pw.pw_gid
         for root, dirs, files in os.walk(self.work):

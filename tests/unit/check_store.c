@@ -278,6 +278,35 @@ START_TEST(test_journal)
 }
 END_TEST
 
+/* A pause is raised, never lowered, read by everyone, and forgotten once over. */
+START_TEST(test_pause)
+{
+	struct store_err e;
+	uint64_t now = store_now(), cur = 1;
+
+	ck_assert_int_eq(store_pause(st, "P@contoso.com", 0, now, &cur, &e), STORE_OK);
+	ck_assert_uint_eq(cur, 0);
+	ck_assert_int_eq(store_pause(st, "p@contoso.com", now + 5000, now, &cur, &e), STORE_OK);
+	ck_assert_uint_eq(cur, now + 5000);
+	/* a shorter pause asked later does not shorten it */
+	ck_assert_int_eq(store_pause(st, "p@contoso.com", now + 2000, now + 10, &cur, &e),
+	                 STORE_OK);
+	ck_assert_uint_eq(cur, now + 5000);
+	/* another process reads it (the key folds case like the others) */
+	ck_assert_int_eq(store_pause(st, "P@Contoso.com", 0, now + 20, &cur, &e), STORE_OK);
+	ck_assert_uint_eq(cur, now + 5000);
+	/* another mailbox is not paused */
+	ck_assert_int_eq(store_pause(st, "q@contoso.com", 0, now, &cur, &e), STORE_OK);
+	ck_assert_uint_eq(cur, 0);
+	/* over: reads as none, and a new one starts from scratch */
+	ck_assert_int_eq(store_pause(st, "p@contoso.com", 0, now + 5000, &cur, &e), STORE_OK);
+	ck_assert_uint_eq(cur, 0);
+	ck_assert_int_eq(store_pause(st, "p@contoso.com", now + 6000, now + 5001, &cur, &e),
+	                 STORE_OK);
+	ck_assert_uint_eq(cur, now + 6000);
+}
+END_TEST
+
 START_TEST(test_lmdb_full_and_unwritable)
 {
 	struct store_err e;
@@ -347,6 +376,7 @@ main(void)
 	                                   CHECK_TEST(test_usage_and_persistence),
 	                                   CHECK_TEST(test_slots_freed_when_holder_dies),
 	                                   CHECK_TEST(test_journal),
+	                                   CHECK_TEST(test_pause),
 	                                   CHECK_TEST(test_lmdb_full_and_unwritable),
 	                                   CHECK_TEST(test_redis_scripts_flushed)};
 
