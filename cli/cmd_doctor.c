@@ -4,13 +4,16 @@
  * endpoints are DNS names; per accepted domain: SPF (libspf2's verdict for
  * egress_ip, and the record's shape) and MX; per connector and app: the
  * certificate (names, key, chain, dates) and the credential files; with
- * --connect, each endpoint's TCP, STARTTLS and EHLO.
+ * --connect, each endpoint's TCP, STARTTLS and EHLO (the HVE endpoint too
+ * when a mailbox is an HVE account), and for a mailbox that sends through
+ * Graph a token for the Graph scope and a request that sends nothing.
  *
  * Every finding is ok, warning or error; an error carries its fix.  The
  * exit status is 0 when there is no error, 1 otherwise, 2 for usage.
  */
 #include "config.h"
 
+#include <curl/curl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <json-c/json.h>
@@ -26,6 +29,8 @@
 
 #include "net/certcheck.h"
 #include "cli.h"
+#include "graph_probe.h"
+#include "net/oauth.h"
 #include "doctor.h"
 #include "util/sbuf.h"
 #include "net/dns.h"
@@ -512,6 +517,56 @@ runtime_found(void *arg, const char *what, const char *fix)
 	doctor_add(arg, LVL_ERR, "gateway", "runtime", fix, "%s", what);
 }
 
+/* uses_graph - whether mail may go as mb through Graph */
+static bool
+uses_graph(const struct conf *c, const struct mailbox_conf *mb)
+{
+	size_t i;
+
+	if (mb->hve || mb->app == NULL)
+		return false;
+	if (!mb->smtp_auth)
+		return true;
+	for (i = 0; i < c->n_domains; i++)
+		if (c->domains[i].mode == MODE_GRAPH && c->domains[i].mailbox == mb)
+			return true;
+	return false;
+}
+
+/* check_graph - a Graph token for mb's app, and Graph reading the mailbox */
+static void
+check_graph(struct doctor *d, const struct mailbox_conf *mb)
+{
+	const struct tenant *t = mb->tenant;
+	struct oauth_token tok;
+	struct oauth_err e;
+	struct graph_probe r;
+	char subj[300];
+
+	snprintf(subj, sizeof(subj), "%s (graph)", mb->name);
+	if (oauth_fetch(d->conf, mb->app, t->graph_scope, &tok, &e) < 0) {
+		doctor_add(d, LVL_ERR, subj, "token",
+		           e.hint ? e.hint : "check the app's credential", "no token for %s: %s",
+		           t->graph_scope, e.msg);
+		return;
+	}
+	if (graph_probe(d->conf, t, mb->name, tok.access, &r) < 0)
+		doctor_add(d, LVL_ERR, subj, "connect",
+		           "check the firewall and the proxy for outbound HTTPS, and the CA store "
+		           "(ca_file)",
+		           "%s: %s", t->graph_endpoint, r.err);
+	else if (r.status != 200)
+		doctor_add(d, LVL_ERR, subj, "graph", graph_probe_hint(r.status),
+		           "GET /v1.0/users/%s: HTTP %ld %s%s%s", mb->name, r.status, r.code,
+		           r.code[0] ? ": " : "", r.message);
+	else
+		doctor_add(d, LVL_OK, subj, "graph", NULL,
+		           "%s over verified TLS took the app's token and reads the mailbox "
+		           "(sendMail also needs Mail.Send)",
+		           t->graph_endpoint);
+	memset(&tok, 0, sizeof(tok));
+}
+
 static void
 run_checks(struct doctor *d, bool connect)
 {
@@ -578,10 +633,18 @@ run_checks(struct doctor *d, bool connect)
 		return;
 	for (i = 0; i < c->n_tenants; i++) {
 		const struct tenant *t = &c->tenants[i];
+		bool hve = false;
 		check_connect(d, t->smtp_host, t->smtp_port, true);
 		if (t->mx_endpoint != NULL)
 			check_connect(d, t->mx_endpoint, t->mx_port, false);
+		for (k = 0; k < c->n_mailboxes; k++)
+			hve |= c->mailboxes[k].tenant == t && c->mailboxes[k].hve;
+		if (hve)
+			check_connect(d, t->hve_host, t->hve_port, true);
 	}
+	for (i = 0; i < c->n_mailboxes; i++)
+		if (uses_graph(c, &c->mailboxes[i]))
+			check_graph(d, &c->mailboxes[i]);
 }
 
 int
@@ -617,7 +680,9 @@ cmd_doctor(const char *conf_file, int argc, char **argv)
 		conf_free(conf);
 		return 1;
 	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
 	run_checks(&d, connect);
+	curl_global_cleanup();
 	if (d.oom) {
 		fprintf(stderr, "m365ctl: out of memory\n");
 		rc = 1;

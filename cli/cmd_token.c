@@ -18,6 +18,7 @@
 #include <curl/curl.h>
 
 #include "cli.h"
+#include "graph_probe.h"
 #include "net/oauth.h"
 #include "net/outcome.h"
 #include "net/smtp.h"
@@ -97,87 +98,29 @@ out:
 	return rc;
 }
 
-static size_t
-keep_body(char *p, size_t size, size_t n, void *arg)
-{
-	char *buf = arg;
-	size_t have = strlen(buf), add = size * n;
-
-	if (have + 1 < 4096)
-		snprintf(buf + have, 4096 - have, "%.*s",
-		         (int)(add < 4095 - have ? add : 4095 - have), p);
-	return size * n;
-}
-
-/* graph_round_trip - GET /v1.0/users/{mailbox} with the Graph token */
+/* graph_round_trip - GET /v1.0/users/{mailbox} with the Graph token, said */
 static int
 graph_round_trip(const struct conf *conf, const struct app *app, const char *mailbox,
                  const char *token)
 {
-	char body[4096] = "", errbuf[CURL_ERROR_SIZE] = "", *box, *url = NULL, *auth = NULL;
-	struct curl_slist *h = NULL;
-	json_object *j, *err, *v;
-	CURL *curl = curl_easy_init();
-	long status = 0;
-	int rc = 1;
+	struct graph_probe r;
 
-	if (curl == NULL || (box = curl_easy_escape(curl, mailbox, 0)) == NULL)
-		goto out;
-	if (asprintf(&url, "%s/v1.0/users/%s", app->tenant->graph_endpoint, box) < 0)
-		url = NULL;
-	curl_free(box);
-	if (url == NULL || asprintf(&auth, "Authorization: Bearer %s", token) < 0) {
-		auth = NULL;
-		goto out;
+	printf("graph:       GET %s/v1.0/users/%s\n", app->tenant->graph_endpoint, mailbox);
+	if (graph_probe(conf, app->tenant, mailbox, token, &r) < 0) {
+		printf("graph:       failed: %s\n", r.err);
+		return 1;
 	}
-	h = curl_slist_append(h, auth);
-	printf("graph:       GET %s\n", url);
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, keep_body);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, (void *)body);
-	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
-	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(curl, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-	if (conf->transport.ca_file != NULL)
-		curl_easy_setopt(curl, CURLOPT_CAINFO, conf->transport.ca_file);
-	if (curl_easy_perform(curl) != CURLE_OK) {
-		printf("graph:       failed: %s\n", errbuf);
-		goto out;
-	}
-	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-	printf("status:      HTTP %ld\n", status);
-	if (status == 200) {
+	printf("status:      HTTP %ld\n", r.status);
+	if (r.status == 200) {
 		printf("result:      OK, the app can use Graph as %s (sendMail needs the "
 		       "application permission Mail.Send)\n",
 		       mailbox);
-		rc = 0;
-	} else if ((j = json_tokener_parse(body)) != NULL) {
-		json_object *msg = NULL;
-		if (json_object_object_get_ex(j, "error", &err) &&
-		    json_object_object_get_ex(err, "code", &v)) {
-			json_object_object_get_ex(err, "message", &msg);
-			printf("error:       %s: %s\n", json_object_get_string(v),
-			       msg != NULL ? json_object_get_string(msg) : "");
-		}
-		json_object_put(j);
-		printf("hint:        %s\n",
-		       status == 401 ? "the token is not for this Graph endpoint (graph_endpoint, "
-		                       "graph_scope)"
-		       : status == 403
-		           ? "grant the app Mail.Send (application) with admin consent; "
-		             "an application access policy may exclude this mailbox"
-		       : status == 404 ? "no such mailbox in the tenant"
-		                       : "see the error above");
+		return 0;
 	}
-out:
-	curl_slist_free_all(h);
-	free(url);
-	free(auth);
-	if (curl != NULL)
-		curl_easy_cleanup(curl);
-	return rc;
+	if (r.code[0] != '\0')
+		printf("error:       %s: %s\n", r.code, r.message);
+	printf("hint:        %s\n", graph_probe_hint(r.status));
+	return 1;
 }
 
 int

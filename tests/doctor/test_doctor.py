@@ -78,6 +78,9 @@ ZONE = [
     # Microsoft's endpoints are this namespace's loopback
     "address=/mail.protection.outlook.com/127.0.0.1",
     "address=/smtp.office365.com/127.0.0.1",
+    "address=/smtp-hve.office365.com/127.0.0.1",
+    "address=/graph.microsoft.com/127.0.0.1",
+    "address=/login.microsoftonline.com/127.0.0.1",
 ]
 
 
@@ -395,7 +398,7 @@ app "certapp" { client_id = "y" certificate_file = "%(c)s/app.pem" key_file = "%
 
     # Clean, and --connect -----------------------------------------------------------------
 
-    def clean_conf(self, mx_port):
+    def clean_conf(self, mx_port, tenant_extra="", extra=""):
         secret = os.path.join(self.work, "app.secret")
         with open(secret, "w") as f:
             f.write("s\n")
@@ -407,10 +410,12 @@ tenant "lab" {
     mx_endpoint = "pass-test.mail.protection.outlook.com"
     mx_port = %d
     egress_ip = "%s"
+%s
 }
 app "a" { client_id = "x" client_secret_file = "%s" }
 mailbox "scanner@pass.test" { app = "a" }
-""" % (mx_port, EGRESS, secret))
+%s
+""" % (mx_port, EGRESS, tenant_extra, secret, extra))
 
     def test_clean_exit_zero(self):
         r = self.doctor(self.clean_conf(25))
@@ -421,9 +426,16 @@ mailbox "scanner@pass.test" { app = "a" }
         state = os.path.join(self.work, "sim")
         os.makedirs(state, exist_ok=True)
         log = open(os.path.join(state, "sim.log"), "w")
+        simconf = os.path.join(state, "tenant.json")
+        with open(simconf, "w") as f:
+            json.dump({"tenant_ids": ["pass.test"], "accepted_domains": ["pass.test"],
+                       "apps": {"x": {"secret": "s"}},
+                       "mailboxes": {"reports@pass.test": {"apps": ["x"]}},
+                       "hve_accounts": {"news@pass.test": {"apps": ["x"]}}}, f)
         sim = self.lab.start(["/usr/bin/python3", SIM, "--state-dir", state, "--certs", self.certs,
-                              "--smtp-port", "587", "--mx-port", "25"], stdout=log,
-                             stderr=subprocess.STDOUT)
+                              "--config", simconf, "--smtp-port", "587", "--mx-port", "25",
+                              "--hve-port", "2587", "--graph-port", "8443", "--token-port", "9443"],
+                             stdout=log, stderr=subprocess.STDOUT)
         try:
             for _ in range(200):
                 if os.path.exists(os.path.join(state, "ports.json")):
@@ -437,6 +449,27 @@ mailbox "scanner@pass.test" { app = "a" }
             self.level(by, "smtp.office365.com:587", "ehlo", "ok", "AUTH-XOAUTH2")
             self.level(by, "pass-test.mail.protection.outlook.com:25", "tls", "ok",
                        "*.mail.protection.outlook.com")
+            # An HVE account and a mailbox that sends through Graph: their
+            # endpoints, a Graph token and a request that sends nothing.
+            conf = self.clean_conf(
+                25, tenant_extra='hve_port = 2587\n'
+                'authority = "https://login.microsoftonline.com:9443"\n'
+                'graph_endpoint = "https://graph.microsoft.com:8443"\n'
+                'graph_scope = "https://graph.microsoft.com/.default"',
+                extra='mailbox "news@pass.test" { app = "a" hve = yes }\n'
+                      'mailbox "reports@pass.test" { app = "a" smtp_auth = no }\n'
+                      'mailbox "ghost@pass.test" { app = "a" smtp_auth = no }')
+            r = self.doctor(conf, "--connect", "--json")
+            _, by = findings(r.stdout)
+            self.level(by, "smtp-hve.office365.com:2587", "tls", "ok", "smtp-hve.office365.com")
+            self.level(by, "smtp-hve.office365.com:2587", "ehlo", "ok", "AUTH-XOAUTH2")
+            self.level(by, "reports@pass.test (graph)", "graph", "ok",
+                       "https://graph.microsoft.com:8443 over verified TLS took the app's token")
+            self.level(by, "ghost@pass.test (graph)", "graph", "error",
+                       "GET /v1.0/users/ghost@pass.test: HTTP 404 ErrorInvalidUser",
+                       "no such mailbox in the tenant")
+            self.assertNotIn(("news@pass.test (graph)", "graph"), by, "an HVE account has no Graph")
+            self.assertEqual(r.returncode, 1, "the unknown mailbox is an error")
         finally:
             sim.send_signal(signal.SIGTERM)
             sim.wait(10)

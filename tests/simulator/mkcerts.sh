@@ -36,7 +36,7 @@ leaf() {
 	rm -f "$1.csr"
 }
 leaf server 30 "/CN=localhost" \
-	"DNS:localhost,IP:127.0.0.1,DNS:smtp.office365.com,DNS:*.mail.protection.outlook.com"
+	"DNS:localhost,IP:127.0.0.1,DNS:smtp.office365.com,DNS:*.mail.protection.outlook.com,DNS:smtp-hve.office365.com,DNS:graph.microsoft.com,DNS:login.microsoftonline.com"
 leaf relay 30 "/O=Contoso/CN=relay.contoso.com" "DNS:relay.contoso.com"
 leaf wild 30 "/CN=gw.example.net" "DNS:*.contoso.com,DNS:mail.fabrikam.com"
 leaf other 30 "/CN=relay.example.org" "DNS:relay.example.org"
