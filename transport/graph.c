@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr/addr.h"
 #include "deliver.h"
 #include "graph.h"
 #include "net/oauth.h"
@@ -181,7 +182,10 @@ graph_ready(struct attempt *a, struct outcome *o)
 	struct delivery *d = a->d;
 	char note[1024];
 
-	sbuf_init(&a->mime, d->msg.wire_len + 64 * a->n_todo + 1024);
+	/* Room for the worst case: To/Cc rewritten with every display name
+	 * quoted and escaped (at most twice the header), and one Bcc line per
+	 * envelope recipient. */
+	sbuf_init(&a->mime, d->msg.wire_len * 2 + a->n_todo * (ADDR_TEXT_MAX + 8) + 4096);
 	if (graph_mime(d->msg.wire, d->msg.wire_len, a->todo, a->n_todo, &a->mime, note,
 	               sizeof(note)) < 0) {
 		outcome_local(o, OUT_DEFER, "4.3.0", "cannot build the message for Graph (memory)");

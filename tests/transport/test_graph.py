@@ -162,6 +162,21 @@ class Graph(unittest.TestCase):
         self.assertEqual(r.status, 75, r)
         self.assertRegex(r.first_line, r"^4\.4\.2 .*\(during sendMail\)")
 
+    def test_lost_after_accept_defers(self):
+        # Graph took the message and the answer was lost: the delivery
+        # defers (never "sent" without an answer), and the retry sends it
+        # again - a duplicate, as after the final dot in SMTP (RFC 5321
+        # 6.1 prefers that to losing it).  The man page says so.
+        H.sim.control("fault", {"role": "graph", "step": "after_accept", "action": "drop"})
+        qid = H.new_qid()
+        r = self.send(qid=qid)
+        self.assertEqual(r.status, 75, r)
+        self.assertRegex(r.first_line, r"^4\.4\.2 .*\(during sendMail\)")
+        self.assertEqual(len(graph_records()), 1)
+        r = self.send(qid=qid)
+        self.assertEqual(r.status, 0, r)
+        self.assertEqual(len(graph_records()), 2)
+
     def test_retry_after_shared(self):
         # Transport A is told to wait 3 s; B, for the same mailbox, starts
         # while that holds and must not ask Graph before it ends.
@@ -211,6 +226,16 @@ class Graph(unittest.TestCase):
         self.assertEqual(stored["Cc"], "alice@contoso.com")
         # dot-stuffing is undone: Graph gets the body as written
         self.assertIn("\n.leading dot", rec["raw_mime"].replace("\r\n", "\n"))
+
+    def test_long_envelope_only_recipients(self):
+        # Twelve recipients of about 200 characters each, none in the header:
+        # the Bcc line that names them must fit (it did not: the MIME's
+        # bound counted 64 bytes a recipient, and the message waited).
+        rcpts = ["r%d@%sexample.net" % (i, ("d" * 60 + ".") * 3) for i in range(12)]
+        r = self.send(rcpts, msg="From: billing@contoso.com\nTo: undisclosed-recipients:;\n"
+                                 "Subject: long\n\nbody\n")
+        self.assertEqual(r.status, 0, r)
+        self.assertEqual(sorted(graph_records()[-1]["rcpt_to"]), sorted(rcpts))
 
     def test_header_as_written_when_it_matches(self):
         msg = ("From: billing@contoso.com\nTo: \"Doe, Alice\" <alice@contoso.com>,\n bob@contoso.com\n"
