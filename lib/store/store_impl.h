@@ -43,6 +43,7 @@ struct store *store_redis_open(const struct conf *conf, struct store_err *err);
 /* store_fail - fill err (printf style) and return STORE_FAIL */
 int store_fail(struct store_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define JOURNAL_TTL_MS (7ULL * 86400 * 1000) /* beyond Postfix's queue lifetime */
+#define JOURNAL_TTL_MS    (7ULL * 86400 * 1000) /* beyond Postfix's queue lifetime */
+#define JOURNAL_EXPIRE_MS (10ULL * 60 * 1000)   /* LMDB: scan for expired entries */
 
 #endif

@@ -24,7 +24,6 @@ struct store_lmdb {
 	struct store base;
 	MDB_env *env;
 	MDB_dbi dbi;
-	unsigned long puts; /* journal writes, for occasional expiry */
 };
 
 /* Bounds on what one key may hold (Exchange Online's limits are far lower). */
@@ -404,6 +403,29 @@ expire(struct store_lmdb *s, MDB_txn *txn, uint64_t now)
 	mdb_cursor_close(c);
 }
 
+/*
+ * expire_due - the expiry scan, at most once every JOURNAL_EXPIRE_MS for
+ * all processes together: the time of the last one is a record of its own
+ * (a counter in each process would scan on every delivery, pipe(8) starting
+ * one process per delivery), read and written in the caller's transaction.
+ */
+static void
+expire_due(struct store_lmdb *s, MDB_txn *txn, uint64_t now)
+{
+	static const char key[] = "x:journal-expired";
+	MDB_val k = {sizeof(key) - 1, (void *)key}, v;
+	uint64_t last = 0;
+
+	if (mdb_get(txn, s->dbi, &k, &v) == 0 && v.mv_size == sizeof(last))
+		memcpy(&last, v.mv_data, sizeof(last));
+	if (last <= now && now - last < JOURNAL_EXPIRE_MS)
+		return; /* (a stamp in the future - a clock set back - scans) */
+	expire(s, txn, now);
+	v.mv_size = sizeof(now);
+	v.mv_data = &now;
+	mdb_put(txn, s->dbi, &k, &v, 0); /* if it fails, the next write scans */
+}
+
 static int
 lm_journal_put(struct store *st, const char *qid, const char *rcpt, enum journal_state state,
                const char *reply, uint64_t now, struct store_err *err)
@@ -428,8 +450,7 @@ lm_journal_put(struct store *st, const char *qid, const char *rcpt, enum journal
 	rc = mdb_txn_begin(s->env, NULL, 0, &txn);
 	if (rc != 0)
 		return lmdb_fail(err, "begin", rc);
-	if (++s->puts % 256 == 1)
-		expire(s, txn, now);
+	expire_due(s, txn, now);
 	rc = mdb_put(txn, s->dbi, &k, &v, 0);
 	if (rc == 0)
 		rc = mdb_txn_commit(txn);

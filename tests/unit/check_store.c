@@ -278,6 +278,54 @@ START_TEST(test_journal)
 }
 END_TEST
 
+/*
+ * The journal's expiry scan runs at most once every 10 minutes for all
+ * processes together (LMDB; Redis expires entries itself): a second
+ * handle - another transport process - does not scan on its first write
+ * when one scanned a moment ago, and does once 10 minutes have passed.
+ */
+START_TEST(test_journal_expiry_shared)
+{
+	const uint64_t min = 60000, ttl = 7ULL * 86400 * 1000, t = 1000ULL * 86400 * 1000;
+	struct store *other;
+	struct store_err e;
+	enum journal_state js;
+	char reply[64];
+
+	if (getenv("M365_TEST_STORE") && strcmp(getenv("M365_TEST_STORE"), "redis") == 0)
+		return;
+	ck_assert_int_eq(store_journal_put(st, "OLD", "x@example.net", JOURNAL_ACCEPTED, "", t, &e),
+	                 STORE_OK);
+	/* a scan just before OLD expires: it stays */
+	ck_assert_int_eq(
+	    store_journal_put(st, "P", "x@example.net", JOURNAL_ACCEPTED, "", t + ttl - min, &e),
+	    STORE_OK);
+	other = store_open(conf, &e);
+	ck_assert_ptr_nonnull(other);
+	/* OLD has expired, but the last scan was 2 minutes ago: no scan */
+	ck_assert_int_eq(
+	    store_journal_put(other, "Q", "x@example.net", JOURNAL_ACCEPTED, "", t + ttl + min, &e),
+	    STORE_OK);
+	ck_assert_int_eq(
+	    store_journal_get(other, "OLD", "x@example.net", &js, reply, sizeof(reply), &e),
+	    STORE_OK);
+	ck_assert_int_eq(js, JOURNAL_ACCEPTED);
+	/* 10 minutes after the last scan, the next write scans */
+	ck_assert_int_eq(store_journal_put(other, "R", "x@example.net", JOURNAL_ACCEPTED, "",
+	                                   t + ttl + 11 * min, &e),
+	                 STORE_OK);
+	ck_assert_int_eq(
+	    store_journal_get(other, "OLD", "x@example.net", &js, reply, sizeof(reply), &e),
+	    STORE_OK);
+	ck_assert_int_eq(js, JOURNAL_NONE);
+	ck_assert_int_eq(
+	    store_journal_get(other, "Q", "x@example.net", &js, reply, sizeof(reply), &e),
+	    STORE_OK);
+	ck_assert_int_eq(js, JOURNAL_ACCEPTED);
+	store_close(other);
+}
+END_TEST
+
 /* A pause is raised, never lowered, read by everyone, and forgotten once over. */
 START_TEST(test_pause)
 {
@@ -377,6 +425,7 @@ main(void)
 	                                   CHECK_TEST(test_slots_freed_when_holder_dies),
 	                                   CHECK_TEST(test_journal),
 	                                   CHECK_TEST(test_pause),
+	                                   CHECK_TEST(test_journal_expiry_shared),
 	                                   CHECK_TEST(test_lmdb_full_and_unwritable),
 	                                   CHECK_TEST(test_redis_scripts_flushed)};
 
