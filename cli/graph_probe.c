@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "graph_probe.h"
+#include "net/oauth.h"
 #include "util/sbuf.h"
 #include "util/util.h"
 
@@ -68,10 +69,7 @@ graph_probe(const struct conf *conf, const struct tenant *t, const char *mailbox
 	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long)conf->transport.timeout_connect);
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
 	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(curl, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-	if (conf->transport.ca_file != NULL)
-		curl_easy_setopt(curl, CURLOPT_CAINFO, conf->transport.ca_file);
+	oauth_https_opts(curl, conf->transport.ca_file);
 	if (curl_easy_perform(curl) == CURLE_OK) {
 		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r->status);
 		answer(&body, r);

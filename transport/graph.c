@@ -112,10 +112,7 @@ graph_post(const struct delivery *d, const struct plan *p, void **curlp, const c
 	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long)tc->timeout_connect);
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT, (long)(tc->timeout_data + tc->timeout_dot));
 	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(curl, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-	if (tc->ca_file != NULL)
-		curl_easy_setopt(curl, CURLOPT_CAINFO, tc->ca_file);
+	oauth_https_opts(curl, tc->ca_file);
 	cc = curl_easy_perform(curl);
 	if (cc != CURLE_OK) {
 		M3_FAIL(err, GRAPH_ENET, "%s: %s", p->tenant->graph_endpoint,
@@ -238,21 +235,26 @@ graph_transact(struct attempt *a)
 	struct store_err se;
 	const char *hint;
 	int tries, rc = -1;
+	bool asked = false;
 	size_t i;
 
+	/* A cached token refused (401): drop it, fetch another, try once more. */
 	for (tries = 0; tries < 2; tries++) {
 		if (mailbox_token(d, mb, mb->tenant->graph_scope, tries ? tok.access : NULL, &tok,
-		                  &a->first_temp) < 0)
+		                  &a->first_temp) < 0) {
+			rc = -1;
 			break;
+		}
+		asked = true;
 		rc = graph_post(d, &a->p, &a->curl, tok.access, a->mime.s, a->mime.len, &ans, &ge);
-		/* A cached token refused: drop it, fetch another, try once more. */
 		if (rc < 0 || ans.status != 401 || tok.fetched)
 			break;
-		rc = -1;
 	}
 	memset(&tok, 0, sizeof(tok));
+	/* The message counts from now once Graph was asked; never asked (no
+	 * token), its place in the window is given back. */
 	if (a->admitted != 0 && store_msg_retime(a->st, "out", mb->name, mb->messages.count,
-	                                         a->admitted, store_now() + 1, &se) < 0)
+	                                         a->admitted, asked ? store_now() + 1 : 0, &se) < 0)
 		log_warnx("%s: state store: %s", d->qid, se.msg);
 	if (rc < 0) {
 		if (a->first_temp.line[0] == '\0') {

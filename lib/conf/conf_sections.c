@@ -342,6 +342,25 @@ need_name(struct build *b, const struct locstr *ls, const char *opt, const char 
 		     opt, ls->s, name);
 }
 
+/* get_endpoint - PREFIX_host (a DNS name, not an address) and PREFIX_port */
+static void
+get_endpoint(struct build *b, cfg_t *sec, const char *prefix, const char *def_host,
+             unsigned long def_port, const char **host, unsigned *port)
+{
+	char hname[32], pname[32];
+	const struct locstr *ls;
+	unsigned long v;
+
+	snprintf(hname, sizeof(hname), "%s_host", prefix);
+	snprintf(pname, sizeof(pname), "%s_port", prefix);
+	*host = get_str(b, sec, hname, def_host);
+	ls = get(sec, hname);
+	if (ls != NULL)
+		need_name(b, ls, hname, ls->s, strlen(ls->s), def_host);
+	get_uint(b, sec, pname, def_port, 1, 65535, &v);
+	*port = (unsigned)v;
+}
+
 /*
  * The Graph endpoint follows the tenant's cloud, as the token authority
  * does: the authority's host names the cloud unless graph_endpoint is
@@ -437,12 +456,7 @@ build_tenant(struct build *b, cfg_t *sec, struct tenant *t)
 		t->egress_ip = arena_strdup(b->conf->arena, ls->s);
 	}
 	get_bool(b, sec, "direct_send", true, &t->direct_send);
-	t->smtp_host = get_str(b, sec, "smtp_host", DEF_SMTP_HOST);
-	ls = get(sec, "smtp_host");
-	if (ls != NULL)
-		need_name(b, ls, "smtp_host", ls->s, strlen(ls->s), DEF_SMTP_HOST);
-	get_uint(b, sec, "smtp_port", DEF_SMTP_PORT, 1, 65535, &port);
-	t->smtp_port = (unsigned)port;
+	get_endpoint(b, sec, "smtp", DEF_SMTP_HOST, DEF_SMTP_PORT, &t->smtp_host, &t->smtp_port);
 	t->authority = get_str(b, sec, "authority", DEF_AUTHORITY);
 	ls = get(sec, "authority");
 	if (ls != NULL && strncmp(ls->s, "https://", 8) != 0)
@@ -454,12 +468,7 @@ build_tenant(struct build *b, cfg_t *sec, struct tenant *t)
 	}
 	t->scope = get_str(b, sec, "scope", DEF_SCOPE);
 	build_graph_endpoint(b, sec, t);
-	t->hve_host = get_str(b, sec, "hve_host", DEF_HVE_HOST);
-	ls = get(sec, "hve_host");
-	if (ls != NULL)
-		need_name(b, ls, "hve_host", ls->s, strlen(ls->s), DEF_HVE_HOST);
-	get_uint(b, sec, "hve_port", DEF_HVE_PORT, 1, 65535, &port);
-	t->hve_port = (unsigned)port;
+	get_endpoint(b, sec, "hve", DEF_HVE_HOST, DEF_HVE_PORT, &t->hve_host, &t->hve_port);
 	t->tenant_id = get_str(b, sec, "tenant_id", NULL);
 	if (t->tenant_id == NULL) {
 		for (i = 0; i < t->n_accepted; i++)

@@ -391,6 +391,15 @@ oauth_cache_parse(const char *text, size_t len, uint64_t now, struct oauth_token
 	return rc;
 }
 
+void
+oauth_https_opts(void *curl, const char *ca_file)
+{
+	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https");
+	curl_easy_setopt(curl, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	if (ca_file != NULL)
+		curl_easy_setopt(curl, CURLOPT_CAINFO, ca_file);
+}
+
 int
 oauth_fetch(const struct conf *conf, const struct app *app, const char *scope,
             struct oauth_token *t, struct oauth_err *e)
@@ -443,10 +452,7 @@ oauth_fetch(const struct conf *conf, const struct app *app, const char *scope,
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT, (long)conf->transport.token_timeout);
 	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(curl, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-	if (conf->transport.ca_file != NULL)
-		curl_easy_setopt(curl, CURLOPT_CAINFO, conf->transport.ca_file);
+	oauth_https_opts(curl, conf->transport.ca_file);
 	cc = curl_easy_perform(curl);
 	if (cc != CURLE_OK) {
 		efail(e, OAUTH_ETEMP, "token endpoint %s: %s", url, curl_easy_strerror(cc));

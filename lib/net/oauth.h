@@ -48,6 +48,10 @@ struct oauth_err {
 	const char *hint; /* how to fix it, or NULL */
 };
 
+/* oauth_https_opts - what every HTTPS request of ours holds to (the token
+ * endpoint, Graph): https only, TLS 1.2 or later, verified against
+ * ca_file (NULL: the system store); curl is a CURL handle */
+void oauth_https_opts(void *curl, const char *ca_file);
 /* oauth_token_url - "{authority}/{tenant}/oauth2/v2.0/token" */
 int oauth_token_url(const struct app *app, char *buf, size_t size);
 /*

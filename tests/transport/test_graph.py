@@ -5,9 +5,9 @@ Retry-After shared by two transports of one mailbox, exactly the envelope's
 recipients reached, one token for fifty deliveries, the size rule; HVE with
 XOAUTH2 and with Basic, and its 501 5.5.124.
 """
-import base64
 import concurrent.futures
 import email
+import json
 import os
 import subprocess
 import sys
@@ -155,6 +155,25 @@ class Graph(unittest.TestCase):
         self.assertEqual(r.status, 75, r)
         self.assertIn("4.7.60 localhost said: 451 4.7.60 HTTP 403 ErrorSendAsDenied", r.first_line)
         self.assertIn("Add-RecipientPermission", r.log)
+
+    def sent_in_window(self):
+        p = subprocess.run([os.path.join(TOP_BUILDDIR, "cli", "m365ctl"), "-c", H.conf, "status", "--json",
+                            "erp@contoso.com"], capture_output=True, text=True,
+                           preexec_fn=lambda: (os.setgid(H.gid), os.setuid(H.uid)))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout)[0]["messages"]["sent"]
+
+    def test_no_token_gives_the_window_back(self):
+        # Graph never asked (the token endpoint down): the deferral does not
+        # count a message in the mailbox's window; one that was asked does.
+        before = self.sent_in_window()
+        H.sim.control("fault", {"role": "token", "step": "request", "action": "status", "status": 503})
+        r = self.send()
+        self.assertEqual(r.status, 75, r)
+        self.assertTrue(r.first_line.startswith("4.4.1 OAuth token for app secret-app"), r)
+        self.assertEqual(self.sent_in_window(), before)
+        self.assertEqual(self.send().status, 0)
+        self.assertEqual(self.sent_in_window(), before + 1)
 
     def test_network_failure_defers(self):
         H.sim.control("fault", {"role": "graph", "step": "request", "action": "drop"})
