@@ -164,3 +164,20 @@ cidr_equal(const struct cidr *a, const struct cidr *b)
 	return a->net.family == b->net.family && a->prefix == b->prefix &&
 	       memcmp(a->net.b, b->net.b, 16) == 0;
 }
+
+size_t
+cidr_key(const struct ipaddr *ip, unsigned prefix, char *key)
+{
+	unsigned max = ip->family == AF_INET ? 32 : 128, full, rest;
+
+	if (prefix > max)
+		prefix = max;
+	full = prefix / 8;
+	rest = prefix % 8;
+	key[0] = (char)(ip->family == AF_INET ? 4 : 6);
+	key[1] = (char)prefix;
+	memcpy(key + 2, ip->b, full);
+	if (rest != 0)
+		key[2 + full++] = (char)(ip->b[prefix / 8] & (0xff << (8 - rest)));
+	return 2 + full;
+}

@@ -10,6 +10,7 @@
 #define M3_CIDR_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct ipaddr {
@@ -34,5 +35,10 @@ int cidr_parse(const char *s, struct cidr *c, const char **err);
 bool cidr_match(const struct cidr *c, const struct ipaddr *ip);
 /* cidr_equal - same block */
 bool cidr_equal(const struct cidr *a, const struct cidr *b);
+/* cidr_key - a block as bytes for a hash index (family, prefix, network);
+ * ip masked to prefix bits gives the key of the block of that size holding
+ * it.  key has CIDR_KEY_MAX bytes; returns the length used */
+#define CIDR_KEY_MAX 18
+size_t cidr_key(const struct ipaddr *ip, unsigned prefix, char *key);
 
 #endif

@@ -32,8 +32,10 @@
 
 /* Located strings ----------------------------------------------------------- */
 
-/* The file being parsed; libconfuse's parser is not reentrant anyway. */
+/* The file being parsed, and the line its piece starts after (a chunk of
+ * sections, below); libconfuse's parser is not reentrant anyway. */
 static const char *parsing_file = "?";
+static int parsing_line0;
 
 static int
 loc_parse(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
@@ -44,12 +46,10 @@ loc_parse(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	if (ls == NULL)
 		return -1;
 	ls->s = strdup(value);
-	/* Sections that exist before parsing (milter) have no file name. */
-	ls->file = strdup(cfg->filename ? cfg->filename : parsing_file);
-	ls->line = cfg->line;
-	if (ls->s == NULL || ls->file == NULL) {
-		free(ls->s);
-		free(ls->file);
+	/* The name parse_one() gave, which outlives every value. */
+	ls->file = parsing_file;
+	ls->line = cfg->line + parsing_line0;
+	if (ls->s == NULL) {
 		free(ls);
 		return -1;
 	}
@@ -64,14 +64,18 @@ loc_free(void *p)
 
 	if (ls != NULL) {
 		free(ls->s);
-		free(ls->file);
 		free(ls);
 	}
 }
 
-#define OPT(name)           CFG_PTR_CB(name, NULL, CFGF_NODEFAULT, loc_parse, loc_free)
-#define LIST(name)          CFG_PTR_LIST_CB(name, NULL, CFGF_NODEFAULT, loc_parse, loc_free)
-#define SECTION(name, opts) CFG_SEC(name, opts, CFGF_MULTI | CFGF_TITLE)
+#define OPT(name)  CFG_PTR_CB(name, NULL, CFGF_NODEFAULT, loc_parse, loc_free)
+#define LIST(name) CFG_PTR_LIST_CB(name, NULL, CFGF_NODEFAULT, loc_parse, loc_free)
+/* Titled in the file, untitled for libconfuse: conf_text.c takes the title
+ * out (libconfuse's search for an earlier section of the same title is a
+ * scan per section) and the loader pairs sections with their marks. */
+#define SECTION(name, opts) CFG_SEC(name, opts, CFGF_MULTI)
+static const char *const titled_kinds[] = {"tenant",    "app",    "mailbox", "connector",
+                                           "submitter", "domain", NULL};
 
 /* The schema ---------------------------------------------------------------- */
 
@@ -217,34 +221,30 @@ diag_free(struct diag *d)
 static void
 check_duplicates(struct build *b, const struct conf_text *t, const char *file)
 {
-	static const char *kinds[] = {"tenant", "app",    "mailbox", "connector", "submitter",
-	                              "domain", "milter", "store",   "transport"};
-	size_t i, j, k;
+	struct strindex *seen = strindex_new(b->conf->arena, t->n_marks, true);
+	size_t i, first;
 
-	for (k = 0; k < NELEM(kinds); k++) {
-		for (i = 0; i < t->n_marks; i++) {
-			const struct sec_mark *m = &t->marks[i];
-			if (m->depth != 0 || strcmp(m->name, kinds[k]) != 0)
-				continue;
-			for (j = 0; j < i; j++) {
-				const struct sec_mark *p = &t->marks[j];
-				if (p->depth == 0 && strcmp(p->name, m->name) == 0 &&
-				    m3_casecmp(p->title, m->title) == 0) {
-					struct conf_loc loc = {file, m->line};
-					if (m->has_title)
-						berr(b, loc,
-						     "%s \"%s\" is defined twice "
-						     "(first at line %d)",
-						     m->name, m->title, p->line);
-					else
-						berr(b, loc,
-						     "section %s is given twice "
-						     "(first at line %d)",
-						     m->name, p->line);
-					break;
-				}
-			}
-		}
+	if (seen == NULL)
+		return;
+	for (i = 0; i < t->n_marks; i++) {
+		const struct sec_mark *m = &t->marks[i];
+		char key[sizeof(m->name) + sizeof(m->title)];
+		struct conf_loc loc = {file, m->line};
+		int n;
+
+		if (m->depth != 0)
+			continue;
+		/* the kind (a keyword), NUL, the title (case folded) */
+		n = snprintf(key, sizeof(key), "%s%c%s", m->name, 0, m->title);
+		if (n < 0 || (size_t)n >= sizeof(key) ||
+		    strindex_put(seen, key, (size_t)n, i, &first) != 1)
+			continue;
+		if (m->has_title)
+			berr(b, loc, "%s \"%s\" is defined twice (first at line %d)", m->name,
+			     m->title, t->marks[first].line);
+		else
+			berr(b, loc, "section %s is given twice (first at line %d)", m->name,
+			     t->marks[first].line);
 	}
 }
 
@@ -252,52 +252,9 @@ static void
 check_cross(struct build *b)
 {
 	struct conf *c = b->conf;
-	size_t i, j, k, l;
 
-	/* An accepted domain belongs to one tenant. */
-	for (i = 0; i < c->n_tenants; i++)
-		for (j = 0; j < c->tenants[i].n_accepted; j++)
-			for (k = i + 1; k < c->n_tenants; k++)
-				for (l = 0; l < c->tenants[k].n_accepted; l++)
-					if (m3_casecmp(c->tenants[i].accepted[j],
-					               c->tenants[k].accepted[l]) == 0)
-						berr(b, c->tenants[k].loc,
-						     "accepted domain %s is in "
-						     "tenant \"%s\" and tenant \"%s\"",
-						     c->tenants[k].accepted[l], c->tenants[i].name,
-						     c->tenants[k].name);
-	/* A client block, login or subject names one submitter. */
-	for (i = 0; i < c->n_submitters; i++) {
-		const struct submitter *s = &c->submitters[i];
-		for (k = i + 1; k < c->n_submitters; k++) {
-			const struct submitter *t = &c->submitters[k];
-			for (j = 0; j < s->n_clients; j++)
-				for (l = 0; l < t->n_clients; l++)
-					if (cidr_equal(&s->clients[j], &t->clients[l])) {
-						char ip[64];
-						ip_format(&t->clients[l].net, ip, sizeof(ip));
-						berr(b, t->loc,
-						     "submitter \"%s\": client "
-						     "%s/%u is already submitter \"%s\"",
-						     t->name, ip, t->clients[l].prefix, s->name);
-					}
-			for (j = 0; j < s->n_sasl_logins; j++)
-				for (l = 0; l < t->n_sasl_logins; l++)
-					if (m3_casecmp(s->sasl_logins[j], t->sasl_logins[l]) == 0)
-						berr(b, t->loc,
-						     "submitter \"%s\": SASL login "
-						     "\"%s\" is already submitter \"%s\"",
-						     t->name, t->sasl_logins[l], s->name);
-			for (j = 0; j < s->n_cert_subjects; j++)
-				for (l = 0; l < t->n_cert_subjects; l++)
-					if (strcmp(s->cert_subjects[j], t->cert_subjects[l]) == 0)
-						berr(b, t->loc,
-						     "submitter \"%s\": certificate "
-						     "subject \"%s\" is already "
-						     "submitter \"%s\"",
-						     t->name, t->cert_subjects[l], s->name);
-		}
-	}
+	/* Accepted domains, client blocks, logins and subjects claimed twice
+	 * are found as the indexes are built (conf_index.c). */
 	if (c->n_tenants == 0)
 		berr(b, (struct conf_loc){c->file, 1},
 		     "no tenant is defined: add tenant \"NAME\" { accepted_domains "
@@ -321,7 +278,8 @@ cfg_errfn(cfg_t *cfg, const char *fmt, va_list ap)
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	diag_add(cur_build->diag, true, "%s:%d: error: %s",
-	         cfg && cfg->filename ? cfg->filename : "?", cfg ? cfg->line : 0, msg);
+	         cfg && cfg->filename ? cfg->filename : "?", cfg ? cfg->line + parsing_line0 : 0,
+	         msg);
 }
 
 static int
@@ -358,35 +316,71 @@ read_file(const char *path, char **data, size_t *len, struct build *b)
 	return 0;
 }
 
-/* parse_one - comments out, then libconfuse; NULL on a syntax error */
-static cfg_t *
-parse_one(struct build *b, const char *path, cfg_opt_t *opts, struct conf_text *text)
+/*
+ * A file is given to libconfuse in pieces: one with everything but the
+ * titled top-level sections (the globals, milter, store, transport), then
+ * the titled sections CHUNK at a time, each piece a copy of the file's
+ * bytes with the rest blanked (newlines kept) and its line numbers shifted
+ * back into place.  libconfuse grows a section list by one realloc() per
+ * section, which copies the list each time; in pieces, that cost stays
+ * proportional to the file.  Sections keep their file order across pieces.
+ */
+#define CHUNK 128
+
+struct parsed {
+	cfg_t *root;    /* the globals, and the untitled sections */
+	cfg_t **pieces; /* the titled sections, in file order */
+	size_t n;
+};
+
+static void
+parsed_free(struct parsed *p)
 {
-	char *data;
-	size_t len;
-	cfg_t *cfg;
+	size_t i;
+
+	if (p->root != NULL)
+		cfg_free(p->root);
+	for (i = 0; i < p->n; i++)
+		cfg_free(p->pieces[i]);
+	free(p->pieces);
+	memset(p, 0, sizeof(*p));
+}
+
+static bool
+is_titled_kind(const char *name)
+{
+	const char *const *k;
+
+	for (k = titled_kinds; *k != NULL; k++)
+		if (strcmp(*k, name) == 0)
+			return true;
+	return false;
+}
+
+/* blank - spaces over buf[from, to), newlines kept */
+static void
+blank(char *buf, size_t from, size_t to)
+{
+	for (; from < to; from++)
+		if (buf[from] != '\n')
+			buf[from] = ' ';
+}
+
+/* parse_text - one piece through libconfuse (line0: lines before it); NULL on error */
+static cfg_t *
+parse_text(const char *path, cfg_opt_t *opts, char *text, size_t len, int line0)
+{
+	cfg_t *cfg = cfg_init(opts, CFGF_NONE);
 	FILE *fp;
 	int rc;
 
-	if (read_file(path, &data, &len, b) < 0)
-		return NULL;
-	if (memchr(data, '\0', len) != NULL) {
-		diag_add(b->diag, true, "%s: error: contains a NUL byte", path);
-		free(data);
-		return NULL;
-	}
-	rc = conf_text_prepare(data, len, text);
-	free(data);
-	if (rc < 0)
-		return NULL;
-	cfg = cfg_init(opts, CFGF_NONE);
 	if (cfg == NULL)
 		return NULL;
 	cfg_set_error_function(cfg, cfg_errfn);
 	/* cfg_parse_fp() keeps a filename set beforehand: messages name it. */
 	free(cfg->filename);
 	cfg->filename = strdup(path);
-	fp = fmemopen(text->buf, text->len ? text->len : 1, "r");
+	fp = fmemopen(text, len ? len : 1, "r");
 	if (fp == NULL || cfg->filename == NULL) {
 		if (fp != NULL)
 			fclose(fp);
@@ -394,17 +388,10 @@ parse_one(struct build *b, const char *path, cfg_opt_t *opts, struct conf_text *
 		return NULL;
 	}
 	parsing_file = path;
-	rc = text->len ? cfg_parse_fp(cfg, fp) : CFG_SUCCESS;
-	parsing_file = "?";
+	parsing_line0 = line0;
+	rc = len ? cfg_parse_fp(cfg, fp) : CFG_SUCCESS;
+	parsing_line0 = 0;
 	fclose(fp);
-	if (rc == CFG_SUCCESS && text->open_depth > 0) {
-		/* libconfuse 3.3 takes the end of the file as closing braces. */
-		diag_add(b->diag, true,
-		         "%s:%d: error: section %s opened here is never closed "
-		         "(missing '}')",
-		         path, text->open_line, text->open_name);
-		rc = CFG_PARSE_ERROR;
-	}
 	if (rc != CFG_SUCCESS) {
 		cfg_free(cfg);
 		return NULL;
@@ -412,12 +399,170 @@ parse_one(struct build *b, const char *path, cfg_opt_t *opts, struct conf_text *
 	return cfg;
 }
 
-#define BUILD_ALL(root, kind, arr, n, fn)                                                          \
+/* parse_pieces - the titled sections, CHUNK at a time, into p->pieces */
+static int
+parse_pieces(const char *path, cfg_opt_t *opts, const struct conf_text *t, struct parsed *p)
+{
+	const struct sec_mark **top;
+	size_t n = 0, i, j, k;
+	int rc = 0;
+
+	top = malloc((t->n_marks ? t->n_marks : 1) * sizeof(*top));
+	if (top == NULL)
+		return -1;
+	for (i = 0; i < t->n_marks; i++)
+		if (t->marks[i].depth == 0 && t->marks[i].end > t->marks[i].start &&
+		    is_titled_kind(t->marks[i].name))
+			top[n++] = &t->marks[i];
+	p->pieces = calloc(n / CHUNK + 1, sizeof(*p->pieces));
+	for (i = 0; p->pieces != NULL && i < n && rc == 0; i = j) {
+		size_t from = top[i]->start, len;
+		char *text;
+
+		j = i + CHUNK < n ? i + CHUNK : n;
+		len = top[j - 1]->end - from;
+		text = malloc(len + 1);
+		if (text == NULL) {
+			rc = -1;
+			break;
+		}
+		memcpy(text, t->buf + from, len);
+		text[len] = '\0';
+		for (k = i; k + 1 < j; k++) /* what lies between them is in the root */
+			blank(text, top[k]->end - from, top[k + 1]->start - from);
+		p->pieces[p->n] = parse_text(path, opts, text, len, top[i]->line - 1);
+		free(text);
+		if (p->pieces[p->n] == NULL)
+			rc = -1;
+		else
+			p->n++;
+	}
+	free(top);
+	return p->pieces == NULL ? -1 : rc;
+}
+
+/* parse_one - comments out, then libconfuse, in pieces; -1 on a syntax error */
+static int
+parse_one(struct build *b, const char *path, cfg_opt_t *opts, struct conf_text *text,
+          struct parsed *p)
+{
+	char *data, *rest;
+	size_t len, i;
+	int rc;
+
+	memset(p, 0, sizeof(*p));
+	if (read_file(path, &data, &len, b) < 0)
+		return -1;
+	if (memchr(data, '\0', len) != NULL) {
+		diag_add(b->diag, true, "%s: error: contains a NUL byte", path);
+		free(data);
+		return -1;
+	}
+	rc = conf_text_prepare(data, len, titled_kinds, text);
+	free(data);
+	if (rc < 0)
+		return -1;
+	rest = malloc(text->len + 1);
+	if (rest == NULL)
+		return -1;
+	memcpy(rest, text->buf, text->len + 1);
+	for (i = 0; i < text->n_marks; i++) {
+		const struct sec_mark *m = &text->marks[i];
+		if (m->depth == 0 && m->end > m->start && is_titled_kind(m->name))
+			blank(rest, m->start, m->end);
+	}
+	/* An unclosed section stays in the root, whose errors come first. */
+	p->root = parse_text(path, opts, rest, text->len, 0);
+	free(rest);
+	if (p->root != NULL && text->open_depth > 0) {
+		/* libconfuse 3.3 takes the end of the file as closing braces. */
+		diag_add(b->diag, true,
+		         "%s:%d: error: section %s opened here is never closed "
+		         "(missing '}')",
+		         path, text->open_line, text->open_name);
+		parsed_free(p);
+		return -1;
+	}
+	if (p->root == NULL || parse_pieces(path, opts, text, p) < 0) {
+		parsed_free(p);
+		return -1;
+	}
+	return 0;
+}
+
+/* in_pieces - how many sections of a kind the pieces hold */
+static size_t
+in_pieces(const struct parsed *p, const char *kind)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < p->n; i++)
+		n += cfg_size(p->pieces[i], kind);
+	return n;
+}
+
+/* marks_of - the marks of the sections libconfuse returned, in order; NULL
+ * (reported) if the two readings of the file disagree */
+static const struct sec_mark **
+marks_of(struct build *b, const struct conf_text *text, const char *file, const char *kind,
+         size_t count)
+{
+	const struct sec_mark **m;
+	size_t n = conf_text_top(text, kind, &m);
+
+	if (n == (size_t)-1)
+		return NULL;
+	if (n != count) {
+		diag_add(b->diag, true,
+		         "%s: error: %zu %s sections found, but libconfuse read %zu; "
+		         "please report this file",
+		         file, n, kind, count);
+		free(m);
+		return NULL;
+	}
+	return m;
+}
+
+/* named - the mark names its section, else the error (the section is skipped) */
+static bool
+named(struct build *b, const struct sec_mark *m, const char *file)
+{
+	struct conf_loc loc = {file, m->line};
+
+	if (!m->has_title)
+		berr(b, loc, "%s needs a name: %s \"NAME\" { ... }", m->name, m->name);
+	else if (m->title_long)
+		berr(b, loc, "%s \"%.40s...\": the name is longer than %zu characters", m->name,
+		     m->title, sizeof(m->title) - 2);
+	else
+		return true;
+	return false;
+}
+
+/* BUILD_FROM - build every section of a kind that one file holds, appended to arr */
+#define BUILD_FROM(p, text, file, kind, arr, count, fn)                                            \
 	do {                                                                                       \
-		size_t i_, cnt_ = cfg_size(root, kind);                                            \
-		c->arr = cnt_ ? arena_alloc(c->arena, cnt_ * sizeof(*c->arr)) : NULL;              \
-		for (i_ = 0; i_ < cnt_ && c->arr != NULL; i_++)                                    \
-			fn(&b, cfg_getnsec(root, kind, (unsigned)i_), &c->arr[c->n++]);            \
+		size_t cnt_ = in_pieces(p, kind), i_ = 0, k_, j_;                                  \
+		const struct sec_mark **m_ = marks_of(&b, text, file, kind, cnt_);                 \
+		for (k_ = 0; m_ != NULL && k_ < (p)->n && c->arr != NULL; k_++)                    \
+			for (j_ = 0; j_ < cfg_size((p)->pieces[k_], kind); j_++, i_++) {           \
+				if (!named(&b, m_[i_], file))                                      \
+					continue;                                                  \
+				b.at = m_[i_];                                                     \
+				b.at_file = file;                                                  \
+				fn(&b, cfg_getnsec((p)->pieces[k_], kind, (unsigned)j_),           \
+				   &c->arr[c->count++]);                                           \
+			}                                                                          \
+		b.at = NULL;                                                                       \
+		b.at_file = NULL;                                                                  \
+		free(m_);                                                                          \
+	} while (0)
+
+#define BUILD_ALL(kind, arr, count, fn)                                                            \
+	do {                                                                                       \
+		size_t all_ = in_pieces(&main_p, kind);                                            \
+		c->arr = all_ ? arena_alloc(c->arena, all_ * sizeof(*c->arr)) : NULL;              \
+		BUILD_FROM(&main_p, &b.main_text, b.main_file, kind, arr, count, fn);              \
 	} while (0)
 
 struct conf *
@@ -432,10 +577,11 @@ conf_load_flags(const char *path, struct diag *diag, unsigned flags)
 	struct build b;
 	struct conf *c;
 	struct arena *arena;
-	cfg_t *root = NULL, *dom = NULL;
+	struct parsed main_p = {0}, dom_p = {0};
+	cfg_t *root = NULL;
 	const struct locstr *df;
 	char *slash;
-	size_t i, n_dom;
+	size_t n_dom;
 
 	memset(&b, 0, sizeof(b));
 	b.diag = diag;
@@ -457,57 +603,46 @@ conf_load_flags(const char *path, struct diag *diag, unsigned flags)
 	if (c->dir[0] == '\0')
 		c->dir = "/";
 
-	root = parse_one(&b, path, main_opts, &b.main_text);
-	if (root == NULL)
+	if (parse_one(&b, path, main_opts, &b.main_text, &main_p) < 0)
 		goto out;
+	root = main_p.root;
 	df = get(root, "domain_file");
 	if (df != NULL) {
 		c->domain_file = get_path(&b, root, "domain_file", NULL);
 		b.domain_file = c->domain_file;
-		dom = parse_one(&b, c->domain_file, domain_file_opts, &b.domain_text);
-		if (dom == NULL)
+		if (parse_one(&b, c->domain_file, domain_file_opts, &b.domain_text, &dom_p) < 0)
 			goto out;
 	}
 	check_duplicates(&b, &b.main_text, b.main_file);
-	if (dom != NULL)
+	if (dom_p.root != NULL)
 		check_duplicates(&b, &b.domain_text, b.domain_file);
 
 	build_globals(&b, root);
 	build_store(&b, root);
 	/* Order matters: each kind refers only to kinds built before it. */
-	BUILD_ALL(root, "tenant", tenants, n_tenants, build_tenant);
-	BUILD_ALL(root, "app", apps, n_apps, build_app);
-	BUILD_ALL(root, "connector", connectors, n_connectors, build_connector);
-	BUILD_ALL(root, "mailbox", mailboxes, n_mailboxes, build_mailbox);
+	BUILD_ALL("tenant", tenants, n_tenants, build_tenant);
+	index_tenants(&b);
+	BUILD_ALL("app", apps, n_apps, build_app);
+	index_apps(&b);
+	BUILD_ALL("connector", connectors, n_connectors, build_connector);
+	index_connectors(&b);
+	BUILD_ALL("mailbox", mailboxes, n_mailboxes, build_mailbox);
+	index_mailboxes(&b);
 
-	n_dom = cfg_size(root, "domain") + (dom ? cfg_size(dom, "domain") : 0);
+	n_dom = in_pieces(&main_p, "domain") + in_pieces(&dom_p, "domain");
 	c->domains = n_dom ? arena_alloc(arena, n_dom * sizeof(*c->domains)) : NULL;
-	for (i = 0; i < cfg_size(root, "domain") && c->domains; i++)
-		build_domain(&b, cfg_getnsec(root, "domain", (unsigned)i),
-		             &c->domains[c->n_domains++]);
-	for (i = 0; dom && i < cfg_size(dom, "domain") && c->domains; i++)
-		build_domain(&b, cfg_getnsec(dom, "domain", (unsigned)i),
-		             &c->domains[c->n_domains++]);
-	/* A domain named in both files: the main file's marks do not see it. */
-	for (i = 0; i < c->n_domains; i++) {
-		size_t j;
-		for (j = 0; j < i; j++)
-			if (c->domains[i].name && c->domains[j].name &&
-			    m3_casecmp(c->domains[i].name, c->domains[j].name) == 0 &&
-			    strcmp(c->domains[i].loc.file, c->domains[j].loc.file) != 0)
-				berr(&b, c->domains[i].loc,
-				     "domain \"%s\" is defined twice (first at %s:%d)",
-				     c->domains[i].name, c->domains[j].loc.file,
-				     c->domains[j].loc.line);
-	}
-	BUILD_ALL(root, "submitter", submitters, n_submitters, build_submitter);
+	BUILD_FROM(&main_p, &b.main_text, b.main_file, "domain", domains, n_domains, build_domain);
+	if (dom_p.root != NULL)
+		BUILD_FROM(&dom_p, &b.domain_text, b.domain_file, "domain", domains, n_domains,
+		           build_domain);
+	index_domains(&b);
+	BUILD_ALL("submitter", submitters, n_submitters, build_submitter);
+	index_submitters(&b);
 	build_transport(&b, root);
 	check_cross(&b);
 out:
-	if (root != NULL)
-		cfg_free(root);
-	if (dom != NULL)
-		cfg_free(dom);
+	parsed_free(&main_p);
+	parsed_free(&dom_p);
 	conf_text_free(&b.main_text);
 	conf_text_free(&b.domain_text);
 	cur_build = NULL;

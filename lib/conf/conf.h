@@ -204,8 +204,11 @@ struct route_key {
 	char id[ROUTE_KID_LEN + 1];
 };
 
+struct conf_index; /* the look-ups' hash tables (private to lib/conf) */
+
 struct conf {
 	struct arena *arena;
+	struct conf_index *index;
 	const char *file;        /* the main file, as given */
 	const char *dir;         /* its directory: relative paths start here */
 	const char *domain_file; /* NULL if none */
@@ -261,10 +264,20 @@ void diag_free(struct diag *diag);
 void diag_add(struct diag *diag, bool error, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Lookups (by name, exact; mailboxes by address, case-insensitive). */
+/* Look-ups, each a hash probe (lib/conf/conf_index.c), never a scan. */
+/* conf_tenant_of_domain - the tenant with domain among its accepted domains
+ * (the name itself first, then "*.parent" from the nearest parent up) */
 const struct tenant *conf_tenant_of_domain(const struct conf *conf, const char *domain);
+/* conf_mailbox - the mailbox with that address (case-insensitive) */
 const struct mailbox_conf *conf_mailbox(const struct conf *conf, const struct addr *a);
+/* conf_domain - the domain policy of that name (case-insensitive) */
 const struct domain_policy *conf_domain(const struct conf *conf, const char *name);
+/* conf_submitter_login, _subject - the submitter a SASL login (case-insensitive)
+ * or a certificate subject (exact) names */
+const struct submitter *conf_submitter_login(const struct conf *conf, const char *login);
+const struct submitter *conf_submitter_subject(const struct conf *conf, const char *subject);
+/* conf_submitter_client - the submitter with the most specific block holding ip */
+const struct submitter *conf_submitter_client(const struct conf *conf, const struct ipaddr *ip);
 
 /* mode_parse - the mode named by s (n bytes); -1 if none is */
 int mode_parse(const char *s, size_t n, enum mode *mode);

@@ -75,11 +75,11 @@
 #define DEF_MAX_RECIPIENTS   10000 /* per message at SMTP: Postfix splits deliveries */
 #define MAX_SESSIONS         3     /* Exchange Online: a 4th session gets 432 4.3.2 */
 #define MAX_RCPT_PER_MESSAGE 1000  /* Exchange Online's customizable maximum */
-#define MAX_CONF_FILE        (1024 * 1024)
+#define MAX_CONF_FILE        (16 * 1024 * 1024)
 
 struct locstr {
 	char *s;
-	char *file;
+	const char *file;
 	int line;
 };
 
@@ -90,6 +90,8 @@ struct build {
 	struct diag *diag;
 	struct conf_text main_text, domain_text;
 	const char *main_file, *domain_file;
+	const struct sec_mark *at; /* the section being built: its name and line */
+	const char *at_file;       /* and its file */
 	int errors_before;
 	unsigned flags; /* CONF_* */
 };
@@ -101,25 +103,42 @@ struct enum_name {
 
 /* Lookups --------------------------------------------------------------------- */
 
-#define FIND_BY_NAME(fn, type, arr, n)                                                             \
-	static inline const type *fn(const struct conf *conf, const char *name)                    \
-	{                                                                                          \
-		size_t i;                                                                          \
-		for (i = 0; i < conf->n; i++)                                                      \
-			if (conf->arr[i].name != NULL && strcmp(conf->arr[i].name, name) == 0)     \
-				return &conf->arr[i];                                              \
-		return NULL;                                                                       \
-	}
-FIND_BY_NAME(find_tenant, struct tenant, tenants, n_tenants)
-FIND_BY_NAME(find_app, struct app, apps, n_apps)
-FIND_BY_NAME(find_connector, struct connector, connectors, n_connectors)
+/*
+ * The indexes behind every look-up by name (conf_index.c), built as each
+ * kind of section is: nothing in loading or in the policy's per-message
+ * look-ups scans a whole list.  In the snapshot's arena.
+ */
+struct conf_index {
+	struct strindex *tenant, *app, *connector, *submitter; /* by name, exact */
+	struct strindex *mailbox;                              /* by address, case folded */
+	struct strindex *domain;                     /* domain policies by name, case folded */
+	struct strindex *accepted;                   /* accepted domain pattern -> tenant */
+	struct strindex *login;                      /* SASL login (case folded) -> submitter */
+	struct strindex *subject;                    /* certificate subject -> submitter */
+	struct strindex *client;                     /* client block (cidr_key) -> submitter */
+	unsigned char v4_prefix[33], v6_prefix[129]; /* prefix lengths in use */
+};
+
+/* index_* - index a kind once its sections are built; reports duplicates */
+int index_tenants(struct build *b);
+int index_apps(struct build *b);
+int index_mailboxes(struct build *b);
+int index_connectors(struct build *b);
+int index_domains(struct build *b);
+int index_submitters(struct build *b);
+const struct tenant *find_tenant(const struct conf *conf, const char *name);
+const struct app *find_app(const struct conf *conf, const char *name);
+const struct connector *find_connector(const struct conf *conf, const char *name);
+const struct submitter *find_submitter(const struct conf *conf, const char *name);
 
 /* conf_get.c: the typed getters (each problem reported at its line) */
 void berr(struct build *b, struct conf_loc loc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void bwarn(struct build *b, struct conf_loc loc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-struct conf_loc sec_loc(struct build *b, cfg_t *sec, const char *kind);
+struct conf_loc sec_loc(struct build *b, cfg_t *sec);
+/* sec_title - the name of the section being built (b->at), in the arena */
+const char *sec_title(struct build *b);
 const struct locstr *get(cfg_t *sec, const char *name);
 struct conf_loc vloc(struct build *b, const struct locstr *ls);
 const char *get_str(struct build *b, cfg_t *sec, const char *name, const char *def);

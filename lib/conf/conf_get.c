@@ -55,24 +55,21 @@ bwarn(struct build *b, struct conf_loc loc, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Where a section of this kind and title opens (its first definition). */
+/* Where the section being built opens. */
 struct conf_loc
-sec_loc(struct build *b, cfg_t *sec, const char *kind)
+sec_loc(struct build *b, cfg_t *sec)
 {
-	const char *title = cfg_title(sec);
-	const struct sec_mark *m;
 	struct conf_loc loc;
 
-	loc.file = arena_strdup(b->conf->arena, sec->filename ? sec->filename : b->main_file);
-	loc.line = sec->line;
-	if (b->domain_file != NULL && sec->filename != NULL &&
-	    strcmp(sec->filename, b->domain_file) == 0)
-		m = conf_text_find(&b->domain_text, kind, title, 0);
-	else
-		m = conf_text_find(&b->main_text, kind, title, 0);
-	if (m != NULL)
-		loc.line = m->line;
+	loc.file = b->at_file != NULL ? b->at_file : b->main_file;
+	loc.line = b->at != NULL ? b->at->line : sec->line;
 	return loc;
+}
+
+const char *
+sec_title(struct build *b)
+{
+	return arena_strdup(b->conf->arena, b->at != NULL ? b->at->title : "");
 }
 
 const struct locstr *
@@ -276,40 +273,6 @@ parse_addr_value(struct build *b, struct conf_loc loc, const char *what, const c
 		return -1;
 	}
 	return 0;
-}
-
-const struct tenant *
-conf_tenant_of_domain(const struct conf *conf, const char *domain)
-{
-	size_t i, j;
-
-	for (i = 0; i < conf->n_tenants; i++)
-		for (j = 0; j < conf->tenants[i].n_accepted; j++)
-			if (domain_match(conf->tenants[i].accepted[j], domain))
-				return &conf->tenants[i];
-	return NULL;
-}
-
-const struct mailbox_conf *
-conf_mailbox(const struct conf *conf, const struct addr *a)
-{
-	size_t i;
-
-	for (i = 0; i < conf->n_mailboxes; i++)
-		if (conf->mailboxes[i].name != NULL && addr_equal(&conf->mailboxes[i].addr, a))
-			return &conf->mailboxes[i];
-	return NULL;
-}
-
-const struct domain_policy *
-conf_domain(const struct conf *conf, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < conf->n_domains; i++)
-		if (conf->domains[i].name != NULL && m3_casecmp(conf->domains[i].name, name) == 0)
-			return &conf->domains[i];
-	return NULL;
 }
 
 /* A reference to a tenant: named, or implied when there is only one. */

@@ -261,7 +261,6 @@ build_transport(struct build *b, cfg_t *root)
 	struct conf_loc floc;
 	unsigned long v;
 	int e = TLS_REQUIRED;
-	size_t i;
 
 	t->max_size = DEF_MAX_SIZE;
 	t->graph_max_size = DEF_GRAPH_MAX_SIZE;
@@ -307,9 +306,7 @@ build_transport(struct build *b, cfg_t *root)
 	t->unverified_route = (enum unverified_action)e;
 	ls = get(sec, "local_submitter");
 	if (ls != NULL) {
-		for (i = 0; i < b->conf->n_submitters; i++)
-			if (strcmp(b->conf->submitters[i].name, ls->s) == 0)
-				t->local_submitter = &b->conf->submitters[i];
+		t->local_submitter = find_submitter(b->conf, ls->s);
 		if (t->local_submitter == NULL)
 			berr(b, vloc(b, ls), "submitter \"%s\" is not defined", ls->s);
 	}
@@ -426,8 +423,8 @@ build_tenant(struct build *b, cfg_t *sec, struct tenant *t)
 	const struct locstr *ls;
 	size_t i;
 
-	t->name = arena_strdup(b->conf->arena, cfg_title(sec));
-	t->loc = sec_loc(b, sec, "tenant");
+	t->name = sec_title(b);
+	t->loc = sec_loc(b, sec);
 	t->accepted = get_list(b, sec, "accepted_domains", &t->n_accepted, check_domain_pattern);
 	if (cfg_size(sec, "accepted_domains") == 0)
 		berr(b, t->loc,
@@ -485,8 +482,8 @@ build_app(struct build *b, cfg_t *sec, struct app *a)
 	struct conf_loc floc;
 	int v = ASSERTION_PS256;
 
-	a->name = arena_strdup(b->conf->arena, cfg_title(sec));
-	a->loc = sec_loc(b, sec, "app");
+	a->name = sec_title(b);
+	a->loc = sec_loc(b, sec);
 	a->tenant = ref_tenant(b, sec, a->loc);
 	a->client_id = get_str(b, sec, "client_id", NULL);
 	if (a->client_id == NULL)
@@ -522,8 +519,8 @@ build_connector(struct build *b, cfg_t *sec, struct connector *k)
 	struct conf_loc floc;
 	int v = CONNECTOR_CERTIFICATE;
 
-	k->name = arena_strdup(b->conf->arena, cfg_title(sec));
-	k->loc = sec_loc(b, sec, "connector");
+	k->name = sec_title(b);
+	k->loc = sec_loc(b, sec);
 	k->tenant = ref_tenant(b, sec, k->loc);
 	if (get(sec, "type") == NULL)
 		berr(b, k->loc, "connector \"%s\": type is missing (certificate | ip)", k->name);
@@ -561,8 +558,8 @@ build_mailbox(struct build *b, cfg_t *sec, struct mailbox_conf *m)
 	unsigned long v;
 	int auth;
 
-	m->name = arena_strdup(b->conf->arena, cfg_title(sec));
-	m->loc = sec_loc(b, sec, "mailbox");
+	m->name = sec_title(b);
+	m->loc = sec_loc(b, sec);
 	if (parse_addr_value(b, m->loc, "mailbox", m->name, &m->addr) == 0) {
 		m->tenant = conf_tenant_of_domain(b->conf, m->addr.domain);
 		if (m->tenant == NULL)
@@ -653,8 +650,8 @@ build_domain(struct build *b, cfg_t *sec, struct domain_policy *d)
 	struct addr_err e;
 	int mode = MODE_AUTO;
 
-	d->name = arena_strdup(b->conf->arena, cfg_title(sec));
-	d->loc = sec_loc(b, sec, "domain");
+	d->name = sec_title(b);
+	d->loc = sec_loc(b, sec);
 	if (addr_parse_domain(d->name, strlen(d->name), &e) < 0) {
 		berr(b, d->loc, "domain \"%s\" is not a domain name: %s", d->name, e.msg);
 		return;
@@ -753,8 +750,8 @@ build_submitter(struct build *b, cfg_t *sec, struct submitter *s)
 	const char **cl;
 	size_t i, n;
 
-	s->name = arena_strdup(b->conf->arena, cfg_title(sec));
-	s->loc = sec_loc(b, sec, "submitter");
+	s->name = sec_title(b);
+	s->loc = sec_loc(b, sec);
 	cl = get_list(b, sec, "clients", &n, check_cidr_item);
 	s->clients = n ? arena_alloc(b->conf->arena, n * sizeof(*s->clients)) : NULL;
 	for (i = 0; i < n && s->clients != NULL; i++) {

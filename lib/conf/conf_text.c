@@ -9,6 +9,14 @@
  * which libconfuse does not record, so that messages about a section and
  * about duplicate names point at the right line.
  *
+ * It also takes the titles of top-level sections (mailbox "x" { ... }) out
+ * of libconfuse's sight: libconfuse looks for an earlier section with the
+ * same title each time a titled section opens, a scan of every section
+ * before it, so a file of 10,000 mailboxes cost 10,000^2/2 string
+ * comparisons.  The title is blanked in the text (its newlines kept), the
+ * schema declares those sections untitled, and the loader pairs the N-th
+ * section libconfuse returns with the N-th mark of that name here.
+ *
  * Comment syntax (as libconfuse documents it): "#" outside a quoted string
  * starts a comment; "//" and "/ *" start one at the beginning of a token
  * (so https://login.microsoftonline.com, unquoted, is not a comment).
@@ -33,7 +41,8 @@ enum state {
 };
 
 static int
-add_mark(struct conf_text *t, const char *name, const char *title, int line, int depth)
+add_mark(struct conf_text *t, const char *name, const char *title, bool title_long, int line,
+         int depth)
 {
 	struct sec_mark *m;
 
@@ -49,6 +58,7 @@ add_mark(struct conf_text *t, const char *name, const char *title, int line, int
 	m3_strlcpy(m->name, name, sizeof(m->name));
 	m3_strlcpy(m->title, title ? title : "", sizeof(m->title));
 	m->has_title = title != NULL;
+	m->title_long = title != NULL && title_long;
 	m->line = line;
 	m->depth = depth;
 	return 0;
@@ -148,15 +158,43 @@ struct parse {
 	enum state st;
 	char name[64], title[sizeof(((struct sec_mark *)0)->title)];
 	int name_line, depth;
-	size_t stack[16], stack_n; /* marks of the open sections */
+	size_t stack[16], stack_n;     /* marks of the open sections */
+	size_t title_start, title_end; /* the title's bytes in the text */
+	size_t name_start;             /* where the section's name starts */
+	const char *const *titled;     /* top-level kinds whose titles go */
 };
+
+/* the token just read, in the text */
+struct span {
+	size_t start, end;
+};
+
+static bool
+is_titled(const struct parse *ps)
+{
+	const char *const *k;
+
+	for (k = ps->titled; ps->depth == 0 && k != NULL && *k != NULL; k++)
+		if (strcmp(*k, ps->name) == 0)
+			return true;
+	return false;
+}
 
 /* open_section - a section opens: its mark, and it is on the stack */
 static int
 open_section(struct conf_text *t, struct parse *ps, const char *title)
 {
-	if (add_mark(t, ps->name, title, ps->name_line, ps->depth) < 0)
+	bool title_long = title != NULL && strlen(title) >= sizeof(ps->title) - 1;
+
+	if (title != NULL && is_titled(ps)) {
+		size_t i;
+		for (i = ps->title_start; i < ps->title_end; i++)
+			if (t->buf[i] != '\n')
+				t->buf[i] = ' ';
+	}
+	if (add_mark(t, ps->name, title, title_long, ps->name_line, ps->depth) < 0)
 		return -1;
+	t->marks[t->n_marks - 1].start = ps->name_start;
 	if (ps->stack_n < NELEM(ps->stack))
 		ps->stack[ps->stack_n++] = t->n_marks - 1;
 	ps->depth++;
@@ -165,16 +203,20 @@ open_section(struct conf_text *t, struct parse *ps, const char *title)
 
 /* step - one token through the section grammar; -1 out of memory */
 static int
-step(struct conf_text *t, struct parse *ps, enum tok tok, const char *text, int line)
+step(struct conf_text *t, struct parse *ps, enum tok tok, const char *text, int line,
+     struct span at)
 {
 	switch (ps->st) {
 	case S_NAME:
 		if (tok == T_WORD) {
 			m3_strlcpy(ps->name, text, sizeof(ps->name));
 			ps->name_line = line;
+			ps->name_start = at.start;
 			ps->st = S_AFTER;
 		} else if (tok == T_CLOSE && ps->depth > 0) {
 			ps->depth--;
+			if (ps->stack_n > 0 && ps->stack_n == (size_t)ps->depth + 1)
+				t->marks[ps->stack[ps->stack_n - 1]].end = at.end;
 			ps->stack_n = ps->stack_n > 0 ? ps->stack_n - 1 : 0;
 		}
 		return 0;
@@ -183,8 +225,11 @@ step(struct conf_text *t, struct parse *ps, enum tok tok, const char *text, int 
 		         : tok == T_WORD || tok == T_STR    ? S_TITLE
 		         : tok == T_OTHER && text[0] == '(' ? S_CALL
 		                                            : S_NAME;
-		if (ps->st == S_TITLE)
+		if (ps->st == S_TITLE) {
 			m3_strlcpy(ps->title, text, sizeof(ps->title));
+			ps->title_start = at.start;
+			ps->title_end = at.end;
+		}
 		return tok == T_OPEN ? open_section(t, ps, NULL) : 0;
 	case S_TITLE:
 		ps->st = S_NAME;
@@ -205,7 +250,7 @@ step(struct conf_text *t, struct parse *ps, enum tok tok, const char *text, int 
 }
 
 int
-conf_text_prepare(const char *data, size_t len, struct conf_text *t)
+conf_text_prepare(const char *data, size_t len, const char *const *titled, struct conf_text *t)
 {
 	struct parse ps;
 	struct lex lx;
@@ -214,6 +259,7 @@ conf_text_prepare(const char *data, size_t len, struct conf_text *t)
 	memset(t, 0, sizeof(*t));
 	memset(&ps, 0, sizeof(ps));
 	ps.st = S_NAME;
+	ps.titled = titled;
 	t->buf = malloc(len + 1);
 	if (t->buf == NULL)
 		return -1;
@@ -226,10 +272,13 @@ conf_text_prepare(const char *data, size_t len, struct conf_text *t)
 	lx.line = 1;
 	while (lx.i < len) {
 		enum tok kind;
+		struct span at;
 		if (blank(&lx))
 			continue;
+		at.start = lx.i;
 		kind = token(&lx, tok, sizeof(tok));
-		if (step(t, &ps, kind, tok, lx.line) < 0)
+		at.end = lx.i < len ? lx.i : len;
+		if (step(t, &ps, kind, tok, lx.line, at) < 0)
 			return -1;
 	}
 	t->open_depth = ps.depth;
@@ -249,19 +298,16 @@ conf_text_free(struct conf_text *t)
 	memset(t, 0, sizeof(*t));
 }
 
-const struct sec_mark *
-conf_text_find(const struct conf_text *t, const char *name, const char *title, size_t skip)
+size_t
+conf_text_top(const struct conf_text *t, const char *name, const struct sec_mark ***out)
 {
-	size_t i;
+	size_t i, n = 0;
 
-	for (i = 0; i < t->n_marks; i++) {
-		const struct sec_mark *m = &t->marks[i];
-		if (strcmp(m->name, name) != 0)
-			continue;
-		if (title != NULL && m3_casecmp(m->title, title) != 0)
-			continue;
-		if (skip-- == 0)
-			return m;
-	}
-	return NULL;
+	*out = malloc((t->n_marks ? t->n_marks : 1) * sizeof(**out));
+	if (*out == NULL)
+		return (size_t)-1;
+	for (i = 0; i < t->n_marks; i++)
+		if (t->marks[i].depth == 0 && strcmp(t->marks[i].name, name) == 0)
+			(*out)[n++] = &t->marks[i];
+	return n;
 }

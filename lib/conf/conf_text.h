@@ -1,7 +1,9 @@
 /*
  * conf_text.h - configuration text before libconfuse: comments blanked out
- * (line numbers preserved) and the line where each section opens.
- * Internal to the conf module.  Pure; returns -1 only on allocation failure.
+ * (line numbers preserved), the line where each section opens, and the
+ * titles of top-level sections taken out of libconfuse's sight (see
+ * conf_text.c for why).  Internal to the conf module.  Pure; returns -1
+ * only on allocation failure.
  */
 #ifndef M3_CONF_TEXT_H
 #define M3_CONF_TEXT_H
@@ -13,8 +15,10 @@ struct sec_mark {
 	char name[32];   /* "mailbox" */
 	char title[330]; /* "scanner@contoso.com" (unescaped) */
 	bool has_title;
-	int line;  /* line of the section's name */
-	int depth; /* 0 for top-level sections */
+	bool title_long;   /* longer than title can hold (a name too long) */
+	int line;          /* line of the section's name */
+	int depth;         /* 0 for top-level sections */
+	size_t start, end; /* its bytes: the name up to the closing brace (end 0: open) */
 };
 
 struct conf_text {
@@ -27,12 +31,14 @@ struct conf_text {
 	char open_name[32];
 };
 
-/* conf_text_prepare - copy data, blank out comments, find section openings */
-int conf_text_prepare(const char *data, size_t len, struct conf_text *t);
+/* conf_text_prepare - copy data, blank out comments, find section openings;
+ * the titles of top-level sections named in titled (NULL-terminated, may be
+ * NULL) are blanked too, so that libconfuse reads them as untitled */
+int conf_text_prepare(const char *data, size_t len, const char *const *titled, struct conf_text *t);
 /* conf_text_free - release */
 void conf_text_free(struct conf_text *t);
-/* conf_text_find - the (skip+1)-th section named name with that title (any title if NULL) */
-const struct sec_mark *conf_text_find(const struct conf_text *t, const char *name,
-                                      const char *title, size_t skip);
+/* conf_text_top - the top-level sections named name, in order, into *out
+ * (malloc'd, the caller frees); their count, or (size_t)-1 out of memory */
+size_t conf_text_top(const struct conf_text *t, const char *name, const struct sec_mark ***out);
 
 #endif

@@ -66,38 +66,20 @@ reason_name(enum reason r)
 const struct submitter *
 policy_find_submitter(const struct conf *conf, const struct identity *id)
 {
-	const struct submitter *best = NULL;
-	unsigned best_prefix = 0;
-	size_t i, j;
+	const struct submitter *s;
 
 	/* An authenticated login is the strongest claim, then a certificate. */
-	if (id->sasl_login != NULL && id->sasl_login[0] != '\0')
-		for (i = 0; i < conf->n_submitters; i++)
-			for (j = 0; j < conf->submitters[i].n_sasl_logins; j++)
-				if (m3_casecmp(conf->submitters[i].sasl_logins[j],
-				               id->sasl_login) == 0)
-					return &conf->submitters[i];
-	if (id->cert_subject != NULL && id->cert_subject[0] != '\0')
-		for (i = 0; i < conf->n_submitters; i++)
-			for (j = 0; j < conf->submitters[i].n_cert_subjects; j++)
-				if (strcmp(conf->submitters[i].cert_subjects[j],
-				           id->cert_subject) == 0)
-					return &conf->submitters[i];
+	if (id->sasl_login != NULL && id->sasl_login[0] != '\0' &&
+	    (s = conf_submitter_login(conf, id->sasl_login)) != NULL)
+		return s;
+	if (id->cert_subject != NULL && id->cert_subject[0] != '\0' &&
+	    (s = conf_submitter_subject(conf, id->cert_subject)) != NULL)
+		return s;
 	if (id->client == NULL)
 		return id->as;
 	/* The most specific block wins, as in a routing table. */
-	for (i = 0; i < conf->n_submitters; i++) {
-		const struct submitter *s = &conf->submitters[i];
-		for (j = 0; j < s->n_clients; j++) {
-			if (!cidr_match(&s->clients[j], id->client))
-				continue;
-			if (best == NULL || s->clients[j].prefix > best_prefix) {
-				best = s;
-				best_prefix = s->clients[j].prefix;
-			}
-		}
-	}
-	return best != NULL ? best : id->as;
+	s = conf_submitter_client(conf, id->client);
+	return s != NULL ? s : id->as;
 }
 
 static bool

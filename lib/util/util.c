@@ -253,3 +253,112 @@ m3_sleep_ms(uint64_t ms)
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
 }
+
+/* The string index --------------------------------------------------------------- */
+
+struct strindex_slot {
+	const char *key; /* NULL: empty */
+	size_t len, val;
+};
+
+struct strindex {
+	struct arena *arena;
+	struct strindex_slot *slots;
+	size_t mask, n, max;
+	bool nocase;
+};
+
+struct strindex *
+strindex_new(struct arena *a, size_t max_keys, bool nocase)
+{
+	struct strindex *x = arena_alloc(a, sizeof(*x));
+	size_t cap = 8;
+
+	if (x == NULL || max_keys > SIZE_MAX / 4 / sizeof(*x->slots))
+		return NULL;
+	while (cap < max_keys * 2) /* at most half full */
+		cap *= 2;
+	x->slots = arena_alloc(a, cap * sizeof(*x->slots));
+	if (x->slots == NULL)
+		return NULL;
+	x->arena = a;
+	x->mask = cap - 1;
+	x->max = max_keys;
+	x->nocase = nocase;
+	return x;
+}
+
+/* FNV-1a, over the folded bytes when the index ignores case */
+static size_t
+strindex_hash(const struct strindex *x, const char *key, size_t len)
+{
+	uint64_t h = 14695981039346656037ULL;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		h ^= (unsigned char)(x->nocase ? lc((unsigned char)key[i]) : key[i]);
+		h *= 1099511628211ULL;
+	}
+	return (size_t)(h ^ (h >> 32));
+}
+
+static bool
+strindex_same(const struct strindex *x, const struct strindex_slot *s, const char *key, size_t len)
+{
+	size_t i;
+
+	if (s->len != len)
+		return false;
+	if (!x->nocase)
+		return memcmp(s->key, key, len) == 0;
+	for (i = 0; i < len; i++)
+		if (lc((unsigned char)s->key[i]) != lc((unsigned char)key[i]))
+			return false;
+	return true;
+}
+
+/* the slot holding key, or the empty one where it would go */
+static struct strindex_slot *
+strindex_slot(const struct strindex *x, const char *key, size_t len)
+{
+	size_t i = strindex_hash(x, key, len) & x->mask;
+
+	while (x->slots[i].key != NULL && !strindex_same(x, &x->slots[i], key, len))
+		i = (i + 1) & x->mask;
+	return &x->slots[i];
+}
+
+int
+strindex_put(struct strindex *x, const char *key, size_t len, size_t val, size_t *first)
+{
+	struct strindex_slot *s = strindex_slot(x, key, len);
+
+	if (s->key != NULL) {
+		if (first != NULL)
+			*first = s->val;
+		return 1;
+	}
+	if (x->n == x->max)
+		return -1;
+	s->key = arena_strndup(x->arena, key, len);
+	if (s->key == NULL)
+		return -1;
+	s->len = len;
+	s->val = val;
+	x->n++;
+	return 0;
+}
+
+bool
+strindex_get(const struct strindex *x, const char *key, size_t len, size_t *val)
+{
+	const struct strindex_slot *s;
+
+	if (x == NULL)
+		return false;
+	s = strindex_slot(x, key, len);
+	if (s->key == NULL)
+		return false;
+	*val = s->val;
+	return true;
+}

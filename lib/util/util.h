@@ -75,4 +75,19 @@ char *arena_strdup(struct arena *a, const char *s);
 /* arena_strndup - copy of n bytes of s, NUL-terminated */
 char *arena_strndup(struct arena *a, const char *s, size_t n);
 
+/*
+ * A string index: byte strings (ASCII case folded if asked) to small
+ * integers, hashed with open addressing, built once into an arena and read
+ * many times.  It keeps its own copy of each key.  What the configuration
+ * uses so that no look-up, and no duplicate check, scans a whole list.
+ */
+struct strindex;
+/* strindex_new - an index for at most max_keys keys (NULL on allocation failure) */
+struct strindex *strindex_new(struct arena *a, size_t max_keys, bool nocase);
+/* strindex_put - key (len bytes) -> val: 0 added, 1 the key was there (its
+ * first value is kept and put in *first if not NULL), -1 full or no memory */
+int strindex_put(struct strindex *x, const char *key, size_t len, size_t val, size_t *first);
+/* strindex_get - key's value into *val; false if absent (x may be NULL) */
+bool strindex_get(const struct strindex *x, const char *key, size_t len, size_t *val);
+
 #endif

@@ -3,7 +3,9 @@
  * (libconfuse, then every validation rule): the configuration is a file
  * others may have edited, and every daemon and every delivery loads it.
  * The input is written to a file in a private directory and loaded; a
- * configuration that loads must also be freed cleanly.
+ * configuration that loads must also be freed cleanly, and the loader's
+ * two readings of the file (conf_text's marks, libconfuse's sections) must
+ * never disagree on a count.
  *
  *   tests/fuzz/fuzz_conf -max_total_time=60 tests/fuzz/corpus/conf
  */
@@ -54,6 +56,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	c = conf_load(path, &diag);
 	if (c != NULL && diag.n_errors != 0)
 		abort();
+	for (size_t i = 0; i < diag.n; i++)
+		if (strstr(diag.lines[i], "please report this file") != NULL)
+			abort();
 	conf_free(c);
 	diag_free(&diag);
 	return 0;

@@ -274,7 +274,7 @@ START_TEST(test_conf_text)
 	                 "/* x\n y */ m { }\n";
 	struct conf_text t;
 
-	ck_assert_int_eq(conf_text_prepare(in, strlen(in), &t), 0);
+	ck_assert_int_eq(conf_text_prepare(in, strlen(in), NULL, &t), 0);
 	ck_assert_ptr_nonnull(strstr(t.buf, "\"x # not a comment\""));
 	ck_assert_ptr_null(strstr(t.buf, "# comment"));
 	ck_assert_ptr_nonnull(strstr(t.buf, "https://host/path"));
@@ -288,7 +288,147 @@ START_TEST(test_conf_text)
 	ck_assert_str_eq(t.marks[1].name, "m");
 	ck_assert(!t.marks[1].has_title);
 	ck_assert_int_eq(t.marks[1].line, 5);
+	ck_assert_ptr_nonnull(strstr(t.buf, "s \"t\" {"));
 	conf_text_free(&t);
+}
+END_TEST
+
+/* Titles of the kinds named go from the text libconfuse reads; the marks
+ * keep them, with their lines, and a title split by an escaped newline
+ * keeps the line count. */
+START_TEST(test_conf_text_titles)
+{
+	static const char *const titled[] = {"s", NULL};
+	const char *in = "s \"t\" { c = 1 }\n"
+	                 "m \"u\" { }\n"
+	                 "s 'a\\\nb' {\n}\n"
+	                 "s { }\n";
+	const struct sec_mark **top;
+	struct conf_text t;
+
+	ck_assert_int_eq(conf_text_prepare(in, strlen(in), titled, &t), 0);
+	ck_assert_int_eq(strlen(t.buf), strlen(in));
+	ck_assert_ptr_nonnull(strstr(t.buf, "s     { c = 1 }\n"));
+	ck_assert_ptr_nonnull(strstr(t.buf, "m \"u\" { }")); /* not a titled kind */
+	ck_assert_ptr_null(strchr(t.buf, '\''));
+	ck_assert_int_eq(conf_text_top(&t, "s", &top), 3);
+	ck_assert_str_eq(top[0]->title, "t");
+	ck_assert_int_eq(top[0]->line, 1);
+	ck_assert_str_eq(top[1]->title, "ab");
+	ck_assert_int_eq(top[1]->line, 3);
+	ck_assert(!top[2]->has_title);
+	ck_assert_int_eq(top[2]->line, 6);
+	free(top);
+	conf_text_free(&t);
+}
+END_TEST
+
+/* A file of 1,500 mailboxes (twelve pieces for libconfuse, conf.c) and 600
+ * submitters: every look-up through the indexes, file order kept across
+ * pieces, and an error deep in the file reported at its own line. */
+static char *
+large_conf(int bad_line_mailbox, int *bad_line)
+{
+	size_t cap = 1 << 20, len = 0;
+	char *t = malloc(cap);
+	int i, line = 1;
+
+#define ADD(...)                                                                                   \
+	do {                                                                                       \
+		int n_ = snprintf(t + len, cap - len, __VA_ARGS__);                                \
+		ck_assert(n_ > 0 && (size_t)n_ < cap - len);                                       \
+		for (int k_ = 0; k_ < n_; k_++)                                                    \
+			line += t[len + k_] == '\n';                                               \
+		len += (size_t)n_;                                                                 \
+	} while (0)
+	ck_assert_ptr_nonnull(t);
+	ADD("tenant \"t\" {\n  accepted_domains = { \"big.example\", \"*.sub.example\" }\n}\n");
+	ADD("tenant \"u\" {\n  accepted_domains = { \"a.sub.example\" }\n}\n");
+	ADD("app \"a\" { tenant = \"t\" client_id = \"cid\" client_secret_file = \"app.secret\" "
+	    "}\n");
+	for (i = 0; i < 1500; i++) {
+		if (i == bad_line_mailbox)
+			*bad_line = line + 1;
+		ADD("mailbox \"m%04d@big.example\" {\n  sessions = %d\n  app = \"a\"\n}\n", i,
+		    i == bad_line_mailbox ? 9 : 1 + i % 3);
+		if (i == 700) /* a global between sections, in the middle of a piece */
+			ADD("log_file = \"/tmp/x.log\"\n");
+	}
+	ADD("domain \"big.example\" { default_sender = \"m0000@big.example\" }\n");
+	for (i = 0; i < 600; i++)
+		ADD("submitter \"s%d\" {\n  clients = { \"10.%d.%d.0/24\" }\n"
+		    "  sasl_logins = { \"Login%d\" }\n  mailbox = \"M%04d@BIG.example\"\n}\n",
+		    i, i / 256, i % 256, i, i);
+	ADD("submitter \"wide\" { clients = { \"10.0.0.0/8\", \"2001:db8::/32\" } }\n");
+	ADD("submitter \"host\" { clients = { \"10.0.5.7\", \"2001:db8::7\" } }\n");
+#undef ADD
+	return t;
+}
+
+START_TEST(test_large)
+{
+	struct diag d = {0};
+	struct conf *c;
+	struct addr a;
+	struct addr_err e;
+	struct ipaddr ip;
+	int bad_line = 0;
+	char *text = large_conf(1000, &bad_line), want[64];
+	const struct tenant *t;
+
+	c = tc_load(text, NULL, &d);
+	ck_assert_ptr_null(c);
+	snprintf(want, sizeof(want), ":%d: error: sessions", bad_line);
+	tc_diag_print(&d);
+	ck_assert(tc_diag_has(&d, want));
+	ck_assert_int_eq(d.n_errors, 1);
+	diag_free(&d);
+	free(text);
+
+	text = large_conf(-1, &bad_line);
+	c = tc_load(text, NULL, &d);
+	tc_diag_print(&d);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(c->n_mailboxes, 1500);
+	ck_assert_int_eq(c->n_submitters, 602);
+	ck_assert_str_eq(c->log_file, "/tmp/x.log");
+	ck_assert_str_eq(c->mailboxes[1499].name, "m1499@big.example"); /* file order */
+	ck_assert_int_eq(c->mailboxes[1499].sessions, 1 + 1499 % 3);
+	ck_assert_int_gt(c->mailboxes[1499].loc.line, c->mailboxes[1498].loc.line);
+	ck_assert_ptr_eq(c->submitters[599].mailbox, &c->mailboxes[599]);
+	ck_assert_int_eq(addr_parse_path("M1234@Big.Example", 17, false, &a, &e), 0);
+	ck_assert_ptr_eq(conf_mailbox(c, &a), &c->mailboxes[1234]);
+	ck_assert_int_eq(addr_parse_path("m1500@big.example", 17, false, &a, &e), 0);
+	ck_assert_ptr_null(conf_mailbox(c, &a));
+	/* Tenants: the name, then "*.parent" from the nearest parent. */
+	t = conf_tenant_of_domain(c, "BIG.example");
+	ck_assert_str_eq(t->name, "t");
+	ck_assert_str_eq(conf_tenant_of_domain(c, "x.y.sub.example")->name, "t");
+	ck_assert_str_eq(conf_tenant_of_domain(c, "a.sub.example")->name, "u");
+	ck_assert_ptr_null(conf_tenant_of_domain(c, "sub.example"));
+	ck_assert_ptr_null(conf_tenant_of_domain(c, ".sub.example"));
+	ck_assert_ptr_null(conf_tenant_of_domain(c, "example"));
+	/* Submitters: a login, then the most specific block. */
+	ck_assert_str_eq(conf_submitter_login(c, "login42")->name, "s42");
+	ck_assert_ptr_null(conf_submitter_login(c, "login600"));
+	ip_parse("10.1.44.9", &ip);
+	ck_assert_str_eq(conf_submitter_client(c, &ip)->name, "s300");
+	ip_parse("10.0.5.7", &ip);
+	ck_assert_str_eq(conf_submitter_client(c, &ip)->name, "host");
+	ip_parse("::ffff:10.0.5.8", &ip);
+	ck_assert_str_eq(conf_submitter_client(c, &ip)->name, "s5");
+	ip_parse("10.200.0.1", &ip);
+	ck_assert_str_eq(conf_submitter_client(c, &ip)->name, "wide");
+	ip_parse("2001:db8::7", &ip);
+	ck_assert_str_eq(conf_submitter_client(c, &ip)->name, "host");
+	ip_parse("2001:db8:ffff::1", &ip);
+	ck_assert_str_eq(conf_submitter_client(c, &ip)->name, "wide");
+	ip_parse("192.0.2.1", &ip);
+	ck_assert_ptr_null(conf_submitter_client(c, &ip));
+	conf_free(c);
+	diag_free(&d);
+	free(text);
+	tc_cleanup();
 }
 END_TEST
 
@@ -303,7 +443,9 @@ main(void)
 	                                   CHECK_TEST(test_every_error_reported),
 	                                   CHECK_TEST(test_missing_file),
 	                                   CHECK_TEST(test_limit_parse),
-	                                   CHECK_TEST(test_conf_text)};
+	                                   CHECK_TEST(test_conf_text),
+	                                   CHECK_TEST(test_conf_text_titles),
+	                                   CHECK_TEST(test_large)};
 
 	return check_main(&suite, tests, CHECK_ROWS(tests));
 }
