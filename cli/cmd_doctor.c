@@ -13,7 +13,6 @@
  */
 #include "config.h"
 
-#include <curl/curl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <json-c/json.h>
@@ -27,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "net/curl_dl.h"
 #include "net/certcheck.h"
 #include "cli.h"
 #include "graph_probe.h"
@@ -680,9 +680,7 @@ cmd_doctor(const char *conf_file, int argc, char **argv)
 		conf_free(conf);
 		return 1;
 	}
-	curl_global_init(CURL_GLOBAL_DEFAULT);
 	run_checks(&d, connect);
-	curl_global_cleanup();
 	if (d.oom) {
 		fprintf(stderr, "m365ctl: out of memory\n");
 		rc = 1;

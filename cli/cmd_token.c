@@ -15,8 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <curl/curl.h>
-
+#include "net/curl_dl.h"
 #include "cli.h"
 #include "graph_probe.h"
 #include "net/oauth.h"
@@ -179,13 +178,11 @@ cmd_token(const char *conf_file, int argc, char **argv)
 	}
 	scope = graph != NULL ? app->tenant->graph_scope : app->tenant->scope;
 	printf("scope:       %s\n", scope);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (oauth_fetch(conf, app, scope, &tok, &e) < 0) {
 		printf("token:       FAILED: %s\n", e.msg);
 		if (e.hint != NULL)
 			printf("hint:        %s\n", e.hint);
 		conf_free(conf);
-		curl_global_cleanup();
 		return 1;
 	}
 	printf("token:       obtained (not shown)\n");
@@ -195,7 +192,6 @@ cmd_token(const char *conf_file, int argc, char **argv)
 	             : 0;
 	memset(&tok, 0, sizeof(tok));
 	conf_free(conf);
-	curl_global_cleanup();
 	return rc;
 usage:
 	fprintf(stderr,

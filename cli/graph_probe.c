@@ -43,11 +43,17 @@ graph_probe(const struct conf *conf, const struct tenant *t, const char *mailbox
 {
 	struct curl_slist *h = NULL;
 	struct sbuf url, auth, body;
-	CURL *curl = curl_easy_init();
+	const char *why;
+	CURL *curl;
 	char *box = NULL;
 	int rc = -1;
 
 	memset(r, 0, sizeof(*r));
+	if (curl_load(&why) < 0) {
+		m3_strlcpy(r->err, why, sizeof(r->err));
+		return -1;
+	}
+	curl = curl_easy_init();
 	sbuf_init(&url, 4096);
 	sbuf_init(&auth, 16384);
 	sbuf_init(&body, 16384);

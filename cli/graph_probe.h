@@ -7,8 +7,7 @@
 #ifndef M3_GRAPH_PROBE_H
 #define M3_GRAPH_PROBE_H
 
-#include <curl/curl.h>
-
+#include "net/curl_dl.h"
 #include "conf/conf.h"
 
 struct graph_probe {

@@ -65,10 +65,13 @@ graph_post(const struct delivery *d, const struct plan *p, void **curlp, const c
 	char *box = NULL, errbuf[CURL_ERROR_SIZE] = "";
 	unsigned char *b64 = NULL;
 	CURL *curl = *curlp;
+	const char *why;
 	CURLcode cc;
 	int rc = -1;
 
 	memset(a, 0, sizeof(*a));
+	if (curl_load(&why) < 0)
+		return M3_FAIL(err, GRAPH_ELOCAL, "%s", why);
 	sbuf_init(&x.body, GRAPH_BODY_MAX);
 	sbuf_init(&url, 4096);
 	sbuf_init(&auth, 16384);

@@ -30,9 +30,9 @@
 #define M3_GRAPH_H
 
 #include <stdbool.h>
-#include <curl/curl.h>
 #include <stddef.h>
 
+#include "net/curl_dl.h"
 #include "net/smtp.h"
 #include "util/sbuf.h"
 

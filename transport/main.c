@@ -17,7 +17,6 @@
  */
 #include "config.h"
 
-#include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "net/curl_dl.h"
 #include "conf/conf.h"
 #include "deliver.h"
 #include "util/log.h"
@@ -148,9 +148,7 @@ run(struct delivery *d, const char *conf_file, const char *sender, char **argv, 
 		log_warnx("%s: %s", d->qid, o->line);
 		return;
 	}
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	deliver(d, o);
-	curl_global_cleanup();
+	deliver(d, o); /* libcurl is loaded only if a token or Graph needs it */
 }
 
 int

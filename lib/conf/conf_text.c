@@ -55,6 +55,7 @@ add_mark(struct conf_text *t, const char *name, const char *title, bool title_lo
 		t->cap_marks = cap;
 	}
 	m = &t->marks[t->n_marks++];
+	memset(m, 0, sizeof(*m));
 	m3_strlcpy(m->name, name, sizeof(m->name));
 	m3_strlcpy(m->title, title ? title : "", sizeof(m->title));
 	m->has_title = title != NULL;

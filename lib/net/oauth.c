@@ -4,7 +4,6 @@
  */
 #include "config.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -24,6 +23,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "curl_dl.h"
 #include "oauth.h"
 #include "util/sbuf.h"
 #include "util/util.h"
@@ -412,8 +412,12 @@ oauth_fetch(const struct conf *conf, const struct app *app, const char *scope,
 	long status = 0;
 	int rc = -1;
 
+	const char *why;
+
 	if (oauth_token_url(app, url, sizeof(url)) < 0)
 		return efail(e, OAUTH_ELOCAL, "app %s: no token URL (tenant missing)", app->name);
+	if (curl_load(&why) < 0)
+		return efail(e, OAUTH_ELOCAL, "%s", why);
 	if (app->secret_file != NULL) {
 		if (read_secret(app->secret_file, secret, sizeof(secret), e) < 0)
 			return -1;

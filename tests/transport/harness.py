@@ -172,7 +172,7 @@ class Harness:
         return "Q%05X" % self.qid
 
     def spawn(self, rcpts, sender="scanner@contoso.com", route=None, raw_route=None, qid=None, msg=None,
-              frm=None, debug=False, client=None, sasl=None, stderr_log=True, clock=None):
+              frm=None, debug=False, client=None, sasl=None, stderr_log=True, clock=None, extra_env=None):
         """route: fields, signed here for this qid and sender; raw_route: a
         header value as given; client/sasl: -a / -s (None: not passed);
         clock: seconds the transport's clock is moved ahead
@@ -197,6 +197,7 @@ class Harness:
         env = dict(os.environ)
         if clock is not None:
             env["M365RELAY_TEST_CLOCK"] = str(clock)
+        env.update(extra_env or {})
         p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              preexec_fn=drop, text=True, env=env)
         p.qid = qid

@@ -130,6 +130,19 @@ class OAuth(unittest.TestCase):
                                        r"\S+/tokens/\S+\.lock: Not a directory")
         self.assertEqual(requests(), before)
 
+    def test_libcurl_loaded_only_to_fetch(self):
+        # libcurl and its 25 libraries are loaded by the delivery that
+        # fetches a token, not by one that finds it in the cache.
+        self.use("secret-app")
+        trace = {"LD_DEBUG": "files"}
+        cold = self.send(extra_env=trace)
+        warm = self.send(extra_env=trace)
+        self.assertEqual(cold.status, 0, cold)
+        self.assertEqual(warm.status, 0, warm)
+        self.assertIn("file=libcurl.so.4", cold.log)
+        self.assertNotIn("file=libcurl.so.4", warm.log)
+        self.assertIn("file=libssl.so.3", warm.log)  # the trace works
+
     def test_fifty_deliveries_one_request(self):
         self.use("secret-app")
         before = requests()
