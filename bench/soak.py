@@ -515,14 +515,16 @@ class Soak:
         return "state_dir mode 0555 for 5 s"
 
     def f_mapfull(self):
-        db = Lmdb(os.path.join(self.g.state, "store.mdb"))
+        # Both files: the counters (admission, pacing) and the journal.
+        dbs = [Lmdb(os.path.join(self.g.state, f)) for f in ("store.mdb", "journal.mdb")]
         try:
-            n = db.fill()
+            n = sum(db.fill() for db in dbs)
             time.sleep(5)
-            k = db.unfill()
+            k = sum(db.unfill() for db in dbs)
         finally:
-            db.close()
-        return "LMDB map full for 5 s (%d filler records written until MDB_MAP_FULL, %d removed)" % (n, k)
+            for db in dbs:
+                db.close()
+        return "LMDB maps full for 5 s (%d filler records written until MDB_MAP_FULL, %d removed)" % (n, k)
 
     def f_redis_oom(self):
         self.redis.cli("config", "set", "maxmemory", "1")
@@ -590,13 +592,15 @@ class Soak:
     def store_size(self):
         if self.a.store == "redis":
             return {"redis_used_memory": self.redis.used_memory()}
-        path = os.path.join(self.g.state, "store.mdb")
-        out = {"lmdb_file": os.path.getsize(path) if os.path.exists(path) else 0}
-        st = subprocess.run(["mdb_stat", "-ef", "-n", path], capture_output=True, text=True).stdout
-        used = re.search(r"Number of pages used: (\d+)", st)
-        free = re.search(r"Free pages: (\d+)", st)
-        if used and free:
-            out["lmdb_live_pages"] = int(used.group(1)) - int(free.group(1))
+        out = {}
+        for name in ("store", "journal"):
+            path = os.path.join(self.g.state, name + ".mdb")
+            out["lmdb_%s_file" % name] = os.path.getsize(path) if os.path.exists(path) else 0
+            st = subprocess.run(["mdb_stat", "-ef", "-n", path], capture_output=True, text=True).stdout
+            used = re.search(r"Number of pages used: (\d+)", st)
+            free = re.search(r"Free pages: (\d+)", st)
+            if used and free:
+                out["lmdb_%s_live_pages" % name] = int(used.group(1)) - int(free.group(1))
         return out
 
     def sampler(self):
@@ -840,7 +844,7 @@ class Soak:
         if self.a.store == "redis":
             keys = self.redis.journal_keys()
         else:
-            db = Lmdb(os.path.join(self.g.state, "store.mdb"))
+            db = Lmdb(os.path.join(self.g.state, "journal.mdb"))
             try:
                 keys = [k.decode("ascii", "replace") for k in db.keys(b"j:")]
             finally:
@@ -967,7 +971,10 @@ class Soak:
         if self.a.store == "redis":
             a_, b_ = w["store"]["redis_used_memory"], e["store"]["redis_used_memory"]
         else:
-            a_, b_ = w["store"].get("lmdb_live_pages"), e["store"].get("lmdb_live_pages")
+            def live(x):
+                p = [x.get("lmdb_store_live_pages"), x.get("lmdb_journal_live_pages")]
+                return None if None in p else sum(p)
+            a_, b_ = live(w["store"]), live(e["store"])
         if a_ and b_ is not None:
             # 10%, but at least 16 LMDB pages (64 KiB) or 64 KiB of Redis:
             # a few pages of B-tree are not a leak.

@@ -28,18 +28,14 @@ admission(const struct conf *conf, const struct policy_msg *m, struct reply *r)
 		mstore_health(STORE_FAIL, &e);
 		a.result = ADMIT_FAILED;
 	} else {
-		if (ask.recipients) {
-			rc = store_rcpt_take(st, "adm", mb->name, &mb->recipients,
-			                     m->n_internal + m->n_external, now, &a.free_at, &e);
-			mstore_health(rc, &e);
-			a.recipients = true;
-		}
-		if (rc == STORE_OK && ask.messages) {
-			rc = store_msg_take(st, "adm", mb->name, mb->messages.count,
-			                    mb->messages.window * 1000, now, &a.free_at, &e);
-			mstore_health(rc, &e);
-			a.recipients = false;
-		}
+		bool rfull;
+		rc = store_admit(st, "adm", mb->name, ask.recipients ? &mb->recipients : NULL,
+		                 m->n_internal + m->n_external,
+		                 ask.messages ? mb->messages.count : 0, mb->messages.window * 1000,
+		                 now, &a.free_at, &rfull, &e);
+		mstore_health(rc, &e);
+		/* which window said no; when both were asked and both fit, the message's */
+		a.recipients = ask.recipients && (rfull || !ask.messages);
 		mstore_put();
 		a.result = rc == STORE_OK ? ADMIT_OK : rc == STORE_FULL ? ADMIT_FULL : ADMIT_FAILED;
 	}

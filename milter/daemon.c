@@ -188,21 +188,25 @@ drop_privileges(const struct passwd *pw)
 
 /* Worker --------------------------------------------------------------------------- */
 
+/* The worker's housekeeping thread: reloads on SIGUSR1, and flushes the
+ * store's counters to disk once a second (lib/store/store_lmdb.c: their
+ * commits skip the flush, so a machine crash loses at most that second). */
 static void *
 reload_thread(void *arg)
 {
+	const struct timespec second = {1, 0};
 	sigset_t set;
-	int sig;
 
 	(void)arg;
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
 	for (;;) {
-		if (sigwait(&set, &sig) != 0)
-			continue;
+		int sig = sigtimedwait(&set, NULL, &second);
 		if (sig == SIGUSR1) {
 			log_reopen(); /* a rotated log_file */
 			snap_reload(conf_file, true);
+		} else if (sig < 0 && errno == EAGAIN) {
+			mstore_flush();
 		}
 	}
 	return NULL;

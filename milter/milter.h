@@ -57,6 +57,8 @@ struct store *mstore_get(const struct conf *conf, struct store_err *err);
 void mstore_put(void);
 /* mstore_health - after each store operation: log a change of health, count failures */
 void mstore_health(int rc, const struct store_err *e);
+/* mstore_flush - the store's counters to disk (every second, from the reload thread) */
+void mstore_flush(void);
 /* mstore_health_read - failures so far, and whether the last operation worked */
 void mstore_health_read(unsigned long *errors, bool *up);
 

@@ -83,6 +83,17 @@ mstore_put(void)
 }
 
 void
+mstore_flush(void)
+{
+	struct store_err e;
+
+	pthread_rwlock_rdlock(&store_lock);
+	if (cur_store != NULL && store_sync(cur_store, &e) != STORE_OK)
+		mstore_health(STORE_FAIL, &e);
+	pthread_rwlock_unlock(&store_lock);
+}
+
+void
 mstore_health_read(unsigned long *errors, bool *up)
 {
 	pthread_mutex_lock(&health_lock);

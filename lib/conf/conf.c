@@ -87,6 +87,7 @@ static cfg_opt_t milter_opts[] = {OPT("socket"),          OPT("pid_file"),
 
 static cfg_opt_t store_opts[] = {OPT("backend"),
                                  OPT("path"),
+                                 OPT("journal_path"),
                                  OPT("size"),
                                  OPT("redis_host"),
                                  OPT("redis_port"),

@@ -184,9 +184,10 @@ enum store_backend_kind { STORE_BACKEND_LMDB, STORE_BACKEND_REDIS };
 
 struct store_conf {
 	enum store_backend_kind backend;
-	const char *path;       /* LMDB file; default <state_dir>/store.mdb */
-	unsigned long size_mb;  /* LMDB map size */
-	const char *redis_host; /* host, or a unix socket path */
+	const char *path;         /* LMDB counters; default <state_dir>/store.mdb */
+	const char *journal_path; /* LMDB journal; default <state_dir>/journal.mdb */
+	unsigned long size_mb;    /* LMDB map size */
+	const char *redis_host;   /* host, or a unix socket path */
 	unsigned redis_port;
 	unsigned redis_db;
 	const char *redis_password_file;

@@ -219,12 +219,30 @@ build_store(struct build *b, cfg_t *root)
 		st->path = arena_strdup(b->conf->arena, p);
 		free(p);
 	}
+	if (asprintf(&p, "%s/journal.mdb", b->conf->state_dir) >= 0) {
+		st->journal_path = arena_strdup(b->conf->arena, p);
+		free(p);
+	}
 	if (sec == NULL)
 		return;
 	get_enum(b, sec, "backend", backend_names, STORE_BACKEND_LMDB, &e);
 	st->backend = (enum store_backend_kind)e;
-	if (get(sec, "path") != NULL)
+	if (get(sec, "path") != NULL) {
+		/* the journal goes beside the counters unless told otherwise */
+		const char *slash;
 		st->path = get_path(b, sec, "path", NULL);
+		slash = st->path != NULL ? strrchr(st->path, '/') : NULL;
+		if (slash != NULL &&
+		    asprintf(&p, "%.*s/journal.mdb", (int)(slash - st->path), st->path) >= 0) {
+			st->journal_path = arena_strdup(b->conf->arena, p);
+			free(p);
+		}
+	}
+	if (get(sec, "journal_path") != NULL)
+		st->journal_path = get_path(b, sec, "journal_path", NULL);
+	if (st->path != NULL && st->journal_path != NULL && strcmp(st->path, st->journal_path) == 0)
+		berr(b, sec_loc(b, sec), "store: path and journal_path name the same file, %s",
+		     st->path);
 	get_uint(b, sec, "size", st->size_mb, 1, 65536, &v);
 	st->size_mb = v;
 	st->redis_host = get_str(b, sec, "redis_host", DEF_REDIS_HOST);

@@ -36,6 +36,12 @@ store_open(const struct conf *conf, struct store_err *err)
 	return store_lmdb_open(conf, err);
 }
 
+int
+store_sync(struct store *s, struct store_err *err)
+{
+	return s->ops->sync != NULL ? s->ops->sync(s, err) : STORE_OK;
+}
+
 void
 store_close(struct store *s)
 {
@@ -98,6 +104,29 @@ store_rcpt_take(struct store *s, const char *ns, const char *mailbox, const stru
 
 	KEY(k, "rcpt", ns, mailbox);
 	return s->ops->rcpt_take(s, k, l, n, now, free_at, err);
+}
+
+int
+store_admit(struct store *s, const char *ns, const char *mailbox, const struct limit *rl,
+            uint64_t k, uint64_t count, uint64_t window_ms, uint64_t now, uint64_t *free_at,
+            bool *recipients_full, struct store_err *err)
+{
+	char rk[512], mk[512];
+	int rc = STORE_OK;
+
+	KEY(rk, "rcpt", ns, mailbox);
+	KEY(mk, "msg", ns, mailbox);
+	if (s->ops->admit != NULL)
+		return s->ops->admit(s, rk, rl, k, mk, count, window_ms, now, free_at,
+		                     recipients_full, err);
+	*recipients_full = false;
+	if (rl != NULL) {
+		rc = s->ops->rcpt_take(s, rk, rl, k, now, free_at, err);
+		*recipients_full = rc == STORE_FULL;
+	}
+	if (rc == STORE_OK && count > 0)
+		rc = s->ops->msg_take(s, mk, count, window_ms, now, 0, free_at, err);
+	return rc;
 }
 
 int

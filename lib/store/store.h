@@ -9,8 +9,9 @@
  * slots and the delivery journal, shared by the milter, every transport
  * process and m365ctl.
  *
- * Backends: LMDB (embedded, the default: one file under state_dir,
- * multi-process and crash safe) and Redis (several gateways sharing one
+ * Backends: LMDB (embedded, the default: two files under state_dir,
+ * counters and journal, multi-process and crash safe; store_lmdb.c says
+ * what a crash costs each) and Redis (several gateways sharing one
  * set of counters).  Both implement the rules of window.h.
  *
  * Namespaces keep the milter's admission counts ("adm") apart from what
@@ -47,6 +48,9 @@ struct store;
 
 /* store_open - open the configured backend (creating the LMDB file) */
 struct store *store_open(const struct conf *conf, struct store_err *err);
+/* store_sync - counters written so far to disk (LMDB: the sync its commits
+ * skip, store_lmdb.c says why; Redis: nothing to do) */
+int store_sync(struct store *s, struct store_err *err);
 /* store_close - NULL is fine */
 void store_close(struct store *s);
 
@@ -78,6 +82,16 @@ int store_msg_retime(struct store *s, const char *ns, const char *mailbox, uint6
 /* Recipients: add k in ns for mailbox, rolling buckets */
 int store_rcpt_take(struct store *s, const char *ns, const char *mailbox, const struct limit *l,
                     uint64_t k, uint64_t now, uint64_t *free_at, struct store_err *err);
+/*
+ * The milter's admission: k recipients in the recipient window (rl, or
+ * NULL to skip it), then, if they fit, one message in the message window
+ * (count per window_ms, or count 0 to skip it) - store_rcpt_take then
+ * store_msg_take, in one transaction where the backend has them (LMDB).
+ * STORE_FULL: *recipients_full says which window said no, *free_at when.
+ */
+int store_admit(struct store *s, const char *ns, const char *mailbox, const struct limit *rl,
+                uint64_t k, uint64_t count, uint64_t window_ms, uint64_t now, uint64_t *free_at,
+                bool *recipients_full, struct store_err *err);
 /* Sessions: take a slot for me (dead holders are freed first) */
 int store_slot_take(struct store *s, const char *mailbox, unsigned max, const struct holder *me,
                     struct store_err *err);

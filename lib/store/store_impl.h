@@ -16,6 +16,10 @@ struct store_ops {
 	                  uint64_t new_stamp, struct store_err *);
 	int (*rcpt_take)(struct store *, const char *key, const struct limit *, uint64_t k,
 	                 uint64_t now, uint64_t *free_at, struct store_err *);
+	/* both windows in one step; NULL: store.c asks rcpt_take, then msg_take */
+	int (*admit)(struct store *, const char *rcpt_key, const struct limit *, uint64_t k,
+	             const char *msg_key, uint64_t count, uint64_t window_ms, uint64_t now,
+	             uint64_t *free_at, bool *recipients_full, struct store_err *);
 	int (*slot_take)(struct store *, const char *key, unsigned max, const struct holder *me,
 	                 struct store_err *);
 	int (*slot_release)(struct store *, const char *key, const struct holder *me,
@@ -30,6 +34,7 @@ struct store_ops {
 	int (*journal_put)(struct store *, const char *qid, const char *rcpt, enum journal_state,
 	                   const char *reply, uint64_t now, struct store_err *);
 	int (*journal_drop)(struct store *, const char *qid, struct store_err *);
+	int (*sync)(struct store *, struct store_err *);
 	void (*close)(struct store *);
 };
 

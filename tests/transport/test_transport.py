@@ -226,7 +226,7 @@ class StoreFull(Base):
         # that fails after a successful write is said too, "journal: entry
         # kept"; the soak's accounting fails on any entry left without it.)
         H.run(["warm@contoso.com"], route=ROUTES["direct-send"])  # the store exists
-        path = os.path.join(H.state, "store.mdb")
+        path = os.path.join(H.state, "journal.mdb")
         db = Lmdb(path)
         try:
             db.fill()

@@ -10,10 +10,13 @@
 #include <hiredis/hiredis.h>
 
 #include "common.h"
+#include <fcntl.h>
+#include <glob.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -355,6 +358,126 @@ START_TEST(test_pause)
 }
 END_TEST
 
+/*
+ * store_admit: recipients first, then the message, as the milter asked
+ * before it was one call (and one LMDB transaction): which window said no,
+ * and recipients that fit are counted even when the message does not.
+ */
+START_TEST(test_admit)
+{
+	const struct limit rl = {10, 60};
+	struct store_usage u;
+	struct store_err e;
+	uint64_t fa = 0, now = 1000000;
+	bool rfull = true;
+
+	ck_assert_int_eq(
+	    store_admit(st, "adm", "a@contoso.com", &rl, 4, 1, 60000, now, &fa, &rfull, &e),
+	    STORE_OK);
+	ck_assert(!rfull);
+	/* the message window (1 per minute) says no; the 4 recipients count */
+	ck_assert_int_eq(
+	    store_admit(st, "adm", "a@contoso.com", &rl, 4, 1, 60000, now + 1, &fa, &rfull, &e),
+	    STORE_FULL);
+	ck_assert(!rfull);
+	ck_assert_uint_eq(fa, now + 60000);
+	/* the recipient window (10) says no: 8 + 4 */
+	ck_assert_int_eq(
+	    store_admit(st, "adm", "a@contoso.com", &rl, 4, 0, 0, now + 2, &fa, &rfull, &e),
+	    STORE_FULL);
+	ck_assert(rfull);
+	/* neither window asked: nothing to say no */
+	ck_assert_int_eq(
+	    store_admit(st, "adm", "a@contoso.com", NULL, 4, 0, 0, now + 3, &fa, &rfull, &e),
+	    STORE_OK);
+	ck_assert_int_eq(store_usage(st, "adm", &conf->mailboxes[0], now + 3, &u, &e), STORE_OK);
+	ck_assert_uint_eq(u.msgs, 1);
+	ck_assert_uint_eq(u.rcpts, 8);
+}
+END_TEST
+
+/*
+ * The sync policy (LMDB; store_lmdb.c): the journal is a file of its own;
+ * counters written by a process that dies without closing the store are
+ * there for the next; after a reboot the first opener reads the counters
+ * whole, keeps a sound file and moves a torn one aside.
+ */
+START_TEST(test_lmdb_sync_policy)
+{
+	const struct limit rl = {100, 60};
+	struct store_usage u;
+	struct store_err e;
+	struct stat sb;
+	uint64_t fa, now = store_now();
+	bool rfull;
+	pid_t pid;
+	int status, fd, i;
+	char buf[4096], aside[600];
+	glob_t g;
+
+	if (getenv("M365_TEST_STORE") && strcmp(getenv("M365_TEST_STORE"), "redis") == 0)
+		return;
+	ck_assert_int_eq(stat(conf->store.journal_path, &sb), 0);
+	ck_assert_str_ne(conf->store.journal_path, conf->store.path);
+	setenv("M365RELAY_TEST_BOOT_ID", "boot-1", 1);
+	store_close(st);
+	st = NULL;
+	/* A process admits three messages and dies without closing anything. */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct store *s2 = store_open(conf, &e);
+		for (i = 0; s2 != NULL && i < 3; i++)
+			if (store_admit(s2, "adm", "a@contoso.com", &rl, 2, 30, 60000, now, &fa,
+			                &rfull, &e) != STORE_OK)
+				_exit(2);
+		_exit(s2 != NULL ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	st = store_open(conf, &e);
+	ck_assert_ptr_nonnull(st);
+	ck_assert_int_eq(store_usage(st, "adm", &conf->mailboxes[0], now, &u, &e), STORE_OK);
+	ck_assert_int_eq(u.msgs, 3);
+	ck_assert_int_eq(u.rcpts, 6);
+	store_close(st);
+	st = NULL;
+
+	/* A reboot, a sound file: read whole, kept, counts and all. */
+	setenv("M365RELAY_TEST_BOOT_ID", "boot-2", 1);
+	st = store_open(conf, &e);
+	ck_assert_ptr_nonnull(st);
+	ck_assert_int_eq(store_usage(st, "adm", &conf->mailboxes[0], now, &u, &e), STORE_OK);
+	ck_assert_int_eq(u.msgs, 3);
+	store_close(st);
+	st = NULL;
+
+	/* A reboot after a crash that tore the file (everything past the two
+	 * meta pages overwritten): moved aside, the counters start again. */
+	fd = open(conf->store.path, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	memset(buf, 0xa5, sizeof(buf));
+	for (i = 2; i < 64; i++)
+		ck_assert_int_eq(pwrite(fd, buf, sizeof(buf), (off_t)i * 4096),
+		                 (ssize_t)sizeof(buf));
+	close(fd);
+	setenv("M365RELAY_TEST_BOOT_ID", "boot-3", 1);
+	st = store_open(conf, &e);
+	ck_assert_msg(st != NULL, "open after a torn file: %s", e.msg);
+	ck_assert_int_eq(store_usage(st, "adm", &conf->mailboxes[0], now, &u, &e), STORE_OK);
+	ck_assert_int_eq(u.msgs, 0);
+	snprintf(aside, sizeof(aside), "%s.torn-*", conf->store.path);
+	ck_assert_int_eq(glob(aside, 0, NULL, &g), 0);
+	ck_assert_int_eq(g.gl_pathc, 1);
+	globfree(&g);
+	/* and it works again */
+	ck_assert_int_eq(
+	    store_admit(st, "adm", "a@contoso.com", &rl, 1, 30, 60000, now, &fa, &rfull, &e),
+	    STORE_OK);
+	unsetenv("M365RELAY_TEST_BOOT_ID");
+}
+END_TEST
+
 START_TEST(test_lmdb_full_and_unwritable)
 {
 	struct store_err e;
@@ -426,6 +549,8 @@ main(void)
 	                                   CHECK_TEST(test_journal),
 	                                   CHECK_TEST(test_pause),
 	                                   CHECK_TEST(test_journal_expiry_shared),
+	                                   CHECK_TEST(test_admit),
+	                                   CHECK_TEST(test_lmdb_sync_policy),
 	                                   CHECK_TEST(test_lmdb_full_and_unwritable),
 	                                   CHECK_TEST(test_redis_scripts_flushed)};
 
