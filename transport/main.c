@@ -17,6 +17,7 @@
  */
 #include "config.h"
 
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,6 +232,9 @@ main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+	/* The process ends with the delivery: OpenSSL's clean-up at exit
+	 * (freeing every table it built) was 5% of a delivery's CPU. */
+	OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
 	run(&d, conf_file, sender, argv + optind, argc - optind, &o);
 	ch = pipe_status(&o, stdout);
 	message_free(&d.msg);
