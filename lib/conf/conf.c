@@ -14,6 +14,7 @@
 #include "config.h"
 
 #include <confuse.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -582,7 +583,7 @@ conf_load_flags(const char *path, struct diag *diag, unsigned flags)
 	cfg_t *root = NULL;
 	const struct locstr *df;
 	char *slash;
-	size_t n_dom;
+	size_t n_dom, text_len;
 
 	memset(&b, 0, sizeof(b));
 	b.diag = diag;
@@ -644,9 +645,15 @@ conf_load_flags(const char *path, struct diag *diag, unsigned flags)
 out:
 	parsed_free(&main_p);
 	parsed_free(&dom_p);
+	text_len = b.main_text.len + b.domain_text.len;
 	conf_text_free(&b.main_text);
 	conf_text_free(&b.domain_text);
 	cur_build = NULL;
+	/* What libconfuse built for a large file (some 25 times its size) is
+	 * free now; give it back to the system, or a daemon keeps it all its
+	 * life: at 10,000 mailboxes the milter held 59 MB, 21 MB after this. */
+	if (text_len > 256 * 1024)
+		malloc_trim(0);
 	if (diag->n_errors > 0 || root == NULL) {
 		if (diag->n_errors == 0)
 			diag_add(diag, true, "%s: error: cannot load", path);
