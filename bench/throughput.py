@@ -15,10 +15,12 @@ from the release until the queue is empty.  Variants:
     msmtp       pipe(8) + msmtp, STARTTLS (one process and TLS session per message)
     pipe        pipe(8) + m365-transport, relay mode through a certificate
                 connector (what the gateway ships)
+    lmtp        lmtp(8) to m365-transport -L under spawn(8), the same mode
+                (m365ctl postfix-config --lmtp)
 
 For each: messages per second, the delivering agents' CPU per message
-(smtp(8) or pipe(8) and what it runs: utime+stime+cutime+cstime of those
-processes) and the whole gateway Postfix's CPU per message (its master and
+(smtp(8), pipe(8), or lmtp(8) and spawn(8), with what they run:
+utime+stime+cutime+cstime of those processes) and the whole gateway Postfix's CPU per message (its master and
 everything under it), medians over R rounds (variants alternate within a
 round), and the ratios against msmtp and against smtp-reuse, measured in the
 same run.  Nothing here passes or fails; the numbers are what this machine
@@ -159,7 +161,7 @@ def tree_cpu(root):
             continue
         comm, _, ticks = procs[p]
         total += ticks
-        if comm in ("smtp", "pipe", "lmtp"):
+        if comm in ("smtp", "pipe", "lmtp", "spawn", "m365-transport"):
             agents += ticks
         todo.extend(kids.get(p, []))
     return total / HZ, agents / HZ
@@ -170,7 +172,7 @@ def main():
     ap.add_argument("--build", default=TOP)
     ap.add_argument("--messages", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--variants", default="smtp,smtp-reuse,msmtp,pipe")
+    ap.add_argument("--variants", default="smtp,smtp-reuse,msmtp,pipe,lmtp")
     ap.add_argument("--results", default=os.path.join(HERE, "RESULTS.md"))
     ap.add_argument("--no-results", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (debugging)")
@@ -235,6 +237,9 @@ default_process_limit = 100
 queue_run_delay = 3600s
 """.format(m=milter_port, w=work, c=certs, s=sink_port), """
 tlsproxy  unix  -       -       n       -       0       tlsproxy
+lmtp      unix  -       -       n       -       -       lmtp
+m365lmtp  unix  -       n       n       -       20      spawn
+  user={u} argv={t} -c {conf} -L
 m365      unix  -       n       n       -       20      pipe
   flags=q user={u} null_sender= argv={t} -c {conf} -q ${{queue_id}} -f ${{sender}} -a ${{client_address}} -s ${{sasl_username}} -- ${{recipient}}
 msmtp     unix  -       n       n       -       20      pipe
@@ -247,6 +252,8 @@ msmtp     unix  -       n       n       -       20      pipe
             "smtp-reuse": ["default_transport = smtp", "smtp_tls_connection_reuse = yes"],
             "msmtp": ["default_transport = msmtp"],
             "pipe": ["default_transport = m365"],
+            "lmtp": ["default_transport = lmtp:unix:private/m365lmtp", "lmtp_send_xforward_command = yes",
+                     "m365lmtp_time_limit = 3600s"],
         }
         res = {v: [] for v in variants}
         for r in range(a.rounds):

@@ -1,12 +1,13 @@
 /*
- * cmd_postfix.c - m365ctl postfix-config [main|master]: the lines that wire
+ * cmd_postfix.c - m365ctl postfix-config [--lmtp] [main|master]: the lines that wire
  * this installation into Postfix, built from the configuration (socket,
  * service user, recipient limits) and from where things were installed.
  *
  * It prints and never edits: main.cf and master.cf are the administrator's.
  * "main" prints only "name = value" lines, one per postconf -e argument;
  * "master" only the master.cf entry; without an argument both, with the
- * reasons as comments.
+ * reasons as comments.  --lmtp: the LMTP delivery service (lmtp(8) to
+ * m365-transport -L under spawn(8)) instead of pipe(8).
  */
 #include "config.h"
 
@@ -75,7 +76,7 @@ recipient_limit(const struct conf *conf)
 
 static void
 print_main(const struct conf *conf, const char *milter, bool comments, bool chroot_ok,
-           const char *queue_dir)
+           const char *queue_dir, bool lmtp)
 {
 	if (comments) {
 		printf("# main.cf (each line: postconf -e 'LINE')\n"
@@ -100,15 +101,31 @@ print_main(const struct conf *conf, const char *milter, bool comments, bool chro
 	if (comments)
 		printf("# Everything leaves through Microsoft 365, in submissions of at most\n"
 		       "# the smallest recipients_per_message of the mailboxes.\n");
-	printf("default_transport = m365\n"
-	       "relay_transport = m365\n"
-	       "m365_destination_recipient_limit = %u\n"
-	       "m365_destination_concurrency_limit = %d\n",
+	if (!lmtp) {
+		printf("default_transport = m365\n"
+		       "relay_transport = m365\n"
+		       "m365_destination_recipient_limit = %u\n"
+		       "m365_destination_concurrency_limit = %d\n",
+		       recipient_limit(conf), TRANSPORT_PROCS);
+		return;
+	}
+	if (comments)
+		printf("# LMTP: lmtp(8) delivers to m365-transport -L (spawn(8), a socket in\n"
+		       "# the queue directory a chrooted lmtp(8) reaches), keeps the\n"
+		       "# connection for message after message, and reports each recipient;\n"
+		       "# XFORWARD gives the queue id (the route and the journal need it)\n"
+		       "# and the client; spawn(8) must not cut a long session short.\n");
+	printf("default_transport = lmtp:unix:private/m365lmtp\n"
+	       "relay_transport = lmtp:unix:private/m365lmtp\n"
+	       "lmtp_send_xforward_command = yes\n"
+	       "lmtp_destination_recipient_limit = %u\n"
+	       "lmtp_destination_concurrency_limit = %d\n"
+	       "m365lmtp_time_limit = 3600s\n",
 	       recipient_limit(conf), TRANSPORT_PROCS);
 }
 
 static void
-print_master(const struct conf *conf, const char *conf_file, bool comments)
+print_master(const struct conf *conf, const char *conf_file, bool comments, bool lmtp)
 {
 	char *abs = realpath(conf_file, NULL); /* pipe(8) runs in the queue directory */
 	bool own_conf;
@@ -117,6 +134,17 @@ print_master(const struct conf *conf, const char *conf_file, bool comments)
 		conf_file = abs;
 	own_conf = strcmp(conf_file, M3_CONFIG_FILE) != 0;
 
+	if (lmtp) {
+		if (comments)
+			printf("# master.cf (append): one m365-transport -L per LMTP connection,\n"
+			       "# as the service user.\n");
+		printf("m365lmtp  unix  -       n       n       -       %d      spawn\n"
+		       "  user=%s argv=%s%s%s -L\n",
+		       TRANSPORT_PROCS, conf->user, M3_TRANSPORT_PATH, own_conf ? " -c " : "",
+		       own_conf ? conf_file : "");
+		free(abs);
+		return;
+	}
 	if (comments)
 		printf("# master.cf (append): the transport runs as the service user;\n"
 		       "# -a ${client_address} lets it decide mail that bypassed the milter.\n");
@@ -139,9 +167,15 @@ cmd_postfix_config(const char *conf_file, int argc, char **argv)
 	struct group *gr;
 	size_t i;
 
+	bool lmtp = argc > 1 && strcmp(argv[1], "--lmtp") == 0;
+
+	if (lmtp) {
+		argv++;
+		argc--;
+	}
 	if (argc > 2 ||
 	    (argc == 2 && strcmp(argv[1], "main") != 0 && strcmp(argv[1], "master") != 0)) {
-		fprintf(stderr, "usage: m365ctl [-c FILE] postfix-config [main|master]\n");
+		fprintf(stderr, "usage: m365ctl [-c FILE] postfix-config [--lmtp] [main|master]\n");
 		return 2;
 	}
 	if (argc == 2) {
@@ -168,11 +202,11 @@ cmd_postfix_config(const char *conf_file, int argc, char **argv)
 		return 1;
 	}
 	if (!master_only)
-		print_main(conf, milter, !main_only, chroot_ok, queue_dir);
+		print_main(conf, milter, !main_only, chroot_ok, queue_dir, lmtp);
 	if (!main_only && !master_only)
 		printf("\n");
 	if (!main_only)
-		print_master(conf, conf_file, !master_only);
+		print_master(conf, conf_file, !master_only, lmtp);
 	if (!main_only && !master_only) {
 		pw = getpwnam(conf->user);
 		gr = pw != NULL ? getgrgid(pw->pw_gid) : NULL;

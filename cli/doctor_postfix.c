@@ -110,6 +110,23 @@ check_socket_access(struct doctor *d, const char *owner)
 	           sock);
 }
 
+/* check_lmtp - the LMTP service's client side: XFORWARD, which carries the
+ * queue id and the client (without it every message would look local) */
+static void
+check_lmtp(struct doctor *d, const char *user)
+{
+	char v[64];
+
+	if (cli_postconf_value("lmtp_send_xforward_command", v, sizeof(v)) < 0 ||
+	    strcmp(v, "yes") != 0)
+		doctor_add(d, LVL_ERR, "postfix", "main.cf", "lmtp_send_xforward_command = yes",
+		           "lmtp(8) does not send XFORWARD: m365-transport -L would take every "
+		           "message for local mail, and check none against its client (SECURITY)");
+	else
+		doctor_add(d, LVL_OK, "postfix", "master.cf", NULL,
+		           "m365-transport -L (LMTP) runs as %s; lmtp(8) sends XFORWARD", user);
+}
+
 /* check_master - master.cf runs m365-transport as the service user, with -a */
 static void
 check_master(struct doctor *d)
@@ -153,6 +170,8 @@ check_master(struct doctor *d)
 			    "pipe(8) runs m365-transport as \"%s\", not the service user %s: "
 			    "it cannot use the state and secrets (every delivery defers)",
 			    user, d->conf->user);
+		else if (strstr(argv0, " -L") != NULL)
+			check_lmtp(d, user);
 		else if (strstr(argv0, "${client_address}") == NULL)
 			doctor_add(
 			    d, LVL_WARN, "postfix", "master.cf", fix,

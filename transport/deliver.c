@@ -45,6 +45,28 @@
 
 /* Step 4: the session -------------------------------------------------------------------- */
 
+/*
+ * delivery_addr - parse an address from pipe(8)'s argv or an LMTP command,
+ * write its canonical form into out
+ * (ADDR_TEXT_MAX + 1 bytes); -1 with the outcome set if it does not parse.
+ */
+int
+delivery_addr(const char *arg, bool is_sender, struct addr *a, char *out, struct outcome *o)
+{
+	struct addr_err e;
+	char shown[120];
+
+	if (addr_parse_path(arg, strlen(arg), is_sender, a, &e) < 0 ||
+	    addr_format(a, out, ADDR_TEXT_MAX + 1) < 0) {
+		outcome_local(o, OUT_DEFER, is_sender ? "4.1.7" : "4.1.3",
+		              "%s address \"%s\" is not valid (%s at byte %zu); not sent",
+		              is_sender ? "sender" : "recipient",
+		              m3_printable(shown, arg, sizeof(shown)), e.msg, e.off);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 read_password(const char *path, char *buf, size_t size)
 {
@@ -357,6 +379,43 @@ journal_done(struct store *st, const char *qid)
 	log_warnx("%s: journal: entry kept, it expires by itself within 7 days: %s", qid, e.msg);
 }
 
+/*
+ * finish_each - LMTP: every recipient its own outcome, as Postfix's lmtp(8)
+ * takes them (a refused one bounces there, a deferred one is tried again
+ * alone); the journal entry goes once none is left to try.
+ */
+static void
+finish_each(struct delivery *d, struct rcpt *rc, struct store *st, struct outcome *o,
+            const struct outcome *first_temp, const struct smtp_reply *ok, size_t n_temp)
+{
+	size_t i;
+
+	for (i = 0; i < d->n_rcpts; i++) {
+		struct outcome *r = &d->per_rcpt[i];
+		if (rc[i].state == R_DONE && rc[i].reply[0] == '\0' && ok != NULL)
+			snprintf(r->line, sizeof(r->line), "%d %s", ok->code, ok->text);
+		else if (rc[i].state == R_DONE) /* the journal's, with Microsoft's reply */
+			outcome_local(r, OUT_SENT, "2.0.0", "accepted in an earlier attempt: %s",
+			              rc[i].reply);
+		else if (rc[i].state == R_FAILED)
+			m3_strlcpy(r->line, rc[i].reply, sizeof(r->line));
+		else if (first_temp->line[0] != '\0')
+			*r = *first_temp;
+		else
+			outcome_local(r, OUT_DEFER, "4.0.0", "not yet delivered");
+		r->kind = rc[i].state == R_DONE     ? OUT_SENT
+		          : rc[i].state == R_FAILED ? OUT_BOUNCE
+		                                    : OUT_DEFER;
+	}
+	if (n_temp > 0) {
+		*o = *first_temp;
+		o->kind = OUT_DEFER;
+		return;
+	}
+	outcome_local(o, OUT_SENT, "2.0.0", "every recipient has its reply");
+	journal_done(st, d->qid);
+}
+
 static void
 finish(struct delivery *d, struct rcpt *rc, struct store *st, struct outcome *o,
        const struct outcome *first_temp, const struct smtp_reply *ok, size_t n_now)
@@ -369,6 +428,10 @@ finish(struct delivery *d, struct rcpt *rc, struct store *st, struct outcome *o,
 		n_done += rc[i].state == R_DONE;
 		n_failed += rc[i].state == R_FAILED;
 		n_temp += rc[i].state == R_TEMP || rc[i].state == R_TODO;
+	}
+	if (d->per_rcpt != NULL) {
+		finish_each(d, rc, st, o, first_temp, ok, n_temp);
+		return;
 	}
 	if (n_temp > 0) {
 		if (first_temp->line[0] != '\0')

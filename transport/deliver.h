@@ -31,12 +31,22 @@ struct delivery {
 	struct message msg;
 	const char *untrusted; /* why the route was not trusted, or NULL */
 	bool to_stderr;        /* -l: log_file does not apply */
+	/* LMTP (lmtp.c): n_rcpts outcomes, one per recipient, filled instead
+	 * of one outcome and a report of the refused ones; NULL for pipe(8) */
+	struct outcome *per_rcpt;
 };
 
+/* delivery_addr - parse an address (argv, LMTP), its canonical form into
+ * out (ADDR_TEXT_MAX + 1 bytes); -1 with a deferral in o if it does not */
+int delivery_addr(const char *arg, bool is_sender, struct addr *a, char *out, struct outcome *o);
 /* deliver - do it; the outcome decides the exit status */
 void deliver(struct delivery *d, struct outcome *o);
 /* pipe_status - the outcome's line on out (if any), and pipe(8)'s exit status (status.c) */
 int pipe_status(const struct outcome *o, FILE *out);
+/* lmtp_serve - m365-transport -L: LMTP on standard input and output, as
+ * Postfix's spawn(8) connects them, until QUIT or end of input (lmtp.c);
+ * the exit status */
+int lmtp_serve(const char *conf_file, bool to_stderr);
 
 enum dsn_code {
 	DSN_OK,

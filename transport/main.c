@@ -5,6 +5,7 @@
  *   m365-transport [-c FILE] [-dl] -q QUEUEID -f SENDER [-a CLIENT] [-s SASL]
  *                  -- RCPT...
  *   m365-transport [-c FILE] -n
+ *   m365-transport [-c FILE] [-dl] -L      (LMTP on stdin/stdout: lmtp.c)
  *
  * Postfix pipe(8) bounces on every exit status except 75 and 71, so every
  * path that is not a deliberate bounce ends in pipe_status() with a
@@ -39,9 +40,11 @@ usage_to(FILE *fp)
 	fprintf(fp, "usage: m365-transport [-c FILE] [-dl] -q QUEUEID -f SENDER [-a CLIENT] "
 	            "[-s SASL] -- RECIPIENT...\n"
 	            "       m365-transport [-c FILE] -n\n"
+	            "       m365-transport [-c FILE] [-dl] -L\n"
 	            "       m365-transport -V | -h\n"
 	            "  -a  the client's address (${client_address}; empty for local mail)\n"
 	            "  -d  debug log (the SMTP transcript, secrets redacted)\n"
+	            "  -L  serve LMTP on standard input and output (Postfix spawn(8))\n"
 	            "  -l  log to standard error instead of syslog (tests, by hand)\n"
 	            "  -V  print the version; -h this help\n");
 }
@@ -50,27 +53,6 @@ static void
 usage(void)
 {
 	usage_to(stderr);
-}
-
-/*
- * canonical - parse an argv address, write its canonical form into out
- * (ADDR_TEXT_MAX + 1 bytes); -1 with the outcome set if it does not parse.
- */
-static int
-canonical(const char *arg, bool is_sender, struct addr *a, char *out, struct outcome *o)
-{
-	struct addr_err e;
-	char shown[120];
-
-	if (addr_parse_path(arg, strlen(arg), is_sender, a, &e) < 0 ||
-	    addr_format(a, out, ADDR_TEXT_MAX + 1) < 0) {
-		outcome_local(o, OUT_DEFER, is_sender ? "4.1.7" : "4.1.3",
-		              "%s address \"%s\" is not valid (%s at byte %zu); not sent",
-		              is_sender ? "sender" : "recipient",
-		              m3_printable(shown, arg, sizeof(shown)), e.msg, e.off);
-		return -1;
-	}
-	return 0;
 }
 
 /* addresses - the sender and every recipient, checked and made canonical */
@@ -83,7 +65,7 @@ addresses(struct delivery *d, const char *sender, char **argv, int n, struct out
 	/* pipe(8) writes the null sender as MAILER-DAEMON unless null_sender= is set. */
 	if (strcmp(sender, "MAILER-DAEMON") == 0 || sender[0] == '\0')
 		sender = "<>";
-	if (canonical(sender, true, &d->sender_addr, d->sender_text, o) < 0)
+	if (delivery_addr(sender, true, &d->sender_addr, d->sender_text, o) < 0)
 		return -1;
 	d->sender = d->sender_text;
 	rcpts = calloc((size_t)n, sizeof(*rcpts));
@@ -100,7 +82,7 @@ addresses(struct delivery *d, const char *sender, char **argv, int n, struct out
 			outcome_local(o, OUT_DEFER, "4.3.0", "out of memory");
 			return -1;
 		}
-		if (canonical(argv[i], false, &a, rcpts[i], o) < 0)
+		if (delivery_addr(argv[i], false, &a, rcpts[i], o) < 0)
 			return -1;
 	}
 	return 0;
@@ -158,12 +140,12 @@ main(int argc, char **argv)
 	const char *conf_file = M3_CONFIG_FILE, *sender = NULL;
 	struct delivery d;
 	struct outcome o;
-	int check = 0, debug = 0, to_stderr = 0, ch;
+	int check = 0, debug = 0, to_stderr = 0, lmtp = 0, ch;
 
 	memset(&d, 0, sizeof(d));
 	memset(&o, 0, sizeof(o));
 	d.qid = "NOQUEUE";
-	while ((ch = getopt(argc, argv, "a:c:dhlnq:f:s:V")) != -1) {
+	while ((ch = getopt(argc, argv, "a:c:dhlLnq:f:s:V")) != -1) {
 		switch (ch) {
 		case 'V':
 			printf("m365-transport (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
@@ -171,6 +153,9 @@ main(int argc, char **argv)
 		case 'h':
 			usage_to(stdout);
 			return 0;
+		case 'L':
+			lmtp = 1;
+			break;
 		case 'a':
 			d.client_given = true;
 			d.have_client = optarg[0] != '\0' && ip_parse(optarg, &d.client) == 0;
@@ -219,6 +204,12 @@ main(int argc, char **argv)
 		              "master.cf");
 		log_errx("%s", o.line);
 		return pipe_status(&o, stdout);
+	}
+	if (lmtp) {
+		signal(SIGPIPE, SIG_IGN);
+		srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+		OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
+		return lmtp_serve(conf_file, to_stderr);
 	}
 	if (strcmp(d.qid, "NOQUEUE") == 0 || sender == NULL || optind >= argc ||
 	    strspn(d.qid, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") !=

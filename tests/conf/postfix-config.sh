@@ -45,6 +45,23 @@ while IFS= read -r line; do postconf -e "$line"; done < "$tmp/main"
 	fail "recipient limit $(postconf -h m365_destination_recipient_limit)"
 echo "ok: main lines accepted by postconf -e, values read back"
 
+# --lmtp: the spawn(8) service and the lmtp(8) settings, taken as they are.
+"$ctl" -c "$conf" postfix-config --lmtp master >> "$MAIL_CONFIG/master.cf"
+entry=$(postconf -M m365lmtp/unix)
+case $entry in
+*"spawn user=nobody argv=/"*"/m365-transport -c $tmp/m365relay.conf -L"*)
+	echo "ok: LMTP master entry: $entry" ;;
+*) fail "LMTP master entry: $entry" ;;
+esac
+"$ctl" -c "$conf" postfix-config --lmtp main > "$tmp/main-lmtp"
+while IFS= read -r line; do postconf -e "$line"; done < "$tmp/main-lmtp"
+[ "$(postconf -h default_transport)" = "lmtp:unix:private/m365lmtp" ] ||
+	fail "default_transport: $(postconf -h default_transport)"
+[ "$(postconf -h lmtp_send_xforward_command)" = yes ] || fail "no XFORWARD"
+[ "$(postconf -h m365lmtp_time_limit)" = 3600s ] || fail "spawn time limit: $(postconf -h m365lmtp_time_limit)"
+postfix -c "$MAIL_CONFIG" check 2>&1 | grep -i m365 && fail "postfix check complains"
+echo "ok: --lmtp lines accepted by postconf and postfix check"
+
 set_socket "unix:/run/elsewhere/milter.sock"
 out=$("$ctl" -c "$conf" postfix-config)
 echo "$out" | grep -qx "smtpd_milters = unix:/run/elsewhere/milter.sock" || fail "absolute: $out"

@@ -171,7 +171,7 @@ class Doctor(unittest.TestCase):
         cls.postfix = cls.postfix_dir("pf-good")
 
     @classmethod
-    def postfix_dir(cls, name, main=(), master_user=None, master=True):
+    def postfix_dir(cls, name, main=(), master_user=None, master=True, lmtp=False):
         d = os.path.join(cls.work, name)
         os.makedirs(d, exist_ok=True)
         conf = cls.conf_text(os.path.join(d, "m365relay.conf"),
@@ -182,12 +182,13 @@ class Doctor(unittest.TestCase):
         with open(os.path.join(d, "master.cf"), "w") as f:
             f.write("smtp inet n - y - - smtpd\n")
         subprocess.run(["chmod", "755", d], check=True)
-        lines = subprocess.run([CTL, "-c", conf, "postfix-config", "main"], env=env, check=True,
-                               capture_output=True, text=True).stdout.splitlines()
+        mode = ["--lmtp"] if lmtp else []
+        lines = subprocess.run([CTL, "-c", conf, "postfix-config"] + mode + ["main"], env=env,
+                               check=True, capture_output=True, text=True).stdout.splitlines()
         for line in lines + list(main):
             subprocess.run(["postconf", "-e", line], env=env, check=True)
         if master:
-            entry = subprocess.run([CTL, "-c", conf, "postfix-config", "master"], env=env,
+            entry = subprocess.run([CTL, "-c", conf, "postfix-config"] + mode + ["master"], env=env,
                                    check=True, capture_output=True, text=True).stdout
             if master_user:
                 entry = entry.replace("user=nobody", "user=" + master_user)
@@ -530,6 +531,18 @@ mailbox "scanner@pass.test" { app = "a" }
         r, pf = self.postfix_findings(self.postfix_dir("pf-nomaster", master=False))
         self.assertEqual(r.returncode, 1, r.stdout)
         self.level(pf, "postfix", "master.cf", "error", "no master.cf entry runs m365-transport")
+
+    def test_postfix_lmtp(self):
+        # The LMTP service as postfix-config --lmtp wires it: fine; without
+        # XFORWARD every message would pass for local mail: an error.
+        r, pf = self.postfix_findings(self.postfix_dir("pf-lmtp", lmtp=True))
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.level(pf, "postfix", "master.cf", "ok", "m365-transport -L (LMTP) runs as nobody")
+        d = self.postfix_dir("pf-lmtp-noxf", lmtp=True, main=["lmtp_send_xforward_command = no"])
+        r, pf = self.postfix_findings(d)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.level(pf, "postfix", "main.cf", "error", "lmtp(8) does not send XFORWARD",
+                   "lmtp_send_xforward_command = yes")
 
     def test_postfix_unsafe_main(self):
         d = self.postfix_dir("pf-unsafe", main=["milter_default_action = accept",

@@ -64,6 +64,15 @@ submitter "erp" {{
 }}
 """ + CONTOSO
 
+# LMTP mode: lmtp(8) to m365-transport -L under spawn(8) (m365ctl
+# postfix-config --lmtp prints the same).
+LMTP_MAIN = """default_transport = lmtp:unix:private/m365lmtp
+relay_transport = lmtp:unix:private/m365lmtp
+lmtp_send_xforward_command = yes
+lmtp_destination_recipient_limit = 50
+m365lmtp_time_limit = 3600s
+"""
+
 # What the gateway adds to the sandbox's main.cf (tests/lib/main.cf).
 MAIN = """# Everything goes to Microsoft 365 through m365-transport.
 default_transport = m365
@@ -99,11 +108,15 @@ def set_main(main, line):
 class Gateway:
     def __init__(self, builddir, connector=True, erp_rate="30/60s", sim_extra=None, bypass=False,
                  conf=None, conf_fields=None, sim_config=None, milters=1, maxproc=10,
-                 sasl_users=None, main_extra="", before_start=None):
+                 sasl_users=None, main_extra="", before_start=None, lmtp=None):
         """bypass: a second smtpd listener without milters (self.bypass_port),
         as an administrator might add one; for the trust tests.
         before_start(gateway): called once the configuration is written,
         before any server starts (the soak starts its Redis there)."""
+        # lmtp: Postfix delivers with lmtp(8) to m365-transport -L under
+        # spawn(8) instead of pipe(8); M365_E2E_MODE=lmtp chooses it for a
+        # whole suite (tests/e2e/lmtp.sh).
+        self.lmtp = lmtp if lmtp is not None else os.environ.get("M365_E2E_MODE") == "lmtp"
         self.build = os.path.abspath(builddir)
         self.work = tempfile.mkdtemp(prefix="m365relay-gw.")
         os.chmod(self.work, 0o755)
@@ -211,12 +224,18 @@ class Gateway:
         transport = os.path.join(self.build, "transport", "m365-transport")
         with open(os.path.join(LIB, "main.cf")) as f:
             main = f.read().replace("@DIR@", self.pf).replace("@HOSTNAME@", "relay.contoso.test")
-        for line in (MAIN.format(milter_port=self.milter_port) + self.main_extra).splitlines():
+        extra = MAIN.format(milter_port=self.milter_port)
+        if self.lmtp:
+            extra += LMTP_MAIN
+        for line in (extra + self.main_extra).splitlines():
             main = set_main(main, line)
         with open(os.path.join(LIB, "master.cf")) as f:
             master = f.read().replace("@PORT@", str(self.smtp_port))
         master += f"""m365      unix  -       n       n       -       {self.maxproc}      pipe
   flags=q user={USER} null_sender= argv={transport} -c {self.conf} -q ${{queue_id}} -f ${{sender}} -a ${{client_address}} -s ${{sasl_username}} -- ${{recipient}}
+m365lmtp  unix  -       n       n       -       {self.maxproc}      spawn
+  user={USER} argv={transport} -c {self.conf} -L
+lmtp      unix  -       -       n       -       -       lmtp
 """
         for i in range(1, len(self.smtp_ports)):
             master += f"""127.0.0.1:{self.smtp_ports[i]} inet n - n - - smtpd

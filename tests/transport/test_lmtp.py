@@ -1,0 +1,218 @@
+#!/usr/bin/python3
+"""test_lmtp.py - m365-transport -L, the delivery service for Postfix's
+lmtp(8), spoken to directly on its standard input and output (as spawn(8)
+connects them) against the simulator: per-recipient replies (one refused
+by Microsoft, one delivered), several messages in one session, the queue id
+from XFORWARD IDENT (none: deferred with the fix), the client from
+XFORWARD ADDR for a route that does not verify, pipelined commands, bad
+commands and addresses.  Postfix in front of it is tests/e2e's.
+"""
+import os
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Harness, ROUTES, TRANSPORT, sign_route  # noqa: E402
+
+H = None
+
+
+def setUpModule():
+    global H
+    H = Harness()
+
+
+def tearDownModule():
+    H.stop()
+
+
+class Lmtp:
+    """One m365-transport -L process and a line-oriented client."""
+
+    def __init__(self):
+        def drop():
+            os.setgid(H.gid)
+            os.setuid(H.uid)
+        self.p = subprocess.Popen([TRANSPORT, "-l", "-L", "-c", H.conf], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=drop)
+        self.greeting = self.reply()
+
+    def send(self, *lines):
+        self.p.stdin.write(b"".join(l.encode() + b"\r\n" for l in lines))
+        self.p.stdin.flush()
+
+    def reply(self):
+        """One reply (all its lines), as (code, [texts])."""
+        texts = []
+        while True:
+            line = self.p.stdout.readline().decode()
+            if not line:
+                return (0, texts)
+            texts.append(line[4:].rstrip("\r\n"))
+            if line[3] == " ":
+                return (int(line[:3]), texts)
+
+    def replies(self, n):
+        return [self.reply() for _ in range(n)]
+
+    def data(self, msg):
+        body = "".join(("." + l if l.startswith(".") else l) + "\r\n" for l in msg.split("\n")[:-1])
+        self.p.stdin.write(body.encode() + b".\r\n")
+        self.p.stdin.flush()
+
+    def close(self):
+        self.send("QUIT")
+        r = self.reply()
+        out, err = self.p.communicate(timeout=30)
+        self.log = err.decode()
+        return r
+
+
+class LmtpTest(unittest.TestCase):
+    def setUp(self):
+        H.sim.control("reset")
+
+    def session(self):
+        s = Lmtp()
+        self.assertEqual(s.greeting[0], 220, s.greeting)
+        s.send("LHLO gw.test")
+        code, lines = s.reply()
+        self.assertEqual(code, 250)
+        self.assertIn("PIPELINING", lines)
+        self.assertTrue(any(l.startswith("XFORWARD ") and "IDENT" in l for l in lines), lines)
+        return s
+
+    def message(self, s, qid, rcpts, route="relay", sender="scanner@contoso.com", xforward=True):
+        msg = H.message(route=sign_route(ROUTES[route], qid, sender) if route else None,
+                        to=", ".join(rcpts), body="line one\n.starts with a dot\n")
+        if xforward:
+            s.send("XFORWARD IDENT=%s ADDR=192.168.10.7 SOURCE=REMOTE" % qid)
+            self.assertEqual(s.reply()[0], 250)
+        s.send("MAIL FROM:<%s>" % sender, *["RCPT TO:<%s>" % r for r in rcpts], "DATA")
+        first = s.replies(1 + len(rcpts))
+        self.assertEqual([c for c, _ in first], [250] * (1 + len(rcpts)), first)
+        self.assertEqual(s.reply()[0], 354)
+        s.data(msg)
+        return s.replies(len(rcpts))
+
+    def test_each_recipient_its_reply(self):
+        # One recipient refused by Microsoft, one delivered: two replies,
+        # the refusal with Microsoft's text, so Postfix bounces only it.
+        H.sim.control("config", {"rcpt_replies": {"gone@example.net": {
+            "reply": "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found", "count": -1}}})
+        s = self.session()
+        r = self.message(s, H.new_qid(), ["alice@contoso.com", "gone@example.net"])
+        self.assertEqual(s.close()[0], 221)
+        self.assertEqual(r[0][0], 250, r)
+        self.assertEqual(r[1][0], 550, r)
+        self.assertIn("550 5.1.10 RESOLVER.ADR.RecipientNotFound", r[1][1][0])
+        recs = H.records()
+        self.assertEqual(len(recs), 1)
+        self.assertEqual(recs[-1]["rcpt_to"], ["alice@contoso.com"])
+        # dot-stuffing undone on the way in, done again on the way out: once
+        self.assertIn("\r\n.starts with a dot\r\n", recs[-1]["text"])
+
+    def test_many_messages_one_session(self):
+        # lmtp(8) reuses the connection: one process, one configuration,
+        # message after message (and a RSET between two of them).
+        s = self.session()
+        for i in range(3):
+            r = self.message(s, H.new_qid(), ["alice@contoso.com"])
+            self.assertEqual(r[0][0], 250, r)
+            if i == 1:
+                s.send("RSET")
+                self.assertEqual(s.reply()[0], 250)
+        s.close()
+        self.assertEqual(len(H.records()), 3)
+
+    def test_local_mail_without_xforward(self):
+        # Postfix sends no XFORWARD for local mail (sendmail(1), its own
+        # bounces): the queue id is the one in the topmost Received header,
+        # which the route is signed for - the route verifies.
+        s = self.session()
+        qid = "4Fh3kB0x1Kz9"
+        msg = ("Received: by relay.contoso.test (Postfix, from userid 0)\n\tid %s; Wed,  2 Dec 2026 "
+               "16:00:00 +0000 (UTC)\n" % qid + H.message(route=sign_route(ROUTES["relay"], qid,
+                                                                          "scanner@contoso.com")))
+        s.send("MAIL FROM:<scanner@contoso.com>", "RCPT TO:<alice@contoso.com>", "DATA")
+        self.assertEqual([c for c, _ in s.replies(3)], [250, 250, 354])
+        s.data(msg)
+        r = s.reply()
+        # Without a Received header (a bounce): a digest of the message is
+        # the journal's key, and the policy decides, as for pipe(8)'s local
+        # mail (an empty -a); this harness names no local_submitter, so
+        # the policy refuses it, as it would there.
+        s.send("MAIL FROM:<>", "RCPT TO:<alice@contoso.com>", "DATA")
+        self.assertEqual([c for c, _ in s.replies(3)], [250, 250, 354])
+        s.data("From: MAILER-DAEMON@relay.contoso.test\nTo: alice@contoso.com\nSubject: bounce\n\nx\n")
+        r2 = s.reply()
+        s.close()
+        self.assertEqual(r[0], 250, (r, s.log))
+        self.assertIn("%s: local mail (no client address from Postfix)" % qid, s.log)
+        self.assertNotIn("%s: route not trusted" % qid, s.log)
+        self.assertEqual(r2[0], 550, (r2, s.log))
+        self.assertIn("5.7.1 Client [unknown] is not allowed", r2[1][0])
+        self.assertRegex(s.log, r"[0-9A-F]{24}: route not trusted: no X-M365Relay-Route header")
+        self.assertEqual(len(H.records()), 1)
+
+    def test_bounce_xforward_without_ident(self):
+        # Postfix's own bounces come with XFORWARD but neither IDENT nor a
+        # client (ADDR=[UNAVAILABLE]): local mail, keyed by its digest.
+        s = self.session()
+        s.send("XFORWARD NAME=[UNAVAILABLE] ADDR=[UNAVAILABLE] PROTO=[UNAVAILABLE]",
+               "MAIL FROM:<>", "RCPT TO:<alice@contoso.com>", "DATA")
+        self.assertEqual([c for c, _ in s.replies(4)], [250, 250, 250, 354])
+        s.data("From: MAILER-DAEMON@relay.contoso.test\nTo: alice@contoso.com\nSubject: bounce 2\n\nx\n")
+        r = s.reply()
+        s.send("XFORWARD IDENT=bad/id", "MAIL FROM:<scanner@contoso.com>", "RCPT TO:<alice@contoso.com>",
+               "DATA")
+        self.assertEqual([c for c, _ in s.replies(4)], [250, 250, 250, 354])
+        s.data(H.message())
+        r2 = s.reply()
+        s.close()
+        self.assertRegex(s.log, r"[0-9A-F]{24}: local mail \(no client address from Postfix\)")
+        self.assertEqual(r[0], 550, (r, s.log))  # no local_submitter in this harness
+        self.assertEqual(r2[0], 451)
+        self.assertIn("XFORWARD IDENT is not a Postfix queue id", r2[1][0])
+        self.assertEqual(H.records(), [])
+
+    def test_temporary_failure_defers_each(self):
+        H.sim.control("fault", {"step": "mail", "action": "reply"})
+        s = self.session()
+        r = self.message(s, H.new_qid(), ["alice@contoso.com", "bob@contoso.com"])
+        s.close()
+        self.assertEqual([c for c, _ in r], [451, 451], r)
+        self.assertIn("4.7.0 localhost said: 451 4.7.0 Temporary server error", r[0][1][0])
+
+    def test_unsigned_route_decided_with_xforward_addr(self):
+        # No route header: the policy decides from XFORWARD ADDR, as from
+        # pipe(8)'s -a; 192.168.10.7 is the scanners' submitter.
+        s = self.session()
+        r = self.message(s, H.new_qid(), ["alice@contoso.com"], route=None)
+        s.close()
+        self.assertEqual(r[0][0], 250, (r, s.log))
+        self.assertIn("route not trusted: no X-M365Relay-Route header", s.log)
+        self.assertIn("decided by the policy: client=[192.168.10.7] submitter=lan", s.log)
+
+    def test_pipelined_and_bad_input(self):
+        s = self.session()
+        qid = H.new_qid()
+        msg = H.message(route=sign_route(ROUTES["relay"], qid, "scanner@contoso.com"), to="alice@contoso.com")
+        # All at once, as lmtp(8) pipelines them.
+        s.send("XFORWARD IDENT=%s ADDR=192.168.10.7" % qid, "MAIL FROM:<scanner@contoso.com>",
+               "RCPT TO:<alice@contoso.com>", "RCPT TO:<bad address@@x>", "RCPT TO:alice@contoso.com",
+               "DATA")
+        r = s.replies(6)
+        self.assertEqual([c for c, _ in r], [250, 250, 250, 501, 501, 354], r)
+        s.data(msg)
+        self.assertEqual(s.reply()[0], 250)
+        s.send("DATA", "MAIL FROM:<a@b>", "MAIL FROM:<a@b>", "HELO x", "XFORWARD IDENT", "X" * 5000)
+        r = s.replies(6)
+        self.assertEqual([c for c, _ in r], [503, 250, 503, 500, 503, 500], r)
+        self.assertEqual(s.close()[0], 221)
+        self.assertEqual(len(H.records()), 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
