@@ -114,12 +114,15 @@ print_main(const struct conf *conf, const char *milter, bool comments, bool chro
 		       "# the queue directory a chrooted lmtp(8) reaches), keeps the\n"
 		       "# connection for message after message, and reports each recipient;\n"
 		       "# XFORWARD gives the queue id (the route and the journal need it)\n"
-		       "# and the client; spawn(8) must not cut a long session short.\n");
+		       "# and the client; a delivery may wait for its pacing window and\n"
+		       "# Microsoft's replies longer than lmtp(8)'s 600 s, and spawn(8)\n"
+		       "# must not cut a long session short.\n");
 	printf("default_transport = lmtp:unix:private/m365lmtp\n"
 	       "relay_transport = lmtp:unix:private/m365lmtp\n"
 	       "lmtp_send_xforward_command = yes\n"
 	       "lmtp_destination_recipient_limit = %u\n"
 	       "lmtp_destination_concurrency_limit = %d\n"
+	       "lmtp_data_done_timeout = 1800s\n"
 	       "m365lmtp_time_limit = 3600s\n",
 	       recipient_limit(conf), TRANSPORT_PROCS);
 }

@@ -407,13 +407,41 @@ finish_each(struct delivery *d, struct rcpt *rc, struct store *st, struct outcom
 		          : rc[i].state == R_FAILED ? OUT_BOUNCE
 		                                    : OUT_DEFER;
 	}
+	(void)st;
 	if (n_temp > 0) {
 		*o = *first_temp;
 		o->kind = OUT_DEFER;
 		return;
 	}
 	outcome_local(o, OUT_SENT, "2.0.0", "every recipient has its reply");
-	journal_done(st, d->qid);
+	/* Not dropped here: if the replies never reach Postfix (it gave up
+	 * waiting), its retry must find what was accepted. */
+	d->journal_drop_due = true;
+}
+
+/*
+ * each_early - LMTP, a delivery that stopped before its outcome (a local
+ * failure, a refusal of the session): the recipients the journal settled
+ * keep their own answer, the others get the delivery's.
+ */
+static void
+each_early(struct delivery *d, const struct rcpt *rc, const struct outcome *o)
+{
+	size_t i;
+
+	for (i = 0; i < d->n_rcpts; i++) {
+		struct outcome *r = &d->per_rcpt[i];
+		if (r->line[0] != '\0')
+			continue;
+		if (rc != NULL && rc[i].state == R_DONE)
+			outcome_local(r, OUT_SENT, "2.0.0", "accepted in an earlier attempt: %s",
+			              rc[i].reply);
+		else if (rc != NULL && rc[i].state == R_FAILED) {
+			m3_strlcpy(r->line, rc[i].reply, sizeof(r->line));
+			r->kind = OUT_BOUNCE;
+		} else
+			*r = *o;
+	}
 }
 
 static void
@@ -756,5 +784,7 @@ deliver(struct delivery *d, struct outcome *o)
 	smtp_quit(&a.s);
 	finish(d, a.rc, a.st, o, &a.first_temp, a.final.code / 100 == 2 ? &a.final : NULL, a.n_now);
 out:
+	if (d->per_rcpt != NULL)
+		each_early(d, a.rc, o);
 	attempt_end(&a, o);
 }

@@ -34,6 +34,9 @@ struct delivery {
 	/* LMTP (lmtp.c): n_rcpts outcomes, one per recipient, filled instead
 	 * of one outcome and a report of the refused ones; NULL for pipe(8) */
 	struct outcome *per_rcpt;
+	/* LMTP: every recipient has its final reply; the caller drops the
+	 * journal once Postfix has them (store_journal_drop), not before */
+	bool journal_drop_due;
 };
 
 /* delivery_addr - parse an address (argv, LMTP), its canonical form into

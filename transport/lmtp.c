@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "deliver.h"
+#include "store/store.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -177,7 +178,7 @@ struct session {
 	bool to_stderr;
 	bool greeted;
 	/* XFORWARD, for the next transaction */
-	char ident[64], addr[64], login[256];
+	char ident[64], addr[64];
 	bool have_addr;
 	/* MAIL and RCPT */
 	bool in_mail;
@@ -196,7 +197,7 @@ reset(struct session *s)
 		free(s->rcpts[i]);
 	s->n_rcpts = 0;
 	s->in_mail = false;
-	s->ident[0] = s->addr[0] = s->login[0] = '\0';
+	s->ident[0] = s->addr[0] = '\0';
 	s->have_addr = false;
 }
 
@@ -217,22 +218,31 @@ path(char *arg)
 	return arg + 1;
 }
 
-/* xtext_decode - RFC 3461 xtext ("+2B" for '+') in place; -1 if malformed */
+static int
+hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* xtext_decode - RFC 3461 xtext ("+2B" for '+') in place; -1 if malformed
+ * or if it decodes to a control character (values go into log lines) */
 static int
 xtext_decode(char *s)
 {
 	char *w = s;
 
 	for (; *s != '\0'; s++) {
+		int c = (unsigned char)*s;
 		if (*s == '+') {
-			unsigned v;
-			if (sscanf(s + 1, "%2X", &v) != 1 || s[1] == '\0' || s[2] == '\0' || v == 0)
+			int hi = hexval(s[1]), lo = hi < 0 ? -1 : hexval(s[2]);
+			if (lo < 0)
 				return -1;
-			*w++ = (char)v;
+			c = hi * 16 + lo;
 			s += 2;
-		} else {
-			*w++ = *s;
 		}
+		if (c < 0x20 || c == 0x7f)
+			return -1;
+		*w++ = (char)c;
 	}
 	*w = '\0';
 	return 0;
@@ -256,9 +266,10 @@ xforward(struct session *s, char *args)
 		else if (m3_casecmp(tok, "ADDR") == 0) {
 			m3_strlcpy(s->addr, eq + 1, sizeof(s->addr));
 			s->have_addr = true;
-		} else if (m3_casecmp(tok, "LOGIN") == 0)
-			m3_strlcpy(s->login, eq + 1, sizeof(s->login));
-		/* NAME, PORT, PROTO, HELO, SOURCE: not used */
+		}
+		/* NAME, PORT, PROTO, HELO, SOURCE: not used.  Postfix has no
+		 * XFORWARD for the SASL login: a route that does not verify is
+		 * decided on the client address alone (stricter than pipe's -s). */
 	}
 	reply(&s->io, "250 2.0.0 Ok");
 }
@@ -344,7 +355,8 @@ reply_outcome(struct io *io, const struct outcome *o)
  * message, the same for every retry of one queue file (the journal's key).
  */
 static int
-local_qid(const struct message *m, const char *sender, char *qid, size_t size)
+local_qid(const struct message *m, const char *sender, char *const *rcpts, size_t n_rcpts,
+          char *qid, size_t size)
 {
 	int ok;
 	static const char alnum[] =
@@ -357,6 +369,9 @@ local_qid(const struct message *m, const char *sender, char *qid, size_t size)
 		const char *f = m->raw + m->fields[i].off, *end = f + m->fields[i].len, *p;
 		if (m->fields[i].len < 9 || m3_ncasecmp(f, "Received:", 9) != 0)
 			continue;
+		/* Postfix's own shape only: "by HOST (Postfix...) id X;" */
+		if (memmem(f, m->fields[i].len, "(Postfix", 8) == NULL)
+			break;
 		for (p = f; p + 4 < end; p++) {
 			size_t n;
 			if (m3_ncasecmp(p, " id ", 4) != 0 && m3_ncasecmp(p, "\tid ", 4) != 0)
@@ -374,13 +389,32 @@ local_qid(const struct message *m, const char *sender, char *qid, size_t size)
 	c = EVP_MD_CTX_new();
 	ok = c != NULL && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 &&
 	     EVP_DigestUpdate(c, sender, strlen(sender) + 1) == 1 &&
-	     EVP_DigestUpdate(c, m->raw, m->raw_len) == 1 && EVP_DigestFinal_ex(c, md, NULL) == 1;
+	     EVP_DigestUpdate(c, m->raw, m->raw_len) == 1;
+	/* and the recipients: Postfix retries exactly the ones it has no
+	 * answer for, so a retry after lost replies has the same key */
+	for (i = 0; ok && i < n_rcpts; i++)
+		ok = EVP_DigestUpdate(c, rcpts[i], strlen(rcpts[i]) + 1) == 1;
+	ok = ok && EVP_DigestFinal_ex(c, md, NULL) == 1;
 	EVP_MD_CTX_free(c);
 	if (!ok || size < 25)
 		return -1; /* no key shared by two messages, ever: defer instead */
 	for (i = 0; i < 12; i++)
 		snprintf(qid + 2 * i, 3, "%02X", md[i]);
 	return 0;
+}
+
+/* drop_journal - Postfix has every reply: the queue id's journal goes (if
+ * the store will not, the entry expires by itself) */
+static void
+drop_journal(const struct conf *conf, const char *qid)
+{
+	struct store_err e;
+	struct store *st = store_open(conf, &e);
+
+	if (st == NULL || store_journal_drop(st, qid, &e) < 0)
+		log_warnx("%s: journal: entry kept, it expires by itself within 7 days: %s", qid,
+		          e.msg);
+	store_close(st);
 }
 
 static void
@@ -408,14 +442,16 @@ deliver_one(struct session *s, char *data, size_t len)
 		log_warnx("LMTP: %s", o.line);
 		goto reply;
 	}
-	if (s->ident[0] == '\0' && local_qid(&d.msg, s->sender, s->ident, sizeof(s->ident)) < 0) {
+	if (s->ident[0] == '\0' &&
+	    local_qid(&d.msg, s->sender, s->rcpts, s->n_rcpts, s->ident, sizeof(s->ident)) < 0) {
 		outcome_local(&o, OUT_DEFER, "4.3.0", "no key for the journal (digest failed)");
 		log_warnx("LMTP: %s", o.line);
 		goto reply;
 	}
-	if (!s->have_addr || s->addr[0] == '[') {
-		/* No client ([UNAVAILABLE], or no XFORWARD at all): local mail,
-		 * as pipe(8) with an empty -a. */
+	if (!s->have_addr || strcmp(s->addr, "[UNAVAILABLE]") == 0) {
+		/* No client (no XFORWARD at all, or ADDR=[UNAVAILABLE]): local
+		 * mail, as pipe(8) with an empty -a.  Anything else, even an
+		 * address we cannot read, is a client: never local. */
 		s->have_addr = true;
 		s->addr[0] = '\0';
 		log_info("%s: local mail (no client address from Postfix)", s->ident);
@@ -423,11 +459,10 @@ deliver_one(struct session *s, char *data, size_t len)
 	d.sender_addr = s->sender_addr;
 	m3_strlcpy(d.sender_text, s->sender, sizeof(d.sender_text));
 	d.sender = d.sender_text;
-	d.sasl = s->login[0] != '\0' ? s->login : NULL;
+	d.sasl = NULL;
 	d.client_given = s->have_addr;
-	d.have_client = s->have_addr && s->addr[0] != '\0' && s->addr[0] != '[' &&
-	                ip_parse(s->addr, &d.client) == 0;
-	d.client_text = d.have_client ? s->addr : "";
+	d.have_client = s->addr[0] != '\0' && ip_parse(s->addr, &d.client) == 0;
+	d.client_text = s->addr;
 	d.rcpts = (const char *const *)s->rcpts;
 	d.n_rcpts = s->n_rcpts;
 	d.per_rcpt = per;
@@ -435,6 +470,9 @@ deliver_one(struct session *s, char *data, size_t len)
 reply:
 	for (i = 0; i < s->n_rcpts; i++)
 		reply_outcome(&s->io, per[i].line[0] != '\0' ? &per[i] : &o);
+	flush_out(&s->io);
+	if (d.journal_drop_due && !s->io.failed)
+		drop_journal(s->conf, d.qid);
 	message_free(&d.msg);
 	free(per);
 }
@@ -493,7 +531,7 @@ mail_cmd(struct session *s, char *arg)
 	}
 	/* The null sender is "<>" for the parser, as pipe(8) sends it. */
 	if (delivery_addr(p[0] == '\0' ? "<>" : p, true, &s->sender_addr, s->sender, &o) < 0) {
-		reply(&s->io, "501 5.1.7 %s", o.line + 6);
+		reply(&s->io, "451 %s", o.line); /* deferred, as pipe(8) would */
 		return;
 	}
 	s->in_mail = true;
@@ -526,7 +564,7 @@ rcpt_cmd(struct session *s, char *arg)
 	}
 	if (delivery_addr(p, false, &a, c, &o) < 0) {
 		free(c);
-		reply(&s->io, "501 5.1.3 %s", o.line + 6);
+		reply(&s->io, "451 %s", o.line); /* deferred, as pipe(8) would */
 		return;
 	}
 	s->rcpts[s->n_rcpts++] = c;

@@ -646,9 +646,13 @@ open_env(const char *path, size_t size_mb, unsigned flags, MDB_env **envp, MDB_d
 		/* Written through the map, a page in a hole of the (sparse) file
 		 * meets a full disk as SIGBUS: the blocks are reserved now. */
 		mdb_filehandle_t fd;
+		MDB_envinfo info;
 		rc = mdb_env_get_fd(env, &fd);
 		if (rc == 0)
-			rc = posix_fallocate(fd, 0, (off_t)(size_mb << 20));
+			rc = mdb_env_info(env, &info);
+		/* the map LMDB uses: the file's own if it is larger than size */
+		if (rc == 0)
+			rc = posix_fallocate(fd, 0, (off_t)info.me_mapsize);
 		if (rc != 0) {
 			mdb_env_close(env);
 			return store_fail(err,
@@ -673,9 +677,19 @@ open_env(const char *path, size_t size_mb, unsigned flags, MDB_env **envp, MDB_d
 	return STORE_OK;
 }
 
-/* readable_whole - whether LMDB reads every record and every free page of
- * path (the caller holds the boot lock: nobody else has it open) */
+enum whole { WHOLE_SOUND, WHOLE_TORN, WHOLE_UNKNOWN };
+
+/* torn_rc - an LMDB error that says the file itself is broken */
 static bool
+torn_rc(int rc)
+{
+	return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID;
+}
+
+/* readable_whole - whether LMDB reads every record and every free page of
+ * path (the caller holds the boot lock: nobody else has it open); any
+ * other failure (memory, permissions) says nothing about the file */
+static enum whole
 readable_whole(const char *path, size_t size_mb)
 {
 	MDB_env *env;
@@ -683,10 +697,10 @@ readable_whole(const char *path, size_t size_mb)
 	MDB_cursor *c;
 	MDB_dbi dbi;
 	MDB_val k, v;
-	int rc, r2 = 0;
+	int rc, r2 = MDB_NOTFOUND;
 
 	if (mdb_env_create(&env) != 0)
-		return true; /* out of memory: nothing learnt, keep the file */
+		return WHOLE_UNKNOWN;
 	mdb_env_set_mapsize(env, size_mb << 20);
 	rc = mdb_env_open(env, path, MDB_NOSUBDIR | MDB_RDONLY | MDB_NOLOCK, 0600);
 	if (rc == 0)
@@ -707,7 +721,9 @@ readable_whole(const char *path, size_t size_mb)
 	if (txn != NULL)
 		mdb_txn_abort(txn);
 	mdb_env_close(env);
-	return rc == MDB_NOTFOUND && r2 == MDB_NOTFOUND;
+	if (rc == MDB_NOTFOUND && r2 == MDB_NOTFOUND)
+		return WHOLE_SOUND;
+	return torn_rc(rc) || torn_rc(r2) ? WHOLE_TORN : WHOLE_UNKNOWN;
 }
 
 /* this_boot - the kernel's id of this boot (M365RELAY_TEST_BOOT_ID in tests) */
@@ -758,24 +774,51 @@ boot_check(const char *path, size_t size_mb, struct store_err *err)
 	}
 	n = pread(fd, seen, sizeof(seen) - 1, 0);
 	seen[n > 0 ? n : 0] = '\0';
-	if (strcmp(seen, boot) != 0) {
-		if (stat(path, &st) == 0 && !readable_whole(path, size_mb)) {
+	if (strcmp(seen, boot) != 0 && stat(path, &st) == 0) {
+		enum whole w;
+		/* A check that died in this boot (LMDB can abort on a broken
+		 * page) left "checking BOOT": the file is torn, not read again. */
+		snprintf(aside, sizeof(aside), "checking %s", boot);
+		if (strcmp(seen, aside) == 0) {
+			w = WHOLE_TORN;
+		} else {
+			if (ftruncate(fd, 0) < 0 || pwrite(fd, aside, strlen(aside), 0) < 0 ||
+			    fsync(fd) < 0) {
+				close(fd);
+				return store_fail(err, "%s.boot: %s", path, strerror(errno));
+			}
+			w = readable_whole(path, size_mb);
+		}
+		if (w == WHOLE_UNKNOWN) {
+			/* the next opener tries again: the marker goes */
+			if (ftruncate(fd, 0) < 0 || pwrite(fd, seen, strlen(seen), 0) < 0)
+				log_warn("%s.boot", path);
+			close(fd);
+			return store_fail(err, "%s: cannot check it after a restart of the machine",
+			                  path);
+		}
+		if (w == WHOLE_TORN) {
 			snprintf(aside, sizeof(aside), "%s.torn-%llu", path,
 			         (unsigned long long)store_now());
-			if (rename(path, aside) == 0) {
-				snprintf(stamp, sizeof(stamp), "%s-lock", path);
-				unlink(stamp);
-				log_warnx("state store %s: cut short by a crash of the machine "
-				          "(LMDB cannot read it whole); moved to %s, the counters "
-				          "start again",
-				          path, aside);
+			if (rename(path, aside) < 0) {
+				int e = errno;
+				close(fd);
+				return store_fail(
+				    err, "%s: torn by a crash, and cannot be moved aside: %s", path,
+				    strerror(e));
 			}
+			snprintf(stamp, sizeof(stamp), "%s-lock", path);
+			unlink(stamp);
+			log_warnx("state store %s: cut short by a crash of the machine "
+			          "(LMDB cannot read it whole); moved to %s, the counters "
+			          "start again",
+			          path, aside);
 		}
-		if (ftruncate(fd, 0) < 0 || pwrite(fd, boot, strlen(boot), 0) < 0 ||
-		    fsync(fd) < 0) {
-			close(fd);
-			return store_fail(err, "%s.boot: %s", path, strerror(errno));
-		}
+	}
+	if (strcmp(seen, boot) != 0 &&
+	    (ftruncate(fd, 0) < 0 || pwrite(fd, boot, strlen(boot), 0) < 0 || fsync(fd) < 0)) {
+		close(fd);
+		return store_fail(err, "%s.boot: %s", path, strerror(errno));
 	}
 	close(fd); /* and the lock with it */
 	return STORE_OK;

@@ -70,6 +70,7 @@ LMTP_MAIN = """default_transport = lmtp:unix:private/m365lmtp
 relay_transport = lmtp:unix:private/m365lmtp
 lmtp_send_xforward_command = yes
 lmtp_destination_recipient_limit = 50
+lmtp_data_done_timeout = 1800s
 m365lmtp_time_limit = 3600s
 """
 
