@@ -34,6 +34,7 @@
 #include "deliver.h"
 #include "graph.h"
 #include "plan.h"
+#include "pool.h"
 #include "util/log.h"
 #include "net/oauth.h"
 #include "policy/policy.h"
@@ -227,6 +228,7 @@ take_slot(const struct delivery *d, const struct plan *p, struct store *st, cons
 {
 	uint64_t deadline = store_now() + (uint64_t)d->conf->transport.pacing_wait * 1000;
 	struct store_err e;
+	bool dropped = false;
 	int rc;
 
 	for (;;) {
@@ -236,6 +238,13 @@ take_slot(const struct delivery *d, const struct plan *p, struct store *st, cons
 		if (rc == STORE_FAIL) {
 			outcome_local(o, OUT_DEFER, "4.3.0", "state store: %s", e.msg);
 			return -1;
+		}
+		if (d->pool != NULL && !dropped) {
+			/* Never wait holding idle slots: another process may be
+			 * waiting for one of them (pool.h). */
+			pool_drop_slots(d->pool);
+			dropped = true;
+			continue;
 		}
 		if (store_now() >= deadline) {
 			outcome_local(o, OUT_DEFER, "4.7.0",
@@ -608,7 +617,10 @@ transact(struct attempt *a)
 	                     d->msg.utf8_headers};
 	struct store_err se;
 	size_t i, k = 0;
-	int rc = smtp_transaction(&a->s, a->p.sender, a->todo, a->n_todo, &m, a->rr, &a->final);
+	int rc;
+
+	a->s_clean = false;
+	rc = smtp_transaction(&a->s, a->p.sender, a->todo, a->n_todo, &m, a->rr, &a->final);
 
 	if (a->admitted != 0 &&
 	    store_msg_retime(a->st, "out", a->p.mailbox->name, a->p.mailbox->messages.count,
@@ -632,6 +644,24 @@ transact(struct attempt *a)
 	return 0;
 }
 
+/*
+ * session_reusable - the LMTP service keeps a session whose transaction
+ * ended with a final answer (2xx, 5xx); a 4xx anywhere (421 closing, 432
+ * too many sessions, 451 trouble) ends it.
+ */
+static bool
+session_reusable(const struct attempt *a)
+{
+	size_t i;
+
+	if (a->s.net.fd < 0 || a->final.code / 100 == 4 || a->final.code == 0)
+		return false;
+	for (i = 0; i < a->n_todo; i++)
+		if (a->rr[i].code / 100 == 4)
+			return false;
+	return true;
+}
+
 /* Steps 3 to 5: the slot, the session, the windows */
 static int
 session_ready(struct attempt *a, struct outcome *o)
@@ -653,12 +683,6 @@ session_ready(struct attempt *a, struct outcome *o)
 	}
 	if (p->mode == MODE_GRAPH)
 		return graph_ready(a, o);
-	if (mode_has_mailbox(p->mode)) {
-		store_self(&a->me, store_now());
-		if (take_slot(d, p, a->st, &a->me, o) < 0)
-			return -1;
-		a->slot = true;
-	}
 	a->s.helo = tc->helo_name;
 	a->s.t.connect = tc->timeout_connect;
 	a->s.t.greeting = tc->timeout_greeting;
@@ -666,16 +690,28 @@ session_ready(struct attempt *a, struct outcome *o)
 	a->s.t.data = tc->timeout_data;
 	a->s.t.block = tc->timeout_block;
 	a->s.t.dot = tc->timeout_dot;
-	if (session_open(d, p, &a->s, o) < 0)
-		return -1;
+	if (d->pool != NULL && pool_take(d->pool, p, &a->s, &a->slot, &a->me, &a->s_opened) == 1) {
+		a->reused = true; /* authenticated, its slot with it */
+	} else {
+		if (mode_has_mailbox(p->mode)) {
+			store_self(&a->me, store_now());
+			if (take_slot(d, p, a->st, &a->me, o) < 0)
+				return -1;
+			a->slot = true;
+		}
+		if (session_open(d, p, &a->s, o) < 0)
+			return -1;
+		a->s_opened = store_now();
+		if (mode_has_mailbox(p->mode) && authenticate(d, p, &a->s, o) < 0)
+			return -1;
+	}
+	a->s_clean = true;
 	if ((a->s.ext & EXT_SIZE) && a->s.size_limit > 0 && d->msg.size > a->s.size_limit) {
 		outcome_local(o, OUT_BOUNCE, "5.3.4",
 		              "message of %lu bytes is larger than %s accepts (%lu bytes)",
 		              d->msg.size, p->host, a->s.size_limit);
 		return -1;
 	}
-	if (mode_has_mailbox(p->mode) && authenticate(d, p, &a->s, o) < 0)
-		return -1;
 	/* The windows, now that the message is about to go. */
 	if (mode_has_mailbox(p->mode) && take_windows(d, p, a->st, a->n_todo, &a->admitted, o) < 0)
 		return -1;
@@ -714,6 +750,12 @@ attempt_end(struct attempt *a, struct outcome *o)
 {
 	struct store_err se;
 
+	if (a->d->pool != NULL && a->s_clean && a->s.net.fd >= 0) {
+		/* Ready but not used (the windows were full, the message too
+		 * large): the next message may use it. */
+		pool_put(a->d->pool, &a->p, &a->s, a->slot, &a->me, a->s_opened);
+		a->slot = false;
+	}
 	if (a->s.net.fd >= 0)
 		smtp_quit(&a->s);
 	graph_close(&a->curl);
@@ -726,7 +768,8 @@ attempt_end(struct attempt *a, struct outcome *o)
 	if (o->kind != OUT_SENT && o->line[0] != '\0')
 		log_info("%s: %s: %s", a->d->qid, o->kind == OUT_DEFER ? "deferred" : "bounced",
 		         o->line);
-	store_close(a->st);
+	if (a->d->pool == NULL)
+		store_close(a->st); /* the LMTP service keeps its handle */
 	free(a->todo);
 	free(a->rr);
 	free(a->rc);
@@ -757,7 +800,7 @@ deliver(struct delivery *d, struct outcome *o)
 	if (plan_delivery(d, &a.p, a.rc, &a.first_temp, &a.by_policy, o) < 0)
 		goto out;
 	/* Step 2: the journal. */
-	a.st = store_open(d->conf, &se);
+	a.st = d->pool != NULL ? pool_store(d->pool, &se) : store_open(d->conf, &se);
 	if (a.st == NULL) {
 		outcome_local(o, OUT_DEFER, "4.3.0", "state store: %s", se.msg);
 		goto out;
@@ -781,7 +824,12 @@ deliver(struct delivery *d, struct outcome *o)
 		finish(d, a.rc, a.st, o, &a.first_temp, NULL, 0);
 		goto out;
 	}
-	smtp_quit(&a.s);
+	if (d->pool != NULL && session_reusable(&a)) {
+		pool_put(d->pool, &a.p, &a.s, a.slot, &a.me, a.s_opened);
+		a.slot = false; /* the pool holds it with the session */
+	} else {
+		smtp_quit(&a.s);
+	}
 	finish(d, a.rc, a.st, o, &a.first_temp, a.final.code / 100 == 2 ? &a.final : NULL, a.n_now);
 out:
 	if (d->per_rcpt != NULL)

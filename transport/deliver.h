@@ -37,6 +37,9 @@ struct delivery {
 	/* LMTP: every recipient has its final reply; the caller drops the
 	 * journal once Postfix has them (store_journal_drop), not before */
 	bool journal_drop_due;
+	/* LMTP: the sessions and store handle kept across messages (pool.h);
+	 * NULL for pipe(8) */
+	struct pool *pool;
 };
 
 /* delivery_addr - parse an address (argv, LMTP), its canonical form into

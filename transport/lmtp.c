@@ -13,7 +13,11 @@
  *
  * Each message goes through deliver() exactly as a pipe(8) delivery does
  * (route signature, journal, pacing windows, session slots, exit rules),
- * with the per-recipient outcomes mapped to LMTP replies.  What pipe(8)
+ * with the per-recipient outcomes mapped to LMTP replies.  What a
+ * delivery opens is kept for the next message (pool.h): the state
+ * store's handle, and the authenticated TLS session to Microsoft 365 of
+ * each mailbox, connector or MX endpoint, RSET between messages, closed
+ * after transport { session_idle } seconds unused.  What pipe(8)
  * passes on the command line comes from XFORWARD (Postfix sends it with
  * lmtp_send_xforward_command = yes): IDENT is the queue id the route is
  * signed for and the journal is keyed by, ADDR the client, LOGIN the SASL
@@ -38,6 +42,7 @@
 #include <unistd.h>
 
 #include "deliver.h"
+#include "pool.h"
 #include "store/store.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -54,6 +59,7 @@ struct io {
 	char out[16384];
 	size_t out_len;
 	bool eof, failed;
+	struct pool *pool; /* its idle sessions close on time while we wait */
 };
 
 static void
@@ -103,6 +109,7 @@ static bool
 fill(struct io *io)
 {
 	struct pollfd p = {0, POLLIN, 0};
+	uint64_t give_up;
 	ssize_t n;
 
 	if (io->eof)
@@ -113,10 +120,19 @@ fill(struct io *io)
 		io->in_off = 0;
 	}
 	flush_out(io); /* the replies so far, before we wait */
+	give_up = store_now() + IDLE_S * 1000;
 	for (;;) {
-		int rc = poll(&p, 1, IDLE_S * 1000);
+		uint64_t now = store_now();
+		int next = io->pool != NULL ? pool_expire(io->pool, now) : -1;
+		int wait = now >= give_up ? 0 : (int)(give_up - now);
+		int rc;
+		if (next >= 0 && next < wait)
+			wait = next + 1;
+		rc = poll(&p, 1, wait);
 		if (rc < 0 && errno == EINTR)
 			continue;
+		if (rc == 0 && store_now() < give_up)
+			continue; /* a kept session was due */
 		if (rc <= 0)
 			break;
 		n = read(0, io->in + io->in_len, sizeof(io->in) - io->in_len);
@@ -177,6 +193,7 @@ struct session {
 	const struct conf *conf;
 	bool to_stderr;
 	bool greeted;
+	struct pool pool; /* sessions to Microsoft 365 and the store, kept */
 	/* XFORWARD, for the next transaction */
 	char ident[64], addr[64];
 	bool have_addr;
@@ -406,15 +423,14 @@ local_qid(const struct message *m, const char *sender, char *const *rcpts, size_
 /* drop_journal - Postfix has every reply: the queue id's journal goes (if
  * the store will not, the entry expires by itself) */
 static void
-drop_journal(const struct conf *conf, const char *qid)
+drop_journal(struct pool *pl, const char *qid)
 {
 	struct store_err e;
-	struct store *st = store_open(conf, &e);
+	struct store *st = pool_store(pl, &e);
 
 	if (st == NULL || store_journal_drop(st, qid, &e) < 0)
 		log_warnx("%s: journal: entry kept, it expires by itself within 7 days: %s", qid,
 		          e.msg);
-	store_close(st);
 }
 
 static void
@@ -466,13 +482,14 @@ deliver_one(struct session *s, char *data, size_t len)
 	d.rcpts = (const char *const *)s->rcpts;
 	d.n_rcpts = s->n_rcpts;
 	d.per_rcpt = per;
+	d.pool = &s->pool;
 	deliver(&d, &o);
 reply:
 	for (i = 0; i < s->n_rcpts; i++)
 		reply_outcome(&s->io, per[i].line[0] != '\0' ? &per[i] : &o);
 	flush_out(&s->io);
 	if (d.journal_drop_due && !s->io.failed)
-		drop_journal(s->conf, d.qid);
+		drop_journal(&s->pool, d.qid);
 	message_free(&d.msg);
 	free(per);
 }
@@ -607,6 +624,8 @@ lmtp_serve(const char *conf_file, bool to_stderr)
 	}
 	if (s->conf->log_file != NULL && !to_stderr && log_to_file(s->conf->log_file) < 0)
 		log_warn("log_file %s (logging to syslog instead)", s->conf->log_file);
+	pool_init(&s->pool, s->conf);
+	s->io.pool = &s->pool;
 	reply(&s->io, "220 %s m365-transport LMTP", host);
 	while (!s->io.failed) {
 		rc = get_line(&s->io, line, sizeof(line), &len);
@@ -653,6 +672,7 @@ lmtp_serve(const char *conf_file, bool to_stderr)
 	}
 	flush_out(&s->io);
 	reset(s);
+	pool_close(&s->pool);
 	conf_free((struct conf *)s->conf);
 	free(s);
 	return 0;

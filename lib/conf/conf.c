@@ -98,13 +98,26 @@ static cfg_opt_t store_opts[] = {OPT("backend"),
                                  OPT("on_error"),
                                  CFG_END()};
 
-static cfg_opt_t transport_opts[] = {
-    OPT("helo_name"),       OPT("ca_file"),          OPT("max_size"),
-    OPT("graph_max_size"),  OPT("timeout_connect"),  OPT("timeout_greeting"),
-    OPT("timeout_command"), OPT("timeout_data"),     OPT("timeout_block"),
-    OPT("timeout_dot"),     OPT("pacing_wait"),      OPT("direct_send_tls"),
-    OPT("local_submitter"), OPT("sendmail"),         OPT("token_margin"),
-    OPT("token_timeout"),   OPT("unverified_route"), CFG_END()};
+static cfg_opt_t transport_opts[] = {OPT("helo_name"),
+                                     OPT("ca_file"),
+                                     OPT("max_size"),
+                                     OPT("graph_max_size"),
+                                     OPT("timeout_connect"),
+                                     OPT("timeout_greeting"),
+                                     OPT("timeout_command"),
+                                     OPT("timeout_data"),
+                                     OPT("timeout_block"),
+                                     OPT("timeout_dot"),
+                                     OPT("pacing_wait"),
+                                     OPT("direct_send_tls"),
+                                     OPT("local_submitter"),
+                                     OPT("sendmail"),
+                                     OPT("token_margin"),
+                                     OPT("token_timeout"),
+                                     OPT("unverified_route"),
+                                     OPT("session_idle"),
+                                     OPT("session_reuse_limit"),
+                                     CFG_END()};
 
 static cfg_opt_t tenant_opts[] = {LIST("accepted_domains"),
                                   OPT("mx_endpoint"),

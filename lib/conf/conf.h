@@ -172,6 +172,10 @@ struct transport_conf {
 	int timeout_connect, timeout_greeting, timeout_command, timeout_data, timeout_block,
 	    timeout_dot;
 	int pacing_wait; /* seconds waiting for a slot or window */
+	/* the LMTP service's kept sessions: closed after session_idle seconds
+	 * unused (0: none kept), never used session_reuse_limit seconds after
+	 * they opened */
+	int session_idle, session_reuse_limit;
 	enum tls_policy direct_send_tls;
 	const struct submitter *local_submitter; /* mail with no client address */
 	enum unverified_action unverified_route;

@@ -37,6 +37,8 @@
 #define DEF_TIMEOUT_BLOCK    180
 #define DEF_TIMEOUT_DOT      600
 #define DEF_PACING_WAIT      120
+#define DEF_SESSION_IDLE     5   /* s; Postfix's smtp_connection_cache_time_limit is 2 */
+#define DEF_SESSION_REUSE    300 /* s; Postfix's smtp_connection_reuse_time_limit */
 #define DEF_SENDMAIL         "/usr/sbin/sendmail"
 #define DEF_TOKEN_MARGIN     300
 #define DEF_TOKEN_TIMEOUT    30

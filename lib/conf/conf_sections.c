@@ -289,6 +289,8 @@ build_transport(struct build *b, cfg_t *root)
 	t->timeout_block = DEF_TIMEOUT_BLOCK;
 	t->timeout_dot = DEF_TIMEOUT_DOT;
 	t->pacing_wait = DEF_PACING_WAIT;
+	t->session_idle = DEF_SESSION_IDLE;
+	t->session_reuse_limit = DEF_SESSION_REUSE;
 	t->sendmail = DEF_SENDMAIL;
 	t->token_margin = DEF_TOKEN_MARGIN;
 	t->token_timeout = DEF_TOKEN_TIMEOUT;
@@ -317,6 +319,10 @@ build_transport(struct build *b, cfg_t *root)
 	t->timeout_dot = get_timeout(b, sec, "timeout_dot", t->timeout_dot);
 	get_uint(b, sec, "pacing_wait", (unsigned long)t->pacing_wait, 0, 3600, &v);
 	t->pacing_wait = (int)v;
+	get_uint(b, sec, "session_idle", (unsigned long)t->session_idle, 0, 300, &v);
+	t->session_idle = (int)v;
+	get_uint(b, sec, "session_reuse_limit", (unsigned long)t->session_reuse_limit, 1, 3600, &v);
+	t->session_reuse_limit = (int)v;
 	get_enum(b, sec, "direct_send_tls", tls_names, TLS_REQUIRED, &e);
 	t->direct_send_tls = (enum tls_policy)e;
 	e = UNVERIFIED_DECIDE;

@@ -578,6 +578,17 @@ fail:
 	return -1;
 }
 
+int
+smtp_rset(struct smtp *s, struct smtp_reply *r)
+{
+	memset(r, 0, sizeof(*r));
+	if (unread(s)) { /* something the server said unasked: not a session to trust */
+		smtp_fail(s, NET_EPROTO, "unexpected data from the server between messages");
+		return -1;
+	}
+	return command(s, r, false, "RSET");
+}
+
 void
 smtp_quit(struct smtp *s)
 {

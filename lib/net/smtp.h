@@ -78,6 +78,8 @@ struct smtp_msg {
 
 int smtp_transaction(struct smtp *s, const char *sender, const char *const *rcpts, size_t n,
                      const struct smtp_msg *m, struct smtp_reply *rr, struct smtp_reply *final);
+/* smtp_rset - RSET (a kept session, before its next transaction) */
+int smtp_rset(struct smtp *s, struct smtp_reply *r);
 /* smtp_quit - QUIT (best effort) and close */
 void smtp_quit(struct smtp *s);
 

@@ -514,6 +514,8 @@ class Session:
         if verb == "BDAT":
             return await self.bdat(arg)
         if verb == "RSET":
+            if await self.fault("rset"):
+                return False   # a reply (e.g. 421) and the session ends
             self.reset_tx()
             await self.send(R["reset"])
             return True

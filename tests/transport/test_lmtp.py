@@ -10,10 +10,12 @@ commands and addresses.  Postfix in front of it is tests/e2e's.
 import os
 import subprocess
 import sys
+import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, ROUTES, TRANSPORT, sign_route  # noqa: E402
+from harness import Harness, ROUTES, SIM_MAILBOXES, TRANSPORT, sign_route  # noqa: E402
 
 H = None
 
@@ -69,7 +71,7 @@ class Lmtp:
         return r
 
 
-class LmtpTest(unittest.TestCase):
+class LmtpBase(unittest.TestCase):
     def setUp(self):
         H.sim.control("reset")
 
@@ -84,7 +86,8 @@ class LmtpTest(unittest.TestCase):
         return s
 
     def message(self, s, qid, rcpts, route="relay", sender="scanner@contoso.com", xforward=True):
-        msg = H.message(route=sign_route(ROUTES[route], qid, sender) if route else None,
+        fields = ROUTES.get(route, route)
+        msg = H.message(route=sign_route(fields, qid, sender) if route else None, frm=sender,
                         to=", ".join(rcpts), body="line one\n.starts with a dot\n")
         if xforward:
             s.send("XFORWARD IDENT=%s ADDR=192.168.10.7 SOURCE=REMOTE" % qid)
@@ -96,6 +99,8 @@ class LmtpTest(unittest.TestCase):
         s.data(msg)
         return s.replies(len(rcpts))
 
+
+class LmtpTest(LmtpBase):
     def test_each_recipient_its_reply(self):
         # One recipient refused by Microsoft, one delivered: two replies,
         # the refusal with Microsoft's text, so Postfix bounces only it.
@@ -248,6 +253,122 @@ class LmtpTest(unittest.TestCase):
         self.assertEqual([c for c, _ in r], [503, 250, 503, 500, 503, 500], r)
         self.assertEqual(s.close()[0], 221)
         self.assertEqual(len(H.records()), 1)
+
+
+PRINTER = "mode=smtp-auth; tenant=contoso; domain=contoso.com; submitter=lan; mailbox=printer@contoso.com"
+# The mailboxes of the session tests and a sender each may use.
+THREE = [("smtp-auth", "noreply@contoso.com", "scanner@contoso.com"),
+         ("oauth", "billing@contoso.com", "erp@contoso.com"),
+         (PRINTER, "printer@contoso.com", "printer@contoso.com")]
+
+
+class KeptSessionTest(LmtpBase):
+    """The service keeps its sessions to Microsoft 365 across messages
+    (transport/pool.h): RSET between messages, a new session when the kept
+    one does not answer 250, closed when idle, never more sessions per
+    mailbox than its limit across every process."""
+
+    def setUp(self):
+        super().setUp()
+        mbs = dict(SIM_MAILBOXES, **{"printer@contoso.com": {"password": "pw"}})
+        H.sim.control("config", {"mailboxes": mbs})
+        H.configure(extra_transport="session_idle = 1", extra_sections=(
+            'mailbox "printer@contoso.com" { password_file = "%s/scanner.pw" messages = "1000/60s" }'
+            % H.work))
+        self.addCleanup(H.configure, extra_transport="", extra_sections="")
+        self.addCleanup(H.sim.control, "config", {"mailboxes": SIM_MAILBOXES})
+
+    def stats(self):
+        return H.sim.state()["stats"]
+
+    def test_kept_across_messages(self):
+        # Three messages through each of a mailbox (SMTP AUTH, OAuth) and
+        # a connector (relay): one connection each, four reuses.
+        before = self.stats()["connections"]
+        s = self.session()
+        for _ in range(3):
+            for route, sender in (("oauth", "billing@contoso.com"), ("relay", "scanner@contoso.com")):
+                r = self.message(s, H.new_qid(), ["alice@contoso.com"], route=route, sender=sender)
+                self.assertEqual(r[0][0], 250, (r, route))
+        s.close()
+        self.assertEqual(self.stats()["connections"] - before, 2, s.log)
+        self.assertEqual(len(H.records()), 6)
+        self.assertIn("sessions to Microsoft 365 reused 4 time(s)", s.log)
+        self.assertEqual(self.stats()["max_sessions"], {"erp@contoso.com": 1})
+        # QUIT at the end: the simulator saw the session close
+        self.wait_closed("erp@contoso.com")
+
+    def wait_closed(self, mailbox):
+        for _ in range(50):
+            if self.stats()["open_sessions"].get(mailbox, 0) == 0:
+                return
+            time.sleep(0.1)
+        self.fail("%s's session still open at the simulator" % mailbox)
+
+    def test_kept_session_refused_or_dropped(self):
+        # The kept session answers RSET with 421, then closes; next time it
+        # is simply gone: each time a new session, nothing lost or doubled.
+        before = self.stats()["connections"]
+        s = self.session()
+        r1 = self.message(s, H.new_qid(), ["alice@contoso.com"], route="smtp-auth", sender="noreply@contoso.com")
+        H.sim.control("fault", {"role": "smtp", "step": "rset", "action": "reply",
+                                 "reply": "421 4.3.2 Service not available, closing transmission channel"})
+        r2 = self.message(s, H.new_qid(), ["alice@contoso.com"], route="smtp-auth", sender="noreply@contoso.com")
+        H.sim.control("fault", {"role": "smtp", "step": "rset", "action": "drop"})
+        r3 = self.message(s, H.new_qid(), ["alice@contoso.com"], route="smtp-auth", sender="noreply@contoso.com")
+        s.close()
+        self.assertEqual([r[0][0] for r in (r1, r2, r3)], [250, 250, 250], s.log)
+        self.assertEqual(len(H.records()), 3)
+        self.assertEqual(self.stats()["connections"] - before, 3)
+        self.assertEqual(len(H.sim.state()["faults_fired"]), 2)
+        self.assertIn("not reusable (421 4.3.2 Service not available", s.log)
+        self.assertEqual(s.log.count("not reusable"), 2, s.log)
+        self.assertLessEqual(self.stats()["max_sessions"]["scanner@contoso.com"], 1)
+
+    def test_idle_session_closed(self):
+        # session_idle = 1: the session closes while the service waits for
+        # Postfix's next command, and its slot goes back with it.
+        s = self.session()
+        r1 = self.message(s, H.new_qid(), ["alice@contoso.com"], route="smtp-auth", sender="noreply@contoso.com")
+        self.assertEqual(self.stats()["open_sessions"].get("scanner@contoso.com"), 1)
+        time.sleep(1.5)
+        self.wait_closed("scanner@contoso.com")
+        r2 = self.message(s, H.new_qid(), ["alice@contoso.com"], route="smtp-auth", sender="noreply@contoso.com")
+        s.close()
+        self.assertEqual([r1[0][0], r2[0][0]], [250, 250], s.log)
+        self.assertNotIn("reused", s.log)
+        self.assertEqual(self.stats()["max_sessions"]["scanner@contoso.com"], 1)
+
+    def test_three_mailboxes_never_a_fourth_session(self):
+        # Nine services at once (lmtp(8) opens as many connections as its
+        # concurrency), each sending to the three mailboxes in turn and
+        # keeping what it opened: every mailbox reaches its 3 sessions
+        # and never a 4th (the simulator would answer 432 4.3.2).
+        results, logs = [], []
+        barrier = threading.Barrier(9)
+
+        def service(i):
+            s = self.session()
+            barrier.wait()
+            for j in range(3):
+                route, sender, _ = THREE[(i + j) % 3]
+                r = self.message(s, H.new_qid(), ["alice@contoso.com"], route=route, sender=sender)
+                results.append(r[0][0])
+            s.close()
+            logs.append(s.log)
+
+        threads = [threading.Thread(target=service, args=(i,)) for i in range(9)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        self.assertEqual(results, [250] * 27, "\n".join(logs))
+        self.assertEqual(len(H.records()), 27)
+        peak = self.stats()["max_sessions"]
+        self.assertEqual(sorted(peak), [m for _, _, m in sorted(THREE, key=lambda t: t[2])])
+        self.assertLessEqual(max(peak.values()), 3, peak)
+        self.assertEqual(max(peak.values()), 3, "the limit was never reached: %s" % peak)
+        self.assertFalse([r for r in H.sim.state()["refused"] if "4.3.2" in str(r)])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,75 @@
+/*
+ * pool.h - the LMTP service's sessions to Microsoft 365, kept open across
+ * messages (pool.c).
+ *
+ * pipe(8) mode opens a session per delivery; the LMTP service (lmtp.c)
+ * lives as long as Postfix's lmtp(8) keeps its connection, so it keeps
+ * what a delivery would otherwise throw away: the state store's handle,
+ * and each SMTP session that ended cleanly, authenticated, under TLS.
+ * The next message for the same mailbox (SMTP AUTH, HVE) or the same
+ * connector or MX endpoint (relay, Direct Send) takes the session back
+ * after an RSET that Microsoft answered 250; a session that does not
+ * answer so is closed and a new one opened, with nothing sent.
+ *
+ * A kept session of a mailbox holds one of the mailbox's session slots
+ * (store_slot_take) for as long as it is open: with every process's kept
+ * and working sessions counted, a mailbox never has more than its
+ * `sessions` at Microsoft.  So that a slot held by an idle session never
+ * makes another delivery wait long: a kept session closes after
+ * transport { session_idle } seconds unused, a process that must wait
+ * for a slot first closes the idle sessions it keeps (no two processes
+ * can then wait on each other), and no session is used beyond
+ * transport { session_reuse_limit } seconds after it was opened.
+ */
+#ifndef M3_POOL_H
+#define M3_POOL_H
+
+#include <stdint.h>
+
+#include "net/smtp.h"
+#include "store/store.h"
+
+struct plan;
+struct conf;
+
+#define POOL_MAX 8 /* sessions one process keeps; the least recently used goes first */
+
+struct pooled {
+	bool used;
+	char key[600];               /* mode, endpoint, the mailbox or connector: pool_key() */
+	char mailbox[320];           /* the slot's mailbox, "" when it holds none */
+	struct holder me;            /* the slot's holder */
+	struct smtp s;               /* open, authenticated, between transactions */
+	uint64_t opened, idle_since; /* store_now() ms */
+};
+
+struct pool {
+	const struct conf *conf;
+	struct store *st; /* the service's handle, opened on first use */
+	struct pooled e[POOL_MAX];
+	unsigned reused; /* sessions taken back, for the log at the end */
+};
+
+void pool_init(struct pool *pl, const struct conf *conf);
+/* pool_store - the kept store handle, opened if need be; NULL with e set */
+struct store *pool_store(struct pool *pl, struct store_err *e);
+/* (a Redis handle reconnects by itself, an LMDB one needs nothing) */
+/* pool_take - p's kept session, checked with an RSET, into s (its slot
+ * with it: *slot, *me; when it was opened: *opened); 1 one was taken, 0
+ * none (open a new one) */
+int pool_take(struct pool *pl, const struct plan *p, struct smtp *s, bool *slot, struct holder *me,
+              uint64_t *opened);
+/* pool_put - keep s (and its slot) for the next message to p's endpoint;
+ * s is emptied; closed instead when keeping is off */
+void pool_put(struct pool *pl, const struct plan *p, struct smtp *s, bool slot,
+              const struct holder *me, uint64_t opened);
+/* pool_drop_slots - close the kept sessions that hold a slot (before
+ * waiting for one) */
+void pool_drop_slots(struct pool *pl);
+/* pool_expire - close what has idled too long; the ms until the next one
+ * is due, or -1 if none is kept */
+int pool_expire(struct pool *pl, uint64_t now);
+/* pool_close - QUIT every session, give the slots back, close the store */
+void pool_close(struct pool *pl);
+
+#endif
