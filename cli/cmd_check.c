@@ -5,8 +5,10 @@
 #include "config.h"
 
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -66,19 +68,43 @@ print_runtime(void *arg, const char *what, const char *fix)
 	fprintf(stderr, "%s: error: %s\n    fix: %s\n", (const char *)arg, what, fix);
 }
 
+/*
+ * compile - write the snapshot pipe(8) deliveries map (conf_snap.c); not
+ * an error when it cannot be written: deliveries read the text then.
+ */
+static void
+compile(const char *conf_file, const struct conf *conf)
+{
+	char why[PATH_MAX + 128], path[PATH_MAX + 8];
+
+	if (conf_file[0] != '/') {
+		printf("not compiled: give -c an absolute path (pipe(8) deliveries read the "
+		       "text)\n");
+		return;
+	}
+	if (conf_snap_write(conf, why, sizeof(why)) < 0) {
+		printf("not compiled: %s (pipe(8) deliveries read the text)\n", why);
+		return;
+	}
+	conf_snap_path(conf->file, path, sizeof(path));
+	printf("compiled: %s (pipe(8) deliveries map it while the files it was made from are "
+	       "unchanged)\n",
+	       path);
+}
+
 int
 cmd_check_config(const char *conf_file, int argc, char **argv)
 {
 	struct diag diag = {0};
 	struct conf *conf;
 	size_t n, i, warnings;
+	bool no_compile = argc == 2 && strcmp(argv[1], "--no-compile") == 0;
 
-	(void)argv;
-	if (argc != 1) {
-		fprintf(stderr, "usage: m365ctl [-c FILE] check-config\n");
+	if (argc != 1 && !no_compile) {
+		fprintf(stderr, "usage: m365ctl [-c FILE] check-config [--no-compile]\n");
 		return 2;
 	}
-	conf = conf_load(conf_file, &diag);
+	conf = conf_load_flags(conf_file, &diag, no_compile ? 0 : CONF_SNAPSHOT);
 	for (i = 0; i < diag.n; i++)
 		fprintf(stderr, "%s\n", diag.lines[i]);
 	warnings = diag.n_warnings;
@@ -90,13 +116,16 @@ cmd_check_config(const char *conf_file, int argc, char **argv)
 		return 1;
 	/* The file is consistent; will the machine let the daemons run it? */
 	n = runtime_check(conf, RUNTIME_SECRETS, print_runtime, (void *)conf_file);
-	if (n > 0)
+	if (n > 0) {
 		fprintf(stderr,
 		        "%s: %zu error%s: the configuration loads, but would fail at "
 		        "run time\n",
 		        conf_file, n, n == 1 ? "" : "s");
-	else
+	} else {
 		printf("configuration OK%s\n", warnings ? " (with warnings)" : "");
+		if (!no_compile)
+			compile(conf_file, conf);
+	}
 	conf_free(conf);
 	return n > 0 ? 1 : 0;
 }

@@ -607,13 +607,14 @@ lmtp_serve(const char *conf_file, bool to_stderr)
 	char line[LINE_MAX_LMTP], *arg;
 	char host[256] = "localhost";
 	size_t len;
+	bool from_snapshot;
 	int rc;
 
 	if (s == NULL)
 		return 1;
 	s->to_stderr = to_stderr;
 	gethostname(host, sizeof(host) - 1);
-	s->conf = conf_load_logged(conf_file, false);
+	s->conf = conf_load_fast(conf_file, &from_snapshot);
 	if (s->conf == NULL) {
 		reply(&s->io,
 		      "421 4.3.5 configuration %s has errors (m365ctl check-config shows them)",

@@ -104,13 +104,18 @@ run(struct delivery *d, const char *conf_file, const char *sender, char **argv, 
     struct outcome *o)
 {
 	struct msg_err me;
+	bool from_snapshot;
 
 	if (addresses(d, sender, argv, n, o) < 0) {
 		log_warnx("%s: %s", d->qid, o->line);
 		return;
 	}
-	/* Warnings are for check-config and the milter's start, not every delivery. */
-	d->conf = conf_load_logged(conf_file, false);
+	/* Warnings are for check-config and the milter's start, not every
+	 * delivery; the compiled snapshot when check-config wrote a fresh one. */
+	d->conf = conf_load_fast(conf_file, &from_snapshot);
+	if (d->conf != NULL)
+		log_debug("configuration %s read from %s", conf_file,
+		          from_snapshot ? "its compiled snapshot" : "the text");
 	if (d->conf != NULL && d->conf->log_file != NULL && !d->to_stderr) {
 		/* Not being able to log is no reason to hold mail: syslog then. */
 		if (log_to_file(d->conf->log_file) < 0)

@@ -301,6 +301,7 @@ static int
 read_file(const char *path, char **data, size_t *len, struct build *b)
 {
 	FILE *fp = fopen(path, "r");
+	struct stat before;
 	char *buf;
 	size_t n;
 
@@ -308,6 +309,8 @@ read_file(const char *path, char **data, size_t *len, struct build *b)
 		diag_add(b->diag, true, "%s: error: cannot open: %s", path, strerror(errno));
 		return -1;
 	}
+	if (fstat(fileno(fp), &before) < 0)
+		memset(&before, 0, sizeof(before));
 	buf = malloc(MAX_CONF_FILE + 1);
 	if (buf == NULL) {
 		fclose(fp);
@@ -326,6 +329,8 @@ read_file(const char *path, char **data, size_t *len, struct build *b)
 		free(buf);
 		return -1;
 	}
+	if (b->flags & CONF_SNAPSHOT)
+		conf_source_read(b->conf, path, &before, buf, n);
 	*data = buf;
 	*len = n;
 	return 0;
@@ -602,7 +607,11 @@ conf_load_flags(const char *path, struct diag *diag, unsigned flags)
 	b.diag = diag;
 	b.flags = flags;
 	cur_build = &b;
-	arena = arena_new();
+	/* A snapshot's region, if its address is free; conf_snap_write()
+	 * refuses a configuration that is not in one. */
+	arena = (flags & CONF_SNAPSHOT) ? conf_snap_arena() : NULL;
+	if (arena == NULL)
+		arena = arena_new();
 	if (arena == NULL)
 		return NULL;
 	c = arena_alloc(arena, sizeof(*c));
@@ -614,9 +623,11 @@ conf_load_flags(const char *path, struct diag *diag, unsigned flags)
 	b.conf = c;
 	c->file = b.main_file = arena_strdup(arena, path);
 	slash = strrchr(c->file, '/');
-	c->dir = slash ? arena_strndup(arena, c->file, (size_t)(slash - c->file)) : ".";
-	if (c->dir[0] == '\0')
-		c->dir = "/";
+	/* In the arena, as every string of a snapshot must be (conf_snap.c). */
+	c->dir = slash ? arena_strndup(arena, c->file, (size_t)(slash - c->file))
+	               : arena_strdup(arena, ".");
+	if (c->dir != NULL && c->dir[0] == '\0')
+		c->dir = arena_strdup(arena, "/");
 
 	if (parse_one(&b, path, main_opts, &b.main_text, &main_p) < 0)
 		goto out;

@@ -211,6 +211,16 @@ struct route_key {
 
 struct conf_index; /* the look-ups' hash tables (private to lib/conf) */
 
+/* A file a load read, as it was read (CONF_SNAPSHOT loads): the stat
+ * before reading and the SHA-256 of the bytes read (conf_snap.c). */
+struct conf_source {
+	const char *path;
+	unsigned long long dev, ino, size;
+	long long mtime_s, mtime_ns, ctime_s, ctime_ns;
+	unsigned char sha[32];
+};
+#define CONF_SOURCES 3 /* the main file, domain_file, route_key_file */
+
 struct conf {
 	struct arena *arena;
 	struct conf_index *index;
@@ -224,6 +234,11 @@ struct conf {
 	 * every one verifies.  None: the milter's routes are unsigned and the
 	 * transport decides every message again. */
 	const char *route_key_file;
+	/* CONF_SNAPSHOT loads: what was read; unsure if a file changed while
+	 * it was read */
+	struct conf_source sources[CONF_SOURCES];
+	size_t n_sources;
+	bool sources_unsure;
 	struct route_key *route_keys;
 	size_t n_route_keys;
 	struct milter_conf milter;
@@ -258,10 +273,39 @@ struct conf *conf_load(const char *path, struct diag *diag);
 #define CONF_NO_ROUTE_KEYS 1 /* name route_key_file, do not read it (m365ctl route-key) */
 #define CONF_NO_FILES      2 /* check no named file, read no key (m365ctl postfix-config) */
 struct conf *conf_load_flags(const char *path, struct diag *diag, unsigned flags);
+#define CONF_SNAPSHOT 4 /* into the arena a snapshot is made of (conf_snap_write) */
 /* conf_load_logged - conf_load(), errors (and warnings if asked) sent to the log */
 struct conf *conf_load_logged(const char *path, bool warnings);
 /* conf_free - release a snapshot (NULL is fine) */
 void conf_free(struct conf *conf);
+
+/*
+ * The compiled configuration (conf_snap.c): FILE.snap beside the file,
+ * written by m365ctl check-config, mapped by a pipe(8) delivery instead
+ * of reading the text while every file it was made from is unchanged.
+ */
+struct arena;
+/* conf_snap_arena - the region a CONF_SNAPSHOT load builds in; NULL if
+ * its address is taken */
+struct arena *conf_snap_arena(void);
+/* conf_snap_path - FILE.snap for a configuration file */
+void conf_snap_path(const char *conf_path, char *buf, size_t size);
+/* conf_snap_write - write c's snapshot (loaded with CONF_SNAPSHOT from an
+ * absolute path); -1 with why */
+int conf_snap_write(const struct conf *c, char *why, size_t size);
+/* conf_source_read, conf_source_file - record a file a CONF_SNAPSHOT load
+ * read: from the bytes read and the stat taken before; or by hashing it
+ * now, between two stats (sources_unsure if they differ) */
+struct stat;
+void conf_source_read(struct conf *c, const char *path, const struct stat *before, const void *buf,
+                      size_t len);
+void conf_source_file(struct conf *c, const char *path, const struct stat *before);
+/* conf_snap_load - the snapshot of conf_path if it is fresh and trusted;
+ * NULL with why */
+struct conf *conf_snap_load(const char *conf_path, char *why, size_t size);
+/* conf_load_fast - conf_snap_load(), else conf_load_logged() (errors
+ * only); *from_snapshot says which */
+struct conf *conf_load_fast(const char *path, bool *from_snapshot);
 
 /* diag_free - release diagnostics */
 void diag_free(struct diag *diag);

@@ -60,11 +60,15 @@ load_route_keys(struct build *b, cfg_t *root, struct conf *c)
 	if (b->flags & (CONF_NO_ROUTE_KEYS | CONF_NO_FILES))
 		return;
 	check_file(b, loc, "route_key_file", c->route_key_file, true);
+	if ((b->flags & CONF_SNAPSHOT) && stat(c->route_key_file, &st) < 0)
+		c->sources_unsure = true;
 	if (route_keys_read(c->route_key_file, c->arena, &c->route_keys, &c->n_route_keys, &rk) <
 	    0) {
 		berr(b, loc, "route_key_file: %s", rk.msg);
 		return;
 	}
+	if (b->flags & CONF_SNAPSHOT)
+		conf_source_file(c, c->route_key_file, &st);
 	if (geteuid() == 0 && stat(c->route_key_file, &st) == 0) {
 		const struct passwd *pw = getpwnam(c->user);
 		if (pw != NULL && st.st_uid != pw->pw_uid)
@@ -153,8 +157,10 @@ build_globals(struct build *b, cfg_t *root)
 	c->state_dir = get_str(b, root, "state_dir", DEF_STATE_DIR);
 	c->log_file = get_path(b, root, "log_file", NULL);
 	load_route_keys(b, root, c);
-	c->milter.socket = DEF_MILTER_SOCKET;
-	c->milter.pid_file = DEF_PID_FILE;
+	/* Every string in the arena, defaults too: a snapshot holds no
+	 * pointer out of it (conf_snap.c). */
+	c->milter.socket = arena_strdup(c->arena, DEF_MILTER_SOCKET);
+	c->milter.pid_file = arena_strdup(c->arena, DEF_PID_FILE);
 	c->milter.on_error = FAIL_TEMPFAIL;
 	c->milter.messages_action = FAIL_ACCEPT;
 	c->milter.recipients_action = FAIL_ACCEPT;
@@ -170,7 +176,7 @@ build_globals(struct build *b, cfg_t *root)
 	/* Absent: the default; "": none (inet: sockets only want that). */
 	c->milter.pid_file = get_path(b, m, "pid_file", NULL);
 	if (c->milter.pid_file == NULL)
-		c->milter.pid_file = DEF_PID_FILE;
+		c->milter.pid_file = arena_strdup(c->arena, DEF_PID_FILE);
 	else if (c->milter.pid_file[0] == '\0')
 		c->milter.pid_file = NULL;
 	get_enum(b, m, "on_error", fail_names, FAIL_TEMPFAIL, &v);
@@ -213,7 +219,7 @@ build_store(struct build *b, cfg_t *root)
 
 	st->size_mb = DEF_STORE_MB;
 	st->redis_port = DEF_REDIS_PORT;
-	st->prefix = DEF_REDIS_PREFIX;
+	st->prefix = arena_strdup(b->conf->arena, DEF_REDIS_PREFIX);
 	st->on_error = FAIL_TEMPFAIL;
 	if (asprintf(&p, "%s/store.mdb", b->conf->state_dir) >= 0) {
 		st->path = arena_strdup(b->conf->arena, p);
@@ -291,7 +297,7 @@ build_transport(struct build *b, cfg_t *root)
 	t->pacing_wait = DEF_PACING_WAIT;
 	t->session_idle = DEF_SESSION_IDLE;
 	t->session_reuse_limit = DEF_SESSION_REUSE;
-	t->sendmail = DEF_SENDMAIL;
+	t->sendmail = arena_strdup(b->conf->arena, DEF_SENDMAIL);
 	t->token_margin = DEF_TOKEN_MARGIN;
 	t->token_timeout = DEF_TOKEN_TIMEOUT;
 	if (sec == NULL)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "util.h"
@@ -178,12 +179,56 @@ struct chunk {
 
 struct arena {
 	struct chunk *head;
+	/* a region arena: one mapping at a fixed address, the arena itself at
+	 * its start, allocations after it in order (arena_new_region) */
+	char *region;
+	size_t region_size, region_used;
 };
 
 struct arena *
 arena_new(void)
 {
 	return calloc(1, sizeof(struct arena));
+}
+
+struct arena *
+arena_new_region(void *base, size_t reserve)
+{
+	struct arena *a;
+	void *p = mmap(base, reserve, PROT_READ | PROT_WRITE,
+	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	if (p != base) { /* a kernel without MAP_FIXED_NOREPLACE took it as a hint */
+		munmap(p, reserve);
+		return NULL;
+	}
+	a = p;
+	a->region = p;
+	a->region_size = reserve;
+	a->region_used =
+	    (sizeof(*a) + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+	return a;
+}
+
+void
+arena_region(const struct arena *a, const void **base, size_t *used)
+{
+	*base = a->region;
+	*used = a->region != NULL ? a->region_used : 0;
+}
+
+struct arena *
+arena_adopt_region(void *base, size_t mapped)
+{
+	struct arena *a = base;
+
+	if (a->region != base || a->region_used > mapped || a->head != NULL)
+		return NULL;
+	a->region_size = mapped; /* full: nothing more is allocated in it */
+	a->region_used = mapped;
+	return a;
 }
 
 void
@@ -193,6 +238,10 @@ arena_free(struct arena *a)
 
 	if (a == NULL)
 		return;
+	if (a->region != NULL) {
+		munmap(a->region, a->region_size);
+		return;
+	}
 	for (c = a->head; c != NULL; c = next) {
 		next = c->next;
 		free(c);
@@ -211,6 +260,13 @@ arena_alloc(struct arena *a, size_t size)
 	if (size > SIZE_MAX / 2)
 		return NULL;
 	size = (size + align - 1) / align * align;
+	if (a->region != NULL) {
+		if (a->region_size - a->region_used < size)
+			return NULL;
+		p = a->region + a->region_used;
+		a->region_used += size;
+		return p; /* fresh anonymous memory is zero */
+	}
 	if (c == NULL || c->size - c->used < size) {
 		size_t csize = size > ARENA_CHUNK ? size : ARENA_CHUNK;
 		c = malloc(sizeof(*c) + csize);

@@ -66,6 +66,17 @@ size_t m3_utf8_seq(const unsigned char *s, size_t len);
 struct arena;
 /* arena_new - a new, empty arena (NULL on allocation failure) */
 struct arena *arena_new(void);
+/* arena_new_region - an arena in one mapping at base (reserve bytes, not
+ * committed until used), the arena itself at its start, so that the
+ * bytes in use can be written to a file and mapped back at base by
+ * another process (conf_snap.c); NULL if base is taken */
+struct arena *arena_new_region(void *base, size_t reserve);
+/* arena_region - a region arena's base and the bytes in use (0 for a
+ * malloc arena) */
+void arena_region(const struct arena *a, const void **base, size_t *used);
+/* arena_adopt_region - the arena of a region mapped back at base
+ * (mapped bytes); it takes no more allocations; NULL if it is not one */
+struct arena *arena_adopt_region(void *base, size_t mapped);
 /* arena_free - free the arena and everything allocated from it */
 void arena_free(struct arena *a);
 /* arena_alloc - zeroed memory from the arena, aligned for any type */

@@ -20,7 +20,8 @@ expect_error() { # expect_error WHAT TEXT FIX
 	esac
 }
 expect_ok() {
-	if out=$("$ctl" -c "$conf" check-config 2>&1) && [ "$out" = "configuration OK" ]; then
+	if out=$("$ctl" -c "$conf" check-config 2>&1) &&
+		[ "$(printf '%s\n' "$out" | head -n 1)" = "configuration OK" ]; then
 		echo "ok: $1"
 	else
 		echo "FAIL: $1: $out"

@@ -9,7 +9,12 @@ set -eu
 out=$("$top_builddir/cli/m365ctl" -c "$tmp/m365relay.conf" check-config 2>&1) ||
 	fail "check-config refused the samples: $out"
 echo "$out"
-[ "$out" = "configuration OK" ] || fail "unexpected output: $out"
+# The samples use every kind of section and option: their snapshot
+# (conf_snap.c) is written, so none of them leaves a pointer out of it.
+[ "$out" = "configuration OK
+compiled: $tmp/m365relay.conf.snap (pipe(8) deliveries map it while the files it was made from are unchanged)" ] ||
+	fail "unexpected output: $out"
+[ -s "$tmp/m365relay.conf.snap" ] || fail "no snapshot written"
 
 out=$("$top_builddir/milter/m365-milter" -n -c "$tmp/m365relay.conf" 2>&1) ||
 	fail "m365-milter -n refused the samples: $out"
