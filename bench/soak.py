@@ -10,7 +10,10 @@ queue, the simulator's records - account for every message, the
 simulator's records are checked against the scaled limits, and the
 processes' and the store's resources are reported.  Exit status 0 = pass.
 
-    bench/soak [--messages N] [--store lmdb|redis] [--quick] [--build DIR]
+    bench/soak [--messages N] [--store lmdb|redis] [--mode pipe|lmtp] [--quick] [--build DIR]
+
+--mode lmtp delivers through lmtp(8) to m365-transport -L under spawn(8)
+(the LMTP service, its sessions kept across messages) instead of pipe(8).
 
 --store redis runs two milters on one Redis: two smtpd listeners, each
 with its own m365-milter (its own process, its own configuration file,
@@ -287,7 +290,8 @@ class Soak:
                       "smtpd_timeout = 60s\n")
         self.g = Gateway(self.build, conf=CONF, conf_fields=work_fields, sim_config=soak_sim_config(),
                          milters=2 if self.a.store == "redis" else 1, maxproc=self.a.maxproc,
-                         sasl_users=sasl, main_extra=main_extra, before_start=self._logfile)
+                         sasl_users=sasl, main_extra=main_extra, before_start=self._logfile,
+                         lmtp=self.a.mode == "lmtp")
         self.exe = os.path.join(self.build, "transport", "m365-transport")
         self.simdir = self.g.sim.dir
 
@@ -1027,6 +1031,8 @@ def main():
     ap = argparse.ArgumentParser(description="soak test (bench/README)")
     ap.add_argument("--messages", type=int, default=10000)
     ap.add_argument("--store", choices=("lmdb", "redis"), default="lmdb")
+    ap.add_argument("--mode", choices=("pipe", "lmtp"), default="pipe",
+                    help="Postfix delivers with pipe(8) or with lmtp(8) to the LMTP service")
     ap.add_argument("--quick", action="store_true", help="500 messages, report under the build directory")
     ap.add_argument("--build", default=os.environ.get("top_builddir", "."))
     ap.add_argument("--maxproc", type=int, default=20)
@@ -1050,8 +1056,8 @@ def main():
     s = Soak(a)
     ok = False
     try:
-        print("soak: %d messages, %s store, %d clients, %d mailboxes" % (a.messages, a.store, N_CLIENTS, N_MAILBOXES),
-              flush=True)
+        print("soak: %d messages, %s store, %s delivery, %d clients, %d mailboxes"
+              % (a.messages, a.store, a.mode, N_CLIENTS, N_MAILBOXES), flush=True)
         s.start()
         s.run()
         s.account()
@@ -1064,9 +1070,9 @@ def main():
             cpu = re.search(r"model name\s*:\s*(.*)", open("/proc/cpuinfo").read()).group(1)
         except (OSError, AttributeError):
             pass
-        head = ["## soak: %d messages, %s store%s - %s" % (a.messages, a.store,
-                                                           " (two milters, one Redis)" if a.store == "redis" else "",
-                                                           "PASS" if ok else "FAIL"),
+        head = ["## soak: %d messages, %s store%s%s - %s" % (
+                    a.messages, a.store, " (two milters, one Redis)" if a.store == "redis" else "",
+                    ", LMTP delivery" if a.mode == "lmtp" else "", "PASS" if ok else "FAIL"),
                 "",
                 "Machine: %s, %d cores (%s), %s; started %s" % (platform.node(), os.cpu_count(), cpu,
                                                                  platform.platform(), started),
