@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -260,6 +261,46 @@ tls_wait(struct net *n, int rc, const struct timespec *deadline)
 	}
 }
 
+/*
+ * hashed_dir - whether dir holds certificates by subject hash ("8 hex
+ * digits.N", as c_rehash and Debian's update-ca-certificates make them)
+ */
+static bool
+hashed_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	bool found = false;
+
+	if (d == NULL)
+		return false;
+	while (!found && (e = readdir(d)) != NULL)
+		found = strlen(e->d_name) >= 10 && strspn(e->d_name, "0123456789abcdef") == 8 &&
+		        e->d_name[8] == '.' &&
+		        strspn(e->d_name + 9, "0123456789") == strlen(e->d_name + 9);
+	closedir(d);
+	return found;
+}
+
+/*
+ * system_store - the system's trusted CAs.  OpenSSL's default paths read
+ * its default file first, on Debian the whole bundle (some 140
+ * certificates parsed per delivery); the hashed directory holds the same
+ * certificates and is read one issuer at a time, as verification asks.
+ * So the directory alone when it is hashed, the defaults otherwise.
+ */
+static int
+system_store(SSL_CTX *ctx)
+{
+	const char *dir = getenv(X509_get_default_cert_dir_env());
+
+	if (dir == NULL)
+		dir = X509_get_default_cert_dir();
+	if (getenv(X509_get_default_cert_file_env()) == NULL && hashed_dir(dir))
+		return SSL_CTX_load_verify_locations(ctx, NULL, dir);
+	return SSL_CTX_set_default_verify_paths(ctx);
+}
+
 int
 net_starttls(struct net *n, const struct tls_opts *o, int timeout)
 {
@@ -273,13 +314,9 @@ net_starttls(struct net *n, const struct tls_opts *o, int timeout)
 	SSL_CTX_set_min_proto_version(n->ctx, TLS1_2_VERSION);
 	if (o->verify) {
 		SSL_CTX_set_verify(n->ctx, SSL_VERIFY_PEER, NULL);
-		/*
-		 * The system store is a hashed directory: OpenSSL reads only
-		 * the certificates it needs, not the whole bundle, per delivery.
-		 */
 		if (o->ca_file != NULL
 		        ? SSL_CTX_load_verify_locations(n->ctx, o->ca_file, NULL) != 1
-		        : SSL_CTX_set_default_verify_paths(n->ctx) != 1)
+		        : system_store(n->ctx) != 1)
 			return fail(n, NET_ETLSCONF, "TLS: CA %s: %s",
 			            o->ca_file ? o->ca_file : "system store", ssl_error());
 	}

@@ -560,5 +560,57 @@ class Protocol(Base):
         self.assertExit(r, 75, "4.4.2 localhost answered the final dot with 354")
 
 
+class SystemStore(Base):
+    """No ca_file: the system's CAs.  A hashed directory (c_rehash,
+    update-ca-certificates) is read one issuer at a time instead of
+    OpenSSL's default bundle parsed whole per delivery (lib/net/net.c
+    system_store); a directory that is not hashed falls back to the
+    defaults."""
+
+    def setUp(self):
+        super().setUp()
+        import glob
+        import shutil
+        import subprocess
+        import tempfile
+        with open(H.conf) as f:
+            text = f.read()
+        self.addCleanup(H.configure)
+        with open(H.conf, "w") as f:
+            f.write("\n".join(l for l in text.split("\n") if not l.strip().startswith("ca_file")))
+        self.dirs = tempfile.mkdtemp(prefix="m365-castore.")
+        self.addCleanup(shutil.rmtree, self.dirs)
+        os.chmod(self.dirs, 0o755)
+        for name, with_ca, hashed in (("hashed", True, True), ("plain", True, False), ("other", False, True)):
+            d = os.path.join(self.dirs, name)
+            os.mkdir(d)
+            if with_ca:
+                shutil.copy(os.path.join(H.certs, "ca.pem"), os.path.join(d, "sim-ca.pem"))
+            else:  # some other CA: the simulator's certificate is not trusted
+                shutil.copy(os.path.join(H.certs, "relay.pem"), os.path.join(d, "other.pem"))
+            if hashed:
+                subprocess.run(["openssl", "rehash", d], check=True)
+        self.ca = os.path.join(self.dirs, "plain", "sim-ca.pem")
+        self.fresh = lambda: [os.unlink(p) for p in glob.glob(os.path.join(H.state, "tls-*.session"))]
+
+    def test_hashed_directory(self):
+        self.fresh()
+        r = self.deliver(["a@example.net"], mode="relay",
+                         extra_env={"SSL_CERT_DIR": os.path.join(self.dirs, "hashed")})
+        self.assertExit(r, 0, "250 2.0.0 OK")
+        # the directory decides: without the simulator's CA in it, refused
+        self.fresh()
+        r = self.deliver(["a@example.net"], mode="relay",
+                         extra_env={"SSL_CERT_DIR": os.path.join(self.dirs, "other")})
+        self.assertEqual(r.status, 75, r)
+        self.assertIn("certificate of localhost not trusted", r.first_line)
+
+    def test_plain_directory_falls_back(self):
+        self.fresh()
+        r = self.deliver(["a@example.net"], mode="relay",
+                         extra_env={"SSL_CERT_DIR": os.path.join(self.dirs, "plain"), "SSL_CERT_FILE": self.ca})
+        self.assertExit(r, 0, "250 2.0.0 OK")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
