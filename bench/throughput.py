@@ -17,6 +17,15 @@ from the release until the queue is empty.  Variants:
                 connector (what the gateway ships)
     lmtp        lmtp(8) to m365-transport -L under spawn(8), the same mode
                 (m365ctl postfix-config --lmtp)
+    msmtp-system, pipe-system
+                msmtp and pipe as installed: trusting the machine's CA
+                store (plus the sink's CA) instead of one CA file - msmtp
+                its bundle file, m365-transport without ca_file (the hashed
+                directory, made here as update-ca-certificates makes
+                /etc/ssl/certs, and passed as SSL_CERT_DIR)
+
+Both configurations are compiled (m365ctl check-config), as an
+administrator does after each change.
 
 For each: messages per second, the delivering agents' CPU per message
 (smtp(8), pipe(8), or lmtp(8) and spawn(8), with what they run:
@@ -206,6 +215,29 @@ def main():
                                 sink_port=sink_port))
         sh([os.path.join(build, "cli", "m365ctl"), "-c", conf, "route-key"])
         os.chown(os.path.join(work, "route.key"), pw.pw_uid, pw.pw_gid)
+        # The machine's CA store plus the sink's CA: a bundle (msmtp) and
+        # a hashed directory (m365-transport without ca_file).
+        systore = os.path.join(work, "systore")
+        os.makedirs(systore)
+        for n in os.listdir("/etc/ssl/certs"):
+            if n.endswith(".pem"):
+                shutil.copy(os.path.join("/etc/ssl/certs", n), os.path.join(systore, n))
+        shutil.copy(os.path.join(certs, "ca.pem"), os.path.join(systore, "bench-sink-ca.pem"))
+        sh(["openssl", "rehash", systore])
+        bundle = os.path.join(work, "bundle.crt")
+        with open(bundle, "w") as out:
+            for src in ("/etc/ssl/certs/ca-certificates.crt", os.path.join(certs, "ca.pem")):
+                with open(src) as f:
+                    out.write(f.read())
+        os.chmod(bundle, 0o644)
+        conf_sys = os.path.join(work, "m365relay-system.conf")
+        with open(conf_sys, "w") as f:
+            f.write(CONF.format(user=USER, work=work, certs=certs, milter_port=milter_port,
+                                sink_port=sink_port).replace('ca_file = "%s/ca.pem" ' % certs, ""))
+        for c in (conf, conf_sys):
+            out = subprocess.run([os.path.join(build, "cli", "m365ctl"), "-c", c, "check-config"],
+                                 capture_output=True, text=True)
+            print("%s: %s" % (os.path.basename(c), " / ".join(out.stdout.split("\n")[:2])), flush=True)
         sink = Postfix(work, "sink", sink_port, """
 smtpd_tls_security_level = may
 smtpd_tls_cert_file = {c}/server.pem
@@ -235,7 +267,9 @@ default_transport = smtp
 default_destination_concurrency_limit = 20
 default_process_limit = 100
 queue_run_delay = 3600s
-""".format(m=milter_port, w=work, c=certs, s=sink_port), """
+import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ XAUTHORITY DISPLAY LANG=C POSTLOG_SERVICE POSTLOG_HOSTNAME SSL_CERT_DIR={st}
+export_environment = TZ MAIL_CONFIG LANG SSL_CERT_DIR
+""".format(m=milter_port, w=work, c=certs, s=sink_port, st=systore), """
 tlsproxy  unix  -       -       n       -       0       tlsproxy
 lmtp      unix  -       -       n       -       -       lmtp
 m365lmtp  unix  -       n       n       -       20      spawn
@@ -244,7 +278,11 @@ m365      unix  -       n       n       -       20      pipe
   flags=q user={u} null_sender= argv={t} -c {conf} -q ${{queue_id}} -f ${{sender}} -a ${{client_address}} -s ${{sasl_username}} -- ${{recipient}}
 msmtp     unix  -       n       n       -       20      pipe
   flags=q user={u} null_sender= argv=/usr/bin/msmtp --host=127.0.0.1 --port={s} --tls=on --tls-starttls=on --tls-trust-file={c}/ca.pem --domain=gw.contoso.test -f ${{sender}} -- ${{recipient}}
-""".format(u=USER, t=transport, conf=conf, s=sink_port, c=certs))
+m365sys   unix  -       n       n       -       20      pipe
+  flags=q user={u} null_sender= argv={t} -c {conf_sys} -q ${{queue_id}} -f ${{sender}} -a ${{client_address}} -s ${{sasl_username}} -- ${{recipient}}
+msmtpsys  unix  -       n       n       -       20      pipe
+  flags=q user={u} null_sender= argv=/usr/bin/msmtp --host=127.0.0.1 --port={s} --tls=on --tls-starttls=on --tls-trust-file={b} --domain=gw.contoso.test -f ${{sender}} -- ${{recipient}}
+""".format(u=USER, t=transport, conf=conf, conf_sys=conf_sys, s=sink_port, c=certs, b=bundle))
         gw.start()
 
         setting = {
@@ -252,6 +290,8 @@ msmtp     unix  -       n       n       -       20      pipe
             "smtp-reuse": ["default_transport = smtp", "smtp_tls_connection_reuse = yes"],
             "msmtp": ["default_transport = msmtp"],
             "pipe": ["default_transport = m365"],
+            "msmtp-system": ["default_transport = msmtpsys"],
+            "pipe-system": ["default_transport = m365sys"],
             "lmtp": ["default_transport = lmtp:unix:private/m365lmtp", "lmtp_send_xforward_command = yes",
                      "m365lmtp_time_limit = 3600s"],
         }
@@ -303,13 +343,15 @@ msmtp     unix  -       n       n       -       20      pipe
                                                time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
                "Command: `bench/throughput.py --messages %d --rounds %d --variants %s`"
                % (a.messages, a.rounds, a.variants), "",
-               "| variant | msg/s | agent CPU ms/msg | gateway CPU ms/msg | vs msmtp: msg/s, agent CPU "
+               "| variant | msg/s | agent CPU ms/msg | gateway CPU ms/msg | vs msmtp (-system: msmtp-system): msg/s, agent CPU "
                "| vs smtp-reuse: msg/s, gateway CPU |",
                "|---|---:|---:|---:|---:|---:|"]
         for v in variants:
             m = med[v]
-            vm = ("x%.2f, x%.2f" % (m[0] / med["msmtp"][0], m[1] / med["msmtp"][1])
-                  if "msmtp" in med and med["msmtp"][1] > 0 else "-")
+            # a -system variant against msmtp trusting the same store
+            base = "msmtp-system" if v.endswith("-system") else "msmtp"
+            vm = ("x%.2f, x%.2f" % (m[0] / med[base][0], m[1] / med[base][1])
+                  if base in med and med[base][1] > 0 else "-")
             vr = ("x%.2f, x%.2f" % (m[0] / med["smtp-reuse"][0], m[2] / med["smtp-reuse"][2])
                   if "smtp-reuse" in med and med["smtp-reuse"][2] > 0 else "-")
             out.append("| %s | %.1f | %.2f | %.2f | %s | %s |" % (v, m[0], m[1], m[2], vm, vr))

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -75,11 +76,14 @@ print_runtime(void *arg, const char *what, const char *fix)
 static void
 compile(const char *conf_file, const struct conf *conf)
 {
-	char why[PATH_MAX + 128], path[PATH_MAX + 8];
+	char why[PATH_MAX + 128], path[PATH_MAX + 8], real[PATH_MAX];
 
-	if (conf_file[0] != '/') {
-		printf("not compiled: give -c an absolute path (pipe(8) deliveries read the "
-		       "text)\n");
+	/* Deliveries look for the snapshot beside the file's real path. */
+	if (realpath(conf_file, real) == NULL || strcmp(real, conf_file) != 0) {
+		printf("not compiled: give -c the configuration's real path, %s (pipe(8) "
+		       "deliveries read the text)\n",
+		       realpath(conf_file, real) != NULL ? real
+		                                         : "absolute and without symbolic links");
 		return;
 	}
 	if (conf_snap_write(conf, why, sizeof(why)) < 0) {

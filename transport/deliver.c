@@ -231,6 +231,10 @@ take_slot(const struct delivery *d, const struct plan *p, struct store *st, cons
 	bool dropped = false;
 	int rc;
 
+	/* A process is one holder: a kept session of this mailbox (another
+	 * mode or endpoint) holds the slot this one would get (pool.h). */
+	if (d->pool != NULL)
+		pool_drop_mailbox(d->pool, p->mailbox->name);
 	for (;;) {
 		rc = store_slot_take(st, p->mailbox->name, p->mailbox->sessions, me, &e);
 		if (rc == STORE_OK)
@@ -317,6 +321,9 @@ take_windows(const struct delivery *d, const struct plan *p, struct store *st, u
 			              m3_utc_hms(free_at, when, sizeof(when)));
 			return -1;
 		}
+		/* Not waiting with idle slots of other mailboxes held. */
+		if (d->pool != NULL)
+			pool_drop_slots(d->pool);
 		m3_sleep_ms(free_at > now ? free_at - now : 1);
 	}
 	rc = store_rcpt_take(st, "out", mb->name, &mb->recipients, k, store_now(), &free_at, &e);
@@ -645,19 +652,28 @@ transact(struct attempt *a)
 }
 
 /*
- * session_reusable - the LMTP service keeps a session whose transaction
- * ended with a final answer (2xx, 5xx); a 4xx anywhere (421 closing, 432
- * too many sessions, 451 trouble) ends it.
+ * session_reusable - the LMTP service keeps a session whose every reply
+ * was a delivery or a refusal of the recipient for good; anything that
+ * speaks of the session or the server (421 closing, 432 too many
+ * sessions, 451 trouble, 5.7.x authentication or policy of the sender:
+ * reply_classify's RC_TEMP and RC_CONFIG) ends it.
  */
+static bool
+kept_class(const struct smtp_reply *r)
+{
+	enum reply_class c = reply_classify(r);
+	return c == RC_OK || c == RC_PERM;
+}
+
 static bool
 session_reusable(const struct attempt *a)
 {
 	size_t i;
 
-	if (a->s.net.fd < 0 || a->final.code / 100 == 4 || a->final.code == 0)
+	if (a->s.net.fd < 0 || a->final.code == 0 || !kept_class(&a->final))
 		return false;
 	for (i = 0; i < a->n_todo; i++)
-		if (a->rr[i].code / 100 == 4)
+		if (!kept_class(&a->rr[i]))
 			return false;
 	return true;
 }

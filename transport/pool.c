@@ -11,6 +11,8 @@
 #include "util/log.h"
 #include "util/util.h"
 
+#define RSET_TIMEOUT 30 /* s */
+
 void
 pool_init(struct pool *pl, const struct conf *conf)
 {
@@ -63,6 +65,7 @@ pool_take(struct pool *pl, const struct plan *p, struct smtp *s, bool *slot, str
 	struct smtp_reply r;
 	uint64_t now = store_now();
 	size_t i;
+	int rc;
 
 	pool_key(p, key, sizeof(key));
 	for (i = 0; i < POOL_MAX; i++) {
@@ -73,9 +76,15 @@ pool_take(struct pool *pl, const struct plan *p, struct smtp *s, bool *slot, str
 			drop(pl, e, "reuse time limit", true);
 			return 0;
 		}
-		/* Alive, and in a state to take a transaction: RSET says both. */
+		/* Alive, and in a state to take a transaction: RSET says both,
+		 * within RSET_TIMEOUT (a connection a firewall forgot must not
+		 * hold the message for a whole command timeout). */
 		e->s.t = s->t;
-		if (smtp_rset(&e->s, &r) < 0 || r.code != 250) {
+		if (e->s.t.command > RSET_TIMEOUT)
+			e->s.t.command = RSET_TIMEOUT;
+		rc = smtp_rset(&e->s, &r);
+		e->s.t.command = s->t.command;
+		if (rc < 0 || r.code != 250) {
 			char why[1100];
 			if (r.code != 0)
 				snprintf(why, sizeof(why), "%d %s", r.code, r.text);
@@ -108,7 +117,14 @@ pool_put(struct pool *pl, const struct plan *p, struct smtp *s, bool slot, const
 	size_t i;
 
 	if (pl->conf->transport.session_idle == 0) {
+		struct store_err se;
 		smtp_quit(s);
+		/* not kept: its slot goes back now (the caller leaves it to us) */
+		if (slot &&
+		    (pl->st == NULL || store_slot_release(pl->st, p->mailbox->name, me, &se) < 0))
+			log_warnx(
+			    "releasing %s's session slot: %s (it frees when this process ends)",
+			    p->mailbox->name, pl->st == NULL ? "no state store" : se.msg);
 		return;
 	}
 	for (i = 0; i < POOL_MAX; i++)
@@ -132,6 +148,16 @@ pool_put(struct pool *pl, const struct plan *p, struct smtp *s, bool slot, const
 	e->opened = opened;
 	e->idle_since = now;
 	net_init(&s->net); /* the pool has it now */
+}
+
+void
+pool_drop_mailbox(struct pool *pl, const char *mailbox)
+{
+	size_t i;
+
+	for (i = 0; i < POOL_MAX; i++)
+		if (pl->e[i].used && strcmp(pl->e[i].mailbox, mailbox) == 0)
+			drop(pl, &pl->e[i], "the mailbox is about to be used another way", true);
 }
 
 void

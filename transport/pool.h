@@ -60,12 +60,16 @@ struct store *pool_store(struct pool *pl, struct store_err *e);
 int pool_take(struct pool *pl, const struct plan *p, struct smtp *s, bool *slot, struct holder *me,
               uint64_t *opened);
 /* pool_put - keep s (and its slot) for the next message to p's endpoint;
- * s is emptied; closed instead when keeping is off */
+ * s is emptied; closed instead, its slot released, when keeping is off */
 void pool_put(struct pool *pl, const struct plan *p, struct smtp *s, bool slot,
               const struct holder *me, uint64_t opened);
 /* pool_drop_slots - close the kept sessions that hold a slot (before
- * waiting for one) */
+ * waiting for one, or for a window) */
 void pool_drop_slots(struct pool *pl);
+/* pool_drop_mailbox - close a kept session of mailbox (before a slot of
+ * it is taken: a process is one holder in the store, so a second slot
+ * would be the first one, and releasing it would free the kept one's) */
+void pool_drop_mailbox(struct pool *pl, const char *mailbox);
 /* pool_expire - close what has idled too long; the ms until the next one
  * is due, or -1 if none is kept */
 int pool_expire(struct pool *pl, uint64_t now);

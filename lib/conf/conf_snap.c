@@ -187,6 +187,7 @@ conf_source_file(struct conf *c, const char *path, const struct stat *before)
 	/* Read (by its own reader) between the two stats: the same stats,
 	 * the same content. */
 	if (s == NULL || sha_file(path, s->sha) < 0 || stat(path, &after) < 0 ||
+	    (unsigned long long)after.st_dev != s->dev || after.st_mtim.tv_sec != s->mtime_s ||
 	    (unsigned long long)after.st_ino != s->ino ||
 	    (unsigned long long)after.st_size != s->size || after.st_ctim.tv_sec != s->ctime_s ||
 	    after.st_ctim.tv_nsec != s->ctime_ns || after.st_mtim.tv_nsec != s->mtime_ns)
@@ -254,8 +255,8 @@ stray_pointer(const void *base, size_t used, size_t reserve, char *why, size_t s
 	size_t n = other_mappings(r, 512, (uintptr_t)base, reserve), i, k;
 	const uintptr_t *w = base;
 
-	if (n == 0) {
-		snprintf(why, size, "cannot read /proc/self/maps to check the snapshot");
+	if (n == 0 || n == 512) {
+		snprintf(why, size, "cannot read all of /proc/self/maps to check the snapshot");
 		return true;
 	}
 	for (i = 0; i < used / sizeof(*w); i++)
@@ -338,6 +339,14 @@ conf_snap_write(const struct conf *c, char *why, size_t size)
 			goto out;
 		}
 		m3_strlcpy(f->path, src->path, sizeof(f->path));
+		memcpy(f->sha, src->sha, sizeof(f->sha));
+		/* A file changed within the file system's time stamp tick of now
+		 * could change again with the same stamps and size: its stat is
+		 * not recorded, so that readers always compare its digest (as
+		 * git does with a racily clean index). */
+		if (src->mtime_s + 2 >= (long long)time(NULL) ||
+		    src->ctime_s + 2 >= (long long)time(NULL))
+			continue;
 		f->dev = src->dev;
 		f->ino = src->ino;
 		f->size = src->size;
@@ -345,7 +354,6 @@ conf_snap_write(const struct conf *c, char *why, size_t size)
 		f->mtime_ns = src->mtime_ns;
 		f->ctime_s = src->ctime_s;
 		f->ctime_ns = src->ctime_ns;
-		memcpy(f->sha, src->sha, sizeof(f->sha));
 	}
 	if (snap_mode(c, &uid, &gid, &mode) < 0) {
 		snprintf(why, size, "%s: %s", c->file, strerror(errno));

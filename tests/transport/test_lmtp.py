@@ -339,6 +339,26 @@ class KeptSessionTest(LmtpBase):
         self.assertNotIn("reused", s.log)
         self.assertEqual(self.stats()["max_sessions"]["scanner@contoso.com"], 1)
 
+    def test_nothing_kept_no_slot_held(self):
+        # session_idle = 0: each session ends with its message, and its
+        # slot with it.  Four services stay connected after a message
+        # each to a mailbox of 3 sessions: a slot still held would make
+        # the fourth wait out pacing_wait (2 s here) and defer.
+        H.configure(extra_transport="session_idle = 0", pacing_wait=2, extra_sections=(
+            'mailbox "printer@contoso.com" { password_file = "%s/scanner.pw" messages = "1000/60s" }'
+            % H.work))
+        self.addCleanup(H.configure, pacing_wait=120)
+        open_ones, replies = [], []
+        for _ in range(4):
+            s = self.session()
+            open_ones.append(s)
+            replies.append(self.message(s, H.new_qid(), ["alice@contoso.com"], route=PRINTER,
+                                        sender="printer@contoso.com")[0])
+        for s in open_ones:
+            s.close()
+        self.assertEqual([r[0] for r in replies], [250] * 4, replies)
+        self.assertEqual(self.stats()["max_sessions"]["printer@contoso.com"], 1)
+
     def test_three_mailboxes_never_a_fourth_session(self):
         # Nine services at once (lmtp(8) opens as many connections as its
         # concurrency), each sending to the three mailboxes in turn and
