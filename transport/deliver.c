@@ -779,8 +779,13 @@ attempt_end(struct attempt *a, struct outcome *o)
 	if (a->slot && store_slot_release(a->st, a->p.mailbox->name, &a->me, &se) < 0)
 		log_warnx("%s: releasing the session slot: %s (it frees when this process ends)",
 		          a->d->qid, se.msg);
-	if (a->by_policy)
+	if (a->by_policy) {
+		size_t i;
 		policy_note(a->d, o);
+		/* LMTP: Postfix logs each recipient's reply: the note goes there */
+		for (i = 0; a->d->per_rcpt != NULL && i < a->d->n_rcpts; i++)
+			policy_note(a->d, &a->d->per_rcpt[i]);
+	}
 	if (o->kind != OUT_SENT && o->line[0] != '\0')
 		log_info("%s: %s: %s", a->d->qid, o->kind == OUT_DEFER ? "deferred" : "bounced",
 		         o->line);

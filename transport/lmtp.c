@@ -352,15 +352,15 @@ reply_outcome(struct io *io, const struct outcome *o)
 {
 	const char *l = o->line;
 
+	const char *code = o->kind == OUT_SENT ? "250" : o->kind == OUT_BOUNCE ? "550" : "451";
+
 	if (l[0] >= '2' && l[0] <= '5' && l[1] >= '0' && l[1] <= '9' && l[2] >= '0' &&
 	    l[2] <= '9' && l[3] == ' ')
 		reply(io, "%s", l);
-	else
-		reply(io, "%s %s",
-		      o->kind == OUT_SENT     ? "250"
-		      : o->kind == OUT_BOUNCE ? "550"
-		                              : "451",
-		      l[0] != '\0' ? l : "4.3.0 no outcome");
+	else if (l[0] >= '2' && l[0] <= '5' && l[1] == '.') /* "2.0.0 text" */
+		reply(io, "%s %s", code, l);
+	else /* a note first ("routed by the policy ...: 250 2.0.0 OK") */
+		reply(io, "%s %c.0.0 %s", code, code[0], l[0] != '\0' ? l : "no outcome");
 }
 
 /*
