@@ -278,6 +278,23 @@ START_TEST(test_journal)
 	ck_assert_int_eq(
 	    store_journal_get(st, "Q10", "x@example.net", &js, reply, sizeof(reply), &e), STORE_OK);
 	ck_assert_int_eq(js, JOURNAL_ACCEPTED);
+	/* A queue id with no entry: nothing to drop (LMDB: no commit). */
+	ck_assert_int_eq(store_journal_drop(st, "QNONE", &e), STORE_OK);
+	ck_assert_int_eq(
+	    store_journal_get(st, "Q10", "x@example.net", &js, reply, sizeof(reply), &e), STORE_OK);
+	ck_assert_int_eq(js, JOURNAL_ACCEPTED);
+	/* Writes after a drop (whose commit does not flush the meta page)
+	 * commit and read back as before. */
+	ck_assert_int_eq(store_journal_drop(st, "Q10", &e), STORE_OK);
+	ck_assert_int_eq(
+	    store_journal_put(st, "Q2", "x@example.net", JOURNAL_ACCEPTED, "250 ok", 1, &e),
+	    STORE_OK);
+	ck_assert_int_eq(
+	    store_journal_get(st, "Q2", "x@example.net", &js, reply, sizeof(reply), &e), STORE_OK);
+	ck_assert_int_eq(js, JOURNAL_ACCEPTED);
+	ck_assert_int_eq(
+	    store_journal_get(st, "Q10", "x@example.net", &js, reply, sizeof(reply), &e), STORE_OK);
+	ck_assert_int_eq(js, JOURNAL_NONE);
 }
 END_TEST
 
