@@ -218,12 +218,20 @@ struct range {
 	char name[64]; /* the mapping's file or [heap], for the message */
 };
 
-/* other_mappings - the writer's mappings other than [base, base+size) */
+/*
+ * other_mappings - the writer's mappings other than [base, base+size)
+ * that a pointer in the configuration could point into: readable ones,
+ * but not an anonymous mapping of 1 GiB or more - a sanitizer's shadow
+ * memory spans terabytes, where two adjacent ints (a timeout beside an
+ * enum) read as one word would look like a pointer; nothing the loader
+ * allocates lives there.  max is reached: the list is incomplete (n ==
+ * max), which the caller treats as a failure.
+ */
 static size_t
 other_mappings(struct range *r, size_t max, uintptr_t base, size_t size)
 {
 	FILE *fp = fopen("/proc/self/maps", "r");
-	char line[512];
+	char line[512], perms[8];
 	size_t n = 0;
 
 	if (fp == NULL)
@@ -231,14 +239,17 @@ other_mappings(struct range *r, size_t max, uintptr_t base, size_t size)
 	while (n < max && fgets(line, sizeof(line), fp) != NULL) {
 		unsigned long lo, hi;
 		const char *name;
-		if (sscanf(line, "%lx-%lx", &lo, &hi) != 2)
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3)
 			continue;
 		if (lo >= base && hi <= base + size)
 			continue;
 		name = strrchr(line, ' ');
+		name = name != NULL ? name + 1 : "";
+		if (perms[0] != 'r' || (name[0] == '\n' && hi - lo >= (1UL << 30)))
+			continue;
 		r[n].lo = lo;
 		r[n].hi = hi;
-		m3_strlcpy(r[n].name, name != NULL ? name + 1 : "?", sizeof(r[n].name));
+		m3_strlcpy(r[n].name, name, sizeof(r[n].name));
 		r[n].name[strcspn(r[n].name, "\n")] = '\0';
 		n++;
 	}
