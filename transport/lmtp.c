@@ -354,13 +354,19 @@ reply_outcome(struct io *io, const struct outcome *o)
 
 	const char *code = o->kind == OUT_SENT ? "250" : o->kind == OUT_BOUNCE ? "550" : "451";
 
+	/* No outcome recorded (a zeroed one reads as "sent"): never a 250,
+	 * the recipient is tried again. */
+	if (l[0] == '\0') {
+		reply(io, "451 4.3.0 no outcome recorded for this recipient");
+		return;
+	}
 	if (l[0] >= '2' && l[0] <= '5' && l[1] >= '0' && l[1] <= '9' && l[2] >= '0' &&
 	    l[2] <= '9' && l[3] == ' ')
 		reply(io, "%s", l);
 	else if (l[0] >= '2' && l[0] <= '5' && l[1] == '.') /* "2.0.0 text" */
 		reply(io, "%s %s", code, l);
 	else /* a note first ("routed by the policy ...: 250 2.0.0 OK") */
-		reply(io, "%s %c.0.0 %s", code, code[0], l[0] != '\0' ? l : "no outcome");
+		reply(io, "%s %c.0.0 %s", code, code[0], l);
 }
 
 /*
