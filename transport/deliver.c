@@ -706,9 +706,8 @@ session_ready(struct attempt *a, struct outcome *o)
 	a->s.t.data = tc->timeout_data;
 	a->s.t.block = tc->timeout_block;
 	a->s.t.dot = tc->timeout_dot;
-	if (d->pool != NULL && pool_take(d->pool, p, &a->s, &a->slot, &a->me, &a->s_opened) == 1) {
-		a->reused = true; /* authenticated, its slot with it */
-	} else {
+	/* A kept session comes authenticated, with its slot. */
+	if (d->pool == NULL || pool_take(d->pool, p, &a->s, &a->slot, &a->me, &a->s_opened) == 0) {
 		if (mode_has_mailbox(p->mode)) {
 			store_self(&a->me, store_now());
 			if (take_slot(d, p, a->st, &a->me, o) < 0)

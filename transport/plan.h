@@ -53,7 +53,6 @@ struct attempt {
 	struct sbuf mime; /* mode graph: what Graph is given */
 	struct holder me; /* the session slot's holder, when slot */
 	bool slot, by_policy;
-	bool reused;       /* s came from the LMTP service's pool */
 	bool s_clean;      /* s is ready and no transaction began on it */
 	uint64_t s_opened; /* when s was opened (store_now()), for the pool */
 	uint64_t admitted; /* the message window's stamp to retime, or 0 */
