@@ -59,6 +59,24 @@ note_add(char *note, size_t size, const char *what, const char *addr)
 	}
 }
 
+/* folded_cleanly - every CR and LF of a field's value is a CRLF that ends
+ * it or folds it (is followed by a space or a tab) */
+static bool
+folded_cleanly(const char *field, size_t from, size_t flen)
+{
+	size_t i;
+
+	for (i = from; i < flen; i++)
+		if (field[i] == '\r' || field[i] == '\n') {
+			if (field[i] == '\n' || i + 1 >= flen || field[i + 1] != '\n')
+				return false;
+			i++;
+			if (i + 1 < flen && field[i + 1] != ' ' && field[i + 1] != '\t')
+				return false;
+		}
+	return true;
+}
+
 /*
  * recipient_field - a To or Cc field (name and raw value with its CRLFs)
  * as it goes to Graph: as written, rewritten to the envelope recipients
@@ -71,7 +89,7 @@ recipient_field(struct sbuf *out, const char *field, size_t flen, size_t colon, 
 	char value[ADDR_HEADER_MAX + 1], name[16], text[ADDR_DISPLAY_MAX * 2 + ADDR_TEXT_MAX + 8];
 	struct addr_err e;
 	size_t i, n = 0, v = 0, kept = 0, at;
-	bool all = true;
+	bool all;
 
 	m3_strlcpy(name, m3_ncasecmp(field, "To", 2) == 0 ? "To" : "Cc", sizeof(name));
 	for (i = colon + 1; i < flen && v < sizeof(value) - 1; i++)
@@ -82,9 +100,18 @@ recipient_field(struct sbuf *out, const char *field, size_t flen, size_t colon, 
 		note_add(note, note_size, name, "field that does not parse: dropped");
 		return;
 	}
-	for (i = 0; i < n; i++)
-		if (!in_set(rs, &mb[i].addr, &at))
+	/* Kept as written only if every address in it is an envelope
+	 * recipient written in its plain form: an obsolete one ("alice
+	 * @contoso.com", a comment inside, a quoted-pair) or a bare CR may not
+	 * parse the same at Graph, whose recipients come from these fields
+	 * alone. */
+	all = folded_cleanly(field, colon + 1, flen);
+	for (i = 0; i < n && all; i++) {
+		char a[ADDR_TEXT_MAX + 1];
+		if (!in_set(rs, &mb[i].addr, &at) || addr_format(&mb[i].addr, a, sizeof(a)) < 0 ||
+		    strcasestr(value, a) == NULL)
 			all = false;
+	}
 	if (all) {
 		for (i = 0; i < n; i++)
 			if (in_set(rs, &mb[i].addr, &at))

@@ -266,6 +266,19 @@ class Graph(unittest.TestCase):
         self.assertNotIn("Bcc:", rec["raw_mime"])
         self.assertNotIn("recipient fields follow the envelope", r.log)
 
+    def test_obsolete_address_rewritten(self):
+        # "Alice @contoso.com" (obsolete syntax, a space before the @) names
+        # alice, but a field kept as written would leave Graph to read it its
+        # own way: it is rewritten to the plain form (found by fuzz_graph).
+        msg = ("From: billing@contoso.com\nTo: Alice @contoso.com\n"
+               "Subject: obsolete\n\nbody\n")
+        r = self.send(["alice@contoso.com"], msg=msg)
+        self.assertEqual(r.status, 0, r)
+        rec = graph_records()[-1]
+        self.assertIn("To: Alice@contoso.com\r\n", rec["raw_mime"])
+        self.assertNotIn("Alice @contoso.com", rec["raw_mime"])
+        self.assertEqual(rec["rcpt_to"], ["alice@contoso.com"])
+
     def test_fifty_deliveries_one_token(self):
         before = graph_token_requests()
         for _ in range(50):
