@@ -236,23 +236,31 @@ diag_free(struct diag *d)
 static void
 check_duplicates(struct build *b, const struct conf_text *t, const char *file)
 {
-	struct strindex *seen = strindex_new(b->conf->arena, t->n_marks, true);
-	size_t i, first;
+	/* Its own arena: nothing of it belongs in the configuration. */
+	struct arena *tmp = arena_new();
+	struct strindex *seen = tmp ? strindex_new(tmp, t->n_marks, true) : NULL;
+	size_t i, first, nl, tl;
 
-	if (seen == NULL)
+	if (seen == NULL) {
+		arena_free(tmp);
 		return;
+	}
 	for (i = 0; i < t->n_marks; i++) {
 		const struct sec_mark *m = &t->marks[i];
-		char key[sizeof(m->name) + sizeof(m->title)];
+		char key[sizeof(m->name) + SEC_TITLE_MAX];
 		struct conf_loc loc = {file, m->line};
-		int n;
 
 		if (m->depth != 0)
 			continue;
 		/* the kind (a keyword), NUL, the title (case folded) */
-		n = snprintf(key, sizeof(key), "%s%c%s", m->name, 0, m->title);
-		if (n < 0 || (size_t)n >= sizeof(key) ||
-		    strindex_put(seen, key, (size_t)n, i, &first) != 1)
+		nl = strlen(m->name);
+		tl = strlen(m->title);
+		if (nl + 1 + tl > sizeof(key))
+			continue;
+		memcpy(key, m->name, nl);
+		key[nl] = '\0';
+		memcpy(key + nl + 1, m->title, tl);
+		if (strindex_put(seen, key, nl + 1 + tl, i, &first) != 1)
 			continue;
 		if (m->has_title)
 			berr(b, loc, "%s \"%s\" is defined twice (first at line %d)", m->name,
@@ -261,6 +269,7 @@ check_duplicates(struct build *b, const struct conf_text *t, const char *file)
 			berr(b, loc, "section %s is given twice (first at line %d)", m->name,
 			     t->marks[first].line);
 	}
+	arena_free(tmp);
 }
 
 static void
@@ -316,6 +325,8 @@ read_file(const char *path, char **data, size_t *len, struct build *b)
 		fclose(fp);
 		return -1;
 	}
+	if (before.st_size > 0 && before.st_size <= MAX_CONF_FILE)
+		prefault(buf, (size_t)before.st_size + 1);
 	n = fread(buf, 1, MAX_CONF_FILE + 1, fp);
 	if (ferror(fp)) {
 		diag_add(b->diag, true, "%s: error: cannot read: %s", path, strerror(errno));
@@ -349,8 +360,11 @@ read_file(const char *path, char **data, size_t *len, struct build *b)
 
 struct parsed {
 	cfg_t *root;    /* the globals, and the untitled sections */
-	cfg_t **pieces; /* the titled sections, in file order */
+	cfg_t **pieces; /* the titled sections conf_fast.c left, in file order */
 	size_t n;
+	struct sec *by_mark; /* libconfuse's titled top-level sections, by mark index */
+	bool *taken;         /* by mark index: a section conf_fast.c reads */
+	struct arena *fast;  /* the one section conf_fast.c has read (build_one) */
 };
 
 static void
@@ -363,27 +377,56 @@ parsed_free(struct parsed *p)
 	for (i = 0; i < p->n; i++)
 		cfg_free(p->pieces[i]);
 	free(p->pieces);
+	free(p->by_mark);
+	free(p->taken);
+	if (p->fast != NULL)
+		arena_free(p->fast);
 	memset(p, 0, sizeof(*p));
 }
 
-static bool
-is_titled_kind(const char *name)
+/* kind_index - a titled kind's index in titled_kinds (conf_text's
+ * sec_mark.kind), -1 for another name */
+static int
+kind_index(const char *name)
 {
-	const char *const *k;
+	int k;
 
-	for (k = titled_kinds; *k != NULL; k++)
-		if (strcmp(*k, name) == 0)
-			return true;
-	return false;
+	for (k = 0; titled_kinds[k] != NULL; k++)
+		if (strcmp(titled_kinds[k], name) == 0)
+			return k;
+	return -1;
 }
 
-/* blank - spaces over buf[from, to), newlines kept */
-static void
-blank(char *buf, size_t from, size_t to)
+/* a titled top-level section, closed */
+static bool
+is_titled_top(const struct sec_mark *m)
 {
-	for (; from < to; from++)
-		if (buf[from] != '\n')
-			buf[from] = ' ';
+	return m->kind >= 0 && m->end > m->start;
+}
+
+const cfg_opt_t *
+conf_schema(const char *kind)
+{
+	const cfg_opt_t *o;
+
+	for (o = main_opts; o->name != NULL; o++)
+		if (o->type == CFGT_SEC && strcmp(o->name, kind) == 0)
+			return o->subopts;
+	return NULL;
+}
+
+/* elide - what libconfuse is not to see, appended at dst + *o: its
+ * newlines (lines stays true), or one space if it has none (a separator
+ * stays one); libconfuse's lexer no longer walks the bytes.  The count
+ * comes from the marks, not from the bytes, which conf_fast.c may have
+ * changed (it terminates the values of the sections it takes in place). */
+static void
+elide(char *dst, size_t *o, int lines)
+{
+	if (lines <= 0)
+		dst[(*o)++] = ' ';
+	for (; lines > 0; lines--)
+		dst[(*o)++] = '\n';
 }
 
 /* parse_text - one piece through libconfuse (line0: lines before it); NULL on error */
@@ -431,8 +474,7 @@ parse_pieces(const char *path, cfg_opt_t *opts, const struct conf_text *t, struc
 	if (top == NULL)
 		return -1;
 	for (i = 0; i < t->n_marks; i++)
-		if (t->marks[i].depth == 0 && t->marks[i].end > t->marks[i].start &&
-		    is_titled_kind(t->marks[i].name))
+		if (is_titled_top(&t->marks[i]) && !p->taken[i])
 			top[n++] = &t->marks[i];
 	p->pieces = calloc(n / CHUNK + 1, sizeof(*p->pieces));
 	for (i = 0; p->pieces != NULL && i < n && rc == 0; i = j) {
@@ -440,16 +482,18 @@ parse_pieces(const char *path, cfg_opt_t *opts, const struct conf_text *t, struc
 		char *text;
 
 		j = i + CHUNK < n ? i + CHUNK : n;
-		len = top[j - 1]->end - from;
-		text = malloc(len + 1);
+		text = malloc(top[j - 1]->end - from + CHUNK + 1); /* a space per gap */
 		if (text == NULL) {
 			rc = -1;
 			break;
 		}
-		memcpy(text, t->buf + from, len);
+		for (k = i, len = 0; k < j; k++) {
+			if (k > i) /* what lies between them is in the root */
+				elide(text, &len, top[k]->line - top[k - 1]->end_line);
+			memcpy(text + len, t->buf + top[k]->start, top[k]->end - top[k]->start);
+			len += top[k]->end - top[k]->start;
+		}
 		text[len] = '\0';
-		for (k = i; k + 1 < j; k++) /* what lies between them is in the root */
-			blank(text, top[k]->end - from, top[k + 1]->start - from);
 		p->pieces[p->n] = parse_text(path, opts, text, len, top[i]->line - 1);
 		free(text);
 		if (p->pieces[p->n] == NULL)
@@ -461,13 +505,74 @@ parse_pieces(const char *path, cfg_opt_t *opts, const struct conf_text *t, struc
 	return p->pieces == NULL ? -1 : rc;
 }
 
+/*
+ * take_fast - which titled top-level sections conf_fast.c takes: only
+ * looked at here; each is read as it is built (build_one), into one
+ * scratch arena used again for the next, so what the fast reader holds is
+ * one section, not a copy of the file's values (10,000 mailboxes: some
+ * 6 MB less memory to fault in, which is most of a load's cost).
+ */
+static int
+take_fast(const char *path, const struct conf_text *t, struct parsed *p)
+{
+	size_t i;
+
+	p->by_mark = calloc(t->n_marks ? t->n_marks : 1, sizeof(*p->by_mark));
+	p->taken = calloc(t->n_marks ? t->n_marks : 1, sizeof(*p->taken));
+	p->fast = arena_new();
+	if (p->by_mark == NULL || p->taken == NULL || p->fast == NULL)
+		return -1;
+	for (i = 0; i < t->n_marks; i++) {
+		const struct sec_mark *m = &t->marks[i];
+		struct fast_sec *fs;
+		p->taken[i] = is_titled_top(m) &&
+		              fast_read(t->buf + m->start, m->end - m->start, m->line, m->name,
+		                        conf_schema(m->name), path, NULL, &fs) == 1;
+	}
+	return 0;
+}
+
+/* pair_pieces - each section libconfuse read with its mark, in file order;
+ * -1 (reported) if the two readings of the file disagree */
+static int
+pair_pieces(struct build *b, const char *path, const struct conf_text *t, struct parsed *p)
+{
+	const char *const *k;
+	size_t i;
+
+	for (k = titled_kinds; *k != NULL; k++) {
+		size_t piece = 0, j = 0, marks = 0, read = 0;
+		for (i = 0; i < p->n; i++)
+			read += cfg_size(p->pieces[i], *k);
+		for (i = 0; i < t->n_marks; i++) {
+			const struct sec_mark *m = &t->marks[i];
+			if (!is_titled_top(m) || p->taken[i] || m->kind != (int)(k - titled_kinds))
+				continue;
+			marks++;
+			while (piece < p->n && j >= cfg_size(p->pieces[piece], *k))
+				piece++, j = 0;
+			if (piece < p->n)
+				p->by_mark[i].cfg =
+				    cfg_getnsec(p->pieces[piece], *k, (unsigned)j++);
+		}
+		if (marks != read) {
+			diag_add(b->diag, true,
+			         "%s: error: %zu %s sections found, but libconfuse read %zu; "
+			         "please report this file",
+			         path, marks, *k, read);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* parse_one - comments out, then libconfuse, in pieces; -1 on a syntax error */
 static int
 parse_one(struct build *b, const char *path, cfg_opt_t *opts, struct conf_text *text,
           struct parsed *p)
 {
 	char *data, *rest;
-	size_t len, i;
+	size_t len, i, at, n;
 	int rc;
 
 	memset(p, 0, sizeof(*p));
@@ -478,21 +583,26 @@ parse_one(struct build *b, const char *path, cfg_opt_t *opts, struct conf_text *
 		free(data);
 		return -1;
 	}
-	rc = conf_text_prepare(data, len, titled_kinds, text);
-	free(data);
+	rc = conf_text_adopt(data, len, titled_kinds, text);
 	if (rc < 0)
 		return -1;
 	rest = malloc(text->len + 1);
 	if (rest == NULL)
 		return -1;
-	memcpy(rest, text->buf, text->len + 1);
-	for (i = 0; i < text->n_marks; i++) {
+	for (i = 0, at = 0, n = 0; i < text->n_marks; i++) {
 		const struct sec_mark *m = &text->marks[i];
-		if (m->depth == 0 && m->end > m->start && is_titled_kind(m->name))
-			blank(rest, m->start, m->end);
+		if (!is_titled_top(m))
+			continue;
+		memcpy(rest + n, text->buf + at, m->start - at);
+		n += m->start - at;
+		elide(rest, &n, m->end_line - m->line);
+		at = m->end;
 	}
+	memcpy(rest + n, text->buf + at, text->len - at);
+	n += text->len - at;
+	rest[n] = '\0';
 	/* An unclosed section stays in the root, whose errors come first. */
-	p->root = parse_text(path, opts, rest, text->len, 0);
+	p->root = parse_text(path, opts, rest, n, 0);
 	free(rest);
 	if (p->root != NULL && text->open_depth > 0) {
 		/* libconfuse 3.3 takes the end of the file as closing braces. */
@@ -503,44 +613,25 @@ parse_one(struct build *b, const char *path, cfg_opt_t *opts, struct conf_text *
 		parsed_free(p);
 		return -1;
 	}
-	if (p->root == NULL || parse_pieces(path, opts, text, p) < 0) {
+	if (p->root == NULL || take_fast(path, text, p) < 0 ||
+	    parse_pieces(path, opts, text, p) < 0 || pair_pieces(b, path, text, p) < 0) {
 		parsed_free(p);
 		return -1;
 	}
 	return 0;
 }
 
-/* in_pieces - how many sections of a kind the pieces hold */
+/* count_marks - how many titled top-level sections of a kind a file holds */
 static size_t
-in_pieces(const struct parsed *p, const char *kind)
+count_marks(const struct conf_text *t, const char *name)
 {
+	int kind = kind_index(name);
 	size_t i, n = 0;
 
-	for (i = 0; i < p->n; i++)
-		n += cfg_size(p->pieces[i], kind);
+	for (i = 0; i < t->n_marks; i++)
+		if (is_titled_top(&t->marks[i]) && t->marks[i].kind == kind)
+			n++;
 	return n;
-}
-
-/* marks_of - the marks of the sections libconfuse returned, in order; NULL
- * (reported) if the two readings of the file disagree */
-static const struct sec_mark **
-marks_of(struct build *b, const struct conf_text *text, const char *file, const char *kind,
-         size_t count)
-{
-	const struct sec_mark **m;
-	size_t n = conf_text_top(text, kind, &m);
-
-	if (n == (size_t)-1)
-		return NULL;
-	if (n != count) {
-		diag_add(b->diag, true,
-		         "%s: error: %zu %s sections found, but libconfuse read %zu; "
-		         "please report this file",
-		         file, n, kind, count);
-		free(m);
-		return NULL;
-	}
-	return m;
 }
 
 /* named - the mark names its section, else the error (the section is skipped) */
@@ -553,34 +644,58 @@ named(struct build *b, const struct sec_mark *m, const char *file)
 		berr(b, loc, "%s needs a name: %s \"NAME\" { ... }", m->name, m->name);
 	else if (m->title_long)
 		berr(b, loc, "%s \"%.40s...\": the name is longer than %zu characters", m->name,
-		     m->title, sizeof(m->title) - 2);
+		     m->title, (size_t)SEC_TITLE_MAX - 2);
 	else
 		return true;
 	return false;
 }
 
+/* build_one - the section of mark i as the builders read it: libconfuse's,
+ * or read now by conf_fast.c (in place of the one before it) */
+static bool
+build_one(struct build *b, struct parsed *p, const struct conf_text *t, size_t i, const char *file,
+          struct sec *s)
+{
+	const struct sec_mark *m = &t->marks[i];
+	struct fast_sec *fs;
+
+	*s = p->by_mark[i];
+	if (!p->taken[i])
+		return s->cfg != NULL;
+	arena_reset(p->fast);
+	if (fast_read(t->buf + m->start, m->end - m->start, m->line, m->name, conf_schema(m->name),
+	              file, p->fast, &fs) != 1) {
+		berr(b, (struct conf_loc){file, m->line},
+		     "%s: read differently the second time; please report this file", m->name);
+		return false;
+	}
+	s->fast = fs;
+	return true;
+}
+
 /* BUILD_FROM - build every section of a kind that one file holds, appended to arr */
-#define BUILD_FROM(p, text, file, kind, arr, count, fn)                                            \
+#define BUILD_FROM(p, text, file, kname, arr, count, fn)                                           \
 	do {                                                                                       \
-		size_t cnt_ = in_pieces(p, kind), i_ = 0, k_, j_;                                  \
-		const struct sec_mark **m_ = marks_of(&b, text, file, kind, cnt_);                 \
-		for (k_ = 0; m_ != NULL && k_ < (p)->n && c->arr != NULL; k_++)                    \
-			for (j_ = 0; j_ < cfg_size((p)->pieces[k_], kind); j_++, i_++) {           \
-				if (!named(&b, m_[i_], file))                                      \
-					continue;                                                  \
-				b.at = m_[i_];                                                     \
-				b.at_file = file;                                                  \
-				fn(&b, cfg_getnsec((p)->pieces[k_], kind, (unsigned)j_),           \
-				   &c->arr[c->count++]);                                           \
-			}                                                                          \
+		size_t i_;                                                                         \
+		int k_ = kind_index(kname);                                                        \
+		for (i_ = 0; (p)->by_mark != NULL && c->arr != NULL && i_ < (text)->n_marks;       \
+		     i_++) {                                                                       \
+			const struct sec_mark *m_ = &(text)->marks[i_];                            \
+			struct sec s_;                                                             \
+			if (!is_titled_top(m_) || m_->kind != k_ || !named(&b, m_, file) ||        \
+			    !build_one(&b, (p), (text), i_, file, &s_))                            \
+				continue;                                                          \
+			b.at = m_;                                                                 \
+			b.at_file = file;                                                          \
+			fn(&b, &s_, &c->arr[c->count++]);                                          \
+		}                                                                                  \
 		b.at = NULL;                                                                       \
 		b.at_file = NULL;                                                                  \
-		free(m_);                                                                          \
 	} while (0)
 
 #define BUILD_ALL(kind, arr, count, fn)                                                            \
 	do {                                                                                       \
-		size_t all_ = in_pieces(&main_p, kind);                                            \
+		size_t all_ = count_marks(&b.main_text, kind);                                     \
 		c->arr = all_ ? arena_alloc(c->arena, all_ * sizeof(*c->arr)) : NULL;              \
 		BUILD_FROM(&main_p, &b.main_text, b.main_file, kind, arr, count, fn);              \
 	} while (0)
@@ -598,7 +713,8 @@ conf_load_flags(const char *path, struct diag *diag, unsigned flags)
 	struct conf *c;
 	struct arena *arena;
 	struct parsed main_p = {0}, dom_p = {0};
-	cfg_t *root = NULL;
+	struct sec root_sec = {NULL, NULL};
+	const struct sec *root = NULL;
 	const struct locstr *df;
 	char *slash;
 	size_t n_dom, text_len;
@@ -631,7 +747,8 @@ conf_load_flags(const char *path, struct diag *diag, unsigned flags)
 
 	if (parse_one(&b, path, main_opts, &b.main_text, &main_p) < 0)
 		goto out;
-	root = main_p.root;
+	root_sec.cfg = main_p.root;
+	root = &root_sec;
 	df = get(root, "domain_file");
 	if (df != NULL) {
 		c->domain_file = get_path(&b, root, "domain_file", NULL);
@@ -655,7 +772,7 @@ conf_load_flags(const char *path, struct diag *diag, unsigned flags)
 	BUILD_ALL("mailbox", mailboxes, n_mailboxes, build_mailbox);
 	index_mailboxes(&b);
 
-	n_dom = in_pieces(&main_p, "domain") + in_pieces(&dom_p, "domain");
+	n_dom = count_marks(&b.main_text, "domain") + count_marks(&b.domain_text, "domain");
 	c->domains = n_dom ? arena_alloc(arena, n_dom * sizeof(*c->domains)) : NULL;
 	BUILD_FROM(&main_p, &b.main_text, b.main_file, "domain", domains, n_domains, build_domain);
 	if (dom_p.root != NULL)

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "conf_fast.h"
 #include "conf_text.h"
 
 /* Defaults (Exchange Online's published limits; m365relay.conf(5)). */
@@ -79,12 +80,6 @@
 #define MAX_RCPT_PER_MESSAGE 1000  /* Exchange Online's customizable maximum */
 #define MAX_CONF_FILE        (16 * 1024 * 1024)
 
-struct locstr {
-	char *s;
-	const char *file;
-	int line;
-};
-
 /* The build context ----------------------------------------------------------- */
 
 struct build {
@@ -138,40 +133,41 @@ void berr(struct build *b, struct conf_loc loc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void bwarn(struct build *b, struct conf_loc loc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-struct conf_loc sec_loc(struct build *b, cfg_t *sec);
+struct conf_loc sec_loc(struct build *b, const struct sec *sec);
 /* sec_title - the name of the section being built (b->at), in the arena */
 const char *sec_title(struct build *b);
-const struct locstr *get(cfg_t *sec, const char *name);
+const struct locstr *get(const struct sec *sec, const char *name);
 struct conf_loc vloc(struct build *b, const struct locstr *ls);
-const char *get_str(struct build *b, cfg_t *sec, const char *name, const char *def);
-int get_uint(struct build *b, cfg_t *sec, const char *name, unsigned long def, unsigned long min,
-             unsigned long max, unsigned long *out);
-int get_bool(struct build *b, cfg_t *sec, const char *name, bool def, bool *out);
-int get_enum(struct build *b, cfg_t *sec, const char *name, const struct enum_name *names, int def,
-             int *out);
-const char *get_path(struct build *b, cfg_t *sec, const char *name, struct conf_loc *loc);
+const char *get_str(struct build *b, const struct sec *sec, const char *name, const char *def);
+int get_uint(struct build *b, const struct sec *sec, const char *name, unsigned long def,
+             unsigned long min, unsigned long max, unsigned long *out);
+int get_bool(struct build *b, const struct sec *sec, const char *name, bool def, bool *out);
+int get_enum(struct build *b, const struct sec *sec, const char *name,
+             const struct enum_name *names, int def, int *out);
+const char *get_path(struct build *b, const struct sec *sec, const char *name,
+                     struct conf_loc *loc);
 void check_file(struct build *b, struct conf_loc loc, const char *opt, const char *path,
                 bool secret);
-const char **get_list(struct build *b, cfg_t *sec, const char *name, size_t *n,
+const char **get_list(struct build *b, const struct sec *sec, const char *name, size_t *n,
                       int (*check)(struct build *, const struct locstr *, const char *));
 int check_addr_pattern(struct build *b, const struct locstr *ls, const char *name);
 int check_domain_pattern(struct build *b, const struct locstr *ls, const char *name);
 int parse_addr_value(struct build *b, struct conf_loc loc, const char *what, const char *s,
                      struct addr *a);
-const struct tenant *ref_tenant(struct build *b, cfg_t *sec, struct conf_loc loc);
-int get_limit(struct build *b, cfg_t *sec, const char *name, struct limit def,
+const struct tenant *ref_tenant(struct build *b, const struct sec *sec, struct conf_loc loc);
+int get_limit(struct build *b, const struct sec *sec, const char *name, struct limit def,
               unsigned long max_count, unsigned long max_window, struct limit *out);
 
 /* conf_sections.c: one builder per section */
-void load_route_keys(struct build *b, cfg_t *root, struct conf *c);
-void build_globals(struct build *b, cfg_t *root);
-void build_store(struct build *b, cfg_t *root);
-void build_transport(struct build *b, cfg_t *root);
-void build_tenant(struct build *b, cfg_t *sec, struct tenant *t);
-void build_app(struct build *b, cfg_t *sec, struct app *a);
-void build_connector(struct build *b, cfg_t *sec, struct connector *k);
-void build_mailbox(struct build *b, cfg_t *sec, struct mailbox_conf *m);
-void build_domain(struct build *b, cfg_t *sec, struct domain_policy *d);
-void build_submitter(struct build *b, cfg_t *sec, struct submitter *s);
+void load_route_keys(struct build *b, const struct sec *root, struct conf *c);
+void build_globals(struct build *b, const struct sec *root);
+void build_store(struct build *b, const struct sec *root);
+void build_transport(struct build *b, const struct sec *root);
+void build_tenant(struct build *b, const struct sec *sec, struct tenant *t);
+void build_app(struct build *b, const struct sec *sec, struct app *a);
+void build_connector(struct build *b, const struct sec *sec, struct connector *k);
+void build_mailbox(struct build *b, const struct sec *sec, struct mailbox_conf *m);
+void build_domain(struct build *b, const struct sec *sec, struct domain_policy *d);
+void build_submitter(struct build *b, const struct sec *sec, struct submitter *s);
 
 #endif

@@ -57,12 +57,14 @@ bwarn(struct build *b, struct conf_loc loc, const char *fmt, ...)
 
 /* Where the section being built opens. */
 struct conf_loc
-sec_loc(struct build *b, cfg_t *sec)
+sec_loc(struct build *b, const struct sec *sec)
 {
 	struct conf_loc loc;
 
 	loc.file = b->at_file != NULL ? b->at_file : b->main_file;
-	loc.line = b->at != NULL ? b->at->line : sec->line;
+	loc.line = b->at != NULL                     ? b->at->line
+	           : sec != NULL && sec->cfg != NULL ? sec->cfg->line
+	                                             : 0;
 	return loc;
 }
 
@@ -73,9 +75,9 @@ sec_title(struct build *b)
 }
 
 const struct locstr *
-get(cfg_t *sec, const char *name)
+get(const struct sec *sec, const char *name)
 {
-	return cfg_size(sec, name) > 0 ? cfg_getptr(sec, name) : NULL;
+	return sec_value(sec, name, 0);
 }
 
 struct conf_loc
@@ -86,15 +88,15 @@ vloc(struct build *b, const struct locstr *ls)
 }
 
 const char *
-get_str(struct build *b, cfg_t *sec, const char *name, const char *def)
+get_str(struct build *b, const struct sec *sec, const char *name, const char *def)
 {
 	const struct locstr *ls = get(sec, name);
 	return arena_strdup(b->conf->arena, ls ? ls->s : def);
 }
 
 int
-get_uint(struct build *b, cfg_t *sec, const char *name, unsigned long def, unsigned long min,
-         unsigned long max, unsigned long *out)
+get_uint(struct build *b, const struct sec *sec, const char *name, unsigned long def,
+         unsigned long min, unsigned long max, unsigned long *out)
 {
 	const struct locstr *ls = get(sec, name);
 	char *end;
@@ -118,7 +120,7 @@ get_uint(struct build *b, cfg_t *sec, const char *name, unsigned long def, unsig
 }
 
 int
-get_bool(struct build *b, cfg_t *sec, const char *name, bool def, bool *out)
+get_bool(struct build *b, const struct sec *sec, const char *name, bool def, bool *out)
 {
 	static const char *yes[] = {"true", "yes", "on"};
 	static const char *no[] = {"false", "no", "off"};
@@ -143,8 +145,8 @@ get_bool(struct build *b, cfg_t *sec, const char *name, bool def, bool *out)
 }
 
 int
-get_enum(struct build *b, cfg_t *sec, const char *name, const struct enum_name *names, int def,
-         int *out)
+get_enum(struct build *b, const struct sec *sec, const char *name, const struct enum_name *names,
+         int def, int *out)
 {
 	const struct locstr *ls = get(sec, name);
 	char choices[256] = "";
@@ -168,7 +170,7 @@ get_enum(struct build *b, cfg_t *sec, const char *name, const struct enum_name *
 
 /* get_path - a file name; a relative one starts at the main file's directory */
 const char *
-get_path(struct build *b, cfg_t *sec, const char *name, struct conf_loc *loc)
+get_path(struct build *b, const struct sec *sec, const char *name, struct conf_loc *loc)
 {
 	const struct locstr *ls = get(sec, name);
 	char *p;
@@ -216,10 +218,10 @@ check_file(struct build *b, struct conf_loc loc, const char *opt, const char *pa
 
 /* A list of strings, each checked by fn (which reports), copied to the arena. */
 const char **
-get_list(struct build *b, cfg_t *sec, const char *name, size_t *n,
+get_list(struct build *b, const struct sec *sec, const char *name, size_t *n,
          int (*check)(struct build *, const struct locstr *, const char *))
 {
-	size_t i, count = cfg_size(sec, name);
+	size_t i, count = sec_size(sec, name);
 	const char **out;
 
 	*n = 0;
@@ -229,7 +231,7 @@ get_list(struct build *b, cfg_t *sec, const char *name, size_t *n,
 	if (out == NULL)
 		return NULL;
 	for (i = 0; i < count; i++) {
-		const struct locstr *ls = cfg_getnptr(sec, name, (unsigned)i);
+		const struct locstr *ls = sec_value(sec, name, (unsigned)i);
 		if (check != NULL && check(b, ls, name) < 0)
 			continue;
 		out[(*n)++] = arena_strdup(b->conf->arena, ls->s);
@@ -277,7 +279,7 @@ parse_addr_value(struct build *b, struct conf_loc loc, const char *what, const c
 
 /* A reference to a tenant: named, or implied when there is only one. */
 const struct tenant *
-ref_tenant(struct build *b, cfg_t *sec, struct conf_loc loc)
+ref_tenant(struct build *b, const struct sec *sec, struct conf_loc loc)
 {
 	const struct locstr *ls = get(sec, "tenant");
 	const struct tenant *t;
@@ -353,8 +355,8 @@ limit_format(const struct limit *l, char *buf, size_t size)
 }
 
 int
-get_limit(struct build *b, cfg_t *sec, const char *name, struct limit def, unsigned long max_count,
-          unsigned long max_window, struct limit *out)
+get_limit(struct build *b, const struct sec *sec, const char *name, struct limit def,
+          unsigned long max_count, unsigned long max_window, struct limit *out)
 {
 	const struct locstr *ls = get(sec, name);
 	const char *err;

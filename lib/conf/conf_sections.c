@@ -28,7 +28,7 @@
  * user's (a root-owned 0600 key would work at start and fail the reload).
  */
 void
-load_route_keys(struct build *b, cfg_t *root, struct conf *c)
+load_route_keys(struct build *b, const struct sec *root, struct conf *c)
 {
 	struct conf_loc loc = {b->main_file, 0};
 	struct routekey_err rk;
@@ -145,10 +145,12 @@ mode_name(enum mode mode)
 /* Sections ---------------------------------------------------------------------- */
 
 void
-build_globals(struct build *b, cfg_t *root)
+build_globals(struct build *b, const struct sec *root)
 {
 	struct conf *c = b->conf;
-	cfg_t *m = cfg_size(root, "milter") ? cfg_getsec(root, "milter") : NULL;
+	struct sec sub = {cfg_size(root->cfg, "milter") ? cfg_getsec(root->cfg, "milter") : NULL,
+	                  NULL};
+	const struct sec *m = sub.cfg != NULL ? &sub : NULL;
 	unsigned long timeout = DEF_MILTER_TIMEOUT;
 	int v = FAIL_TEMPFAIL;
 	const struct locstr *ls;
@@ -208,10 +210,12 @@ build_globals(struct build *b, cfg_t *root)
 }
 
 void
-build_store(struct build *b, cfg_t *root)
+build_store(struct build *b, const struct sec *root)
 {
 	struct store_conf *st = &b->conf->store;
-	cfg_t *sec = cfg_size(root, "store") ? cfg_getsec(root, "store") : NULL;
+	struct sec sub = {cfg_size(root->cfg, "store") ? cfg_getsec(root->cfg, "store") : NULL,
+	                  NULL};
+	const struct sec *sec = sub.cfg != NULL ? &sub : NULL;
 	struct conf_loc floc;
 	unsigned long v;
 	int e = STORE_BACKEND_LMDB;
@@ -267,7 +271,7 @@ build_store(struct build *b, cfg_t *root)
 
 /* A timeout in seconds: 1 s to an hour. */
 static int
-get_timeout(struct build *b, cfg_t *sec, const char *name, int def)
+get_timeout(struct build *b, const struct sec *sec, const char *name, int def)
 {
 	unsigned long v;
 
@@ -277,10 +281,12 @@ get_timeout(struct build *b, cfg_t *sec, const char *name, int def)
 
 /* After the submitters: local_submitter refers to one. */
 void
-build_transport(struct build *b, cfg_t *root)
+build_transport(struct build *b, const struct sec *root)
 {
 	struct transport_conf *t = &b->conf->transport;
-	cfg_t *sec = cfg_size(root, "transport") ? cfg_getsec(root, "transport") : NULL;
+	struct sec sub = {
+	    cfg_size(root->cfg, "transport") ? cfg_getsec(root->cfg, "transport") : NULL, NULL};
+	const struct sec *sec = sub.cfg != NULL ? &sub : NULL;
 	const struct locstr *ls;
 	struct conf_loc floc;
 	unsigned long v;
@@ -371,7 +377,7 @@ need_name(struct build *b, const struct locstr *ls, const char *opt, const char 
 
 /* get_endpoint - PREFIX_host (a DNS name, not an address) and PREFIX_port */
 static void
-get_endpoint(struct build *b, cfg_t *sec, const char *prefix, const char *def_host,
+get_endpoint(struct build *b, const struct sec *sec, const char *prefix, const char *def_host,
              unsigned long def_port, const char **host, unsigned *port)
 {
 	char hname[32], pname[32];
@@ -404,7 +410,7 @@ static const struct {
 };
 
 static void
-build_graph_endpoint(struct build *b, cfg_t *sec, struct tenant *t)
+build_graph_endpoint(struct build *b, const struct sec *sec, struct tenant *t)
 {
 	const struct locstr *ls = get(sec, "graph_endpoint");
 	char *scope;
@@ -447,7 +453,7 @@ build_graph_endpoint(struct build *b, cfg_t *sec, struct tenant *t)
 }
 
 void
-build_tenant(struct build *b, cfg_t *sec, struct tenant *t)
+build_tenant(struct build *b, const struct sec *sec, struct tenant *t)
 {
 	unsigned long port;
 	const struct locstr *ls;
@@ -456,7 +462,7 @@ build_tenant(struct build *b, cfg_t *sec, struct tenant *t)
 	t->name = sec_title(b);
 	t->loc = sec_loc(b, sec);
 	t->accepted = get_list(b, sec, "accepted_domains", &t->n_accepted, check_domain_pattern);
-	if (cfg_size(sec, "accepted_domains") == 0)
+	if (sec_size(sec, "accepted_domains") == 0)
 		berr(b, t->loc,
 		     "tenant \"%s\": accepted_domains is missing (the domains "
 		     "verified in Microsoft 365)",
@@ -507,7 +513,7 @@ build_tenant(struct build *b, cfg_t *sec, struct tenant *t)
 }
 
 void
-build_app(struct build *b, cfg_t *sec, struct app *a)
+build_app(struct build *b, const struct sec *sec, struct app *a)
 {
 	struct conf_loc floc;
 	int v = ASSERTION_PS256;
@@ -544,7 +550,7 @@ build_app(struct build *b, cfg_t *sec, struct app *a)
 }
 
 void
-build_connector(struct build *b, cfg_t *sec, struct connector *k)
+build_connector(struct build *b, const struct sec *sec, struct connector *k)
 {
 	struct conf_loc floc;
 	int v = CONNECTOR_CERTIFICATE;
@@ -579,7 +585,7 @@ build_connector(struct build *b, cfg_t *sec, struct connector *k)
 }
 
 void
-build_mailbox(struct build *b, cfg_t *sec, struct mailbox_conf *m)
+build_mailbox(struct build *b, const struct sec *sec, struct mailbox_conf *m)
 {
 	const struct limit def_msg = DEF_MESSAGES, def_rcpt = DEF_RECIPIENTS;
 	const struct limit hve_msg = DEF_HVE_MESSAGES, hve_rcpt = DEF_HVE_RECIPIENTS;
@@ -674,7 +680,7 @@ mailbox_may_send_as(const struct mailbox_conf *m, const struct addr *a)
 }
 
 void
-build_domain(struct build *b, cfg_t *sec, struct domain_policy *d)
+build_domain(struct build *b, const struct sec *sec, struct domain_policy *d)
 {
 	const struct locstr *ls;
 	struct addr_err e;
@@ -774,7 +780,7 @@ check_cidr_item(struct build *b, const struct locstr *ls, const char *name)
 }
 
 void
-build_submitter(struct build *b, cfg_t *sec, struct submitter *s)
+build_submitter(struct build *b, const struct sec *sec, struct submitter *s)
 {
 	const struct locstr *ls;
 	const char **cl;
@@ -791,8 +797,8 @@ build_submitter(struct build *b, cfg_t *sec, struct submitter *s)
 	}
 	s->sasl_logins = get_list(b, sec, "sasl_logins", &s->n_sasl_logins, NULL);
 	s->cert_subjects = get_list(b, sec, "cert_subjects", &s->n_cert_subjects, NULL);
-	if (cfg_size(sec, "clients") + cfg_size(sec, "sasl_logins") +
-	        cfg_size(sec, "cert_subjects") ==
+	if (sec_size(sec, "clients") + sec_size(sec, "sasl_logins") +
+	        sec_size(sec, "cert_subjects") ==
 	    0)
 		berr(b, s->loc,
 		     "submitter \"%s\": give clients, sasl_logins or "
@@ -801,7 +807,7 @@ build_submitter(struct build *b, cfg_t *sec, struct submitter *s)
 	s->envelope_senders =
 	    get_list(b, sec, "envelope_senders", &s->n_envelope_senders, check_addr_pattern);
 	s->send_as = get_list(b, sec, "send_as", &s->n_send_as, check_addr_pattern);
-	if (cfg_size(sec, "envelope_senders") == 0) {
+	if (sec_size(sec, "envelope_senders") == 0) {
 		s->envelope_senders = s->send_as;
 		s->n_envelope_senders = s->n_send_as;
 	}

@@ -57,7 +57,9 @@ add_mark(struct conf_text *t, const char *name, const char *title, bool title_lo
 	m = &t->marks[t->n_marks++];
 	memset(m, 0, sizeof(*m));
 	m3_strlcpy(m->name, name, sizeof(m->name));
-	m3_strlcpy(m->title, title ? title : "", sizeof(m->title));
+	m->title = "";
+	if (title != NULL && (m->title = arena_strdup(t->titles, title)) == NULL)
+		return -1;
 	m->has_title = title != NULL;
 	m->title_long = title != NULL && title_long;
 	m->line = line;
@@ -157,7 +159,7 @@ token(struct lex *lx, char *tok, size_t size)
 /* Where the section grammar is. */
 struct parse {
 	enum state st;
-	char name[64], title[sizeof(((struct sec_mark *)0)->title)];
+	char name[64], title[SEC_TITLE_MAX];
 	int name_line, depth;
 	size_t stack[16], stack_n;     /* marks of the open sections */
 	size_t title_start, title_end; /* the title's bytes in the text */
@@ -170,15 +172,16 @@ struct span {
 	size_t start, end;
 };
 
-static bool
-is_titled(const struct parse *ps)
+/* titled_kind - the section opening is of a titled kind: its index, else -1 */
+static int
+titled_kind(const struct parse *ps)
 {
-	const char *const *k;
+	int k;
 
-	for (k = ps->titled; ps->depth == 0 && k != NULL && *k != NULL; k++)
-		if (strcmp(*k, ps->name) == 0)
-			return true;
-	return false;
+	for (k = 0; ps->depth == 0 && ps->titled != NULL && ps->titled[k] != NULL; k++)
+		if (strcmp(ps->titled[k], ps->name) == 0)
+			return k;
+	return -1;
 }
 
 /* open_section - a section opens: its mark, and it is on the stack */
@@ -186,8 +189,9 @@ static int
 open_section(struct conf_text *t, struct parse *ps, const char *title)
 {
 	bool title_long = title != NULL && strlen(title) >= sizeof(ps->title) - 1;
+	int kind = titled_kind(ps);
 
-	if (title != NULL && is_titled(ps)) {
+	if (title != NULL && kind >= 0) {
 		size_t i;
 		for (i = ps->title_start; i < ps->title_end; i++)
 			if (t->buf[i] != '\n')
@@ -196,6 +200,7 @@ open_section(struct conf_text *t, struct parse *ps, const char *title)
 	if (add_mark(t, ps->name, title, title_long, ps->name_line, ps->depth) < 0)
 		return -1;
 	t->marks[t->n_marks - 1].start = ps->name_start;
+	t->marks[t->n_marks - 1].kind = kind;
 	if (ps->stack_n < NELEM(ps->stack))
 		ps->stack[ps->stack_n++] = t->n_marks - 1;
 	ps->depth++;
@@ -216,8 +221,10 @@ step(struct conf_text *t, struct parse *ps, enum tok tok, const char *text, int 
 			ps->st = S_AFTER;
 		} else if (tok == T_CLOSE && ps->depth > 0) {
 			ps->depth--;
-			if (ps->stack_n > 0 && ps->stack_n == (size_t)ps->depth + 1)
+			if (ps->stack_n > 0 && ps->stack_n == (size_t)ps->depth + 1) {
 				t->marks[ps->stack[ps->stack_n - 1]].end = at.end;
+				t->marks[ps->stack[ps->stack_n - 1]].end_line = line;
+			}
 			ps->stack_n = ps->stack_n > 0 ? ps->stack_n - 1 : 0;
 		}
 		return 0;
@@ -253,6 +260,19 @@ step(struct conf_text *t, struct parse *ps, enum tok tok, const char *text, int 
 int
 conf_text_prepare(const char *data, size_t len, const char *const *titled, struct conf_text *t)
 {
+	char *buf = malloc(len + 1);
+
+	if (buf == NULL) {
+		memset(t, 0, sizeof(*t));
+		return -1;
+	}
+	memcpy(buf, data, len);
+	return conf_text_adopt(buf, len, titled, t);
+}
+
+int
+conf_text_adopt(char *buf, size_t len, const char *const *titled, struct conf_text *t)
+{
 	struct parse ps;
 	struct lex lx;
 	char tok[sizeof(ps.title)];
@@ -261,10 +281,10 @@ conf_text_prepare(const char *data, size_t len, const char *const *titled, struc
 	memset(&ps, 0, sizeof(ps));
 	ps.st = S_NAME;
 	ps.titled = titled;
-	t->buf = malloc(len + 1);
-	if (t->buf == NULL)
+	t->buf = buf;
+	t->titles = arena_new();
+	if (t->titles == NULL)
 		return -1;
-	memcpy(t->buf, data, len);
 	t->buf[len] = '\0';
 	t->len = len;
 	lx.b = t->buf;
@@ -296,6 +316,8 @@ conf_text_free(struct conf_text *t)
 {
 	free(t->buf);
 	free(t->marks);
+	if (t->titles != NULL)
+		arena_free(t->titles);
 	memset(t, 0, sizeof(*t));
 }
 

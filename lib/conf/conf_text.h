@@ -11,13 +11,18 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* The longest title kept (longer ones are reported, title_long). */
+#define SEC_TITLE_MAX 330
+
 struct sec_mark {
-	char name[32];   /* "mailbox" */
-	char title[330]; /* "scanner@contoso.com" (unescaped) */
+	char name[32];     /* "mailbox" */
+	const char *title; /* "scanner@contoso.com" (unescaped); "" if none */
 	bool has_title;
 	bool title_long;   /* longer than title can hold (a name too long) */
 	int line;          /* line of the section's name */
+	int end_line;      /* line of its closing brace */
 	int depth;         /* 0 for top-level sections */
+	int kind;          /* a top-level one's index in titled, else -1 */
 	size_t start, end; /* its bytes: the name up to the closing brace (end 0: open) */
 };
 
@@ -26,8 +31,9 @@ struct conf_text {
 	size_t len;
 	struct sec_mark *marks;
 	size_t n_marks, cap_marks;
-	int open_depth; /* sections still open at the end (0 if well formed) */
-	int open_line;  /* where the innermost of them opened */
+	struct arena *titles; /* where the marks' titles are */
+	int open_depth;       /* sections still open at the end (0 if well formed) */
+	int open_line;        /* where the innermost of them opened */
 	char open_name[32];
 };
 
@@ -35,6 +41,9 @@ struct conf_text {
  * the titles of top-level sections named in titled (NULL-terminated, may be
  * NULL) are blanked too, so that libconfuse reads them as untitled */
 int conf_text_prepare(const char *data, size_t len, const char *const *titled, struct conf_text *t);
+/* conf_text_adopt - the same on buf itself (len bytes, room for one more),
+ * which t owns from now on, whatever the outcome */
+int conf_text_adopt(char *buf, size_t len, const char *const *titled, struct conf_text *t);
 /* conf_text_free - release */
 void conf_text_free(struct conf_text *t);
 /* conf_text_top - the top-level sections named name, in order, into *out

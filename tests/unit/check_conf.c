@@ -8,11 +8,14 @@
 #include <check.h>
 
 #include "common.h"
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "conf/conf.h"
 #include "conf/conf_text.h"
+#include "util/util.h"
 #include "testconf.h"
 
 static const char *minimal = "tenant \"contoso\" {\n"
@@ -323,9 +326,11 @@ START_TEST(test_conf_text_titles)
 }
 END_TEST
 
-/* A file of 1,500 mailboxes (twelve pieces for libconfuse, conf.c) and 600
- * submitters: every look-up through the indexes, file order kept across
- * pieces, and an error deep in the file reported at its own line. */
+/* A file of 1,500 mailboxes and 600 submitters: every look-up through the
+ * indexes, file order kept, and an error deep in the file reported at its
+ * own line.  Every seventh mailbox is written in a form conf_fast.c leaves
+ * to libconfuse (a single-quoted value): the two readers' sections are
+ * paired back in file order, across libconfuse's pieces (conf.c). */
 static char *
 large_conf(int bad_line_mailbox, int *bad_line)
 {
@@ -349,8 +354,8 @@ large_conf(int bad_line_mailbox, int *bad_line)
 	for (i = 0; i < 1500; i++) {
 		if (i == bad_line_mailbox)
 			*bad_line = line + 1;
-		ADD("mailbox \"m%04d@big.example\" {\n  sessions = %d\n  app = \"a\"\n}\n", i,
-		    i == bad_line_mailbox ? 9 : 1 + i % 3);
+		ADD("mailbox \"m%04d@big.example\" {\n  sessions = %d\n  app = %s\n}\n", i,
+		    i == bad_line_mailbox ? 9 : 1 + i % 3, i % 7 == 3 ? "'a'" : "\"a\"");
 		if (i == 700) /* a global between sections, in the middle of a piece */
 			ADD("log_file = \"/tmp/x.log\"\n");
 	}
@@ -373,17 +378,20 @@ START_TEST(test_large)
 	struct addr_err e;
 	struct ipaddr ip;
 	int bad_line = 0;
-	char *text = large_conf(1000, &bad_line), want[64];
+	char *text, want[64];
 	const struct tenant *t;
 
-	c = tc_load(text, NULL, &d);
-	ck_assert_ptr_null(c);
-	snprintf(want, sizeof(want), ":%d: error: sessions", bad_line);
-	tc_diag_print(&d);
-	ck_assert(tc_diag_has(&d, want));
-	ck_assert_int_eq(d.n_errors, 1);
-	diag_free(&d);
-	free(text);
+	for (int bad = 1000; bad <= 1004; bad += 4) { /* read by conf_fast.c, by libconfuse */
+		text = large_conf(bad, &bad_line);
+		c = tc_load(text, NULL, &d);
+		ck_assert_ptr_null(c);
+		snprintf(want, sizeof(want), ":%d: error: sessions", bad_line);
+		tc_diag_print(&d);
+		ck_assert(tc_diag_has(&d, want));
+		ck_assert_int_eq(d.n_errors, 1);
+		diag_free(&d);
+		free(text);
+	}
 
 	text = large_conf(-1, &bad_line);
 	c = tc_load(text, NULL, &d);
@@ -393,6 +401,10 @@ START_TEST(test_large)
 	ck_assert_int_eq(c->n_submitters, 602);
 	ck_assert_str_eq(c->log_file, "/tmp/x.log");
 	ck_assert_str_eq(c->mailboxes[1499].name, "m1499@big.example"); /* file order */
+	ck_assert_str_eq(c->mailboxes[1004].name, "m1004@big.example"); /* libconfuse's */
+	ck_assert_int_eq(c->mailboxes[1004].sessions, 1 + 1004 % 3);
+	ck_assert_int_eq(c->mailboxes[1004].loc.line, c->mailboxes[1003].loc.line + 4);
+	ck_assert_int_eq(c->mailboxes[1005].loc.line, c->mailboxes[1004].loc.line + 4);
 	ck_assert_int_eq(c->mailboxes[1499].sessions, 1 + 1499 % 3);
 	ck_assert_int_gt(c->mailboxes[1499].loc.line, c->mailboxes[1498].loc.line);
 	ck_assert_ptr_eq(c->submitters[599].mailbox, &c->mailboxes[599]);
@@ -432,6 +444,33 @@ START_TEST(test_large)
 }
 END_TEST
 
+/* The arena behind the configuration and conf_fast.c's scratch: chunks
+ * grow, every allocation is zeroed and aligned, and after arena_reset the
+ * memory handed out again is zeroed too (conf_fast.c writes it). */
+START_TEST(test_arena)
+{
+	struct arena *a = arena_new();
+	unsigned char *p[2000];
+	size_t i, j;
+
+	ck_assert_ptr_nonnull(a);
+	for (int round = 0; round < 3; round++) {
+		for (i = 0; i < NELEM(p); i++) {
+			p[i] = arena_alloc(a, 1 + i % 300);
+			ck_assert_ptr_nonnull(p[i]);
+			ck_assert_int_eq((uintptr_t)p[i] % _Alignof(max_align_t), 0);
+			for (j = 0; j < 1 + i % 300; j++)
+				ck_assert_int_eq(p[i][j], 0);
+			memset(p[i], 0xa5, 1 + i % 300);
+		}
+		for (i = 1; i < NELEM(p); i++) /* nothing handed out twice */
+			ck_assert(p[i - 1] + 1 + (i - 1) % 300 <= p[i] || p[i] < p[i - 1]);
+		arena_reset(a);
+	}
+	arena_free(a);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -445,7 +484,8 @@ main(void)
 	                                   CHECK_TEST(test_limit_parse),
 	                                   CHECK_TEST(test_conf_text),
 	                                   CHECK_TEST(test_conf_text_titles),
-	                                   CHECK_TEST(test_large)};
+	                                   CHECK_TEST(test_large),
+	                                   CHECK_TEST(test_arena)};
 
 	return check_main(&suite, tests, CHECK_ROWS(tests));
 }
