@@ -362,9 +362,10 @@ struct parsed {
 	cfg_t *root;    /* the globals, and the untitled sections */
 	cfg_t **pieces; /* the titled sections conf_fast.c left, in file order */
 	size_t n;
-	struct sec *by_mark; /* libconfuse's titled top-level sections, by mark index */
-	bool *taken;         /* by mark index: a section conf_fast.c reads */
-	struct arena *fast;  /* the one section conf_fast.c has read (build_one) */
+	struct sec *by_mark;   /* libconfuse's titled top-level sections, by mark index */
+	bool *taken;           /* by mark index: a section conf_fast.c reads */
+	const cfg_opt_t *opts; /* the file's schema */
+	struct arena *fast;    /* the one section conf_fast.c has read (build_one) */
 };
 
 static void
@@ -404,15 +405,23 @@ is_titled_top(const struct sec_mark *m)
 	return m->kind >= 0 && m->end > m->start;
 }
 
-const cfg_opt_t *
-conf_schema(const char *kind)
+/* schema_in - the options of section kind in a file read with opts, NULL
+ * if that file may not hold it (a mailbox in the domain file) */
+static const cfg_opt_t *
+schema_in(const cfg_opt_t *opts, const char *kind)
 {
 	const cfg_opt_t *o;
 
-	for (o = main_opts; o->name != NULL; o++)
+	for (o = opts; o->name != NULL; o++)
 		if (o->type == CFGT_SEC && strcmp(o->name, kind) == 0)
 			return o->subopts;
 	return NULL;
+}
+
+const cfg_opt_t *
+conf_schema(const char *kind)
+{
+	return schema_in(main_opts, kind);
 }
 
 /* elide - what libconfuse is not to see, appended at dst + *o: its
@@ -524,10 +533,12 @@ take_fast(const char *path, const struct conf_text *t, struct parsed *p)
 		return -1;
 	for (i = 0; i < t->n_marks; i++) {
 		const struct sec_mark *m = &t->marks[i];
+		const cfg_opt_t *schema = schema_in(p->opts, m->name);
 		struct fast_sec *fs;
-		p->taken[i] = is_titled_top(m) &&
+		/* A kind this file may not hold is libconfuse's, which says so. */
+		p->taken[i] = is_titled_top(m) && schema != NULL &&
 		              fast_read(t->buf + m->start, m->end - m->start, m->line, m->name,
-		                        conf_schema(m->name), path, NULL, &fs) == 1;
+		                        schema, path, NULL, &fs) == 1;
 	}
 	return 0;
 }
@@ -542,6 +553,8 @@ pair_pieces(struct build *b, const char *path, const struct conf_text *t, struct
 
 	for (k = titled_kinds; *k != NULL; k++) {
 		size_t piece = 0, j = 0, marks = 0, read = 0;
+		if (schema_in(p->opts, *k) == NULL)
+			continue; /* not this file's: libconfuse refused it already */
 		for (i = 0; i < p->n; i++)
 			read += cfg_size(p->pieces[i], *k);
 		for (i = 0; i < t->n_marks; i++) {
@@ -576,6 +589,7 @@ parse_one(struct build *b, const char *path, cfg_opt_t *opts, struct conf_text *
 	int rc;
 
 	memset(p, 0, sizeof(*p));
+	p->opts = opts;
 	if (read_file(path, &data, &len, b) < 0)
 		return -1;
 	if (memchr(data, '\0', len) != NULL) {
@@ -663,10 +677,11 @@ build_one(struct build *b, struct parsed *p, const struct conf_text *t, size_t i
 	if (!p->taken[i])
 		return s->cfg != NULL;
 	arena_reset(p->fast);
-	if (fast_read(t->buf + m->start, m->end - m->start, m->line, m->name, conf_schema(m->name),
-	              file, p->fast, &fs) != 1) {
+	if (fast_read(t->buf + m->start, m->end - m->start, m->line, m->name,
+	              schema_in(p->opts, m->name), file, p->fast, &fs) != 1) {
 		berr(b, (struct conf_loc){file, m->line},
-		     "%s: read differently the second time; please report this file", m->name);
+		     "%s: cannot be read again (out of memory, or a bug: please report this file)",
+		     m->name);
 		return false;
 	}
 	s->fast = fs;

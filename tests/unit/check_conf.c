@@ -145,6 +145,44 @@ START_TEST(test_full)
 }
 END_TEST
 
+/* The domain file is read with its own schema: a section conf_fast.c leaves
+ * to libconfuse (single quotes) loads beside one it takes, and a kind the
+ * file may not hold is refused, whichever reader it would suit (a review
+ * found both broken in the first version of conf_fast.c: five false "no
+ * such option" errors, and a mailbox silently dropped). */
+START_TEST(test_domain_file_readers)
+{
+	struct diag d = {0};
+	struct conf *c;
+
+	c = tc_load(
+	    full,
+	    "domain \"contoso.com\" { mode = 'relay' connector = \"c1\" default_sender = "
+	    "\"noreply@contoso.com\" }\n"
+	    "domain \"sub.contoso.com\" {\n  mode = smtp-auth\n"
+	    "  mailbox = \"mb@contoso.com\"\n  default_sender = \"noreply@contoso.com\"\n}\n",
+	    &d);
+	tc_diag_print(&d);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(d.n_errors, 0);
+	ck_assert_int_eq(c->n_domains, 2);
+	ck_assert_int_eq(c->domains[0].mode, MODE_RELAY);
+	ck_assert_int_eq(c->domains[0].loc.line, 1);
+	ck_assert_int_eq(c->domains[1].mode, MODE_SMTP_AUTH);
+	ck_assert_int_eq(c->domains[1].loc.line, 2);
+	conf_free(c);
+	diag_free(&d);
+	tc_cleanup();
+
+	c = tc_load(full, "mailbox \"x@contoso.com\" { app = \"a1\" }\n", &d);
+	tc_diag_print(&d);
+	ck_assert_ptr_null(c);
+	ck_assert(tc_diag_has(&d, "domains.conf:1: error: no such option 'mailbox'"));
+	diag_free(&d);
+	tc_cleanup();
+}
+END_TEST
+
 /* refused - text is refused with n_errors errors (-1: any number) and each
  * of the diagnostics in want (NULL-terminated) among its messages */
 static void
@@ -485,7 +523,8 @@ main(void)
 	                                   CHECK_TEST(test_conf_text),
 	                                   CHECK_TEST(test_conf_text_titles),
 	                                   CHECK_TEST(test_large),
-	                                   CHECK_TEST(test_arena)};
+	                                   CHECK_TEST(test_arena),
+	                                   CHECK_TEST(test_domain_file_readers)};
 
 	return check_main(&suite, tests, CHECK_ROWS(tests));
 }
