@@ -261,22 +261,28 @@ take_slot(const struct delivery *d, const struct plan *p, struct store *st, cons
 	}
 }
 
-/* release - give back a message place taken for nothing sent (a stamp of 0
- * leaves the window at once) */
-static void
-release(struct store *st, const struct mailbox_conf *mb, uint64_t *admitted)
+void
+windows_went(const struct delivery *d, const struct plan *p, struct store *st,
+             struct admission *adm, uint64_t when)
 {
+	const struct mailbox_conf *mb = p->mailbox;
 	struct store_err e;
 
-	if (*admitted != 0 &&
-	    store_msg_retime(st, "out", mb->name, mb->messages.count, *admitted, 0, &e) < 0)
-		log_warnx("state store: %s (a message place stays taken until it expires)", e.msg);
-	*admitted = 0;
+	if (adm->msg != 0 &&
+	    store_msg_retime(st, "out", mb->name, mb->messages.count, adm->msg, when, &e) < 0)
+		log_warnx("%s: state store: %s (a message place stays taken until it expires)",
+		          d->qid, e.msg);
+	if (adm->rcpt != 0 && store_rcpt_retime(st, "out", mb->name, &mb->recipients, adm->k,
+	                                        adm->rcpt, when, &e) < 0)
+		log_warnx(
+		    "%s: state store: %s (%llu recipient places stay taken until they expire)",
+		    d->qid, e.msg, (unsigned long long)adm->k);
+	memset(adm, 0, sizeof(*adm));
 }
 
 int
 take_windows(const struct delivery *d, const struct plan *p, struct store *st, uint64_t k,
-             uint64_t *admitted, struct outcome *o)
+             struct admission *adm, struct outcome *o)
 {
 	const struct mailbox_conf *mb = p->mailbox;
 	uint64_t deadline = store_now() + (uint64_t)d->conf->transport.pacing_wait * 1000;
@@ -286,12 +292,13 @@ take_windows(const struct delivery *d, const struct plan *p, struct store *st, u
 	int rc;
 
 	/*
-	 * The stamp holds the message's place while it is in flight: it is
-	 * taken hold_ms ahead (longer than the transfer can take: every stage
-	 * at its timeout), so it counts in every window until it is moved to
-	 * when the message has gone (store_msg_retime, after the transaction)
-	 * or released.  Counted from then, the window at Microsoft never holds
-	 * more than the limit, however long the message took to get there.
+	 * The stamps hold the message's place and its recipients' while it is
+	 * in flight: they are taken hold_ms ahead (longer than the transfer
+	 * can take: every stage at its timeout), so they count in every window
+	 * until they are moved to when the message has gone (windows_went,
+	 * after the transaction) or released.  Counted from then, the windows
+	 * at Microsoft never hold more than the limits, however long the
+	 * message took to get there.
 	 * "After" to the millisecond: the store's clock is truncated to ms and
 	 * Microsoft counted the message before its 250 reached us, so the
 	 * final stamp is the truncated now + 1.
@@ -311,7 +318,7 @@ take_windows(const struct delivery *d, const struct plan *p, struct store *st, u
 		}
 		if (rc == STORE_OK) {
 			/* The stamp recorded: the one to retime or release. */
-			*admitted = free_at;
+			adm->msg = free_at;
 			break;
 		}
 		if (free_at > deadline) {
@@ -326,23 +333,37 @@ take_windows(const struct delivery *d, const struct plan *p, struct store *st, u
 			pool_drop_slots(d->pool);
 		m3_sleep_ms(free_at > now ? free_at - now : 1);
 	}
-	rc = store_rcpt_take(st, "out", mb->name, &mb->recipients, k, store_now(), &free_at, &e);
-	if (rc != STORE_OK)
-		release(st, mb, admitted); /* nothing will be sent */
-	if (rc == STORE_FAIL) {
-		outcome_local(o, OUT_DEFER, "4.3.0", "state store: %s", e.msg);
-		return -1;
+	/* The recipients, waiting as for the message: with 10,000 a day a
+	 * full window frees in hours (deferred), but recipients in flight
+	 * free it as soon as they are retimed. */
+	for (;;) {
+		now = store_now();
+		rc = store_rcpt_hold(st, "out", mb->name, &mb->recipients, k, now, hold_ms,
+		                     &free_at, &e);
+		if (rc == STORE_OK) {
+			adm->rcpt = free_at;
+			adm->k = k;
+			return 0;
+		}
+		if (rc == STORE_FAIL) {
+			windows_went(d, p, st, adm, 0); /* nothing will be sent */
+			outcome_local(o, OUT_DEFER, "4.3.0", "state store: %s", e.msg);
+			return -1;
+		}
+		if (free_at > deadline) {
+			windows_went(d, p, st, adm, 0);
+			outcome_local(
+			    o, OUT_DEFER, "4.7.0",
+			    "%s reached %s recipients; %llu more fit from %s", mb->name,
+			    limit_format(&mb->recipients, lim, sizeof(lim)), (unsigned long long)k,
+			    free_at == UINT64_MAX ? "never (more than the limit in one message)"
+			                          : m3_utc_hms(free_at, when, sizeof(when)));
+			return -1;
+		}
+		if (d->pool != NULL)
+			pool_drop_slots(d->pool);
+		m3_sleep_ms(free_at > now ? free_at - now : 1);
 	}
-	if (rc == STORE_FULL) {
-		outcome_local(o, OUT_DEFER, "4.7.0",
-		              "%s reached %s recipients; %llu more fit from %s", mb->name,
-		              limit_format(&mb->recipients, lim, sizeof(lim)),
-		              (unsigned long long)k,
-		              free_at == UINT64_MAX ? "never (more than the limit in one message)"
-		                                    : m3_utc_hms(free_at, when, sizeof(when)));
-		return -1;
-	}
-	return 0;
 }
 
 /* Step 7: the outcome ------------------------------------------------------------------------ */
@@ -622,17 +643,14 @@ transact(struct attempt *a)
 	struct delivery *d = a->d;
 	struct smtp_msg m = {d->msg.wire, d->msg.wire_len, d->msg.size, d->msg.eightbit,
 	                     d->msg.utf8_headers};
-	struct store_err se;
 	size_t i, k = 0;
 	int rc;
 
 	a->s_clean = false;
 	rc = smtp_transaction(&a->s, a->p.sender, a->todo, a->n_todo, &m, a->rr, &a->final);
 
-	if (a->admitted != 0 &&
-	    store_msg_retime(a->st, "out", a->p.mailbox->name, a->p.mailbox->messages.count,
-	                     a->admitted, store_now() + 1, &se) < 0)
-		log_warnx("%s: state store: %s", d->qid, se.msg);
+	if (mode_has_mailbox(a->p.mode))
+		windows_went(d, &a->p, a->st, &a->adm, store_now() + 1);
 	if (rc < 0) {
 		net_failure(d, &a->s, "the mail transaction", &a->first_temp);
 		for (i = 0; i < d->n_rcpts; i++)
@@ -728,7 +746,7 @@ session_ready(struct attempt *a, struct outcome *o)
 		return -1;
 	}
 	/* The windows, now that the message is about to go. */
-	if (mode_has_mailbox(p->mode) && take_windows(d, p, a->st, a->n_todo, &a->admitted, o) < 0)
+	if (mode_has_mailbox(p->mode) && take_windows(d, p, a->st, a->n_todo, &a->adm, o) < 0)
 		return -1;
 	return 0;
 }
@@ -773,6 +791,8 @@ attempt_end(struct attempt *a, struct outcome *o)
 	}
 	if (a->s.net.fd >= 0)
 		smtp_quit(&a->s);
+	if (a->adm.msg != 0 || a->adm.rcpt != 0)
+		windows_went(a->d, &a->p, a->st, &a->adm, 0); /* taken, nothing sent */
 	graph_close(&a->curl);
 	sbuf_free(&a->mime);
 	if (a->slot && store_slot_release(a->st, a->p.mailbox->name, &a->me, &se) < 0)

@@ -211,7 +211,7 @@ graph_ready(struct attempt *a, struct outcome *o)
 	a->slot = true;
 	if (pause_wait(a, o) < 0)
 		return -1;
-	return take_windows(d, &a->p, a->st, a->n_todo, &a->admitted, o);
+	return take_windows(d, &a->p, a->st, a->n_todo, &a->adm, o);
 }
 
 /* throttled - remember Graph's Retry-After for every transport of the mailbox */
@@ -235,7 +235,6 @@ graph_transact(struct attempt *a)
 	struct oauth_token tok;
 	struct graph_answer ans;
 	struct graph_err ge;
-	struct store_err se;
 	const char *hint;
 	int tries, rc = -1;
 	bool asked = false;
@@ -256,9 +255,7 @@ graph_transact(struct attempt *a)
 	memset(&tok, 0, sizeof(tok));
 	/* The message counts from now once Graph was asked; never asked (no
 	 * token), its place in the window is given back. */
-	if (a->admitted != 0 && store_msg_retime(a->st, "out", mb->name, mb->messages.count,
-	                                         a->admitted, asked ? store_now() + 1 : 0, &se) < 0)
-		log_warnx("%s: state store: %s", d->qid, se.msg);
+	windows_went(d, &a->p, a->st, &a->adm, asked ? store_now() + 1 : 0);
 	if (rc < 0) {
 		if (a->first_temp.line[0] == '\0') {
 			outcome_local(&a->first_temp, OUT_DEFER, "4.4.2", "%s (during sendMail)",

@@ -41,6 +41,14 @@ struct plan {
 	struct edits edits; /* the policy's, when it decided */
 };
 
+/* What the windows hold for a message in flight (take_windows), until
+ * windows_went says when it went (or that nothing went) */
+struct admission {
+	uint64_t msg;  /* the message window's stamp, or 0 */
+	uint64_t rcpt; /* the recipient window's stamp, or 0 */
+	uint64_t k;    /* the recipients held there */
+};
+
 /* One attempt at a delivery: what the steps share. */
 struct attempt {
 	struct delivery *d;
@@ -53,10 +61,10 @@ struct attempt {
 	struct sbuf mime; /* mode graph: what Graph is given */
 	struct holder me; /* the session slot's holder, when slot */
 	bool slot, by_policy;
-	bool s_clean;      /* s is ready and no transaction began on it */
-	uint64_t s_opened; /* when s was opened (store_now()), for the pool */
-	uint64_t admitted; /* the message window's stamp to retime, or 0 */
-	const char **todo; /* the recipients this attempt sends to */
+	bool s_clean;         /* s is ready and no transaction began on it */
+	uint64_t s_opened;    /* when s was opened (store_now()), for the pool */
+	struct admission adm; /* the windows' places, to retime */
+	const char **todo;    /* the recipients this attempt sends to */
 	size_t n_todo, n_now;
 	struct smtp_reply *rr, final; /* their RCPT replies; the end of DATA */
 };
@@ -65,7 +73,11 @@ struct attempt {
 int take_slot(const struct delivery *d, const struct plan *p, struct store *st,
               const struct holder *me, struct outcome *o);
 int take_windows(const struct delivery *d, const struct plan *p, struct store *st, uint64_t k,
-                 uint64_t *admitted, struct outcome *o);
+                 struct admission *adm, struct outcome *o);
+/* windows_went - the message went at when (0: nothing was sent): its
+ * places in both windows count from then (or are given back) */
+void windows_went(const struct delivery *d, const struct plan *p, struct store *st,
+                  struct admission *adm, uint64_t when);
 /* rcpt_outcome - recipient i's reply r: its state, the journal, the log line */
 void rcpt_outcome(struct attempt *a, size_t i, const struct smtp_reply *r);
 /* graph_ready, graph_transact - steps 3 to 6 for mode graph (graph.c) */

@@ -103,7 +103,28 @@ store_rcpt_take(struct store *s, const char *ns, const char *mailbox, const stru
 	char k[512];
 
 	KEY(k, "rcpt", ns, mailbox);
-	return s->ops->rcpt_take(s, k, l, n, now, free_at, err);
+	return s->ops->rcpt_take(s, k, l, n, now, 0, free_at, err);
+}
+
+int
+store_rcpt_hold(struct store *s, const char *ns, const char *mailbox, const struct limit *l,
+                uint64_t n, uint64_t now, uint64_t hold_ms, uint64_t *free_at,
+                struct store_err *err)
+{
+	char k[512];
+
+	KEY(k, "rcpt", ns, mailbox);
+	return s->ops->rcpt_take(s, k, l, n, now, hold_ms, free_at, err);
+}
+
+int
+store_rcpt_retime(struct store *s, const char *ns, const char *mailbox, const struct limit *l,
+                  uint64_t n, uint64_t old_stamp, uint64_t new_stamp, struct store_err *err)
+{
+	char k[512];
+
+	KEY(k, "rcpt", ns, mailbox);
+	return s->ops->rcpt_retime(s, k, l, n, old_stamp, new_stamp, store_now(), err);
 }
 
 int
@@ -121,7 +142,7 @@ store_admit(struct store *s, const char *ns, const char *mailbox, const struct l
 		                     recipients_full, err);
 	*recipients_full = false;
 	if (rl != NULL) {
-		rc = s->ops->rcpt_take(s, rk, rl, k, now, free_at, err);
+		rc = s->ops->rcpt_take(s, rk, rl, k, now, 0, free_at, err);
 		*recipients_full = rc == STORE_FULL;
 	}
 	if (rc == STORE_OK && count > 0)

@@ -83,6 +83,21 @@ int store_msg_retime(struct store *s, const char *ns, const char *mailbox, uint6
 int store_rcpt_take(struct store *s, const char *ns, const char *mailbox, const struct limit *l,
                     uint64_t k, uint64_t now, uint64_t *free_at, struct store_err *err);
 /*
+ * Recipients, for a sender: like store_rcpt_take, but counted at now +
+ * hold_ms (returned in *free_at: the stamp to retime), so they hold their
+ * place while in flight; the sender must then store_rcpt_retime them to
+ * when they went, or to 0 when nothing was sent.  Counted from the time
+ * the message reached Microsoft, not from when it was admitted, the
+ * window there never holds more than the limit, however long the message
+ * took to get there (a soak in LMTP mode saw 554 5.2.0 quota replies when
+ * the recipients counted from their admission).
+ */
+int store_rcpt_hold(struct store *s, const char *ns, const char *mailbox, const struct limit *l,
+                    uint64_t k, uint64_t now, uint64_t hold_ms, uint64_t *free_at,
+                    struct store_err *err);
+int store_rcpt_retime(struct store *s, const char *ns, const char *mailbox, const struct limit *l,
+                      uint64_t k, uint64_t old_stamp, uint64_t new_stamp, struct store_err *err);
+/*
  * The milter's admission: k recipients in the recipient window (rl, or
  * NULL to skip it), then, if they fit, one message in the message window
  * (count per window_ms, or count 0 to skip it) - store_rcpt_take then

@@ -15,7 +15,10 @@ struct store_ops {
 	int (*msg_retime)(struct store *, const char *key, uint64_t count, uint64_t old_stamp,
 	                  uint64_t new_stamp, struct store_err *);
 	int (*rcpt_take)(struct store *, const char *key, const struct limit *, uint64_t k,
-	                 uint64_t now, uint64_t *free_at, struct store_err *);
+	                 uint64_t now, uint64_t hold_ms, uint64_t *free_at, struct store_err *);
+	int (*rcpt_retime)(struct store *, const char *key, const struct limit *, uint64_t k,
+	                   uint64_t old_stamp, uint64_t new_stamp, uint64_t now,
+	                   struct store_err *);
 	/* both windows in one step; NULL: store.c asks rcpt_take, then msg_take */
 	int (*admit)(struct store *, const char *rcpt_key, const struct limit *, uint64_t k,
 	             const char *msg_key, uint64_t count, uint64_t window_ms, uint64_t now,

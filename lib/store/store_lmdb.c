@@ -222,7 +222,7 @@ lm_msg_retime(struct store *st, const char *key, uint64_t count, uint64_t old_st
 
 struct rcpt_ctx {
 	const struct limit *l;
-	uint64_t k, now, free_at;
+	uint64_t k, now, hold_ms, free_at;
 };
 
 static int
@@ -231,21 +231,46 @@ apply_rcpt(void *arr, size_t *n, void *c)
 	struct rcpt_ctx *x = c;
 
 	return win_rcpt_take(arr, n, MAX_BUCKETS, x->l->count, x->l->window * 1000, x->k, x->now,
-	                     &x->free_at)
+	                     x->hold_ms, &x->free_at)
 	           ? STORE_OK
 	           : STORE_FULL;
 }
 
 static int
 lm_rcpt_take(struct store *st, const char *key, const struct limit *l, uint64_t k, uint64_t now,
-             uint64_t *free_at, struct store_err *err)
+             uint64_t hold_ms, uint64_t *free_at, struct store_err *err)
 {
-	struct rcpt_ctx x = {l, k, now, 0};
+	struct rcpt_ctx x = {l, k, now, hold_ms, 0};
 	int rc = rmw((struct store_lmdb *)st, key, sizeof(struct bucket), MAX_BUCKETS, apply_rcpt,
 	             &x, err);
 
 	*free_at = x.free_at;
 	return rc;
+}
+
+struct rcpt_retime_ctx {
+	const struct limit *l;
+	uint64_t k, old_stamp, new_stamp, now;
+};
+
+static int
+apply_rcpt_retime(void *arr, size_t *n, void *c)
+{
+	struct rcpt_retime_ctx *x = c;
+
+	win_rcpt_retime(arr, n, MAX_BUCKETS, x->l->window * 1000, x->k, x->old_stamp, x->new_stamp,
+	                x->now);
+	return STORE_OK;
+}
+
+static int
+lm_rcpt_retime(struct store *st, const char *key, const struct limit *l, uint64_t k,
+               uint64_t old_stamp, uint64_t new_stamp, uint64_t now, struct store_err *err)
+{
+	struct rcpt_retime_ctx x = {l, k, old_stamp, new_stamp, now};
+
+	return rmw((struct store_lmdb *)st, key, sizeof(struct bucket), MAX_BUCKETS,
+	           apply_rcpt_retime, &x, err);
 }
 
 /* The milter's admission in one transaction: the recipients, then (if
@@ -256,7 +281,7 @@ lm_admit(struct store *st, const char *rkey, const struct limit *rl, uint64_t k,
          struct store_err *err)
 {
 	struct store_lmdb *s = (struct store_lmdb *)st;
-	struct rcpt_ctx rx = {rl, k, now, 0};
+	struct rcpt_ctx rx = {rl, k, now, 0, 0};
 	struct msg_ctx mx = {count, window_ms, now, 0, 0};
 	MDB_txn *txn;
 	int rc, result = STORE_OK;
@@ -628,6 +653,7 @@ static const struct store_ops lmdb_ops = {
     .msg_take = lm_msg_take,
     .msg_retime = lm_msg_retime,
     .rcpt_take = lm_rcpt_take,
+    .rcpt_retime = lm_rcpt_retime,
     .admit = lm_admit,
     .slot_take = lm_slot_take,
     .slot_release = lm_slot_release,

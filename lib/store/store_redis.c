@@ -44,7 +44,8 @@ struct store_redis {
 	unsigned port, db;
 	char password[256];
 	char prefix[64];
-	char sha_msg[41], sha_retime[41], sha_rcpt[41], sha_slot[41], sha_pause[41];
+	char sha_msg[41], sha_retime[41], sha_rcpt[41], sha_rcpt_retime[41], sha_slot[41],
+	    sha_pause[41];
 };
 
 static const char LUA_MSG[] =
@@ -86,9 +87,10 @@ static const char LUA_RETIME[] =
     "return 1\n";
 
 static const char LUA_RCPT[] =
-    /* KEYS[1] hash; ARGV: count, window, k, now */
+    /* KEYS[1] hash; ARGV: count, window, k, now, hold, poll */
     "local count, w, k, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), "
     "tonumber(ARGV[4])\n"
+    "local hold, poll = tonumber(ARGV[5]), tonumber(ARGV[6])\n"
     "local width = math.max(1, math.floor(w / 96))\n"
     "local t = redis.call('HGETALL', KEYS[1])\n"
     "local live, sum = {}, 0\n"
@@ -103,14 +105,39 @@ static const char LUA_RCPT[] =
     "  local free = now\n"
     "  for _, b in ipairs(live) do\n"
     "    if sum + k <= count then break end\n"
-    "    sum = sum - b[2]; free = b[1] + width + w\n"
+    "    sum = sum - b[2]\n"
+    "    if b[1] > now then free = now + poll else free = b[1] + width + w end\n"
     "  end\n"
     "  return {0, free}\n"
     "end\n"
-    "local start = now - (now % width)\n"
-    "redis.call('HINCRBY', KEYS[1], string.format('%d', start), k)\n"
-    "redis.call('PEXPIRE', KEYS[1], w + width + 1000)\n"
-    "return {1, now}\n";
+    "local at = now + hold\n"
+    "redis.call('HINCRBY', KEYS[1], string.format('%d', at - (at % width)), k)\n"
+    "local ttl = redis.call('PTTL', KEYS[1])\n"
+    "if ttl < hold + w + width + 1000 then redis.call('PEXPIRE', KEYS[1], hold + w + width + 1000) "
+    "end\n"
+    "return {1, at}\n";
+
+static const char LUA_RCPT_RETIME[] =
+    /* KEYS[1] hash; ARGV: k, old, new, window, now (window.c's win_rcpt_retime) */
+    "local k, old, new, w, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), "
+    "tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+    "local width = math.max(1, math.floor(w / 96))\n"
+    "local found, os = 0, old - (old % width)\n"
+    "if os + width + w > now then\n"
+    "  local f = string.format('%d', os)\n"
+    "  local c = tonumber(redis.call('HGET', KEYS[1], f) or '0') or 0\n"
+    "  if c > 0 then\n"
+    "    found = 1\n"
+    "    if c <= k then redis.call('HDEL', KEYS[1], f) else redis.call('HINCRBY', KEYS[1], f, -k) "
+    "end\n"
+    "  end\n"
+    "end\n"
+    "if new > 0 then\n"
+    "  redis.call('HINCRBY', KEYS[1], string.format('%d', new - (new % width)), k)\n"
+    "  local want = new - (new % width) + width + w - now + 1000\n"
+    "  if redis.call('PTTL', KEYS[1]) < want then redis.call('PEXPIRE', KEYS[1], want) end\n"
+    "end\n"
+    "return found\n";
 
 static const char LUA_SLOT[] =
     /* KEYS[1] hash; ARGV: max, me, since, dead... */
@@ -196,6 +223,7 @@ ensure(struct store_redis *s, struct store_err *err)
 	if (load_script(s, LUA_MSG, s->sha_msg, err) < 0 ||
 	    load_script(s, LUA_RETIME, s->sha_retime, err) < 0 ||
 	    load_script(s, LUA_RCPT, s->sha_rcpt, err) < 0 ||
+	    load_script(s, LUA_RCPT_RETIME, s->sha_rcpt_retime, err) < 0 ||
 	    load_script(s, LUA_SLOT, s->sha_slot, err) < 0 ||
 	    load_script(s, LUA_PAUSE, s->sha_pause, err) < 0)
 		return STORE_FAIL;
@@ -329,11 +357,11 @@ rd_msg_retime(struct store *st, const char *key, uint64_t count, uint64_t old_st
 
 static int
 rd_rcpt_take(struct store *st, const char *key, const struct limit *l, uint64_t k, uint64_t now,
-             uint64_t *free_at, struct store_err *err)
+             uint64_t hold_ms, uint64_t *free_at, struct store_err *err)
 {
 	struct store_redis *s = (struct store_redis *)st;
-	char kk[600], a1[24], a2[24], a3[24], a4[24];
-	const char *argv[] = {"EVALSHA", NULL, "1", kk, a1, a2, a3, a4};
+	char kk[600], a1[24], a2[24], a3[24], a4[24], a5[24], a6[24];
+	const char *argv[] = {"EVALSHA", NULL, "1", kk, a1, a2, a3, a4, a5, a6};
 	redisReply *r;
 
 	pkey(s, key, kk, sizeof(kk));
@@ -341,11 +369,31 @@ rd_rcpt_take(struct store *st, const char *key, const struct limit *l, uint64_t 
 	snprintf(a2, sizeof(a2), "%llu", (unsigned long long)l->window * 1000);
 	snprintf(a3, sizeof(a3), "%llu", (unsigned long long)k);
 	snprintf(a4, sizeof(a4), "%llu", (unsigned long long)now);
+	snprintf(a5, sizeof(a5), "%llu", (unsigned long long)hold_ms);
+	snprintf(a6, sizeof(a6), "%u", (unsigned)WIN_POLL_MS);
 	argv[1] = s->sha_rcpt;
-	r = locked_call(s, 8, argv, err);
+	r = locked_call(s, 10, argv, err);
 	if (r == NULL)
 		return STORE_FAIL;
 	return pair(r, free_at, err);
+}
+
+static int
+rd_rcpt_retime(struct store *st, const char *key, const struct limit *l, uint64_t k,
+               uint64_t old_stamp, uint64_t new_stamp, uint64_t now, struct store_err *err)
+{
+	struct store_redis *s = (struct store_redis *)st;
+	char kk[600], a1[24], a2[24], a3[24], a4[24], a5[24];
+	const char *argv[] = {"EVALSHA", NULL, "1", kk, a1, a2, a3, a4, a5};
+
+	pkey(s, key, kk, sizeof(kk));
+	snprintf(a1, sizeof(a1), "%llu", (unsigned long long)k);
+	snprintf(a2, sizeof(a2), "%llu", (unsigned long long)old_stamp);
+	snprintf(a3, sizeof(a3), "%llu", (unsigned long long)new_stamp);
+	snprintf(a4, sizeof(a4), "%llu", (unsigned long long)l->window * 1000);
+	snprintf(a5, sizeof(a5), "%llu", (unsigned long long)now);
+	argv[1] = s->sha_rcpt_retime;
+	return done(locked_call(s, 9, argv, err));
 }
 
 static void
@@ -559,6 +607,7 @@ static const struct store_ops redis_ops = {
     .msg_take = rd_msg_take,
     .msg_retime = rd_msg_retime,
     .rcpt_take = rd_rcpt_take,
+    .rcpt_retime = rd_rcpt_retime,
     .slot_take = rd_slot_take,
     .slot_release = rd_slot_release,
     .pause = rd_pause,

@@ -113,6 +113,28 @@ bucket_live(const struct bucket *b, uint64_t width, uint64_t window_ms, uint64_t
 	return b->start + width + window_ms > now;
 }
 
+/* When bucket b frees its recipients: its end + W, or, for recipients still
+ * in flight (a bucket ahead of now, window.h), soon: look again. */
+static uint64_t
+bucket_frees(const struct bucket *b, uint64_t width, uint64_t window_ms, uint64_t now)
+{
+	return b->start > now ? now + WIN_POLL_MS : b->start + width + window_ms;
+}
+
+/* prune - drop dead buckets (oldest first) */
+static void
+bucket_prune(struct bucket *b, size_t *n, uint64_t width, uint64_t window_ms, uint64_t now)
+{
+	size_t i = 0;
+
+	while (i < *n && !bucket_live(&b[i], width, window_ms, now))
+		i++;
+	if (i > 0) {
+		memmove(b, b + i, (*n - i) * sizeof(*b));
+		*n -= i;
+	}
+}
+
 uint64_t
 win_rcpt_sum(const struct bucket *b, size_t n, uint64_t count, uint64_t window_ms, uint64_t now,
              uint64_t *free_at)
@@ -130,27 +152,53 @@ win_rcpt_sum(const struct bucket *b, size_t n, uint64_t count, uint64_t window_m
 			if (!bucket_live(&b[i], width, window_ms, now))
 				continue;
 			s -= b[i].count;
-			*free_at = b[i].start + width + window_ms;
+			*free_at = bucket_frees(&b[i], width, window_ms, now);
 		}
 	}
 	return sum;
 }
 
+/*
+ * bucket_add - k more in the bucket of time t, keeping the order.  With
+ * every place taken, the two oldest merge: counts move later, never lost
+ * and never earlier (a window counts them as long or longer).
+ */
+static void
+bucket_add(struct bucket *b, size_t *n, size_t cap, uint64_t width, uint64_t k, uint64_t t)
+{
+	uint64_t start = t / width * width;
+	size_t i;
+
+	for (i = 0; i < *n && b[i].start < start; i++)
+		;
+	if (i < *n && b[i].start == start) {
+		b[i].count += k;
+		return;
+	}
+	if (*n >= cap) {
+		if (i == 0 || cap < 2) { /* before them all: into the oldest, later */
+			b[0].count += k;
+			return;
+		}
+		b[1].count += b[0].count;
+		memmove(b, b + 1, (*n - 1) * sizeof(*b));
+		(*n)--;
+		i--;
+	}
+	memmove(b + i + 1, b + i, (*n - i) * sizeof(*b));
+	b[i].start = start;
+	b[i].count = k;
+	(*n)++;
+}
+
 int
 win_rcpt_take(struct bucket *b, size_t *n, size_t cap, uint64_t count, uint64_t window_ms,
-              uint64_t k, uint64_t now, uint64_t *free_at)
+              uint64_t k, uint64_t now, uint64_t hold_ms, uint64_t *free_at)
 {
 	uint64_t width = win_bucket_width(window_ms), sum = 0, s;
-	uint64_t start = now / width * width;
-	size_t i = 0, j;
+	size_t j;
 
-	/* Drop dead buckets (oldest first). */
-	while (i < *n && !bucket_live(&b[i], width, window_ms, now))
-		i++;
-	if (i > 0) {
-		memmove(b, b + i, (*n - i) * sizeof(*b));
-		*n -= i;
-	}
+	bucket_prune(b, n, width, window_ms, now);
 	for (j = 0; j < *n; j++)
 		sum += b[j].count;
 	if (k > count) {
@@ -162,25 +210,40 @@ win_rcpt_take(struct bucket *b, size_t *n, size_t cap, uint64_t count, uint64_t 
 		*free_at = now;
 		for (j = 0; j < *n && s + k > count; j++) {
 			s -= b[j].count;
-			*free_at = b[j].start + width + window_ms;
+			*free_at = bucket_frees(&b[j], width, window_ms, now);
 		}
 		return 0;
 	}
-	if (*n > 0 && b[*n - 1].start >= start) {
-		b[*n - 1].count += k; /* same bucket (or a clock step back) */
-	} else {
-		if (*n >= cap) {
-			/* Merge the two oldest: counts move later, never lost. */
-			b[1].count += b[0].count;
-			memmove(b, b + 1, (*n - 1) * sizeof(*b));
+	bucket_add(b, n, cap, width, k, now + hold_ms);
+	*free_at = now + hold_ms;
+	return 1;
+}
+
+int
+win_rcpt_retime(struct bucket *b, size_t *n, size_t cap, uint64_t window_ms, uint64_t k,
+                uint64_t old, uint64_t new_stamp, uint64_t now)
+{
+	uint64_t width = win_bucket_width(window_ms), start = old / width * width, take;
+	size_t i;
+	int found = 0;
+
+	bucket_prune(b, n, width, window_ms, now);
+	/* Counts only ever move later (bucket_add), so the k taken at old are
+	 * in the first live bucket from old's on - unless they have expired. */
+	for (i = 0; i < *n && b[i].start < start; i++)
+		;
+	if (i < *n && start + width + window_ms > now) {
+		take = b[i].count < k ? b[i].count : k;
+		b[i].count -= take;
+		if (b[i].count == 0) {
+			memmove(b + i, b + i + 1, (*n - i - 1) * sizeof(*b));
 			(*n)--;
 		}
-		b[*n].start = start;
-		b[*n].count = k;
-		(*n)++;
+		found = 1;
 	}
-	*free_at = now;
-	return 1;
+	if (new_stamp != 0)
+		bucket_add(b, n, cap, width, k, new_stamp);
+	return found;
 }
 
 static bool

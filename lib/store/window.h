@@ -12,6 +12,7 @@
  *    least 1 ms).  A bucket counts while any part of it lies in the window,
  *    so the sum never undercounts: never over the limit, at most one bucket
  *    early (the guarantee the transport gives, m365-transport(8) PACING).
+ *    The transport holds and retimes them as it does a message (below).
  *  - Sessions: holders, each with a liveness identity; dead ones are pruned
  *    by the caller's check before counting.
  *
@@ -56,9 +57,20 @@ struct bucket {
 
 /* win_bucket_width - B for a window */
 uint64_t win_bucket_width(uint64_t window_ms);
-/* win_rcpt_take - add k recipients at now if the sum stays <= count; else 0 and *free_at */
+/*
+ * win_rcpt_take - add k recipients if the sum stays <= count, recorded in
+ * the bucket of now + hold_ms, which *free_at returns (the stamp to give
+ * win_rcpt_retime); else 0 and *free_at when to try again.  Recipients in
+ * flight hold their place as a message does: a bucket ahead of now counts
+ * in every window until its sender retimes them to when they went (or
+ * releases them, to 0); hold_ms 0 counts them from now for good.
+ */
 int win_rcpt_take(struct bucket *b, size_t *n, size_t cap, uint64_t count, uint64_t window_ms,
-                  uint64_t k, uint64_t now, uint64_t *free_at);
+                  uint64_t k, uint64_t now, uint64_t hold_ms, uint64_t *free_at);
+/* win_rcpt_retime - move k recipients taken at stamp old to new_stamp (0:
+ * release them); 0 if they were no longer there (expired) */
+int win_rcpt_retime(struct bucket *b, size_t *n, size_t cap, uint64_t window_ms, uint64_t k,
+                    uint64_t old, uint64_t new_stamp, uint64_t now);
 /* win_rcpt_sum - recipients counted at now; *free_at when one more may go */
 uint64_t win_rcpt_sum(const struct bucket *b, size_t n, uint64_t count, uint64_t window_ms,
                       uint64_t now, uint64_t *free_at);

@@ -878,17 +878,19 @@ class Session:
         return True
 
     async def limits(self, received):
-        """Rolling recipient quota, then the message rate (delay or 4xx)."""
+        """Rolling recipient quota, then the message rate (delay or 4xx),
+        both counted at the moment the message is taken: the recipients of
+        messages accepted in the window before it (not of messages accepted
+        after it arrived, while it was held at its end of data)."""
         cfg = self.st.config
-        with self.st.lock:
-            hist = self.st.sent.setdefault(self.auth_user, [])
-            q = self.limit("recipient_quota")
-            used = sum(n for t, n in hist if t > received - q["window"])
-            if used + len(self.rcpts) > q["count"]:
-                return R["quota"]
+        q = self.limit("recipient_quota")
         rate = self.limit("rate")
         while True:
             with self.st.lock:
+                hist = self.st.sent.setdefault(self.auth_user, [])
+                used = sum(n for t, n in hist if t > now() - q["window"])
+                if used + len(self.rcpts) > q["count"]:
+                    return R["quota"]
                 recent = [t for t, _ in hist if t > now() - rate["window"]]
                 if len(recent) < rate["count"]:
                     hist.append((now(), len(self.rcpts)))

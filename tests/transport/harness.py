@@ -50,7 +50,7 @@ app "wrongkey-app" {{ client_id = "certapp" certificate_file = "{certs}/app2.pem
 app "mismatch-app" {{ client_id = "certapp" certificate_file = "{certs}/app.pem" key_file = "{work}/app2.key" }}
 app "badsecret-app" {{ client_id = "cid" client_secret_file = "{work}/bad.secret" }}
 mailbox "scanner@contoso.com" {{ password_file = "{work}/scanner.pw" send_as = {{ "noreply@contoso.com" }}
-    messages = "{rate}" sessions = 3 }}
+    messages = "{rate}" recipients = "{recipients}" sessions = 3 }}
 mailbox "erp@contoso.com" {{ app = "{erp_app}" send_as = {{ "billing@contoso.com" }}
     messages = "1000/60s" }}
 connector "onprem" {{ type = certificate certificate_file = "{certs}/relay.pem" key_file = "{work}/relay.key" }}
@@ -116,7 +116,8 @@ class Result:
 
 
 class Harness:
-    def __init__(self, rate="30/60s", erp_app="secret-app", timeout=10, pacing_wait=120, sim_extra=None):
+    def __init__(self, rate="30/60s", erp_app="secret-app", timeout=10, pacing_wait=120, sim_extra=None,
+                 recipients="10000/86400s"):
         self.work = tempfile.mkdtemp(prefix="m365-transport.")
         os.chmod(self.work, 0o755)
         certs = os.path.join(self.work, "certs")
@@ -137,7 +138,7 @@ class Harness:
             shutil.copy(os.path.join(self.certs, k + ".key"), os.path.join(self.work, k + ".key"))
         self.write("fake-sendmail", FAKE_SENDMAIL.format(work=self.work), 0o755)
         self.write("route.key", ROUTE_KEY + "\n", 0o600)
-        self.configure(rate=rate, erp_app=erp_app, timeout=timeout, pacing_wait=pacing_wait,
+        self.configure(rate=rate, recipients=recipients, erp_app=erp_app, timeout=timeout, pacing_wait=pacing_wait,
                        extra_top="", extra_transport="", extra_sections="", ca_file=os.path.join(self.certs, "ca.pem"))
         pw = pwd.getpwnam(USER)
         self.uid, self.gid = pw.pw_uid, pw.pw_gid

@@ -67,6 +67,35 @@ class Pacing(unittest.TestCase):
         finally:
             h.stop()
 
+    def test_recipients_longer_than_the_window(self):
+        """Recipients in flight keep their place too: 4 recipients per 2 s,
+        messages of 2, one end of data stalled 3 s.  Counted from their
+        admission, the stalled message's recipients left our window while
+        the simulator had yet to count them, and it refused the next
+        message with 554 5.2.0 (a soak in LMTP mode found it); counted from
+        when they went, no 2-second window at the simulator holds more
+        than 4 and nothing is refused."""
+        h = Harness(rate="100/60s", recipients="4/2s", pacing_wait=120)
+        try:
+            h.sim.control("config", {"recipient_quota": {"count": 4, "window": 2}, "throttle": "4xx"})
+            h.sim.control("fault", {"step": "eom", "action": "stall", "seconds": 3})
+            with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+                results = list(pool.map(
+                    lambda i: h.run(["q%da@example.net" % i, "q%db@example.net" % i],
+                                    route=ROUTES["smtp-auth"]), range(6)))
+            bad = [r for r in results if r.status != 0]
+            self.assertEqual(bad, [], "every message delivered at the first attempt")
+            state = h.sim.state()
+            self.assertEqual(state["refused"], [])
+            recs = sorted((r["accepted"], len(r["rcpt_to"])) for r in state["records"])
+            self.assertEqual(len(recs), 6)
+            worst = max(sum(n for u, n in recs[i:] if u < t + 2.0) for i, (t, _) in enumerate(recs))
+            print("\n6 messages of 2 recipients, one stalled 3 s, 4 recipients per 2 s: "
+                  "busiest window %d" % worst)
+            self.assertLessEqual(worst, 4, "no 2-second window holds more than 4 recipients")
+        finally:
+            h.stop()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

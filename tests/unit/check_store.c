@@ -161,6 +161,39 @@ START_TEST(test_recipients)
 }
 END_TEST
 
+/* The same hold for recipients, on both backends (window.h). */
+START_TEST(test_recipients_in_flight)
+{
+	struct limit l = {30, 10};
+	struct store_err e;
+	uint64_t a, c, f, now = store_now(), start;
+	const uint64_t B = 10000 / 96;
+
+	ck_assert_int_eq(store_rcpt_hold(st, "out", "a@contoso.com", &l, 20, now, 600000, &a, &e),
+	                 STORE_OK);
+	ck_assert_uint_eq(a, now + 600000);
+	ck_assert_int_eq(
+	    store_rcpt_hold(st, "out", "a@contoso.com", &l, 11, now + 20000, 600000, &f, &e),
+	    STORE_FULL);
+	ck_assert_uint_eq(f, now + 20000 + WIN_POLL_MS);
+	ck_assert_int_eq(
+	    store_rcpt_hold(st, "out", "a@contoso.com", &l, 10, now + 20000, 600000, &c, &e),
+	    STORE_OK);
+	/* One went (at now: store_rcpt_retime prunes by the real clock), one
+	 * sent nothing. */
+	ck_assert_int_eq(store_rcpt_retime(st, "out", "a@contoso.com", &l, 20, a, now, &e), 0);
+	ck_assert_int_eq(store_rcpt_retime(st, "out", "a@contoso.com", &l, 10, c, 0, &e), 0);
+	start = now / B * B;
+	ck_assert_int_eq(
+	    store_rcpt_hold(st, "out", "a@contoso.com", &l, 11, start + B + 10000 - 1, 0, &f, &e),
+	    STORE_FULL);
+	ck_assert_uint_eq(f, start + B + 10000);
+	ck_assert_int_eq(
+	    store_rcpt_hold(st, "out", "a@contoso.com", &l, 11, start + B + 10000, 0, &f, &e),
+	    STORE_OK);
+}
+END_TEST
+
 START_TEST(test_usage_and_persistence)
 {
 	struct limit l = {30, 60};
@@ -578,6 +611,7 @@ main(void)
 	const struct check_test tests[] = {CHECK_TEST(test_messages_exact),
 	                                   CHECK_TEST(test_messages_in_flight),
 	                                   CHECK_TEST(test_recipients),
+	                                   CHECK_TEST(test_recipients_in_flight),
 	                                   CHECK_TEST(test_usage_and_persistence),
 	                                   CHECK_TEST(test_slots_freed_when_holder_dies),
 	                                   CHECK_TEST(test_journal),
