@@ -27,7 +27,9 @@
  *   it).  The price of the writable map: a wild write elsewhere in a
  *   process could reach the counters; they are the only thing mapped so.
  * - The journal (what each recipient of a queue file got), in store {
- *   journal_path }: every commit is synced.  The journal is what keeps a
+ *   journal_path }: every put is durable when it returns (its data
+ *   flushed in the commit, its meta page right after, outside the writer
+ *   lock: lm_journal_put).  The journal is what keeps a
  *   retry from sending again; a delivery writes it once per recipient,
  *   after Microsoft's reply, so a flush there costs little next to the
  *   SMTP dialogue.  A crash between Microsoft's reply and that write sends
@@ -54,7 +56,7 @@ struct store_lmdb {
 	struct store base;
 	MDB_env *env; /* counters: MDB_NOSYNC */
 	MDB_dbi dbi;
-	MDB_env *jenv; /* the journal: every commit synced (a drop: its data) */
+	MDB_env *jenv; /* the journal: MDB_NOMETASYNC, a put flushed whole */
 	MDB_dbi jdbi;
 };
 
@@ -571,6 +573,17 @@ lm_journal_put(struct store *st, const char *qid, const char *rcpt, enum journal
 		mdb_txn_abort(txn);
 	if (rc != 0)
 		return lmdb_fail(err, "journal write", rc);
+	/*
+	 * The commit flushed its data under the journal's writer lock
+	 * (MDB_NOMETASYNC); the meta page that makes it the current state is
+	 * flushed here, after the lock is released, so that the processes
+	 * delivering at once wait for one flush each under the lock and not
+	 * two, and their second flushes overlap.  Durable when this returns,
+	 * as with a plain commit.
+	 */
+	rc = mdb_env_sync(s->jenv, 1);
+	if (rc != 0)
+		return lmdb_fail(err, "journal flush", rc);
 	return STORE_OK;
 }
 
@@ -613,13 +626,10 @@ lm_journal_drop(struct store *st, const char *qid, struct store_err *err)
 	 * expire by themselves (JOURNAL_TTL_MS) and only ever stop a second
 	 * copy of mail Postfix is done with.  So its commit flushes the data
 	 * but not the meta page (MDB_NOMETASYNC: LMDB's integrity holds, the
-	 * last commit may be undone by a crash; the next commit flushes it):
-	 * one flush instead of two, under the journal's writer lock that every
-	 * delivery of every process takes.
+	 * last commit may be undone by a crash; the next commit flushes it)
+	 * and, unlike a put, the meta page is not flushed after it.
 	 */
-	mdb_env_set_flags(s->jenv, MDB_NOMETASYNC, 1);
 	rc = mdb_txn_commit(txn);
-	mdb_env_set_flags(s->jenv, MDB_NOMETASYNC, 0);
 	if (rc != 0)
 		return lmdb_fail(err, "commit", rc);
 	return STORE_OK;
@@ -666,7 +676,7 @@ static const struct store_ops lmdb_ops = {
     .close = lm_close,
 };
 
-/* open_env - one LMDB file (flags: MDB_NOSYNC or 0) and its main database */
+/* open_env - one LMDB file (flags: MDB_NOSYNC, MDB_NOMETASYNC or 0) and its main database */
 static int
 open_env(const char *path, size_t size_mb, unsigned flags, MDB_env **envp, MDB_dbi *dbi,
          struct store_err *err)
@@ -879,7 +889,7 @@ store_lmdb_open(const struct conf *conf, struct store_err *err)
 	s->base.ops = &lmdb_ops;
 	if (boot_check(conf->store.path, mb, err) < 0 ||
 	    open_env(conf->store.path, mb, MDB_NOSYNC | MDB_WRITEMAP, &s->env, &s->dbi, err) < 0 ||
-	    open_env(conf->store.journal_path, mb, 0, &s->jenv, &s->jdbi, err) < 0) {
+	    open_env(conf->store.journal_path, mb, MDB_NOMETASYNC, &s->jenv, &s->jdbi, err) < 0) {
 		lm_close(&s->base);
 		return NULL;
 	}
