@@ -24,6 +24,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -397,6 +398,35 @@ sent_line(struct outcome *o, const struct smtp_reply *ok, size_t n_now, size_t n
 }
 
 /*
+ * journal_key - d->jid: the queue id and a fingerprint of what is
+ * delivered (64 bits of SHA-256 over the envelope sender and the message
+ * as Postfix hands it over, the same bytes for every retry of one queue
+ * file).  Postfix's short queue ids are built from an inode number and
+ * the time's microseconds, so one comes back for another message: keyed
+ * by the queue id alone, an entry left behind (a drop that failed, or one
+ * not yet made) would make that message's recipients "accepted in an
+ * earlier attempt" - lost mail.  Keyed so, it is never found by another
+ * message, and the LMTP service may drop finished entries in batches.
+ */
+static int
+journal_key(struct delivery *d)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	int ok = c != NULL && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 &&
+	         EVP_DigestUpdate(c, d->sender, strlen(d->sender) + 1) == 1 &&
+	         EVP_DigestUpdate(c, d->msg.raw, d->msg.raw_len) == 1 &&
+	         EVP_DigestFinal_ex(c, md, NULL) == 1;
+
+	EVP_MD_CTX_free(c);
+	if (!ok)
+		return -1;
+	snprintf(d->jid, sizeof(d->jid), "%.32s.%02x%02x%02x%02x%02x%02x%02x%02x", d->qid, md[0],
+	         md[1], md[2], md[3], md[4], md[5], md[6], md[7]);
+	return 0;
+}
+
+/*
  * journal_done - the delivery is over: its journal entry goes.  If the
  * store cannot take the write now (an LMDB map full, Redis down), it is
  * tried once more, then left to expire on its own (JOURNAL_TTL_MS) and
@@ -404,16 +434,16 @@ sent_line(struct outcome *o, const struct smtp_reply *ok, size_t n_now, size_t n
  * queue id, but a silent leftover looks like a leak.
  */
 static void
-journal_done(struct store *st, const char *qid)
+journal_done(struct store *st, const struct delivery *d)
 {
 	struct store_err e = {0};
 
-	if (st == NULL || store_journal_drop(st, qid, &e) == STORE_OK)
+	if (st == NULL || store_journal_drop(st, d->jid, &e) == STORE_OK)
 		return;
 	usleep(200 * 1000);
-	if (store_journal_drop(st, qid, &e) == STORE_OK)
+	if (store_journal_drop(st, d->jid, &e) == STORE_OK)
 		return;
-	log_warnx("%s: journal: entry kept, it expires by itself within 7 days: %s", qid, e.msg);
+	log_warnx("%s: journal: entry kept, it expires by itself within 7 days: %s", d->qid, e.msg);
 }
 
 /*
@@ -509,7 +539,7 @@ finish(struct delivery *d, struct rcpt *rc, struct store *st, struct outcome *o,
 	}
 	if (n_failed == 0) {
 		sent_line(o, ok, n_now, n_done, 0);
-		journal_done(st, d->qid);
+		journal_done(st, d);
 		return;
 	}
 	if (n_done == 0) {
@@ -521,7 +551,7 @@ finish(struct delivery *d, struct rcpt *rc, struct store *st, struct outcome *o,
 				m3_strlcpy(o->line, rc[i].reply, sizeof(o->line));
 				break;
 			}
-		journal_done(st, d->qid);
+		journal_done(st, d);
 		return;
 	}
 	/* Mixed: report the refused ones ourselves, then tell Postfix "sent". */
@@ -548,7 +578,7 @@ finish(struct delivery *d, struct rcpt *rc, struct store *st, struct outcome *o,
 		         n_failed, d->sender);
 	}
 	sent_line(o, ok, n_now, n_done, n_failed);
-	journal_done(st, d->qid);
+	journal_done(st, d);
 out:
 	free(failed);
 	free(replies);
@@ -569,7 +599,7 @@ journal_read(struct attempt *a, struct outcome *o)
 		struct rcpt *r = &a->rc[i];
 		if (r->state != R_TODO)
 			continue; /* refused by the policy */
-		if (store_journal_get(a->st, d->qid, r->addr, &js, r->reply, sizeof(r->reply),
+		if (store_journal_get(a->st, d->jid, r->addr, &js, r->reply, sizeof(r->reply),
 		                      &se) < 0) {
 			outcome_local(o, OUT_DEFER, "4.3.0", "state store: %s", se.msg);
 			return -1;
@@ -602,7 +632,7 @@ rcpt_outcome(struct attempt *a, size_t i, const struct smtp_reply *r)
 	case RC_OK:
 		rc->state = R_DONE;
 		a->n_now++;
-		if (store_journal_put(a->st, d->qid, rc->addr, JOURNAL_ACCEPTED, r->text,
+		if (store_journal_put(a->st, d->jid, rc->addr, JOURNAL_ACCEPTED, r->text,
 		                      store_now(), &se) < 0)
 			log_warnx("%s: journal: %s (a retry could send to <%s> again)", d->qid,
 			          se.msg, rc->addr);
@@ -610,7 +640,7 @@ rcpt_outcome(struct attempt *a, size_t i, const struct smtp_reply *r)
 	case RC_PERM:
 		rc->state = R_FAILED;
 		m3_strlcpy(rc->reply, ro.line, sizeof(rc->reply));
-		if (store_journal_put(a->st, d->qid, rc->addr, JOURNAL_FAILED, ro.line, store_now(),
+		if (store_journal_put(a->st, d->jid, rc->addr, JOURNAL_FAILED, ro.line, store_now(),
 		                      &se) < 0)
 			log_warnx("%s: journal: %s", d->qid, se.msg);
 		break;
@@ -836,6 +866,10 @@ deliver(struct delivery *d, struct outcome *o)
 	for (i = 0; i < d->n_rcpts; i++)
 		a.rc[i].addr = d->rcpts[i];
 
+	if (journal_key(d) < 0) {
+		outcome_local(o, OUT_DEFER, "4.3.0", "no key for the journal (digest failed)");
+		goto out;
+	}
 	/* Step 1: the route. */
 	if (plan_delivery(d, &a.p, a.rc, &a.first_temp, &a.by_policy, o) < 0)
 		goto out;

@@ -17,7 +17,11 @@
 
 struct delivery {
 	const struct conf *conf;
-	const char *qid;         /* Postfix queue id (-q); journal key */
+	const char *qid; /* Postfix queue id (-q) */
+	/* the journal's key: the queue id, ".", the message's fingerprint
+	 * (journal_key): a queue id Postfix gives again to another message
+	 * never finds this one's entries */
+	char jid[80];
 	struct addr sender_addr; /* envelope sender (-f), parsed; null for <> */
 	char sender_text[ADDR_TEXT_MAX + 1];
 	const char *sender; /* its canonical form; "" for <> */

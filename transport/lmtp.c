@@ -426,19 +426,6 @@ local_qid(const struct message *m, const char *sender, char *const *rcpts, size_
 	return 0;
 }
 
-/* drop_journal - Postfix has every reply: the queue id's journal goes (if
- * the store will not, the entry expires by itself) */
-static void
-drop_journal(struct pool *pl, const char *qid)
-{
-	struct store_err e;
-	struct store *st = pool_store(pl, &e);
-
-	if (st == NULL || store_journal_drop(st, qid, &e) < 0)
-		log_warnx("%s: journal: entry kept, it expires by itself within 7 days: %s", qid,
-		          e.msg);
-}
-
 static void
 deliver_one(struct session *s, char *data, size_t len)
 {
@@ -494,8 +481,10 @@ reply:
 	for (i = 0; i < s->n_rcpts; i++)
 		reply_outcome(&s->io, per[i].line[0] != '\0' ? &per[i] : &o);
 	flush_out(&s->io);
+	/* Postfix has every reply: the queue file's journal goes, with the
+	 * next batch (pool.h) */
 	if (d.journal_drop_due && !s->io.failed)
-		drop_journal(&s->pool, d.qid);
+		pool_drop_journal(&s->pool, d.jid, d.qid);
 	message_free(&d.msg);
 	free(per);
 }

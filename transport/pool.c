@@ -170,12 +170,52 @@ pool_drop_slots(struct pool *pl)
 			drop(pl, &pl->e[i], "another mailbox waits for a slot", true);
 }
 
+/* drops_write - the batch of journal drops, in one write */
+static void
+drops_write(struct pool *pl)
+{
+	const char *ids[POOL_DROPS];
+	struct store_err e;
+	struct store *st;
+	size_t i;
+
+	if (pl->n_drops == 0)
+		return;
+	for (i = 0; i < pl->n_drops; i++)
+		ids[i] = pl->drop_id[i];
+	st = pool_store(pl, &e);
+	if (st == NULL || store_journal_drop_many(st, ids, pl->n_drops, &e) < 0)
+		for (i = 0; i < pl->n_drops; i++)
+			log_warnx("%s: journal: entry kept, it expires by itself within 7 days: %s",
+			          pl->drop_qid[i], e.msg);
+	pl->n_drops = 0;
+}
+
+void
+pool_drop_journal(struct pool *pl, const char *jid, const char *qid)
+{
+	if (pl->n_drops == 0)
+		pl->drops_since = store_now();
+	m3_strlcpy(pl->drop_id[pl->n_drops], jid, sizeof(pl->drop_id[0]));
+	m3_strlcpy(pl->drop_qid[pl->n_drops], qid, sizeof(pl->drop_qid[0]));
+	if (++pl->n_drops == POOL_DROPS)
+		drops_write(pl);
+}
+
 int
 pool_expire(struct pool *pl, uint64_t now)
 {
 	uint64_t idle = (uint64_t)pl->conf->transport.session_idle * 1000;
 	int next = -1;
 	size_t i;
+
+	if (pl->n_drops > 0) {
+		uint64_t due = pl->drops_since + POOL_DROP_MS;
+		if (now >= due)
+			drops_write(pl);
+		else
+			next = (int)(due - now);
+	}
 
 	for (i = 0; i < POOL_MAX; i++) {
 		struct pooled *e = &pl->e[i];
@@ -203,6 +243,7 @@ pool_close(struct pool *pl)
 			drop(pl, &pl->e[i], "the LMTP connection ended", true);
 	if (pl->reused > 0)
 		log_info("LMTP: sessions to Microsoft 365 reused %u time(s)", pl->reused);
+	drops_write(pl);
 	store_close(pl->st);
 	pl->st = NULL;
 }

@@ -146,6 +146,9 @@ int store_journal_put(struct store *s, const char *qid, const char *rcpt, enum j
                       const char *reply, uint64_t now, struct store_err *err);
 /* store_journal_drop - forget a queue file once it is finished */
 int store_journal_drop(struct store *s, const char *qid, struct store_err *err);
+/* store_journal_drop_many - forget n of them in one write */
+int store_journal_drop_many(struct store *s, const char *const *ids, size_t n,
+                            struct store_err *err);
 
 /* store_self - this process as a slot holder */
 void store_self(struct holder *me, uint64_t now);

@@ -587,19 +587,35 @@ lm_journal_put(struct store *st, const char *qid, const char *rcpt, enum journal
 	return STORE_OK;
 }
 
-static int
-lm_journal_drop(struct store *st, const char *qid, struct store_err *err)
+/* drop_one - every entry of one queue file (journal key id) under c; how many */
+static size_t
+drop_one(MDB_cursor *c, const char *id)
 {
-	struct store_lmdb *s = (struct store_lmdb *)st;
 	char kb[1024];
-	MDB_val k, v;
-	MDB_txn *txn;
-	MDB_cursor *c;
-	size_t plen = jkey(kb, sizeof(kb), qid, NULL), n = 0;
+	size_t plen = jkey(kb, sizeof(kb), id, NULL), n = 0;
+	MDB_val k = {plen, kb}, v;
 	int rc;
 
 	if (plen == 0)
-		return store_fail(err, "journal key too long");
+		return 0; /* no such key can exist */
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < plen || memcmp(k.mv_data, kb, plen) != 0)
+			break;
+		n += mdb_cursor_del(c, 0) == 0;
+	}
+	return n;
+}
+
+static int
+lm_journal_drop(struct store *st, const char *const *ids, size_t n_ids, struct store_err *err)
+{
+	struct store_lmdb *s = (struct store_lmdb *)st;
+	MDB_txn *txn;
+	MDB_cursor *c;
+	size_t i, n = 0;
+	int rc;
+
 	rc = mdb_txn_begin(s->jenv, NULL, 0, &txn);
 	if (rc != 0)
 		return lmdb_fail(err, "begin", rc);
@@ -608,26 +624,21 @@ lm_journal_drop(struct store *st, const char *qid, struct store_err *err)
 		mdb_txn_abort(txn);
 		return lmdb_fail(err, "cursor", rc);
 	}
-	k.mv_size = plen;
-	k.mv_data = kb;
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
-	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		if (k.mv_size < plen || memcmp(k.mv_data, kb, plen) != 0)
-			break;
-		n += mdb_cursor_del(c, 0) == 0;
-	}
+	for (i = 0; i < n_ids; i++)
+		n += drop_one(c, ids[i]);
 	mdb_cursor_close(c);
-	if (n == 0) { /* nothing of it: no commit, no flush */
+	if (n == 0) { /* nothing of them: no commit, no flush */
 		mdb_txn_abort(txn);
 		return STORE_OK;
 	}
 	/*
 	 * A drop need not be durable: lost in a machine crash, the entries
-	 * expire by themselves (JOURNAL_TTL_MS) and only ever stop a second
-	 * copy of mail Postfix is done with.  So its commit flushes the data
-	 * but not the meta page (MDB_NOMETASYNC: LMDB's integrity holds, the
-	 * last commit may be undone by a crash; the next commit flushes it)
-	 * and, unlike a put, the meta page is not flushed after it.
+	 * expire by themselves (JOURNAL_TTL_MS) and, keyed by the message's
+	 * fingerprint, are never found by another message.  So its commit
+	 * flushes the data but not the meta page (MDB_NOMETASYNC: LMDB's
+	 * integrity holds, the last commit may be undone by a crash; the next
+	 * commit flushes it) and, unlike a put, the meta page is not flushed
+	 * after it.  The LMTP service drops several queue files in one.
 	 */
 	rc = mdb_txn_commit(txn);
 	if (rc != 0)

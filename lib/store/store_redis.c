@@ -581,14 +581,26 @@ rd_journal_put(struct store *st, const char *qid, const char *rcpt, enum journal
 }
 
 static int
-rd_journal_drop(struct store *st, const char *qid, struct store_err *err)
+rd_journal_drop(struct store *st, const char *const *ids, size_t n, struct store_err *err)
 {
 	struct store_redis *s = (struct store_redis *)st;
-	char k[600];
-	const char *argv[] = {"DEL", k};
+	enum { MAX = 16 };
+	char k[MAX][600];
+	const char *argv[1 + MAX];
+	size_t i, done_n = 0;
 
-	snprintf(k, sizeof(k), "%sj:%s", s->prefix, qid);
-	return done(locked_call(s, 2, argv, err));
+	while (done_n < n) {
+		size_t m = n - done_n < MAX ? n - done_n : MAX;
+		argv[0] = "DEL";
+		for (i = 0; i < m; i++) {
+			snprintf(k[i], sizeof(k[i]), "%sj:%s", s->prefix, ids[done_n + i]);
+			argv[1 + i] = k[i];
+		}
+		if (done(locked_call(s, (int)(1 + m), argv, err)) != STORE_OK)
+			return STORE_FAIL;
+		done_n += m;
+	}
+	return STORE_OK;
 }
 
 static void

@@ -16,6 +16,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Harness, ROUTES, SIM_MAILBOXES, TRANSPORT, sign_route  # noqa: E402
+from lmdbctl import Lmdb  # noqa: E402
 
 H = None
 
@@ -156,6 +157,37 @@ class LmtpTest(LmtpBase):
                 self.assertEqual(s.reply()[0], 250)
         s.close()
         self.assertEqual(len(H.records()), 3)
+
+    def journal_keys(self, qids):
+        db = Lmdb(os.path.join(H.state, "journal.mdb"))
+        try:
+            return [k for k in db.keys(b"j:") if any(q.encode() in k for q in qids)]
+        finally:
+            db.close()
+
+    def test_finished_entries_dropped_in_a_batch(self):
+        # Each delivered message's journal entries go once Postfix has the
+        # replies, several queue files in one write: within a second of
+        # the first while the session idles, and at the latest when it ends.
+        s = self.session()
+        qids = [H.new_qid() for _ in range(3)]
+        for q in qids:
+            r = self.message(s, q, ["alice@contoso.com"])
+            self.assertEqual(r[0][0], 250, r)
+        gone_at = None
+        t0 = time.time()
+        while time.time() - t0 < 5:
+            if not self.journal_keys(qids):
+                gone_at = time.time() - t0
+                break
+            time.sleep(0.1)
+        self.assertIsNotNone(gone_at, "journal entries of finished messages still there after 5 s")
+        last = H.new_qid()
+        r = self.message(s, last, ["alice@contoso.com"])
+        self.assertEqual(r[0][0], 250, r)
+        s.close()
+        self.assertEqual(self.journal_keys([last]), [], "dropped when the session ended")
+        self.assertEqual(len(H.records()), 4)
 
     def test_local_mail_without_xforward(self):
         # Postfix sends no XFORWARD for local mail (sendmail(1), its own

@@ -291,6 +291,30 @@ class Faults(Base):
 
 
 class MixedOutcome(Base):
+    def test_queue_id_given_again_to_another_message(self):
+        """Postfix's short queue ids are an inode number and microseconds,
+        so one comes back for another message.  The journal is keyed by the
+        queue id and the message's fingerprint: an entry left by one
+        message (its other recipient still to retry) never makes another
+        message with that queue id skip a recipient as "already accepted"
+        - which would be mail reported sent and never sent."""
+        H.sim.control("config", {"rcpt_replies": {
+            "later@example.net": {"reply": "451 4.4.4 Temporary server error. Please try again later ATTR1",
+                                  "count": 1}}})
+        r = self.deliver(["ok@example.net", "later@example.net"], qid="QAGAIN")
+        self.assertExit(r, 75, "4.4.4")
+        other = H.message(frm="scanner@contoso.com", to="ok@example.net", subject="another message")
+        r = self.deliver(["ok@example.net"], qid="QAGAIN", msg=other)
+        self.assertExit(r, 0, "250 2.0.0 OK")
+        self.assertNotIn("already accepted", r.log)
+        self.assertEqual([rec["rcpt_to"] for rec in H.records()], [["ok@example.net"], ["ok@example.net"]])
+        # The first message's retry still finds its own entry.
+        r = self.deliver(["ok@example.net", "later@example.net"], qid="QAGAIN")
+        self.assertExit(r, 0, "2.0.0 delivered to 2 recipient(s)")
+        self.assertIn("to=<ok@example.net> already accepted in an earlier attempt: skipped", r.log)
+        self.assertEqual([rec["rcpt_to"] for rec in H.records()],
+                         [["ok@example.net"], ["ok@example.net"], ["later@example.net"]])
+
     def test_one_5xx_one_4xx_one_ok(self):
         H.sim.control("config", {"rcpt_replies": {
             "gone@example.net": {"reply": "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found", "count": -1},

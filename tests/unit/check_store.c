@@ -331,6 +331,43 @@ START_TEST(test_journal)
 }
 END_TEST
 
+/* Several queue files' entries go in one write (the LMTP service's
+ * batches), on both backends; the others stay. */
+START_TEST(test_journal_drop_many)
+{
+	static const char *const ids[] = {"QA.0123456789abcdef", "QC.0123456789abcdef",
+	                                  "QNONE.0000000000000000"};
+	const char *all[] = {"QA.0123456789abcdef", "QB.0123456789abcdef", "QC.0123456789abcdef",
+	                     "QA.fedcba9876543210"};
+	enum journal_state js;
+	struct store_err e;
+	char reply[64];
+	size_t i;
+
+	for (i = 0; i < 4; i++) {
+		ck_assert_int_eq(store_journal_put(st, all[i], "x@example.net", JOURNAL_ACCEPTED,
+		                                   "250 ok", 1, &e),
+		                 STORE_OK);
+		ck_assert_int_eq(
+		    store_journal_put(st, all[i], "y@example.net", JOURNAL_FAILED, "550 no", 1, &e),
+		    STORE_OK);
+	}
+	ck_assert_int_eq(store_journal_drop_many(st, ids, 3, &e), STORE_OK);
+	ck_assert_int_eq(store_journal_drop_many(st, ids, 0, &e), STORE_OK);
+	for (i = 0; i < 4; i++) {
+		bool gone = i == 0 || i == 2;
+		ck_assert_int_eq(
+		    store_journal_get(st, all[i], "x@example.net", &js, reply, sizeof(reply), &e),
+		    STORE_OK);
+		ck_assert_int_eq(js, gone ? JOURNAL_NONE : JOURNAL_ACCEPTED);
+		ck_assert_int_eq(
+		    store_journal_get(st, all[i], "y@example.net", &js, reply, sizeof(reply), &e),
+		    STORE_OK);
+		ck_assert_int_eq(js, gone ? JOURNAL_NONE : JOURNAL_FAILED);
+	}
+}
+END_TEST
+
 /*
  * The journal's expiry scan runs at most once every 10 minutes for all
  * processes together (LMDB; Redis expires entries itself): a second
@@ -616,6 +653,7 @@ main(void)
 	                                   CHECK_TEST(test_slots_freed_when_holder_dies),
 	                                   CHECK_TEST(test_journal),
 	                                   CHECK_TEST(test_pause),
+	                                   CHECK_TEST(test_journal_drop_many),
 	                                   CHECK_TEST(test_journal_expiry_shared),
 	                                   CHECK_TEST(test_admit),
 	                                   CHECK_TEST(test_lmdb_sync_policy),
