@@ -469,7 +469,7 @@ class Soak:
                 if pid is None:
                     return "stall fired but no transport owned port %s" % new[0]["client_port"]
                 os.kill(pid, signal.SIGKILL)
-                self.killed_transports.append(pid)
+                self.killed_transports.append((pid, time.time()))
                 return "SIGKILL m365-transport pid %d waiting for the 354 to DATA (client port %d)" % (
                     pid, new[0]["client_port"])
             time.sleep(0.05)
@@ -874,8 +874,17 @@ class Soak:
         except FileNotFoundError:
             return set()
         kept = set(re.findall(r" ([0-9A-Za-z]+): journal: entry kept", text))
-        for pid in self.killed_transports:
-            kept |= set(re.findall(r"m365-transport\[%d\]: ([0-9A-Za-z]+): to=<" % pid, text))
+        for pid, killed in self.killed_transports:
+            # what it delivered in the 2 s before the kill (a batch holds 1 s)
+            for stamp, q in re.findall(r"^(\S+) m365-transport\[%d\]: ([0-9A-Za-z]+): to=<" % pid,
+                                       text, re.M):
+                try:
+                    t = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                        tzinfo=datetime.timezone.utc).timestamp()
+                except ValueError:
+                    continue
+                if killed - 2.0 <= t <= killed:
+                    kept.add(q)
         return kept
 
     def report(self):

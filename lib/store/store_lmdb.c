@@ -587,12 +587,13 @@ lm_journal_put(struct store *st, const char *qid, const char *rcpt, enum journal
 	return STORE_OK;
 }
 
-/* drop_one - every entry of one queue file (journal key id) under c; how many */
-static size_t
-drop_one(MDB_cursor *c, const char *id)
+/* drop_one - every entry of one queue file (journal key id) under c,
+ * counted in *n; an LMDB error (a delete needs pages: MDB_MAP_FULL) */
+static int
+drop_one(MDB_cursor *c, const char *id, size_t *n)
 {
 	char kb[1024];
-	size_t plen = jkey(kb, sizeof(kb), id, NULL), n = 0;
+	size_t plen = jkey(kb, sizeof(kb), id, NULL);
 	MDB_val k = {plen, kb}, v;
 	int rc;
 
@@ -602,9 +603,12 @@ drop_one(MDB_cursor *c, const char *id)
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
 		if (k.mv_size < plen || memcmp(k.mv_data, kb, plen) != 0)
 			break;
-		n += mdb_cursor_del(c, 0) == 0;
+		rc = mdb_cursor_del(c, 0);
+		if (rc != 0)
+			return rc;
+		(*n)++;
 	}
-	return n;
+	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 static int
@@ -624,9 +628,13 @@ lm_journal_drop(struct store *st, const char *const *ids, size_t n_ids, struct s
 		mdb_txn_abort(txn);
 		return lmdb_fail(err, "cursor", rc);
 	}
-	for (i = 0; i < n_ids; i++)
-		n += drop_one(c, ids[i]);
+	for (i = 0; i < n_ids && rc == 0; i++)
+		rc = drop_one(c, ids[i], &n);
 	mdb_cursor_close(c);
+	if (rc != 0) { /* said, not silently kept: the caller logs the entries */
+		mdb_txn_abort(txn);
+		return lmdb_fail(err, "journal drop", rc);
+	}
 	if (n == 0) { /* nothing of them: no commit, no flush */
 		mdb_txn_abort(txn);
 		return STORE_OK;

@@ -600,6 +600,26 @@ START_TEST(test_lmdb_full_and_unwritable)
 	ck_assert_int_eq(rc, STORE_FAIL);
 	ck_assert_int_eq(e.code, STORE_EMAPFULL);
 	ck_assert_msg(strstr(e.msg, "raise store { size }") != NULL, "the fix is said: %s", e.msg);
+	/* A drop in the full map (its deletes need pages too) removes the
+	 * entries or says it did not - never "done" with them still there.
+	 * Full to the last page first: small entries until none fits. */
+	for (i = 0, rc = STORE_OK; i < 10000 && rc == STORE_OK; i++) {
+		snprintf(rcpt, sizeof(rcpt), "s%d@example.net", i);
+		rc = store_journal_put(st, "QFULL", rcpt, JOURNAL_ACCEPTED, "", 1, &e);
+	}
+	ck_assert_int_eq(rc, STORE_FAIL);
+	{
+		enum journal_state js;
+		char reply[16];
+		int drc = store_journal_drop(st, "QFULL", &e);
+		ck_assert_int_eq(
+		    store_journal_get(st, "QFULL", "r0@example.net", &js, reply, sizeof(reply), &e),
+		    STORE_OK);
+		if (drc == STORE_OK)
+			ck_assert_int_eq(js, JOURNAL_NONE);
+		else
+			ck_assert_int_eq(js, JOURNAL_ACCEPTED);
+	}
 	/* A place where the file cannot be created (root ignores modes, so
 	 * a missing directory it is): open fails and says where and why. */
 	store_close(st);
