@@ -344,6 +344,13 @@ take_windows(const struct delivery *d, const struct plan *p, struct store *st, u
 		if (rc == STORE_OK) {
 			adm->rcpt = free_at;
 			adm->k = k;
+			/* Waited for the recipients: the message's hold counts
+			 * from now, or it could run out while the message is
+			 * still in flight. */
+			if (now >= adm->msg - hold_ms + 1000 &&
+			    store_msg_retime(st, "out", mb->name, mb->messages.count, adm->msg,
+			                     now + hold_ms, &e) == STORE_OK)
+				adm->msg = now + hold_ms;
 			return 0;
 		}
 		if (rc == STORE_FAIL) {
@@ -401,12 +408,12 @@ sent_line(struct outcome *o, const struct smtp_reply *ok, size_t n_now, size_t n
  * journal_key - d->jid: the queue id and a fingerprint of what is
  * delivered (64 bits of SHA-256 over the envelope sender and the message
  * as Postfix hands it over, the same bytes for every retry of one queue
- * file).  Postfix's short queue ids are built from an inode number and
- * the time's microseconds, so one comes back for another message: keyed
- * by the queue id alone, an entry left behind (a drop that failed, or one
- * not yet made) would make that message's recipients "accepted in an
- * earlier attempt" - lost mail.  Keyed so, it is never found by another
- * message, and the LMTP service may drop finished entries in batches.
+ * file; without an mbox "From " line, which carries the time of the
+ * attempt when pipe(8) has flag F or Sendmail a mailer without F=n).  Postfix's short queue ids are
+ * built from an inode number and the time's microseconds, so one comes back for another message:
+ * keyed by the queue id alone, an entry left behind (a drop that failed, or one not yet made) would
+ * make that message's recipients "accepted in an earlier attempt" - lost mail.  Keyed so, it is
+ * never found by another message, and the LMTP service may drop finished entries in batches.
  */
 static int
 journal_key(struct delivery *d)
@@ -415,7 +422,8 @@ journal_key(struct delivery *d)
 	EVP_MD_CTX *c = EVP_MD_CTX_new();
 	int ok = c != NULL && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 &&
 	         EVP_DigestUpdate(c, d->sender, strlen(d->sender) + 1) == 1 &&
-	         EVP_DigestUpdate(c, d->msg.raw, d->msg.raw_len) == 1 &&
+	         EVP_DigestUpdate(c, d->msg.raw + d->msg.head_off,
+	                          d->msg.raw_len - d->msg.head_off) == 1 &&
 	         EVP_DigestFinal_ex(c, md, NULL) == 1;
 
 	EVP_MD_CTX_free(c);
@@ -437,11 +445,31 @@ static void
 journal_done(struct store *st, const struct delivery *d)
 {
 	struct store_err e = {0};
+	struct journal_ref *refs;
+	size_t i;
+	int rc;
 
-	if (st == NULL || store_journal_drop(st, d->jid, &e) == STORE_OK)
+	if (st == NULL)
 		return;
-	usleep(200 * 1000);
-	if (store_journal_drop(st, d->jid, &e) == STORE_OK)
+	/* This delivery's recipients only (store_journal_forget). */
+	refs = calloc(d->n_rcpts ? d->n_rcpts : 1, sizeof(*refs));
+	if (refs == NULL) {
+		log_warnx("%s: journal: entry kept, it expires by itself within 7 days: "
+		          "out of memory",
+		          d->qid);
+		return;
+	}
+	for (i = 0; i < d->n_rcpts; i++) {
+		refs[i].qid = d->jid;
+		refs[i].rcpt = d->rcpts[i];
+	}
+	rc = store_journal_forget(st, refs, d->n_rcpts, &e);
+	if (rc != STORE_OK) {
+		usleep(200 * 1000);
+		rc = store_journal_forget(st, refs, d->n_rcpts, &e);
+	}
+	free(refs);
+	if (rc == STORE_OK)
 		return;
 	log_warnx("%s: journal: entry kept, it expires by itself within 7 days: %s", d->qid, e.msg);
 }

@@ -443,6 +443,7 @@ deliver_one(struct session *s, char *data, size_t len)
 			reply(&s->io, "451 4.3.0 out of memory");
 		return;
 	}
+	pool_drops_due(&s->pool, store_now()); /* not held back by this delivery */
 	d.conf = s->conf;
 	d.to_stderr = s->to_stderr;
 	d.qid = s->ident;
@@ -484,7 +485,7 @@ reply:
 	/* Postfix has every reply: the queue file's journal goes, with the
 	 * next batch (pool.h) */
 	if (d.journal_drop_due && !s->io.failed)
-		pool_drop_journal(&s->pool, d.jid, d.qid);
+		pool_drop_journal(&s->pool, d.jid, d.qid, d.rcpts, d.n_rcpts);
 	message_free(&d.msg);
 	free(per);
 }

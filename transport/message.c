@@ -93,6 +93,7 @@ message_parse(char *buf, size_t len, struct message *m, struct msg_err *err)
 	 * would take it for a broken header.  It is left out. */
 	if (len >= 5 && memcmp(buf, "From ", 5) == 0)
 		p = line_end(buf, len, 0);
+	m->head_off = p;
 	/* The header section: fields up to the first empty line. */
 	while (p < len) {
 		size_t e = line_end(buf, len, p), start = p, colon, nlen;

@@ -42,6 +42,7 @@ struct field {
 struct message {
 	char *raw; /* as read */
 	size_t raw_len;
+	size_t head_off; /* where the header section starts: after an mbox "From " line */
 	size_t body_off; /* where the blank line after the headers starts (raw_len if none) */
 	struct field *fields;
 	size_t n_fields;

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "plan.h"
@@ -174,31 +175,79 @@ pool_drop_slots(struct pool *pl)
 static void
 drops_write(struct pool *pl)
 {
-	const char *ids[POOL_DROPS];
+	struct journal_ref *refs;
 	struct store_err e;
 	struct store *st;
 	size_t i;
+	int rc = STORE_FAIL;
 
 	if (pl->n_drops == 0)
 		return;
-	for (i = 0; i < pl->n_drops; i++)
-		ids[i] = pl->drop_id[i];
+	refs = calloc(pl->n_drops, sizeof(*refs));
 	st = pool_store(pl, &e);
-	if (st == NULL || store_journal_drop_many(st, ids, pl->n_drops, &e) < 0)
-		for (i = 0; i < pl->n_drops; i++)
+	if (refs == NULL)
+		m3_strlcpy(e.msg, "out of memory", sizeof(e.msg));
+	else if (st != NULL) {
+		for (i = 0; i < pl->n_drops; i++) {
+			refs[i].qid = pl->drops[i].jid;
+			refs[i].rcpt = pl->drops[i].rcpt;
+		}
+		rc = store_journal_forget(st, refs, pl->n_drops, &e);
+	}
+	for (i = 0; i < pl->n_drops; i++) {
+		if (rc != STORE_OK &&
+		    (i == 0 || strcmp(pl->drops[i].jid, pl->drops[i - 1].jid) != 0))
 			log_warnx("%s: journal: entry kept, it expires by itself within 7 days: %s",
-			          pl->drop_qid[i], e.msg);
+			          pl->drops[i].qid, e.msg);
+		free(pl->drops[i].rcpt);
+	}
+	free(refs);
 	pl->n_drops = 0;
 }
 
 void
-pool_drop_journal(struct pool *pl, const char *jid, const char *qid)
+pool_drop_journal(struct pool *pl, const char *jid, const char *qid, const char *const *rcpts,
+                  size_t n)
 {
+	size_t i;
+
+	if (pl->n_drops > 0 && pl->n_drops + n > POOL_DROPS)
+		drops_write(pl);
+	if (pl->n_drops + n > pl->cap_drops) {
+		size_t cap = pl->n_drops + n > POOL_DROPS ? pl->n_drops + n : POOL_DROPS;
+		struct pending_drop *d = realloc(pl->drops, cap * sizeof(*d));
+		if (d == NULL) {
+			log_warnx("%s: journal: entry kept, it expires by itself within 7 days: "
+			          "out of memory",
+			          qid);
+			return;
+		}
+		pl->drops = d;
+		pl->cap_drops = cap;
+	}
 	if (pl->n_drops == 0)
 		pl->drops_since = store_now();
-	m3_strlcpy(pl->drop_id[pl->n_drops], jid, sizeof(pl->drop_id[0]));
-	m3_strlcpy(pl->drop_qid[pl->n_drops], qid, sizeof(pl->drop_qid[0]));
-	if (++pl->n_drops == POOL_DROPS)
+	for (i = 0; i < n; i++) {
+		struct pending_drop *d = &pl->drops[pl->n_drops];
+		m3_strlcpy(d->jid, jid, sizeof(d->jid));
+		m3_strlcpy(d->qid, qid, sizeof(d->qid));
+		d->rcpt = strdup(rcpts[i]);
+		if (d->rcpt == NULL) {
+			log_warnx("%s: journal: entry of <%s> kept, it expires by itself within 7 "
+			          "days: out of memory",
+			          qid, rcpts[i]);
+			continue;
+		}
+		pl->n_drops++;
+	}
+	if (pl->n_drops >= POOL_DROPS)
+		drops_write(pl);
+}
+
+void
+pool_drops_due(struct pool *pl, uint64_t now)
+{
+	if (pl->n_drops > 0 && now >= pl->drops_since + POOL_DROP_MS)
 		drops_write(pl);
 }
 
@@ -244,6 +293,9 @@ pool_close(struct pool *pl)
 	if (pl->reused > 0)
 		log_info("LMTP: sessions to Microsoft 365 reused %u time(s)", pl->reused);
 	drops_write(pl);
+	free(pl->drops);
+	pl->drops = NULL;
+	pl->cap_drops = 0;
 	store_close(pl->st);
 	pl->st = NULL;
 }

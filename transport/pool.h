@@ -43,19 +43,24 @@ struct pooled {
 	uint64_t opened, idle_since; /* store_now() ms */
 };
 
-/* Finished queue files whose journal entries go in one write: at most
- * POOL_DROPS of them, at most POOL_DROP_MS after the first. */
-#define POOL_DROPS   32
+/* Finished deliveries whose journal entries go in one write: at most
+ * POOL_DROPS recipients' entries, at most POOL_DROP_MS after the first. */
+#define POOL_DROPS   256
 #define POOL_DROP_MS 1000
+
+struct pending_drop {
+	char jid[80]; /* struct delivery's jid */
+	char qid[40]; /* for the log */
+	char *rcpt;
+};
 
 struct pool {
 	const struct conf *conf;
 	struct store *st; /* the service's handle, opened on first use */
 	struct pooled e[POOL_MAX];
-	unsigned reused;              /* sessions taken back, for the log at the end */
-	char drop_id[POOL_DROPS][80]; /* journal keys (struct delivery's jid) */
-	char drop_qid[POOL_DROPS][40];
-	size_t n_drops;
+	unsigned reused; /* sessions taken back, for the log at the end */
+	struct pending_drop *drops;
+	size_t n_drops, cap_drops;
 	uint64_t drops_since; /* store_now() ms of the first */
 };
 
@@ -79,11 +84,16 @@ void pool_drop_slots(struct pool *pl);
  * it is taken: a process is one holder in the store, so a second slot
  * would be the first one, and releasing it would free the kept one's) */
 void pool_drop_mailbox(struct pool *pl, const char *mailbox);
-/* pool_drop_journal - the journal entries of a finished queue file go with
- * the next batch (jid: the journal key, qid: for the log).  Keyed by the
+/* pool_drop_journal - the journal entries of a finished delivery (its n
+ * recipients) go with the next batch (jid: the journal key, qid: for the
+ * log).  Keyed by the
  * message's fingerprint, an entry waiting for its batch is never found by
  * another message; one left behind (a process killed) expires by itself. */
-void pool_drop_journal(struct pool *pl, const char *jid, const char *qid);
+void pool_drop_journal(struct pool *pl, const char *jid, const char *qid, const char *const *rcpts,
+                       size_t n);
+/* pool_drops_due - write the batch if it is due (before a delivery: one
+ * that waits for its pacing window would otherwise hold it back) */
+void pool_drops_due(struct pool *pl, uint64_t now);
 /* pool_expire - close what has idled too long, write a batch of drops
  * that is due; the ms until the next is due, or -1 if nothing is kept */
 int pool_expire(struct pool *pl, uint64_t now);

@@ -211,13 +211,16 @@ store_journal_put(struct store *s, const char *qid, const char *rcpt, enum journ
 int
 store_journal_drop(struct store *s, const char *qid, struct store_err *err)
 {
-	return s->ops->journal_drop(s, &qid, 1, err);
+	struct journal_ref r = {qid, NULL};
+
+	return s->ops->journal_drop(s, &r, 1, err);
 }
 
 int
-store_journal_drop_many(struct store *s, const char *const *ids, size_t n, struct store_err *err)
+store_journal_forget(struct store *s, const struct journal_ref *refs, size_t n,
+                     struct store_err *err)
 {
-	return n == 0 ? STORE_OK : s->ops->journal_drop(s, ids, n, err);
+	return n == 0 ? STORE_OK : s->ops->journal_drop(s, refs, n, err);
 }
 
 /* Process identity --------------------------------------------------------- */

@@ -144,11 +144,20 @@ int store_journal_get(struct store *s, const char *qid, const char *rcpt, enum j
 /* store_journal_put - record an outcome */
 int store_journal_put(struct store *s, const char *qid, const char *rcpt, enum journal_state state,
                       const char *reply, uint64_t now, struct store_err *err);
-/* store_journal_drop - forget a queue file once it is finished */
+/* store_journal_drop - forget every recipient of a queue file */
 int store_journal_drop(struct store *s, const char *qid, struct store_err *err);
-/* store_journal_drop_many - forget n of them in one write */
-int store_journal_drop_many(struct store *s, const char *const *ids, size_t n,
-                            struct store_err *err);
+/* One recipient's entry of a queue file (rcpt NULL: every recipient). */
+struct journal_ref {
+	const char *qid, *rcpt;
+};
+/*
+ * store_journal_forget - forget n entries in one write.  A delivery
+ * forgets its own recipients only: Postfix splits a queue file with many
+ * recipients into deliveries that may run at once, and one that finishes
+ * must not take the entries of another that will be retried.
+ */
+int store_journal_forget(struct store *s, const struct journal_ref *refs, size_t n,
+                         struct store_err *err);
 
 /* store_self - this process as a slot holder */
 void store_self(struct holder *me, uint64_t now);

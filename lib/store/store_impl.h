@@ -36,7 +36,8 @@ struct store_ops {
 	                   char *reply, size_t size, struct store_err *);
 	int (*journal_put)(struct store *, const char *qid, const char *rcpt, enum journal_state,
 	                   const char *reply, uint64_t now, struct store_err *);
-	int (*journal_drop)(struct store *, const char *const *ids, size_t n, struct store_err *);
+	int (*journal_drop)(struct store *, const struct journal_ref *refs, size_t n,
+	                    struct store_err *);
 	int (*sync)(struct store *, struct store_err *);
 	void (*close)(struct store *);
 };

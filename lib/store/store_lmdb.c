@@ -611,8 +611,27 @@ drop_one(MDB_cursor *c, const char *id, size_t *n)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* drop_exact - one recipient's entry, counted in *n if it was there */
 static int
-lm_journal_drop(struct store *st, const char *const *ids, size_t n_ids, struct store_err *err)
+drop_exact(struct store_lmdb *s, MDB_txn *txn, const struct journal_ref *r, size_t *n)
+{
+	char kb[1024];
+	MDB_val k = {jkey(kb, sizeof(kb), r->qid, r->rcpt), kb};
+	int rc;
+
+	if (k.mv_size == 0)
+		return 0; /* no such key can exist */
+	rc = mdb_del(txn, s->jdbi, &k, NULL);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc == 0)
+		(*n)++;
+	return rc;
+}
+
+static int
+lm_journal_drop(struct store *st, const struct journal_ref *refs, size_t n_ids,
+                struct store_err *err)
 {
 	struct store_lmdb *s = (struct store_lmdb *)st;
 	MDB_txn *txn;
@@ -629,7 +648,8 @@ lm_journal_drop(struct store *st, const char *const *ids, size_t n_ids, struct s
 		return lmdb_fail(err, "cursor", rc);
 	}
 	for (i = 0; i < n_ids && rc == 0; i++)
-		rc = drop_one(c, ids[i], &n);
+		rc = refs[i].rcpt != NULL ? drop_exact(s, txn, &refs[i], &n)
+		                          : drop_one(c, refs[i].qid, &n);
 	mdb_cursor_close(c);
 	if (rc != 0) { /* said, not silently kept: the caller logs the entries */
 		mdb_txn_abort(txn);

@@ -581,24 +581,34 @@ rd_journal_put(struct store *st, const char *qid, const char *rcpt, enum journal
 }
 
 static int
-rd_journal_drop(struct store *st, const char *const *ids, size_t n, struct store_err *err)
+rd_journal_drop(struct store *st, const struct journal_ref *refs, size_t n, struct store_err *err)
 {
 	struct store_redis *s = (struct store_redis *)st;
-	enum { MAX = 16 };
-	char k[MAX][600];
-	const char *argv[1 + MAX];
-	size_t i, done_n = 0;
+	enum { MAX = 64 };
+	char k[600];
+	const char *argv[2 + MAX];
+	size_t i = 0, m;
 
-	while (done_n < n) {
-		size_t m = n - done_n < MAX ? n - done_n : MAX;
-		argv[0] = "DEL";
-		for (i = 0; i < m; i++) {
-			snprintf(k[i], sizeof(k[i]), "%sj:%s", s->prefix, ids[done_n + i]);
-			argv[1 + i] = k[i];
+	/* One command per queue file: DEL of its hash, or HDEL of its
+	 * recipients (consecutive refs of one queue file together). */
+	while (i < n) {
+		snprintf(k, sizeof(k), "%sj:%s", s->prefix, refs[i].qid);
+		if (refs[i].rcpt == NULL) {
+			argv[0] = "DEL";
+			argv[1] = k;
+			if (done(locked_call(s, 2, argv, err)) != STORE_OK)
+				return STORE_FAIL;
+			i++;
+			continue;
 		}
-		if (done(locked_call(s, (int)(1 + m), argv, err)) != STORE_OK)
+		argv[0] = "HDEL";
+		argv[1] = k;
+		for (m = 0; i < n && m < MAX && refs[i].rcpt != NULL &&
+		            strcmp(refs[i].qid, refs[i - m].qid) == 0;
+		     m++, i++)
+			argv[2 + m] = refs[i].rcpt;
+		if (done(locked_call(s, (int)(2 + m), argv, err)) != STORE_OK)
 			return STORE_FAIL;
-		done_n += m;
 	}
 	return STORE_OK;
 }

@@ -315,6 +315,44 @@ class MixedOutcome(Base):
         self.assertEqual([rec["rcpt_to"] for rec in H.records()],
                          [["ok@example.net"], ["ok@example.net"], ["later@example.net"]])
 
+    def test_split_deliveries_of_one_queue_file(self):
+        """Postfix splits a queue file with many recipients into deliveries
+        (the destination recipient limit) that may run at once.  One that
+        finishes forgets its own recipients' journal entries only: the
+        other, deferred with one recipient accepted, still finds that one
+        on its retry and does not send to it again."""
+        H.sim.control("config", {"rcpt_replies": {
+            "later@example.net": {"reply": "451 4.4.4 Temporary server error. Please try again later ATTR1",
+                                  "count": 1}}})
+        msg = H.message(frm="scanner@contoso.com", to="ok@example.net, b@example.net, later@example.net")
+        r = self.deliver(["ok@example.net", "later@example.net"], qid="QSPLIT", msg=msg)
+        self.assertExit(r, 75, "4.4.4")
+        r = self.deliver(["b@example.net"], qid="QSPLIT", msg=msg)
+        self.assertExit(r, 0, "250 2.0.0 OK")
+        r = self.deliver(["ok@example.net", "later@example.net"], qid="QSPLIT", msg=msg)
+        self.assertExit(r, 0, "2.0.0 delivered to 2 recipient(s)")
+        self.assertIn("to=<ok@example.net> already accepted in an earlier attempt: skipped", r.log)
+        self.assertEqual([rec["rcpt_to"] for rec in H.records()],
+                         [["ok@example.net"], ["b@example.net"], ["later@example.net"]])
+
+    def test_mbox_from_line_differs_on_retry(self):
+        """pipe(8) with flag F puts an mbox "From " line first, with the time
+        of the attempt: the journal's key leaves it out, so the retry still
+        finds what was accepted."""
+        H.sim.control("config", {"rcpt_replies": {
+            "later@example.net": {"reply": "451 4.4.4 Temporary server error. Please try again later ATTR1",
+                                  "count": 1}}})
+        route = "X-M365Relay-Route: %s\n" % sign_route(ROUTES["smtp-auth"], "QFROMLINE", "scanner@contoso.com")
+        body = route + H.message(frm="scanner@contoso.com", to="ok@example.net, later@example.net")
+        r = self.deliver(["ok@example.net", "later@example.net"], qid="QFROMLINE",
+                         msg="From scanner@contoso.com  Thu Dec  3 04:00:00 2026\n" + body)
+        self.assertExit(r, 75, "4.4.4")
+        r = self.deliver(["ok@example.net", "later@example.net"], qid="QFROMLINE",
+                         msg="From scanner@contoso.com  Thu Dec  3 04:10:00 2026\n" + body)
+        self.assertExit(r, 0, "2.0.0 delivered to 2 recipient(s)")
+        self.assertIn("to=<ok@example.net> already accepted in an earlier attempt: skipped", r.log)
+        self.assertEqual([rec["rcpt_to"] for rec in H.records()], [["ok@example.net"], ["later@example.net"]])
+
     def test_one_5xx_one_4xx_one_ok(self):
         H.sim.control("config", {"rcpt_replies": {
             "gone@example.net": {"reply": "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found", "count": -1},

@@ -331,40 +331,42 @@ START_TEST(test_journal)
 }
 END_TEST
 
-/* Several queue files' entries go in one write (the LMTP service's
- * batches), on both backends; the others stay. */
-START_TEST(test_journal_drop_many)
+/* Several deliveries' entries go in one write (the LMTP service's
+ * batches), on both backends: a queue file whole, or the recipients of
+ * one delivery only - another delivery of the same queue file (Postfix
+ * splits many recipients) keeps its own; the others stay. */
+START_TEST(test_journal_forget)
 {
-	static const char *const ids[] = {"QA.0123456789abcdef", "QC.0123456789abcdef",
-	                                  "QNONE.0000000000000000"};
+	static const struct journal_ref refs[] = {{"QA.0123456789abcdef", NULL},
+	                                          {"QC.0123456789abcdef", "x@example.net"},
+	                                          {"QC.0123456789abcdef", "y@example.net"},
+	                                          {"QD.0123456789abcdef", "x@example.net"},
+	                                          {"QNONE.0000000000000000", NULL},
+	                                          {"QNONE.0000000000000000", "x@example.net"}};
 	const char *all[] = {"QA.0123456789abcdef", "QB.0123456789abcdef", "QC.0123456789abcdef",
-	                     "QA.fedcba9876543210"};
+	                     "QA.fedcba9876543210", "QD.0123456789abcdef"};
+	const char *rc[] = {"x@example.net", "y@example.net", "z@example.net"};
 	enum journal_state js;
 	struct store_err e;
 	char reply[64];
-	size_t i;
+	size_t i, j;
 
-	for (i = 0; i < 4; i++) {
-		ck_assert_int_eq(store_journal_put(st, all[i], "x@example.net", JOURNAL_ACCEPTED,
-		                                   "250 ok", 1, &e),
-		                 STORE_OK);
-		ck_assert_int_eq(
-		    store_journal_put(st, all[i], "y@example.net", JOURNAL_FAILED, "550 no", 1, &e),
-		    STORE_OK);
-	}
-	ck_assert_int_eq(store_journal_drop_many(st, ids, 3, &e), STORE_OK);
-	ck_assert_int_eq(store_journal_drop_many(st, ids, 0, &e), STORE_OK);
-	for (i = 0; i < 4; i++) {
-		bool gone = i == 0 || i == 2;
-		ck_assert_int_eq(
-		    store_journal_get(st, all[i], "x@example.net", &js, reply, sizeof(reply), &e),
-		    STORE_OK);
-		ck_assert_int_eq(js, gone ? JOURNAL_NONE : JOURNAL_ACCEPTED);
-		ck_assert_int_eq(
-		    store_journal_get(st, all[i], "y@example.net", &js, reply, sizeof(reply), &e),
-		    STORE_OK);
-		ck_assert_int_eq(js, gone ? JOURNAL_NONE : JOURNAL_FAILED);
-	}
+	for (i = 0; i < 5; i++)
+		for (j = 0; j < 3; j++)
+			ck_assert_int_eq(
+			    store_journal_put(st, all[i], rc[j], JOURNAL_ACCEPTED, "250 ok", 1, &e),
+			    STORE_OK);
+	ck_assert_int_eq(store_journal_forget(st, refs, 6, &e), STORE_OK);
+	ck_assert_int_eq(store_journal_forget(st, refs, 0, &e), STORE_OK);
+	for (i = 0; i < 5; i++)
+		for (j = 0; j < 3; j++) {
+			bool gone = i == 0 || (i == 2 && j < 2) || (i == 4 && j == 0);
+			ck_assert_int_eq(
+			    store_journal_get(st, all[i], rc[j], &js, reply, sizeof(reply), &e),
+			    STORE_OK);
+			ck_assert_msg(js == (gone ? JOURNAL_NONE : JOURNAL_ACCEPTED), "%s %s: %d",
+			              all[i], rc[j], (int)js);
+		}
 }
 END_TEST
 
@@ -673,7 +675,7 @@ main(void)
 	                                   CHECK_TEST(test_slots_freed_when_holder_dies),
 	                                   CHECK_TEST(test_journal),
 	                                   CHECK_TEST(test_pause),
-	                                   CHECK_TEST(test_journal_drop_many),
+	                                   CHECK_TEST(test_journal_forget),
 	                                   CHECK_TEST(test_journal_expiry_shared),
 	                                   CHECK_TEST(test_admit),
 	                                   CHECK_TEST(test_lmdb_sync_policy),
