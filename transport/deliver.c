@@ -406,14 +406,16 @@ sent_line(struct outcome *o, const struct smtp_reply *ok, size_t n_now, size_t n
 
 /*
  * journal_key - d->jid: the queue id and a fingerprint of what is
- * delivered (64 bits of SHA-256 over the envelope sender and the message
- * as Postfix hands it over, the same bytes for every retry of one queue
- * file; without an mbox "From " line, which carries the time of the
- * attempt when pipe(8) has flag F or Sendmail a mailer without F=n).  Postfix's short queue ids are
- * built from an inode number and the time's microseconds, so one comes back for another message:
- * keyed by the queue id alone, an entry left behind (a drop that failed, or one not yet made) would
- * make that message's recipients "accepted in an earlier attempt" - lost mail.  Keyed so, it is
- * never found by another message, and the LMTP service may drop finished entries in batches.
+ * delivered: 64 bits of SHA-256 over the envelope sender and the message
+ * as Postfix hands it over, the same bytes on every retry of one queue
+ * file (less an mbox "From " line, which carries the time of the attempt
+ * when pipe(8) has flag F, or Sendmail a mailer without F=n).  Postfix's
+ * short queue ids are an inode number and the time's microseconds, so one
+ * comes back for another message: keyed by the queue id alone, an entry
+ * left behind (a drop that failed, or one not yet made) would make that
+ * message's recipients "accepted in an earlier attempt" - lost mail.
+ * Keyed so, it is never found by another message, and the LMTP service
+ * may drop finished entries in batches.
  */
 static int
 journal_key(struct delivery *d)
