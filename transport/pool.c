@@ -258,13 +258,9 @@ pool_expire(struct pool *pl, uint64_t now)
 	int next = -1;
 	size_t i;
 
-	if (pl->n_drops > 0) {
-		uint64_t due = pl->drops_since + POOL_DROP_MS;
-		if (now >= due)
-			drops_write(pl);
-		else
-			next = (int)(due - now);
-	}
+	pool_drops_due(pl, now);
+	if (pl->n_drops > 0)
+		next = (int)(pl->drops_since + POOL_DROP_MS - now);
 
 	for (i = 0; i < POOL_MAX; i++) {
 		struct pooled *e = &pl->e[i];

@@ -69,10 +69,7 @@ int
 store_msg_take(struct store *s, const char *ns, const char *mailbox, uint64_t count,
                uint64_t window_ms, uint64_t now, uint64_t *free_at, struct store_err *err)
 {
-	char k[512];
-
-	KEY(k, "msg", ns, mailbox);
-	return s->ops->msg_take(s, k, count, window_ms, now, 0, free_at, err);
+	return store_msg_hold(s, ns, mailbox, count, window_ms, now, 0, free_at, err);
 }
 
 int
@@ -100,10 +97,7 @@ int
 store_rcpt_take(struct store *s, const char *ns, const char *mailbox, const struct limit *l,
                 uint64_t n, uint64_t now, uint64_t *free_at, struct store_err *err)
 {
-	char k[512];
-
-	KEY(k, "rcpt", ns, mailbox);
-	return s->ops->rcpt_take(s, k, l, n, now, 0, free_at, err);
+	return store_rcpt_hold(s, ns, mailbox, l, n, now, 0, free_at, err);
 }
 
 int
