@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -752,6 +753,13 @@ conf_load_flags(const char *path, struct diag *diag, unsigned flags)
 	}
 	c->arena = arena;
 	b.conf = c;
+	if (flags & CONF_SNAPSHOT) {
+		/* Before any file is read: the file system's clock (conf_snap.c) */
+		struct timespec t0;
+		clock_gettime(CLOCK_REALTIME_COARSE, &t0);
+		c->sources_t0_s = t0.tv_sec;
+		c->sources_t0_ns = t0.tv_nsec;
+	}
 	c->file = b.main_file = arena_strdup(arena, path);
 	slash = strrchr(c->file, '/');
 	/* In the arena, as every string of a snapshot must be (conf_snap.c). */

@@ -239,6 +239,7 @@ struct conf {
 	struct conf_source sources[CONF_SOURCES];
 	size_t n_sources;
 	bool sources_unsure;
+	long long sources_t0_s, sources_t0_ns; /* the coarse real time before the first */
 	struct route_key *route_keys;
 	size_t n_route_keys;
 	struct milter_conf milter;

@@ -23,7 +23,9 @@
  *     still fresh (a touch), other content is stale and the text is read.
  *     The load itself records them (conf_source_read: the stat before the
  *     read and the digest of the bytes parsed), so a file changed while
- *     the check ran is never taken for what was checked.
+ *     the check ran is never taken for what was checked.  A file changed
+ *     just before the check has no stat recorded (racy()): readers hash
+ *     it every time, slower but right.
  *   - layout: the header holds CONF_LAYOUT, a digest of the headers that
  *     define the structures (conf_layout.h, made by the build): a snapshot
  *     from another build is stale.
@@ -196,6 +198,41 @@ conf_source_file(struct conf *c, const char *path, const struct stat *before)
 
 /* The writer ------------------------------------------------------------------------ */
 
+/*
+ * racy - whether a source's stat cannot vouch for its content: a change
+ * after the load read it could have left every stat field as it was.
+ * Such a file's stat is not recorded, and every reader compares its
+ * digest instead (as git does with a racily clean index).
+ *
+ * A file's time stamps come from the kernel's coarse real-time clock,
+ * truncated to the file system's granularity.  The load read the clock
+ * (sources_t0) before reading any file, so any change after the read is
+ * stamped at or after t0; a stamp well before t0 (10 ms, more than the
+ * granularity of any file system with sub-second stamps) can therefore
+ * never be repeated by a later change.  Stamps with no sub-second part
+ * (1 s or 2 s file systems, or an unlucky instant) get the old rule: two
+ * seconds older than now.
+ */
+static bool
+older_than(long long s, long long ns, long long t_s, long long t_ns, long long margin_ns)
+{
+	long long d = (t_s - s) * 1000000000LL + (t_ns - ns);
+	return t_s - s > 10 || d > margin_ns;
+}
+
+static bool
+racy(const struct conf *c, const struct conf_source *src)
+{
+	long long now = (long long)time(NULL);
+
+	if (src->mtime_ns != 0 && src->ctime_ns != 0 && c->sources_t0_s != 0)
+		return !(older_than(src->mtime_s, src->mtime_ns, c->sources_t0_s, c->sources_t0_ns,
+		                    10000000LL) &&
+		         older_than(src->ctime_s, src->ctime_ns, c->sources_t0_s, c->sources_t0_ns,
+		                    10000000LL));
+	return src->mtime_s + 2 >= now || src->ctime_s + 2 >= now;
+}
+
 static int
 write_all(int fd, const void *buf, size_t len)
 {
@@ -351,12 +388,7 @@ conf_snap_write(const struct conf *c, char *why, size_t size)
 		}
 		m3_strlcpy(f->path, src->path, sizeof(f->path));
 		memcpy(f->sha, src->sha, sizeof(f->sha));
-		/* A file changed within the file system's time stamp tick of now
-		 * could change again with the same stamps and size: its stat is
-		 * not recorded, so that readers always compare its digest (as
-		 * git does with a racily clean index). */
-		if (src->mtime_s + 2 >= (long long)time(NULL) ||
-		    src->ctime_s + 2 >= (long long)time(NULL))
+		if (racy(c, src))
 			continue;
 		f->dev = src->dev;
 		f->ino = src->ino;
@@ -413,7 +445,9 @@ fresh(const struct snap_file *f)
 	    now.mtime_s == f->mtime_s && now.mtime_ns == f->mtime_ns && now.ctime_s == f->ctime_s &&
 	    now.ctime_ns == f->ctime_ns)
 		return true;
-	/* Touched, copied, restored: the content decides. */
+	/* Touched, copied, restored, or changed just before the check (its
+	 * stat was not recorded): the content decides. */
+	log_debug("%s: stat differs from the snapshot's: comparing its content", f->path);
 	return sha_file(f->path, now.sha) == 0 && memcmp(now.sha, f->sha, sizeof(now.sha)) == 0;
 }
 

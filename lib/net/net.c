@@ -320,8 +320,75 @@ system_store(SSL_CTX *ctx)
 	return SSL_CTX_set_default_verify_paths(ctx);
 }
 
-int
-net_starttls(struct net *n, const struct tls_opts *o, int timeout)
+/*
+ * local_fail - a callback's failure on our side (CA, certificate, key):
+ * its message in err, for net_starttls to report instead of the
+ * handshake's.
+ */
+static void local_fail(struct net *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+local_fail(struct net *n, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (n->local_failed)
+		return;
+	n->local_failed = true;
+	va_start(ap, fmt);
+	vsnprintf(n->err, sizeof(n->err), fmt, ap);
+	va_end(ap);
+}
+
+/* verify_chain - the CAs, read when a chain is first to be verified */
+static int
+verify_chain(X509_STORE_CTX *xs, void *arg)
+{
+	struct net *n = arg;
+	const struct tls_opts *o = n->tls_o;
+
+	if (!n->ca_loaded) {
+		if (o == NULL || (o->ca_file != NULL
+		                      ? SSL_CTX_load_verify_locations(n->ctx, o->ca_file, NULL) != 1
+		                      : system_store(n->ctx) != 1)) {
+			local_fail(n, "TLS: CA %s: %s",
+			           o != NULL && o->ca_file ? o->ca_file : "system store",
+			           ssl_error());
+			X509_STORE_CTX_set_error(xs, X509_V_ERR_UNSPECIFIED);
+			return 0;
+		}
+		n->ca_loaded = true;
+	}
+	return X509_verify_cert(xs);
+}
+
+/* client_cert - the certificate and key, read when the server asks for them */
+static int
+client_cert(SSL *ssl, void *arg)
+{
+	struct net *n = arg;
+	const struct tls_opts *o = n->tls_o;
+
+	if (o == NULL || o->cert_file == NULL || SSL_get_certificate(ssl) != NULL)
+		return 1;
+	if (SSL_use_certificate_chain_file(ssl, o->cert_file) != 1) {
+		local_fail(n, "TLS: client certificate %s: %s", o->cert_file, ssl_error());
+		return 0;
+	}
+	if (SSL_use_PrivateKey_file(ssl, o->key_file, SSL_FILETYPE_PEM) != 1) {
+		local_fail(n, "TLS: key %s: %s", o->key_file, ssl_error());
+		return 0;
+	}
+	if (SSL_check_private_key(ssl) != 1) {
+		ERR_clear_error();
+		local_fail(n, "TLS: %s does not match %s", o->key_file, o->cert_file);
+		return 0;
+	}
+	return 1;
+}
+
+static int
+handshake(struct net *n, const struct tls_opts *o, int timeout)
 {
 	struct timespec deadline;
 	SSL_SESSION *sess = NULL;
@@ -333,22 +400,10 @@ net_starttls(struct net *n, const struct tls_opts *o, int timeout)
 	SSL_CTX_set_min_proto_version(n->ctx, TLS1_2_VERSION);
 	if (o->verify) {
 		SSL_CTX_set_verify(n->ctx, SSL_VERIFY_PEER, NULL);
-		if (o->ca_file != NULL
-		        ? SSL_CTX_load_verify_locations(n->ctx, o->ca_file, NULL) != 1
-		        : system_store(n->ctx) != 1)
-			return fail(n, NET_ETLSCONF, "TLS: CA %s: %s",
-			            o->ca_file ? o->ca_file : "system store", ssl_error());
+		SSL_CTX_set_cert_verify_callback(n->ctx, verify_chain, n);
 	}
-	if (o->cert_file != NULL) {
-		if (SSL_CTX_use_certificate_chain_file(n->ctx, o->cert_file) != 1)
-			return fail(n, NET_ETLSCONF, "TLS: client certificate %s: %s", o->cert_file,
-			            ssl_error());
-		if (SSL_CTX_use_PrivateKey_file(n->ctx, o->key_file, SSL_FILETYPE_PEM) != 1)
-			return fail(n, NET_ETLSCONF, "TLS: key %s: %s", o->key_file, ssl_error());
-		if (SSL_CTX_check_private_key(n->ctx) != 1)
-			return fail(n, NET_ETLSCONF, "TLS: %s does not match %s", o->key_file,
-			            o->cert_file);
-	}
+	if (o->cert_file != NULL)
+		SSL_CTX_set_cert_cb(n->ctx, client_cert, n);
 	net_session_file(o, n->host, n->port, n->session_cache, sizeof(n->session_cache));
 	if (n->session_cache[0] != '\0') {
 		SSL_CTX_set_session_cache_mode(n->ctx, SSL_SESS_CACHE_CLIENT |
@@ -378,6 +433,11 @@ net_starttls(struct net *n, const struct tls_opts *o, int timeout)
 			return fail(n, NET_ETIMEOUT, "TLS handshake with %s timed out", n->host);
 		if (w < 0) {
 			long v = SSL_get_verify_result(n->ssl);
+			if (n->local_failed) {
+				ERR_clear_error();
+				n->code = NET_ETLSCONF; /* the message is in err */
+				return -1;
+			}
 			if (v != X509_V_OK)
 				return fail(n, NET_ETLS, "TLS: certificate of %s not trusted: %s",
 				            n->host, X509_verify_cert_error_string(v));
@@ -399,6 +459,19 @@ net_starttls(struct net *n, const struct tls_opts *o, int timeout)
 	}
 	n->rlen = n->roff = 0; /* nothing read before STARTTLS may be used */
 	return 0;
+}
+
+/* net_starttls - the handshake, with what its callbacks read on demand */
+int
+net_starttls(struct net *n, const struct tls_opts *o, int timeout)
+{
+	int rc;
+
+	n->tls_o = o;
+	n->ca_loaded = n->local_failed = false;
+	rc = handshake(n, o, timeout);
+	n->tls_o = NULL;
+	return rc;
 }
 
 void

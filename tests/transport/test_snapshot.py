@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -98,6 +99,33 @@ class SnapshotTest(unittest.TestCase):
             f.write("# a comment\n")
         log = self.deliver()
         self.assertIn("%s changed since the snapshot" % keyf, log)
+
+    def test_stat_vouches_unless_changed_just_before_the_check(self):
+        # Checked a while after the last edit: the recorded stat vouches
+        # for the content, and a delivery reads no file to compare.
+        time.sleep(0.05)
+        self.assertEqual(self.check_config().returncode, 0)
+        log = self.deliver()
+        self.assertFrom(log, "its compiled snapshot")
+        self.assertNotIn("comparing its content", log)
+        # Changed in the instant before the check (a change in the same
+        # clock tick after the read would keep every stat field): its
+        # stat is not recorded, so every delivery compares the content.
+        # (Made certain here by a stamp a little ahead of the clock.)
+        with open(H.conf, "a") as f:
+            f.write("# edited just before\n")
+        ahead = time.time_ns() + 200 * 1000 * 1000
+        os.utime(H.conf, ns=(ahead, ahead))
+        self.assertEqual(self.check_config().returncode, 0)
+        log = self.deliver()
+        self.assertFrom(log, "its compiled snapshot")
+        self.assertIn("%s: stat differs from the snapshot's: comparing its content" % H.conf, log)
+        # ... until the next check, made a while after.
+        time.sleep(0.3)
+        self.assertEqual(self.check_config().returncode, 0)
+        log = self.deliver()
+        self.assertFrom(log, "its compiled snapshot")
+        self.assertNotIn("comparing its content", log)
 
     def test_broken_configuration_not_hidden(self):
         self.assertEqual(self.check_config().returncode, 0)

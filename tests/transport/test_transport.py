@@ -7,6 +7,8 @@ journal, a mixed outcome with its report.  (Pacing: test_pacing.py;
 OAuth: test_oauth.py; a real Postfix: postfix.sh.)
 """
 import os
+import pwd
+import shutil
 import sys
 import time
 import unittest
@@ -15,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import Harness, ROUTES, sign_route  # noqa: E402
 from lmdbctl import Lmdb  # noqa: E402
-from sandbox import wait_for  # noqa: E402
+from sandbox import USER, wait_for  # noqa: E402
 
 H = None
 
@@ -602,6 +604,84 @@ class TlsSessions(Base):
         r = self.deliver(["alice@contoso.com"], mode="relay-ip")
         self.assertExit(r, 0, "250 2.0.0 OK")
         self.assertIn(" resumed status=sent", r.log)
+
+
+    # The CA and the client certificate are read when the handshake needs
+    # them (net.h); one that cannot be used still defers with its own
+    # message, and sends nothing.
+    def full_handshake(self):
+        for f in os.listdir(H.state):
+            if f.startswith("tls-") and f.endswith(".session"):
+                os.unlink(os.path.join(H.state, f))
+
+    def test_client_key_not_matching_the_certificate(self):
+        key = os.path.join(H.work, "relay.key")
+        with open(key) as f:
+            good = f.read()
+        try:
+            with open(os.path.join(H.work, "app2.key")) as f, open(key, "w") as out:
+                out.write(f.read())
+            self.full_handshake()
+            r = self.deliver(["a@example.net"], mode="relay")
+            self.assertExit(r, 75, "4.4.2 TLS: key %s: " % key)
+            self.assertIn("key values mismatch", r.first_line)
+            self.assertEqual(H.records(), [], "nothing sent")
+        finally:
+            with open(key, "w") as out:
+                out.write(good)
+            os.chown(key, pwd.getpwnam(USER).pw_uid, -1)
+            os.chmod(key, 0o600)
+        r = self.deliver(["a@example.net"], mode="relay")
+        self.assertExit(r, 0, "250 2.0.0 OK")
+        self.assertEqual(H.records()[-1]["client_cert_subject"], "CN=relay.contoso.com,O=Contoso")
+
+    def test_ca_file_that_holds_no_certificate(self):
+        bad = os.path.join(H.work, "garbage-ca.pem")
+        with open(bad, "w") as f:
+            f.write("not a certificate\n")
+        os.chmod(bad, 0o644)
+        H.sim.control("config", self.IP_CONNECTOR)
+        H.configure(ca_file=bad)
+        try:
+            r = self.deliver(["alice@contoso.com"], mode="relay-ip")
+            self.assertExit(r, 75, "4.4.2 TLS: CA %s: " % bad)
+            self.assertEqual(H.records(), [], "nothing sent")
+        finally:
+            H.configure(ca_file=os.path.join(H.certs, "ca.pem"))
+
+    def test_resumed_session_reads_neither_ca_nor_certificate(self):
+        # A resumed handshake verifies no chain and sends no certificate:
+        # with the CA file and the key unusable, a cached session still
+        # goes, and the first full handshake after it fails on them.
+        key = os.path.join(H.work, "relay.key")
+        with open(key) as f:
+            good = f.read()
+        ca = os.path.join(H.work, "resume-ca.pem")
+        shutil.copy(os.path.join(H.certs, "ca.pem"), ca)
+        os.chmod(ca, 0o644)
+        H.configure(ca_file=ca)
+        try:
+            self.full_handshake()
+            r = self.deliver(["a@example.net"], mode="relay")
+            self.assertExit(r, 0, "250 2.0.0 OK")
+            # Both still there (the configuration names them), neither usable.
+            with open(os.path.join(H.work, "app2.key")) as f, open(key, "w") as out:
+                out.write(f.read())
+            with open(ca, "w") as f:
+                f.write("not a certificate\n")
+            r = self.deliver(["a@example.net"], mode="relay")
+            self.assertExit(r, 0, "250 2.0.0 OK")
+            self.assertIn(" resumed status=sent", r.log)
+            self.assertEqual(H.records()[-1]["client_cert_subject"], "CN=relay.contoso.com,O=Contoso",
+                             "the session carries the certificate it was made with")
+            self.full_handshake()
+            r = self.deliver(["a@example.net"], mode="relay")
+            self.assertExit(r, 75, "4.4.2 TLS: CA %s: " % ca)
+            self.assertEqual(len(H.records()), 2, "the last sent nothing")
+        finally:
+            with open(key, "w") as out:
+                out.write(good)
+            H.configure(ca_file=os.path.join(H.certs, "ca.pem"))
 
 
 class Protocol(Base):
