@@ -20,9 +20,9 @@
  * after transport { session_idle } seconds unused.  What pipe(8)
  * passes on the command line comes from XFORWARD (Postfix sends it with
  * lmtp_send_xforward_command = yes): IDENT is the queue id the route is
- * signed for and the journal is keyed by, ADDR the client, LOGIN the SASL
- * login.  Without IDENT a message is deferred with the fix: a journal
- * without the queue id could not stop a retry from sending twice.
+ * signed for and the journal is keyed by, ADDR the client (Postfix has
+ * no XFORWARD for the SASL login).  Without IDENT, local mail gets the key
+ * local_qid() gives it; an IDENT that is not a queue id is deferred.
  *
  * Everything read is bounded: command lines (LINE_MAX), recipients
  * (MAX_RCPTS), the message (transport { max_size }); a line too long is

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
@@ -23,6 +24,10 @@ from sandbox import SIM, TENANT, USER, sim_config, sim_fields, start_simulator  
 
 TOP_BUILDDIR = os.path.abspath(os.environ.get("top_builddir", "."))
 TRANSPORT = os.path.join(TOP_BUILDDIR, "transport", "m365-transport")
+# M365_TRANSPORT_MODE=lmtp: run() delivers through m365-transport -L,
+# spoken to as Postfix's lmtp(8) does, and reads the replies back into
+# what pipe(8) would have seen (Harness.run_lmtp).
+MODE = os.environ.get("M365_TRANSPORT_MODE", "pipe")
 
 # Contoso (tests/lib/sandbox.py) with fabrikam.com accepted too, and the
 # applications erp@ allows: a secret, a certificate (PS256 and RS256).
@@ -172,12 +177,8 @@ class Harness:
         self.qid += 1
         return "Q%05X" % self.qid
 
-    def spawn(self, rcpts, sender="scanner@contoso.com", route=None, raw_route=None, qid=None, msg=None,
-              frm=None, debug=False, client=None, sasl=None, stderr_log=True, clock=None, extra_env=None):
-        """route: fields, signed here for this qid and sender; raw_route: a
-        header value as given; client/sasl: -a / -s (None: not passed);
-        clock: seconds the transport's clock is moved ahead
-        (M365RELAY_TEST_CLOCK), so that time passes without a sleep."""
+    def envelope(self, rcpts, sender, route, raw_route, qid, msg, frm):
+        """The queue id and the message, its route signed for them."""
         qid = qid or self.new_qid()
         if route is not None:
             raw_route = sign_route(route, qid, sender)
@@ -185,13 +186,10 @@ class Harness:
             msg = self.message(frm=frm or sender, to=", ".join(rcpts), route=raw_route)
         elif raw_route is not None and "X-M365Relay-Route" not in msg:
             msg = "X-M365Relay-Route: %s\n%s" % (raw_route, msg)
-        args = [TRANSPORT] + (["-l"] if stderr_log else []) + ["-c", self.conf, "-q", qid, "-f", sender]
-        if client is not None:
-            args += ["-a", client]
-        if sasl is not None:
-            args += ["-s", sasl]
-        args += (["-d"] if debug else []) + ["--"] + rcpts
+        return qid, msg
 
+    def popen(self, args, clock, extra_env, text):
+        """The transport as the service user, its clock moved ahead by clock seconds."""
         def drop():
             os.setgid(self.gid)
             os.setuid(self.uid)
@@ -199,13 +197,30 @@ class Harness:
         if clock is not None:
             env["M365RELAY_TEST_CLOCK"] = str(clock)
         env.update(extra_env or {})
-        p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             preexec_fn=drop, text=True, env=env)
+        return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=drop, text=text, env=env)
+
+    def spawn(self, rcpts, sender="scanner@contoso.com", route=None, raw_route=None, qid=None, msg=None,
+              frm=None, debug=False, client=None, sasl=None, stderr_log=True, clock=None, extra_env=None):
+        """route: fields, signed here for this qid and sender; raw_route: a
+        header value as given; client/sasl: -a / -s (None: not passed);
+        clock: seconds the transport's clock is moved ahead
+        (M365RELAY_TEST_CLOCK), so that time passes without a sleep."""
+        qid, msg = self.envelope(rcpts, sender, route, raw_route, qid, msg, frm)
+        args = [TRANSPORT] + (["-l"] if stderr_log else []) + ["-c", self.conf, "-q", qid, "-f", sender]
+        if client is not None:
+            args += ["-a", client]
+        if sasl is not None:
+            args += ["-s", sasl]
+        args += (["-d"] if debug else []) + ["--"] + rcpts
+        p = self.popen(args, clock, extra_env, text=True)
         p.qid = qid
         p.msg = msg
         return p
 
     def run(self, rcpts, **kw):
+        if MODE == "lmtp":
+            return self.run_lmtp(rcpts, **kw)
         p = self.spawn(rcpts, **kw)
         out, err = p.communicate(p.msg, timeout=300)
 
@@ -215,6 +230,111 @@ class Harness:
         r.returncode, r.stdout, r.stderr = p.returncode, out, err
         res = Result(r)
         res.qid = p.qid
+        return res
+
+    def run_lmtp(self, rcpts, sender="scanner@contoso.com", route=None, raw_route=None, qid=None, msg=None,
+                 frm=None, debug=False, client=None, sasl=None, stderr_log=True, clock=None, extra_env=None):
+        """The delivery run() makes, through one LMTP session with
+        m365-transport -L: LHLO, XFORWARD (IDENT the queue id; ADDR the
+        client, [UNAVAILABLE] for local mail, none when run() is given no
+        client), MAIL, RCPT, DATA, QUIT.  Postfix's part is played too: a
+        recipient that got a 2xx or 5xx is settled for the queue id and
+        not given again.  The Result reads as pipe(8)'s would: exit 75 if
+        any recipient was deferred, 69 if all bounced, else 0; the first
+        line that recipient's reply (a deferral or bounce without its
+        three digits, as pipe(8) prints them); .replies has them all.
+        sasl has no XFORWARD attribute (lmtp.c): the test must not need it."""
+        qid, msg = self.envelope(rcpts, sender, route, raw_route, qid, msg, frm)
+        if not hasattr(self, "settled"):
+            self.settled = {}
+        # One queue file: its id, sender and content (the id alone comes
+        # back for other messages, as Postfix's short ids do).
+        settled = self.settled.setdefault(
+            (qid, sender, hashlib.sha256(msg.encode("utf-8", "surrogateescape")).hexdigest()), {})
+        todo = [r for r in rcpts if r not in settled]
+        res = Result(type("P", (), {"returncode": 0, "stdout": "", "stderr": ""}))
+        res.qid, res.replies = qid, {}
+        if not todo:
+            return res
+        args = [TRANSPORT] + (["-l"] if stderr_log else []) + ["-c", self.conf, "-L"] + (["-d"] if debug else [])
+        p = self.popen(args, clock, extra_env, text=False)
+        err = []
+        drain = threading.Thread(target=lambda: err.append(p.stderr.read()), daemon=True)
+        drain.start()
+
+        def send(*lines):
+            p.stdin.write(b"".join(l.encode("utf-8", "surrogateescape") + b"\r\n" for l in lines))
+            p.stdin.flush()
+
+        def reply():
+            texts = []
+            while True:
+                line = p.stdout.readline().decode("utf-8", "replace")
+                if len(line) < 4:
+                    return (0, "(the LMTP service closed the connection)")
+                texts.append(line[4:].rstrip("\r\n"))
+                if line[3] == " ":
+                    return (int(line[:3]), "%s %s" % (line[:3], " / ".join(texts)))
+
+        replies = {}
+        try:
+            reply()  # greeting
+            send("LHLO gw.test")
+            reply()
+            xf = "XFORWARD IDENT=%s" % qid
+            if client is not None:
+                xf += " ADDR=%s SOURCE=%s" % ((client, "REMOTE") if client else ("[UNAVAILABLE]", "LOCAL"))
+            send(xf)
+            reply()
+            env_from = "" if sender in ("", "<>", "MAILER-DAEMON") else sender
+            send("MAIL FROM:<%s>" % env_from, *["RCPT TO:<%s>" % r for r in todo], "DATA")
+            mail = reply()
+            accepted = []
+            for r in todo:
+                rr = reply()
+                if mail[0] != 250:
+                    replies[r] = mail
+                elif rr[0] != 250:
+                    replies[r] = rr
+                else:
+                    accepted.append(r)
+            data = reply()
+            if data[0] == 354:
+                body = "".join(("." + l if l.startswith(".") else l) + "\r\n" for l in msg.split("\n")[:-1])
+                p.stdin.write(body.encode("utf-8", "surrogateescape") + b".\r\n")
+                p.stdin.flush()
+                for r in accepted:
+                    replies[r] = reply()
+            else:
+                for r in accepted:
+                    replies[r] = data
+            send("QUIT")
+            reply()
+        except BrokenPipeError:
+            pass
+        p.stdin.close()
+        p.wait(timeout=300)
+        drain.join(timeout=30)
+        for r in todo:
+            replies.setdefault(r, (0, "(no reply)"))
+            if replies[r][0] // 100 in (2, 5):
+                settled[r] = replies[r]
+        res.replies = replies
+        res.log = b"".join(err).decode("utf-8", "replace")
+        codes = [replies[r][0] for r in todo]
+        if any(c // 100 not in (2, 5) for c in codes):
+            res.status, pick = 75, next(r for r in todo if replies[r][0] // 100 not in (2, 5))
+        elif all(c // 100 == 5 for c in codes):
+            res.status, pick = 69, todo[0]
+        else:
+            res.status, pick = 0, next(r for r in todo if replies[r][0] // 100 == 2)
+        code, text = replies[pick]
+        if code // 100 != 2:
+            text = text[4:]
+        elif text.startswith("250 2.0.0 routed by the policy"):
+            text = text[len("250 2.0.0 "):]
+        res.first_line = text
+        res.stdout = text + "\n"
         return res
 
     def records(self):
