@@ -17,6 +17,11 @@ from the release until the queue is empty.  Variants:
                 connector (what the gateway ships)
     lmtp        lmtp(8) to m365-transport -L under spawn(8), the same mode
                 (m365ctl postfix-config --lmtp)
+    pipe-floor  pipe(8) + dd of=/dev/null: the cheapest agent pipe(8) can
+                run (one small libc program that reads the message and
+                sends nothing).  What any pipe(8) delivery costs before
+                its agent does anything: the output then also gives pipe's
+                and msmtp's agent CPU above it, and their ratio.
     msmtp-system, pipe-system
                 msmtp and pipe as installed: trusting the machine's CA
                 store (plus the sink's CA) instead of one CA file - msmtp
@@ -284,6 +289,8 @@ msmtp     unix  -       n       n       -       20      pipe
   flags=q user={u} null_sender= argv=/usr/bin/msmtp --host=127.0.0.1 --port={s} --tls=on --tls-starttls=on --tls-trust-file={c}/ca.pem --domain=gw.contoso.test -f ${{sender}} -- ${{recipient}}
 m365sys   unix  -       n       n       -       20      pipe
   flags=q user={u} null_sender= argv={t} -c {conf_sys} -q ${{queue_id}} -f ${{sender}} -a ${{client_address}} -s ${{sasl_username}} -- ${{recipient}}
+pipefloor unix  -       n       n       -       20      pipe
+  flags=q user={u} argv=/usr/bin/dd of=/dev/null status=none
 msmtpsys  unix  -       n       n       -       20      pipe
   flags=q user={u} null_sender= argv=/usr/bin/msmtp --host=127.0.0.1 --port={s} --tls=on --tls-starttls=on --tls-trust-file={b} --domain=gw.contoso.test -f ${{sender}} -- ${{recipient}}
 """.format(u=USER, t=transport, conf=conf, conf_sys=conf_sys, s=sink_port, c=certs, b=bundle))
@@ -296,6 +303,7 @@ msmtpsys  unix  -       n       n       -       20      pipe
             "pipe": ["default_transport = m365"],
             "msmtp-system": ["default_transport = msmtpsys"],
             "pipe-system": ["default_transport = m365sys"],
+            "pipe-floor": ["default_transport = pipefloor"],
             "lmtp": ["default_transport = lmtp:unix:private/m365lmtp", "lmtp_send_xforward_command = yes",
                      "m365lmtp_time_limit = 3600s"],
         }
@@ -359,6 +367,14 @@ msmtpsys  unix  -       n       n       -       20      pipe
             vr = ("x%.2f, x%.2f" % (m[0] / med["smtp-reuse"][0], m[2] / med["smtp-reuse"][2])
                   if "smtp-reuse" in med and med["smtp-reuse"][2] > 0 else "-")
             out.append("| %s | %.1f | %.2f | %.2f | %s | %s |" % (v, m[0], m[1], m[2], vm, vr))
+        if "pipe-floor" in med:
+            fl = med["pipe-floor"][1]
+            above = {v: med[v][1] - fl for v in ("pipe", "msmtp", "pipe-system", "msmtp-system") if v in med}
+            out.append("")
+            out.append("Agent CPU above pipe(8)'s floor (pipe-floor, %.2f ms/msg): %s%s" % (
+                fl, ", ".join("%s %.2f ms" % (v, x) for v, x in above.items()),
+                "; pipe vs msmtp x%.2f" % (above["pipe"] / above["msmtp"])
+                if "pipe" in above and "msmtp" in above and above["msmtp"] > 0 else ""))
         failed = {v: sum(x[3] for x in res[v]) for v in variants if sum(x[3] for x in res[v])}
         if failed:
             out.append("")
