@@ -98,6 +98,7 @@ pool_take(struct pool *pl, const struct plan *p, struct smtp *s, bool *slot, str
 			return 0;
 		}
 		*s = e->s;
+		net_moved(&s->net);
 		*slot = e->mailbox[0] != '\0';
 		*me = e->me;
 		*opened = e->opened;
@@ -146,6 +147,7 @@ pool_put(struct pool *pl, const struct plan *p, struct smtp *s, bool slot, const
 		m3_strlcpy(e->mailbox, p->mailbox->name, sizeof(e->mailbox));
 	e->me = *me;
 	e->s = *s;
+	net_moved(&e->s.net);
 	e->opened = opened;
 	e->idle_since = now;
 	net_init(&s->net); /* the pool has it now */

@@ -59,6 +59,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -211,13 +212,44 @@ conf_source_file(struct conf *c, const char *path, const struct stat *before)
  * granularity of any file system with sub-second stamps) can therefore
  * never be repeated by a later change.  Stamps with no sub-second part
  * (1 s or 2 s file systems, or an unlucky instant) get the old rule: two
- * seconds older than now.
+ * seconds older than now, and so do files on a network file system,
+ * stamped by another machine's clock (stamped_here).
  */
 static bool
 older_than(long long s, long long ns, long long t_s, long long t_ns, long long margin_ns)
 {
-	long long d = (t_s - s) * 1000000000LL + (t_ns - ns);
-	return t_s - s > 10 || d > margin_ns;
+	if (s < t_s - 10 || s > t_s + 10) /* far from t: no arithmetic to overflow */
+		return s < t_s;
+	return (t_s - s) * 1000000000LL + (t_ns - ns) > margin_ns;
+}
+
+/*
+ * stamped_here - whether the file system stamps path from this machine's
+ * clock (a local file system).  On NFS, CIFS, FUSE and the like the stamp
+ * comes from a server, whose tick and clock are not ours: the 2 s rule.
+ */
+static bool
+stamped_here(const char *path)
+{
+	static const unsigned long local[] = {
+	    0xEF53UL,     /* ext2, ext3, ext4 */
+	    0x58465342UL, /* xfs */
+	    0x9123683EUL, /* btrfs */
+	    0x01021994UL, /* tmpfs */
+	    0x794C7630UL, /* overlayfs (a container's root) */
+	    0x2FC12FC1UL, /* zfs */
+	    0xF2F52010UL, /* f2fs */
+	    0x858458F6UL, /* ramfs */
+	};
+	struct statfs sf;
+	size_t i;
+
+	if (statfs(path, &sf) < 0)
+		return false;
+	for (i = 0; i < sizeof(local) / sizeof(local[0]); i++)
+		if ((unsigned long)sf.f_type == local[i])
+			return true;
+	return false;
 }
 
 static bool
@@ -225,7 +257,8 @@ racy(const struct conf *c, const struct conf_source *src)
 {
 	long long now = (long long)time(NULL);
 
-	if (src->mtime_ns != 0 && src->ctime_ns != 0 && c->sources_t0_s != 0)
+	if (src->mtime_ns != 0 && src->ctime_ns != 0 && c->sources_t0_s != 0 &&
+	    stamped_here(src->path))
 		return !(older_than(src->mtime_s, src->mtime_ns, c->sources_t0_s, c->sources_t0_ns,
 		                    10000000LL) &&
 		         older_than(src->ctime_s, src->ctime_ns, c->sources_t0_s, c->sources_t0_ns,

@@ -398,6 +398,9 @@ handshake(struct net *n, const struct tls_opts *o, int timeout)
 	if (n->ctx == NULL)
 		return fail(n, NET_ELOCAL, "TLS: %s", ssl_error());
 	SSL_CTX_set_min_proto_version(n->ctx, TLS1_2_VERSION);
+	/* No renegotiation: the callbacks below run in the handshake alone
+	 * (n->tls_o), and a kept session's struct net moves (net_moved). */
+	SSL_CTX_set_options(n->ctx, SSL_OP_NO_RENEGOTIATION);
 	if (o->verify) {
 		SSL_CTX_set_verify(n->ctx, SSL_VERIFY_PEER, NULL);
 		SSL_CTX_set_cert_verify_callback(n->ctx, verify_chain, n);
@@ -471,7 +474,18 @@ net_starttls(struct net *n, const struct tls_opts *o, int timeout)
 	n->ca_loaded = n->local_failed = false;
 	rc = handshake(n, o, timeout);
 	n->tls_o = NULL;
+	if (n->ssl != NULL)
+		SSL_set_cert_cb(n->ssl, NULL, NULL); /* the handshake is over */
 	return rc;
+}
+
+void
+net_moved(struct net *n)
+{
+	if (n->ssl != NULL)
+		SSL_set_app_data(n->ssl, n);
+	if (n->ctx != NULL)
+		SSL_CTX_set_cert_verify_callback(n->ctx, verify_chain, n);
 }
 
 void

@@ -101,5 +101,8 @@ void net_session_file(const struct tls_opts *o, const char *host, unsigned port,
                       size_t size);
 /* net_init - zero a struct net */
 void net_init(struct net *n);
+/* net_moved - after a struct net was copied to n (a kept session): what
+ * OpenSSL calls back with (a late session ticket) points to n */
+void net_moved(struct net *n);
 
 #endif
