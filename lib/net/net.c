@@ -375,13 +375,9 @@ client_cert(SSL *ssl, void *arg)
 		local_fail(n, "TLS: client certificate %s: %s", o->cert_file, ssl_error());
 		return 0;
 	}
+	/* A key that is not the certificate's fails here ("key values mismatch"). */
 	if (SSL_use_PrivateKey_file(ssl, o->key_file, SSL_FILETYPE_PEM) != 1) {
 		local_fail(n, "TLS: key %s: %s", o->key_file, ssl_error());
-		return 0;
-	}
-	if (SSL_check_private_key(ssl) != 1) {
-		ERR_clear_error();
-		local_fail(n, "TLS: %s does not match %s", o->key_file, o->cert_file);
 		return 0;
 	}
 	return 1;
@@ -474,8 +470,11 @@ net_starttls(struct net *n, const struct tls_opts *o, int timeout)
 	n->ca_loaded = n->local_failed = false;
 	rc = handshake(n, o, timeout);
 	n->tls_o = NULL;
+	/* The handshake is over: nothing but the app data points to n now. */
 	if (n->ssl != NULL)
-		SSL_set_cert_cb(n->ssl, NULL, NULL); /* the handshake is over */
+		SSL_set_cert_cb(n->ssl, NULL, NULL);
+	if (n->ctx != NULL)
+		SSL_CTX_set_cert_verify_callback(n->ctx, NULL, NULL);
 	return rc;
 }
 
@@ -484,8 +483,6 @@ net_moved(struct net *n)
 {
 	if (n->ssl != NULL)
 		SSL_set_app_data(n->ssl, n);
-	if (n->ctx != NULL)
-		SSL_CTX_set_cert_verify_callback(n->ctx, verify_chain, n);
 }
 
 void
