@@ -22,6 +22,13 @@ from the release until the queue is empty.  Variants:
                 sends nothing).  What any pipe(8) delivery costs before
                 its agent does anything: the output then also gives pipe's
                 and msmtp's agent CPU above it, and their ratio.
+    pipe-handoff
+                pipe(8) + m365-handoff, handing each delivery to the
+                m365-transport -D daemon (started here, as the service
+                user), the same mode and configuration as pipe.  The
+                daemon and its delivery processes are counted as agent
+                CPU (and gateway CPU): what the gateway spends, not only
+                what runs under Postfix.
     msmtp-system, pipe-system
                 msmtp and pipe as installed: trusting the machine's CA
                 store (plus the sink's CA) instead of one CA file - msmtp
@@ -181,6 +188,17 @@ def tree_cpu(root):
     return total / HZ, agents / HZ
 
 
+def gateway_cpu(master, daemon):
+    """tree_cpu of the Postfix master, plus the m365-transport -D daemon's
+    whole tree (its reaped delivery processes are in its cutime/cstime),
+    which counts as delivering agent too."""
+    total, agents = tree_cpu(master)
+    if daemon is not None:
+        d = tree_cpu(daemon.pid)[0]
+        total, agents = total + d, agents + d
+    return total, agents
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=TOP)
@@ -197,10 +215,11 @@ def main():
                      % (tool, {"smtp-source": "postfix"}.get(tool, tool)))
     build = os.path.abspath(a.build)
     transport = os.path.join(build, "transport", "m365-transport")
+    handoff = os.path.join(build, "transport", "m365-handoff")
     variants = a.variants.split(",")
     work = tempfile.mkdtemp(prefix="m365-throughput.", dir="/var/tmp")
     os.chmod(work, 0o755)
-    milter = None
+    milter = daemon = None
     sink = gw = None
     try:
         certs = os.path.join(work, "certs")
@@ -261,6 +280,19 @@ default_process_limit = 200
                                   stderr=open(os.path.join(work, "milter.log"), "w"))
         if not wait_port(milter_port, 20):
             raise RuntimeError("m365-milter did not start")
+        sock = os.path.join(work, "state", "transport.sock")
+        if "pipe-handoff" in variants:
+            def drop():
+                os.setgid(pw.pw_gid)
+                os.setuid(pw.pw_uid)
+            daemon = subprocess.Popen([transport, "-l", "-D", sock], preexec_fn=drop,
+                                      stderr=open(os.path.join(work, "daemon.log"), "w"))
+            for _ in range(100):
+                if os.path.exists(sock):
+                    break
+                time.sleep(0.05)
+            else:
+                raise RuntimeError("m365-transport -D did not start")
         with open(os.path.join(work, "hold.re"), "w") as f:
             f.write("/^Subject:/ HOLD\n")
         gw = Postfix(work, "gw", gw_port, """
@@ -289,11 +321,14 @@ msmtp     unix  -       n       n       -       20      pipe
   flags=q user={u} null_sender= argv=/usr/bin/msmtp --host=127.0.0.1 --port={s} --tls=on --tls-starttls=on --tls-trust-file={c}/ca.pem --domain=gw.contoso.test -f ${{sender}} -- ${{recipient}}
 m365sys   unix  -       n       n       -       20      pipe
   flags=q user={u} null_sender= argv={t} -c {conf_sys} -q ${{queue_id}} -f ${{sender}} -a ${{client_address}} -s ${{sasl_username}} -- ${{recipient}}
+m365ho    unix  -       n       n       -       20      pipe
+  flags=q user={u} null_sender= argv={h} -S {sock} -T {t} -c {conf} -q ${{queue_id}} -f ${{sender}} -a ${{client_address}} -s ${{sasl_username}} -- ${{recipient}}
 pipefloor unix  -       n       n       -       20      pipe
   flags=q user={u} argv=/usr/bin/dd of=/dev/null status=none
 msmtpsys  unix  -       n       n       -       20      pipe
   flags=q user={u} null_sender= argv=/usr/bin/msmtp --host=127.0.0.1 --port={s} --tls=on --tls-starttls=on --tls-trust-file={b} --domain=gw.contoso.test -f ${{sender}} -- ${{recipient}}
-""".format(u=USER, t=transport, conf=conf, conf_sys=conf_sys, s=sink_port, c=certs, b=bundle))
+""".format(u=USER, t=transport, h=handoff, sock=sock, conf=conf, conf_sys=conf_sys, s=sink_port, c=certs,
+           b=bundle))
         gw.start()
 
         setting = {
@@ -304,6 +339,7 @@ msmtpsys  unix  -       n       n       -       20      pipe
             "msmtp-system": ["default_transport = msmtpsys"],
             "pipe-system": ["default_transport = m365sys"],
             "pipe-floor": ["default_transport = pipefloor"],
+            "pipe-handoff": ["default_transport = m365ho"],
             "lmtp": ["default_transport = lmtp:unix:private/m365lmtp", "lmtp_send_xforward_command = yes",
                      "m365lmtp_time_limit = 3600s"],
         }
@@ -324,7 +360,7 @@ msmtpsys  unix  -       n       n       -       20      pipe
                 gw.start()
                 time.sleep(1)
                 master = gw.master_pid()
-                cpu0, ag0 = tree_cpu(master)
+                cpu0, ag0 = gateway_cpu(master, daemon)
                 t0 = time.time()
                 sh(["postsuper", "-c", gw.etc, "-H", "ALL"])
                 sh(["postqueue", "-c", gw.etc, "-f"])
@@ -338,7 +374,7 @@ msmtpsys  unix  -       n       n       -       20      pipe
                     time.sleep(0.05)
                 logf.close()
                 dt = time.time() - t0
-                cpu1, ag1 = tree_cpu(master)
+                cpu1, ag1 = gateway_cpu(master, daemon)
                 with open(os.path.join(gw.dir, "maillog")) as f:
                     log = f.read()
                 bad = len(re.findall(r"status=(deferred|bounced)", log))
@@ -369,7 +405,8 @@ msmtpsys  unix  -       n       n       -       20      pipe
             out.append("| %s | %.1f | %.2f | %.2f | %s | %s |" % (v, m[0], m[1], m[2], vm, vr))
         if "pipe-floor" in med:
             fl = med["pipe-floor"][1]
-            above = {v: med[v][1] - fl for v in ("pipe", "msmtp", "pipe-system", "msmtp-system") if v in med}
+            above = {v: med[v][1] - fl for v in ("pipe", "msmtp", "pipe-handoff", "pipe-system", "msmtp-system")
+                     if v in med}
             out.append("")
             out.append("Agent CPU above pipe(8)'s floor (pipe-floor, %.2f ms/msg): %s%s" % (
                 fl, ", ".join("%s %.2f ms" % (v, x) for v, x in above.items()),
@@ -391,6 +428,9 @@ msmtpsys  unix  -       n       n       -       20      pipe
         if milter:
             milter.terminate()
             milter.wait()
+        if daemon:
+            daemon.terminate()
+            daemon.wait()
         if a.keep:
             print("work directory kept: %s" % work)
         else:

@@ -1,5 +1,5 @@
 /*
- * cmd_postfix.c - m365ctl postfix-config [--lmtp] [main|master]: the lines that wire
+ * cmd_postfix.c - m365ctl postfix-config [--lmtp|--handoff] [main|master]: the lines that wire
  * this installation into Postfix, built from the configuration (socket,
  * service user, recipient limits) and from where things were installed.
  *
@@ -7,7 +7,9 @@
  * "main" prints only "name = value" lines, one per postconf -e argument;
  * "master" only the master.cf entry; without an argument both, with the
  * reasons as comments.  --lmtp: the LMTP delivery service (lmtp(8) to
- * m365-transport -L under spawn(8)) instead of pipe(8).
+ * m365-transport -L under spawn(8)) instead of pipe(8); --handoff: pipe(8)
+ * running m365-handoff, which hands each delivery to the m365-transport -D
+ * daemon (or runs m365-transport itself when none listens).
  */
 #include "config.h"
 
@@ -128,7 +130,7 @@ print_main(const struct conf *conf, const char *milter, bool comments, bool chro
 }
 
 static void
-print_master(const struct conf *conf, const char *conf_file, bool comments, bool lmtp)
+print_master(const struct conf *conf, const char *conf_file, bool comments, bool lmtp, bool handoff)
 {
 	char *abs = realpath(conf_file, NULL); /* pipe(8) runs in the queue directory */
 	bool own_conf;
@@ -151,11 +153,18 @@ print_master(const struct conf *conf, const char *conf_file, bool comments, bool
 	if (comments)
 		printf("# master.cf (append): the transport runs as the service user;\n"
 		       "# -a ${client_address} lets it decide mail that bypassed the milter.\n");
+	if (comments && handoff)
+		printf("# m365-handoff hands each delivery to the daemon (m365-transport -D\n"
+		       "# %s, as the service user: systemctl enable --now\n"
+		       "# m365-transport), whose workers have OpenSSL set up and keep their\n"
+		       "# sessions; with no daemon it runs %s itself,\n"
+		       "# the same delivery.\n",
+		       M3_HANDOFF_SOCKET, M3_TRANSPORT_PATH);
 	printf("m365      unix  -       n       n       -       %d      pipe\n"
 	       "  flags=q user=%s null_sender= argv=%s%s%s -q ${queue_id} -f ${sender} "
 	       "-a ${client_address} -s ${sasl_username} -- ${recipient}\n",
-	       TRANSPORT_PROCS, conf->user, M3_TRANSPORT_PATH, own_conf ? " -c " : "",
-	       own_conf ? conf_file : "");
+	       TRANSPORT_PROCS, conf->user, handoff ? M3_HANDOFF_PATH : M3_TRANSPORT_PATH,
+	       own_conf ? " -c " : "", own_conf ? conf_file : "");
 	free(abs);
 }
 
@@ -171,14 +180,17 @@ cmd_postfix_config(const char *conf_file, int argc, char **argv)
 	size_t i;
 
 	bool lmtp = argc > 1 && strcmp(argv[1], "--lmtp") == 0;
+	bool handoff = argc > 1 && strcmp(argv[1], "--handoff") == 0;
 
-	if (lmtp) {
+	if (lmtp || handoff) {
 		argv++;
 		argc--;
 	}
 	if (argc > 2 ||
 	    (argc == 2 && strcmp(argv[1], "main") != 0 && strcmp(argv[1], "master") != 0)) {
-		fprintf(stderr, "usage: m365ctl [-c FILE] postfix-config [--lmtp] [main|master]\n");
+		fprintf(
+		    stderr,
+		    "usage: m365ctl [-c FILE] postfix-config [--lmtp|--handoff] [main|master]\n");
 		return 2;
 	}
 	if (argc == 2) {
@@ -209,7 +221,7 @@ cmd_postfix_config(const char *conf_file, int argc, char **argv)
 	if (!main_only && !master_only)
 		printf("\n");
 	if (!main_only)
-		print_master(conf, conf_file, !master_only, lmtp);
+		print_master(conf, conf_file, !master_only, lmtp, handoff);
 	if (!main_only && !master_only) {
 		pw = getpwnam(conf->user);
 		gr = pw != NULL ? getgrgid(pw->pw_gid) : NULL;

@@ -31,7 +31,7 @@ static const struct command {
     {"route-key", cmd_route_key, "route-key [--rotate]",
      "create the key that signs the route header (route_key_file), or put a new "
      "one first"},
-    {"postfix-config", cmd_postfix_config, "postfix-config [--lmtp] [main|master]",
+    {"postfix-config", cmd_postfix_config, "postfix-config [--lmtp|--handoff] [main|master]",
      "print the main.cf and master.cf lines for this installation (never edits them)"},
     {"token", cmd_token, "token test APP [--mailbox ADDRESS]",
      "get an OAuth token for APP, show its claims; with --mailbox, try SMTP AUTH"},

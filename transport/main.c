@@ -6,6 +6,8 @@
  *                  -- RCPT...
  *   m365-transport [-c FILE] -n
  *   m365-transport [-c FILE] [-dl] -L      (LMTP on stdin/stdout: lmtp.c)
+ *   m365-transport [-dl] -D SOCKET         (the daemon m365-handoff hands
+ *                                           deliveries to: forkserver.c)
  *
  * Postfix pipe(8) bounces on every exit status except 75 and 71, so every
  * path that is not a deliberate bounce ends in pipe_status() with a
@@ -30,6 +32,7 @@
 #include "net/curl_dl.h"
 #include "conf/conf.h"
 #include "deliver.h"
+#include "forkserver.h"
 #include "util/log.h"
 #include "net/outcome.h"
 #include "util/util.h"
@@ -41,9 +44,11 @@ usage_to(FILE *fp)
 	            "[-s SASL] -- RECIPIENT...\n"
 	            "       m365-transport [-c FILE] -n\n"
 	            "       m365-transport [-c FILE] [-dl] -L\n"
+	            "       m365-transport [-dl] -D SOCKET\n"
 	            "       m365-transport -V | -h\n"
 	            "  -a  the client's address (${client_address}; empty for local mail)\n"
 	            "  -d  debug log (the SMTP transcript, secrets redacted)\n"
+	            "  -D  serve m365-handoff on SOCKET (worker processes, sessions kept)\n"
 	            "  -L  serve LMTP on standard input and output (Postfix spawn(8))\n"
 	            "  -l  log to standard error instead of syslog (tests, by hand)\n"
 	            "  -V  print the version; -h this help\n");
@@ -101,7 +106,7 @@ free_addresses(struct delivery *d)
 /* run - everything after the arguments; the outcome decides the exit status */
 static void
 run(struct delivery *d, const char *conf_file, const char *sender, char **argv, int n,
-    struct outcome *o)
+    struct handoff_worker *w, struct outcome *o)
 {
 	struct msg_err me;
 	bool from_snapshot;
@@ -112,10 +117,16 @@ run(struct delivery *d, const char *conf_file, const char *sender, char **argv, 
 	}
 	/* Warnings are for check-config and the milter's start, not every
 	 * delivery; the compiled snapshot when check-config wrote a fresh one. */
-	d->conf = conf_load_fast(conf_file, &from_snapshot);
-	if (d->conf != NULL)
-		log_debug("configuration %s read from %s", conf_file,
-		          from_snapshot ? "its compiled snapshot" : "the text");
+	if (w != NULL) {
+		/* the handoff daemon's worker: its kept configuration and sessions */
+		d->conf = handoff_conf(w, conf_file);
+		d->pool = d->conf != NULL ? &w->pool : NULL;
+	} else {
+		d->conf = conf_load_fast(conf_file, &from_snapshot);
+		if (d->conf != NULL)
+			log_debug("configuration %s read from %s", conf_file,
+			          from_snapshot ? "its compiled snapshot" : "the text");
+	}
 	if (d->conf != NULL && d->conf->log_file != NULL && !d->to_stderr) {
 		/* Not being able to log is no reason to hold mail: syslog then. */
 		if (log_to_file(d->conf->log_file) < 0)
@@ -139,10 +150,25 @@ run(struct delivery *d, const char *conf_file, const char *sender, char **argv, 
 	deliver(d, o); /* libcurl is loaded only if a token or Graph needs it */
 }
 
+static int pipe_main(int argc, char **argv, struct handoff_worker *w);
+
 int
 main(int argc, char **argv)
 {
-	const char *conf_file = M3_CONFIG_FILE, *sender = NULL;
+	return pipe_main(argc, argv, NULL);
+}
+
+/*
+ * pipe_main - the command line, run by main() and, with a worker w, by a
+ * worker of the handoff daemon with the command line m365-handoff was
+ * given: then only a delivery (never -D, -L, -n, -V, -h), with the
+ * worker's kept configuration and sessions.
+ */
+static int
+pipe_main(int argc, char **argv, struct handoff_worker *w)
+{
+	bool handed = w != NULL;
+	const char *conf_file = M3_CONFIG_FILE, *sender = NULL, *daemon_sock = NULL;
 	struct delivery d;
 	struct outcome o;
 	int check = 0, debug = 0, to_stderr = 0, lmtp = 0, ch;
@@ -150,7 +176,9 @@ main(int argc, char **argv)
 	memset(&d, 0, sizeof(d));
 	memset(&o, 0, sizeof(o));
 	d.qid = "NOQUEUE";
-	while ((ch = getopt(argc, argv, "a:c:dhlLnq:f:s:V")) != -1) {
+	while ((ch = getopt(argc, argv, "a:c:dD:hlLnq:f:s:V")) != -1) {
+		if (handed && strchr("DLnVh", ch) != NULL)
+			ch = '?';
 		switch (ch) {
 		case 'V':
 			printf("m365-transport (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
@@ -160,6 +188,9 @@ main(int argc, char **argv)
 			return 0;
 		case 'L':
 			lmtp = 1;
+			break;
+		case 'D':
+			daemon_sock = optarg;
 			break;
 		case 'a':
 			d.client_given = true;
@@ -195,6 +226,16 @@ main(int argc, char **argv)
 		}
 	}
 	log_open("m365-transport", check || to_stderr ? LOG_TO_STDERR : LOG_TO_SYSLOG, debug);
+	if (daemon_sock != NULL) {
+		/* Every symbol bound once, here, not again in each delivery
+		 * process (lazy binding left them to the first call in each).
+		 * The delivery processes take their client's environment. */
+		if (getenv("LD_BIND_NOW") == NULL && setenv("LD_BIND_NOW", "1", 1) == 0) {
+			execv("/proc/self/exe", argv);
+			log_warn("handoff: exec /proc/self/exe (symbols bound lazily)");
+		}
+		return forkserver_serve(daemon_sock, pipe_main);
+	}
 	if (check) {
 		struct conf *conf = conf_load_logged(conf_file, true);
 		if (conf == NULL)
@@ -231,10 +272,11 @@ main(int argc, char **argv)
 	/* The process ends with the delivery: OpenSSL's clean-up at exit
 	 * (freeing every table it built) was 5% of a delivery's CPU. */
 	OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
-	run(&d, conf_file, sender, argv + optind, argc - optind, &o);
+	run(&d, conf_file, sender, argv + optind, argc - optind, w, &o);
 	ch = pipe_status(&o, stdout);
 	message_free(&d.msg);
 	free_addresses(&d);
-	conf_free((struct conf *)d.conf);
+	if (w == NULL)
+		conf_free((struct conf *)d.conf); /* a worker keeps it */
 	return ch;
 }

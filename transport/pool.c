@@ -118,7 +118,7 @@ pool_put(struct pool *pl, const struct plan *p, struct smtp *s, bool slot, const
 	uint64_t now = store_now();
 	size_t i;
 
-	if (pl->conf->transport.session_idle == 0) {
+	if (pl->conf->transport.session_idle == 0 || (slot && pl->no_slotted)) {
 		struct store_err se;
 		smtp_quit(s);
 		/* not kept: its slot goes back now (the caller leaves it to us) */

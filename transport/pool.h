@@ -62,6 +62,11 @@ struct pool {
 	struct pending_drop *drops;
 	size_t n_drops, cap_drops;
 	uint64_t drops_since; /* store_now() ms of the first */
+	/* Keep no session that holds a mailbox's slot (the handoff daemon's
+	 * workers, forkserver.c): its ten workers take deliveries in any
+	 * order, so one holding a mailbox's slots idle would leave the
+	 * others that took that mailbox's mail waiting for session_idle. */
+	bool no_slotted;
 };
 
 void pool_init(struct pool *pl, const struct conf *conf);

@@ -383,6 +383,17 @@ client_cert(SSL *ssl, void *arg)
 	return 1;
 }
 
+/* a context made ahead (net_prepare); a handshake takes it, once */
+static SSL_CTX *spare_ctx;
+
+int
+net_prepare(void)
+{
+	if (spare_ctx == NULL)
+		spare_ctx = SSL_CTX_new(TLS_client_method());
+	return spare_ctx != NULL ? 0 : -1;
+}
+
 static int
 handshake(struct net *n, const struct tls_opts *o, int timeout)
 {
@@ -390,7 +401,10 @@ handshake(struct net *n, const struct tls_opts *o, int timeout)
 	SSL_SESSION *sess = NULL;
 	int rc;
 
-	n->ctx = SSL_CTX_new(TLS_client_method());
+	/* a context nobody configured yet: as good as a new one, and made
+	 * before the fork that made this process */
+	n->ctx = spare_ctx != NULL ? spare_ctx : SSL_CTX_new(TLS_client_method());
+	spare_ctx = NULL;
 	if (n->ctx == NULL)
 		return fail(n, NET_ELOCAL, "TLS: %s", ssl_error());
 	SSL_CTX_set_min_proto_version(n->ctx, TLS1_2_VERSION);

@@ -104,5 +104,10 @@ void net_init(struct net *n);
 /* net_moved - after a struct net was copied to n (a kept session): what
  * OpenSSL calls back with (a late session ticket) points to n */
 void net_moved(struct net *n);
+/* net_prepare - make one TLS context ahead, before a fork (the handoff
+ * daemon: transport/forkserver.c); the next handshake in each forked
+ * process takes it instead of making its own.  0, or -1 if it could not
+ * be made (the handshake then makes its own) */
+int net_prepare(void);
 
 #endif

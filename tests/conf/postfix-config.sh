@@ -62,6 +62,20 @@ while IFS= read -r line; do postconf -e "$line"; done < "$tmp/main-lmtp"
 postfix -c "$MAIL_CONFIG" check 2>&1 | grep -i m365 && fail "postfix check complains"
 echo "ok: --lmtp lines accepted by postconf and postfix check"
 
+# --handoff: the same pipe(8) entry, running m365-handoff (renamed here to
+# sit next to the first).
+"$ctl" -c "$conf" postfix-config --handoff master | sed 's/^m365 /m365ho /' >> "$MAIL_CONFIG/master.cf"
+entry=$(postconf -M m365ho/unix)
+case $entry in
+*"pipe flags=q user=nobody null_sender= argv=/"*"/m365-handoff -c $tmp/m365relay.conf -q \${queue_id} -f \${sender} -a \${client_address}"*)
+	echo "ok: handoff master entry: $entry" ;;
+*) fail "handoff master entry: $entry" ;;
+esac
+out=$("$ctl" -c "$conf" postfix-config --handoff)
+case $out in *"m365-transport -D"*"/m365relay/transport.sock"*) ;; *) fail "no word of the daemon: $out" ;; esac
+postfix -c "$MAIL_CONFIG" check 2>&1 | grep -i m365 && fail "postfix check complains"
+echo "ok: --handoff entry accepted by postconf and postfix check"
+
 set_socket "unix:/run/elsewhere/milter.sock"
 out=$("$ctl" -c "$conf" postfix-config)
 echo "$out" | grep -qx "smtpd_milters = unix:/run/elsewhere/milter.sock" || fail "absolute: $out"

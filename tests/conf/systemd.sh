@@ -29,6 +29,23 @@ systemd-analyze security --offline=true --threshold=20 "$unit" >/dev/null 2>&1 |
 	fail "exposure $score is over 2.0"
 echo "ok: systemd-analyze security: exposure $score"
 
+# The handoff daemon's unit (m365-transport -D): verified, the service
+# user, SIGTERM to the daemon alone (it waits for its deliveries), the
+# socket m365-handoff looks for by default.
+mkdir -p "$tmp/libexec"
+ln -s "$(cd "$top_builddir" && pwd)/transport/m365-transport" "$tmp/libexec/"
+tunit=$tmp/m365-transport.service
+sed -e "s|@pkglibexecdir[@]|$tmp/libexec|g" "$top_srcdir/contrib/systemd/m365-transport.service.in" > "$tunit"
+systemd-analyze verify --man=no "$tunit" > "$tmp/verify" 2>&1 || fail "verify m365-transport: $(cat "$tmp/verify")"
+[ ! -s "$tmp/verify" ] || fail "verify m365-transport said: $(cat "$tmp/verify")"
+grep -qx "User=m365relay" "$tunit" || fail "m365-transport: not the service user"
+grep -qx "KillMode=mixed" "$tunit" || fail "m365-transport: KillMode is not mixed"
+grep -qx "SyslogFacility=mail" "$tunit" || fail "m365-transport: no SyslogFacility=mail"
+sock=$(sed -n 's/^ExecStart=.* -D \(.*\)$/\1/p' "$tunit")
+grep -qaF "$sock" "$top_builddir/transport/m365-handoff" ||
+	fail "m365-handoff's default socket is not the unit's $sock"
+echo "ok: m365-transport.service verified; the daemon listens where m365-handoff looks ($sock)"
+
 # tmpfiles: the three directories, the service user's, made in a scratch
 # root whose passwd knows m365relay (as sysusers would have made it).
 r=$tmp/root

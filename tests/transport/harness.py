@@ -13,10 +13,12 @@ import hmac
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
@@ -27,7 +29,11 @@ TRANSPORT = os.path.join(TOP_BUILDDIR, "transport", "m365-transport")
 # M365_TRANSPORT_MODE=lmtp: run() delivers through m365-transport -L,
 # spoken to as Postfix's lmtp(8) does, and reads the replies back into
 # what pipe(8) would have seen (Harness.run_lmtp).
+# M365_TRANSPORT_MODE=handoff: run() and spawn() run m365-handoff, which
+# hands each delivery to a m365-transport -D daemon the harness runs
+# (started on first use, stopped with the harness).
 MODE = os.environ.get("M365_TRANSPORT_MODE", "pipe")
+HANDOFF = os.path.join(TOP_BUILDDIR, "transport", "m365-handoff")
 
 # Contoso (tests/lib/sandbox.py) with fabrikam.com accepted too, and the
 # applications erp@ allows: a secret, a certificate (PS256 and RS256).
@@ -152,6 +158,7 @@ class Harness:
                 os.chown(os.path.join(root, n), self.uid, self.gid)
         os.chown(self.work, self.uid, self.gid)
         self.qid = 0
+        self.daemon_lock = threading.Lock()
 
     def write(self, name, text, mode):
         path = os.path.join(self.work, name)
@@ -213,6 +220,8 @@ class Harness:
         if sasl is not None:
             args += ["-s", sasl]
         args += (["-d"] if debug else []) + ["--"] + rcpts
+        if MODE == "handoff":
+            args = [HANDOFF, "-S", self.start_daemon(), "-T", TRANSPORT] + args[1:]
         p = self.popen(args, clock, extra_env, text=True)
         p.qid = qid
         p.msg = msg
@@ -350,6 +359,55 @@ class Harness:
                 out.append((f.read().strip(), msg))
         return out
 
+    def start_daemon(self):
+        """m365-transport -D on a socket in the work directory, as the
+        service user; its log in daemon.log.  The socket's path."""
+        sock = os.path.join(self.work, "transport.sock")
+        with self.daemon_lock:  # deliveries run in threads (test_pacing)
+            return self._start_daemon(sock)
+
+    def _start_daemon(self, sock):
+        if getattr(self, "daemon", None) is None or self.daemon.poll() is not None:
+            def drop():
+                os.setgid(self.gid)
+                os.setuid(self.uid)
+            self.daemon_log = open(os.path.join(self.work, "daemon.log"), "a")
+            self.daemon = subprocess.Popen([TRANSPORT, "-l", "-D", sock], stderr=self.daemon_log,
+                                           preexec_fn=drop)
+            # listening (a dead daemon's socket file may still be there)
+            for _ in range(250):
+                try:
+                    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                        s.connect(sock)
+                    break
+                except OSError:
+                    time.sleep(0.02)
+            else:
+                raise RuntimeError("m365-transport -D does not listen on %s" % sock)
+        return sock
+
+    def reset(self):
+        """The simulator's state cleared, and nothing kept from the test
+        before: in MODE handoff the daemon's workers, which keep their
+        sessions to the simulator, are restarted with the next delivery."""
+        self.sim.control("reset")
+        if MODE == "handoff":
+            self.stop_daemon()
+
+    def stop_daemon(self):
+        if getattr(self, "daemon", None) is not None:
+            if self.daemon.poll() is None:
+                self.daemon.terminate()
+            try:
+                self.daemon.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                ps = subprocess.run(["ps", "-eo", "pid,ppid,stat,wchan:20,cmd"], capture_output=True, text=True)
+                self.daemon.kill()
+                raise RuntimeError("m365-transport -D did not stop on SIGTERM:\n" + ps.stdout)
+            self.daemon_log.close()
+            self.daemon = None
+
     def stop(self):
+        self.stop_daemon()
         self.sim.stop()
         shutil.rmtree(self.work, ignore_errors=True)

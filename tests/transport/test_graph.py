@@ -63,7 +63,7 @@ def graph_token_requests():
 
 class Graph(unittest.TestCase):
     def setUp(self):
-        H.sim.control("reset")
+        H.reset()
         H.sim.control("config", {"hve_accounts": HVE_ACCOUNTS, "graph_delay": 0})
         H.configure(extra_transport="")
         clear_cache()
@@ -334,7 +334,7 @@ class Graph(unittest.TestCase):
 
 class HVE(unittest.TestCase):
     def setUp(self):
-        H.sim.control("reset")
+        H.reset()
         H.sim.control("config", {"hve_accounts": HVE_ACCOUNTS})
 
     def send(self, mailbox, rcpts=("alice@contoso.com",)):

@@ -40,7 +40,7 @@ def tearDownModule():
 
 class Base(unittest.TestCase):
     def setUp(self):
-        H.sim.control("reset")
+        H.reset()
         H.sim.control("config", {"basic_auth": "allowed", "smtp_auth_disabled": False, "send_as_mode": "submission",
                                  "concurrency": 3, "recipient_quota": {"count": 10000, "window": 86400},
                                  "reject_direct_send": False, "rcpt_replies": {}, "max_size": 157286400,
