@@ -204,7 +204,7 @@ def main():
     ap.add_argument("--build", default=TOP)
     ap.add_argument("--messages", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--variants", default="smtp,smtp-reuse,msmtp,pipe,lmtp")
+    ap.add_argument("--variants", default="smtp,smtp-reuse,msmtp,pipe,pipe-handoff,lmtp")
     ap.add_argument("--results", default=os.path.join(HERE, "RESULTS.md"))
     ap.add_argument("--no-results", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (debugging)")
