@@ -289,7 +289,7 @@ pool_close(struct pool *pl)
 		if (pl->e[i].used)
 			drop(pl, &pl->e[i], "the LMTP connection ended", true);
 	if (pl->reused > 0)
-		log_info("LMTP: sessions to Microsoft 365 reused %u time(s)", pl->reused);
+		log_info("sessions to Microsoft 365 reused %u time(s)", pl->reused);
 	drops_write(pl);
 	free(pl->drops);
 	pl->drops = NULL;

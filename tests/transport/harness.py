@@ -401,9 +401,13 @@ class Harness:
             try:
                 self.daemon.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                ps = subprocess.run(["ps", "-eo", "pid,ppid,stat,wchan:20,cmd"], capture_output=True, text=True)
+                try:  # what it was doing, where ps(1) is installed (procps)
+                    ps = subprocess.run(["ps", "-eo", "pid,ppid,stat,wchan:20,cmd"], capture_output=True,
+                                        text=True).stdout
+                except OSError:
+                    ps = "(no ps)"
                 self.daemon.kill()
-                raise RuntimeError("m365-transport -D did not stop on SIGTERM:\n" + ps.stdout)
+                raise RuntimeError("m365-transport -D did not stop on SIGTERM:\n" + ps)
             self.daemon_log.close()
             self.daemon = None
 
