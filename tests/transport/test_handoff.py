@@ -286,9 +286,11 @@ class Handoff(unittest.TestCase):
 
     def test_delivery_process_killed(self):
         H.sim.control("fault", {"step": "rcpt", "action": "stall", "seconds": 20})
+        before = H.sim.state()["stats"]["connections"]
         p = self.handoff(["a@example.net"], transport="/nonexistent/m365-transport", wait=False, qid="QKILLED")
-        kids = wait_for(lambda: children(H.daemon.pid), 10, "the delivery process")
-        time.sleep(0.5)
+        # a worker has it (its session reached the simulator): kill them all
+        wait_for(lambda: H.sim.state()["stats"]["connections"] > before, 20, "the delivery under way")
+        kids = children(H.daemon.pid)
         for k in kids:
             os.kill(k, signal.SIGKILL)
         out = p.stdout.read()
@@ -302,9 +304,11 @@ class Handoff(unittest.TestCase):
         self.assertEqual(len(H.records()), 1)
 
     def test_sigterm_finishes_the_delivery_under_way(self):
-        H.sim.control("fault", {"step": "rcpt", "action": "stall", "seconds": 1.5})
+        H.sim.control("fault", {"step": "rcpt", "action": "stall", "seconds": 3})
+        before = H.sim.state()["stats"]["connections"]
         p = self.handoff(["a@example.net"], transport="/nonexistent/m365-transport", wait=False)
-        wait_for(lambda: children(H.daemon.pid), 10, "the delivery process")
+        # a worker has it: its session reached the simulator
+        wait_for(lambda: H.sim.state()["stats"]["connections"] > before, 20, "the delivery under way")
         H.daemon.terminate()
         wait_for(lambda: not os.path.exists(self.sock), 5, "the socket removed")
         out = p.stdout.read()
