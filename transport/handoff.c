@@ -47,7 +47,6 @@ extern char **environ;
 static int
 fall_back(const char *transport, char **args)
 {
-	args[0] = (char *)"m365-transport";
 	execv(transport, args);
 	/* pipe(8) reports our first line; 75 defers */
 	printf("4.3.0 m365-handoff: cannot run %s: %s\n", transport, strerror(errno));
@@ -179,20 +178,20 @@ main(int argc, char **argv)
 			       M3_HANDOFF_SOCKET, M3_TRANSPORT_PATH);
 		return 0;
 	}
-	/* args[0] is the program name the daemon's process is given */
+	/* m365-transport's command line, whoever runs it: a worker or exec */
 	args = argv + i - 1;
 	nargs = argc - i + 1;
+	args[0] = (char *)"m365-transport";
 	signal(SIGPIPE, SIG_IGN);
 	if ((fd = connect_to(sock)) < 0)
 		return fall_back(transport, args);
-	args[0] = (char *)"m365-transport";
 	if ((block = request(args, nargs, &envc, &len)) == NULL) {
 		close(fd);
 		return fall_back(transport, args);
 	}
 	handoff_header(hdr, (uint32_t)nargs, envc, len);
-	/* Not sent whole: the daemon's process has not started the delivery
-	 * (it reads the request to its end first); ours is the same. */
+	/* Not sent whole: no worker has started the delivery (it reads the
+	 * request to its end first); ours is the same. */
 	if (send_all(fd, hdr, block, len) < 0) {
 		close(fd);
 		free(block);
@@ -204,7 +203,7 @@ main(int argc, char **argv)
 	while (n < 0 && errno == EINTR);
 	if (n == 1)
 		return status;
-	printf("4.3.0 m365-handoff: the delivery process ended without an exit status "
+	printf("4.3.0 m365-handoff: the daemon's worker ended without an exit status "
 	       "(the mail log tells why); deferred\n");
 	return EX_TEMPFAIL;
 }
